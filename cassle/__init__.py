@@ -1,0 +1,1 @@
+"""cassle: self-supervised models are continual learners (CaSSLe), a PyTorch Lightning reimplementation."""

@@ -1,0 +1,6 @@
+"""Backbones: `build_backbone(name, cifar, zero_init_residual) -> (module, feat_dim)`."""
+
+from .resnet import BACKBONES, build_backbone, resnet18, resnet50
+from .tiny import TinyConvNet, tiny
+
+__all__ = ["BACKBONES", "build_backbone", "resnet18", "resnet50", "tiny", "TinyConvNet"]

@@ -1,0 +1,59 @@
+"""ResNet backbones (torchvision) and the backbone registry.
+
+`build_backbone(name, cifar=False, zero_init_residual=False) -> (module, feat_dim)`: the module maps
+(B, 3, H, W) images to (B, feat_dim) pooled features (torchvision's classifier `fc` is replaced by
+`nn.Identity`). Weights are always randomly initialised (`weights=None`): nothing is downloaded.
+
+CIFAR stem (`cifar=True`, as in the reference for 32x32 images): `conv1` becomes a 3x3 conv with
+stride 1, padding 1 and no bias, and the 3x3/2 max-pool is removed (`nn.Identity`), so a 32x32 image
+is still 32x32 after the stem instead of 8x8. The new conv keeps PyTorch's default init, as the
+reference did when it swapped the layer.
+
+`zero_init_residual` is passed to torchvision: the last BatchNorm of every residual block starts
+with weight (gamma) 0, so each block starts as the identity.
+"""
+
+from typing import Callable
+
+import torchvision
+from torch import nn
+
+from .tiny import tiny
+
+
+def _resnet(arch: str, feat_dim: int, cifar: bool, zero_init_residual: bool) -> tuple[nn.Module, int]:
+    net = getattr(torchvision.models, arch)(weights=None, zero_init_residual=zero_init_residual)
+    if cifar:
+        net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+    assert net.fc.in_features == feat_dim
+    net.fc = nn.Identity()
+    net.num_features = feat_dim  # convenience for heads built on top
+    return net, feat_dim
+
+
+def resnet18(cifar: bool = False, zero_init_residual: bool = False) -> tuple[nn.Module, int]:
+    """torchvision ResNet-18 without classifier; feat_dim 512."""
+    return _resnet("resnet18", 512, cifar, zero_init_residual)
+
+
+def resnet50(cifar: bool = False, zero_init_residual: bool = False) -> tuple[nn.Module, int]:
+    """torchvision ResNet-50 without classifier; feat_dim 2048."""
+    return _resnet("resnet50", 2048, cifar, zero_init_residual)
+
+
+# key = CLI value of --backbone
+BACKBONES: dict[str, Callable[..., tuple[nn.Module, int]]] = {
+    "resnet18": resnet18,
+    "resnet50": resnet50,
+    "tiny": tiny,
+}
+
+
+def build_backbone(
+    name: str, cifar: bool = False, zero_init_residual: bool = False
+) -> tuple[nn.Module, int]:
+    """Build backbone `name` (a key of BACKBONES); returns (module, feat_dim)."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; valid names: {sorted(BACKBONES)}")
+    return BACKBONES[name](cifar=cifar, zero_init_residual=zero_init_residual)

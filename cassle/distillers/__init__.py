@@ -1,0 +1,30 @@
+"""CaSSLe distillers. The key is the `--distiller` value."""
+from cassle.distillers.base import DistillMixin, Distiller, add_distiller_args, make_distill_wrapper
+from cassle.distillers.contrastive import ContrastiveDistiller
+from cassle.distillers.decorrelative import DecorrelativeDistiller
+from cassle.distillers.knowledge import KnowledgeDistiller
+from cassle.distillers.predictive import PredictiveDistiller
+from cassle.distillers.predictive_mse import PredictiveMSEDistiller
+
+DISTILLERS = {
+    "decorrelative": DecorrelativeDistiller,
+    "predictive": PredictiveDistiller,
+    "predictive_mse": PredictiveMSEDistiller,
+    "contrastive": ContrastiveDistiller,
+    "knowledge": KnowledgeDistiller,
+}
+
+# The distiller the paper pairs with each method (used by the demo and the bash scripts).
+DEFAULT_DISTILLER = {
+    "barlow_twins": "decorrelative",
+    "byol": "predictive",
+    "vicreg": "predictive_mse",
+    "simclr": "contrastive",
+    "mocov2plus": "contrastive",
+    "swav": "knowledge",
+}
+
+distill_wrapper = make_distill_wrapper(DISTILLERS)
+
+__all__ = ["DISTILLERS", "DEFAULT_DISTILLER", "DistillMixin", "Distiller", "add_distiller_args",
+           "distill_wrapper"]

@@ -1,0 +1,134 @@
+"""The CaSSLe distillation mixin: what the paper adds to any SSL method.
+
+At the start of task t > 0 the encoder and projector as they ended task t-1 are snapshotted into
+`frozen_backbone` / `frozen_projector` (requires_grad off, never in the optimiser). A predictor g
+maps the current projection z of each view to the frozen projection z_bar of the same view, and the
+training loss becomes  L_ssl + distill_lamb * L_distill(g(z), z_bar)  where L_distill is the
+method's own kind of loss (a `Distiller`). The frozen modules live in the state dict, so a mid-task
+resume restores the end-of-previous-task snapshot, never the partly trained weights.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+
+import torch
+import torch.nn as nn
+
+from cassle.methods.base import BaseMethod, StepOutput, mlp
+
+
+def add_distiller_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("CaSSLe distillation (tasks > 0)")
+    group.add_argument("--distiller", default=None, help="decorrelative, predictive, "
+                       "predictive_mse, contrastive, knowledge (omit for fine-tuning)")
+    group.add_argument("--distill_lamb", type=float, default=None,
+                       help="weight of the distillation loss (default: the distiller's)")
+    group.add_argument("--distill_proj_hidden_dim", type=int, default=2048,
+                       help="hidden width of the predictor g")
+    group.add_argument("--distill_barlow_lamb", type=float, default=0.005)
+    group.add_argument("--distill_scale_loss", type=float, default=0.1)
+    group.add_argument("--distill_temperature", type=float, default=None,
+                       help="default: 0.2 contrastive, 0.1 knowledge")
+    group.add_argument("--distill_bn_eval", action="store_true",
+                       help="frozen model's BatchNorm in eval mode (running stats). Default: train "
+                            "mode like the reference (batch statistics; its running stats drift)")
+
+
+class Distiller(nn.Module):
+    """A distillation loss with its learnable parts (the predictor g, maybe prototypes).
+
+    Subclasses set `default_lamb` and implement `loss(p, z_bar)` on lists of per-view tensors.
+    `frozen_attrs` names extra method modules to snapshot besides backbone and projector.
+    """
+
+    default_lamb = 1.0
+    default_temperature: float | None = None
+    frozen_attrs: tuple[str, ...] = ()
+
+    def __init__(self, method: BaseMethod, args):
+        super().__init__()
+        out_dim = args.output_dim
+        # g = Lin(out, hidden)-BN-ReLU-Lin(hidden, out) (REFERENCE section 2).
+        self.predictor = mlp(out_dim, args.distill_proj_hidden_dim, out_dim)
+        self.lamb = args.distill_lamb if args.distill_lamb is not None else self.default_lamb
+        self.temperature = (args.distill_temperature if args.distill_temperature is not None
+                            else self.default_temperature)
+
+    def loss(self, p: list[torch.Tensor], z_bar: list[torch.Tensor],
+             frozen: dict[str, nn.Module]) -> torch.Tensor:
+        raise TypeError(f"{type(self).__name__} must define loss(p, z_bar, frozen)")
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    module = copy.deepcopy(module)
+    for p in module.parameters():
+        p.requires_grad = False
+    return module
+
+
+class DistillMixin:
+    """Mixed in before a method class by `distill_wrapper`; overrides only the seams."""
+
+    distiller_cls: type[Distiller]
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        args = self.hparams
+        self.distiller = self.distiller_cls(self, args)
+        # Nothing to distil at task 0; from task 1 the frozen copies exist from construction so
+        # that a resumed checkpoint restores them.
+        self.distill_active = args.task_idx > 0
+        self.frozen_names = ["backbone", "projector", *self.distiller.frozen_attrs]
+        if self.distill_active:
+            for name in self.frozen_names:
+                setattr(self, f"frozen_{name}", freeze(getattr(self, name)))
+
+    def frozen_modules(self) -> dict[str, nn.Module]:
+        return {n: getattr(self, f"frozen_{n}") for n in self.frozen_names
+                if hasattr(self, f"frozen_{n}")}
+
+    def start_new_task(self) -> None:
+        """Snapshot the current (= end of previous task) weights into the frozen copies."""
+        super().start_new_task()
+        for name, frozen in self.frozen_modules().items():
+            frozen.load_state_dict(getattr(self, name).state_dict())
+
+    def learnable_params(self) -> list[dict]:
+        # Reference rule: when distill_lamb < 1 the predictor's lr is divided by it, so that g
+        # still learns at the base rate although its loss is scaled down.
+        lr = self.hparams.lr
+        if self.distiller.lamb < 1:
+            lr = lr / self.distiller.lamb
+        return super().learnable_params() + [
+            {"name": "distiller", "params": list(self.distiller.parameters()), "lr": lr}]
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.hparams.distill_bn_eval:
+            for frozen in self.frozen_modules().values():
+                frozen.eval()
+        return self
+
+    def ssl_step(self, views, targets) -> StepOutput:
+        out = super().ssl_step(views, targets)
+        if not self.distill_active:
+            return out
+        with torch.no_grad():
+            z_bar = [self.frozen_projector(self.frozen_backbone(v)) for v in views]
+        p = [self.distiller.predictor(z) for z in out.z]
+        distill_loss = self.distiller.loss(p, z_bar, self.frozen_modules())
+        out.loss = out.loss + self.distiller.lamb * distill_loss
+        out.logs["distill_loss"] = distill_loss.detach()
+        return out
+
+
+def make_distill_wrapper(distillers: dict[str, type[Distiller]]):
+    def distill_wrapper(method_cls: type[BaseMethod], name: str) -> type[BaseMethod]:
+        """The CaSSLe version of `method_cls` with the distiller `name`."""
+        if name not in distillers:
+            raise ValueError(f"unknown distiller {name!r}; valid distillers: "
+                             f"{', '.join(distillers)}")
+        return type(f"{method_cls.__name__}CaSSLe_{name}", (DistillMixin, method_cls),
+                    {"distiller_cls": distillers[name], "__module__": __name__})
+    return distill_wrapper

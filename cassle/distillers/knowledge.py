@@ -1,0 +1,24 @@
+"""Knowledge distillation (SwAV): the frozen prototypes' soft assignment of z_bar is the teacher
+for a new learnable prototype layer applied to g(z)."""
+import torch.nn.functional as F
+
+from cassle.distillers.base import Distiller
+from cassle.losses import knowledge_distill_loss
+
+
+class KnowledgeDistiller(Distiller):
+    default_temperature = 0.1
+    frozen_attrs = ("prototypes",)
+
+    def __init__(self, method, args):
+        super().__init__(method, args)
+        if not hasattr(method, "prototypes"):
+            raise ValueError("the knowledge distiller needs a method with prototypes (swav), "
+                             f"not {args.method!r}")
+        from cassle.methods.swav import Prototypes
+        self.prototypes = Prototypes(args.output_dim, args.num_prototypes)
+
+    def loss(self, p, z_bar, frozen):
+        student = [self.prototypes(F.normalize(pi, dim=-1)) for pi in p]
+        teacher = [frozen["prototypes"](F.normalize(zb, dim=-1)) for zb in z_bar]
+        return knowledge_distill_loss(student, teacher, temperature=self.temperature)

@@ -1,0 +1,37 @@
+"""Loss functions: pure functions of tensors, one file per method plus the CaSSLe distill terms.
+
+Losses that need global batch statistics (Barlow Twins, VICReg, SimCLR, Sinkhorn-Knopp) gather
+or all-reduce across processes themselves via :mod:`cassle.utils.distributed`.
+"""
+
+from cassle.losses.barlow import barlow_loss_func
+from cassle.losses.byol import byol_loss_func
+from cassle.losses.distill import (
+    contrastive_distill_loss,
+    decorrelative_distill_loss,
+    knowledge_distill_loss,
+    predictive_distill_loss,
+    predictive_mse_distill_loss,
+    simclr_distill_loss_func,
+)
+from cassle.losses.moco import moco_loss_func
+from cassle.losses.simclr import simclr_loss_func, supcon_pos_mask
+from cassle.losses.swav import sinkhorn_knopp, swav_loss_func
+from cassle.losses.vicreg import vicreg_loss_func
+
+__all__ = [
+    "barlow_loss_func",
+    "byol_loss_func",
+    "vicreg_loss_func",
+    "simclr_loss_func",
+    "supcon_pos_mask",
+    "moco_loss_func",
+    "swav_loss_func",
+    "sinkhorn_knopp",
+    "simclr_distill_loss_func",
+    "contrastive_distill_loss",
+    "decorrelative_distill_loss",
+    "predictive_distill_loss",
+    "predictive_mse_distill_loss",
+    "knowledge_distill_loss",
+]

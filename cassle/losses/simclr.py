@@ -1,0 +1,79 @@
+"""SimCLR / SupCon loss (Chen et al., 2020; Khosla et al., 2020)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from cassle.losses._checks import check_pair, check_positive
+from cassle.utils.distributed import gather
+
+
+def supcon_pos_mask(labels: torch.Tensor) -> torch.Tensor:
+    """Same-label mask for :func:`simclr_loss_func`'s ``extra_pos_mask`` (SupCon).
+
+    Args:
+        labels: this process' labels, (N,) integers.  They are gathered here (identity on a
+            single process), so pass the *local* labels.
+
+    Returns:
+        (2M, 2M) bool, M = global batch, ordered like the loss' rows ``[all z1; all z2]``:
+        ``mask[i, j] = labels[i mod M] == labels[j mod M]`` (diagonal included; the loss drops it).
+    """
+    if not isinstance(labels, torch.Tensor) or labels.dim() != 1:
+        shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise ValueError(f"labels must be a 1-D tensor (N,), got {shape}")
+    y = gather(labels)  # (M,)
+    y = torch.cat([y, y])  # (2M,)
+    return y[:, None] == y[None, :]
+
+
+def simclr_loss_func(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    temperature: float = 0.1,
+    extra_pos_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """NT-Xent (SimCLR) and, with ``extra_pos_mask``, the supervised contrastive loss.
+
+    With z = normalise([z1; z2]) (2M rows, M = global batch), s_ij = z_i . z_j / T and P(i) the
+    positives of anchor i (the other view ``i +- M``, plus ``extra_pos_mask[i]``, never i itself)::
+
+        log p_ij = s_ij - log sum_{k != i} exp(s_ik)
+        L = - 1/(2M) sum_i 1/|P(i)| sum_{j in P(i)} log p_ij
+
+    Distributed: z1 and z2 are gathered and concatenated as ``[z1 of rank 0, z1 of rank 1, ...;
+    z2 of rank 0, z2 of rank 1, ...]``; every process computes all 2M anchors, so the value is
+    the loss of the concatenated batch.  Build a SupCon mask with :func:`supcon_pos_mask`, which
+    gathers the labels in the same order.
+
+    Args:
+        z1, z2: projections of the two views, (N, D) each (normalised here).
+        temperature: softmax temperature T > 0.
+        extra_pos_mask: optional (2M, 2M) bool mask of additional positives.
+
+    Returns:
+        scalar loss tensor.
+    """
+    check_pair("z1", z1, "z2", z2)
+    check_positive("temperature", temperature)
+    z1, z2 = gather(z1), gather(z2)  # (M, D)
+    m = z1.shape[0]
+    z = F.normalize(torch.cat([z1, z2]), dim=1)  # (2M, D)
+
+    self_mask = torch.eye(2 * m, dtype=torch.bool, device=z.device)  # (2M, 2M)
+    logits = (z @ z.T / temperature).masked_fill(self_mask, float("-inf"))  # (2M, 2M)
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)  # (2M, 2M)
+
+    pos = self_mask.roll(shifts=m, dims=1)  # other view: j = (i + M) mod 2M
+    if extra_pos_mask is not None:
+        if not isinstance(extra_pos_mask, torch.Tensor) or extra_pos_mask.shape != (2 * m, 2 * m):
+            got = tuple(extra_pos_mask.shape) if isinstance(extra_pos_mask, torch.Tensor) else extra_pos_mask
+            raise ValueError(
+                f"extra_pos_mask must be a ({2 * m}, {2 * m}) bool tensor (2 x global batch, rows "
+                f"[all z1; all z2]; see supcon_pos_mask), got {got}"
+            )
+        pos = (pos | extra_pos_mask.to(device=z.device, dtype=torch.bool)) & ~self_mask
+
+    mean_log_prob_pos = log_prob.masked_fill(~pos, 0).sum(dim=1) / pos.sum(dim=1)  # (2M,)
+    return -mean_log_prob_pos.mean()

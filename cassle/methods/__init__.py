@@ -1,0 +1,27 @@
+"""The six self-supervised methods. The key is the `--method` value."""
+from cassle.methods.barlow_twins import BarlowTwins
+from cassle.methods.base import BaseMethod, StepOutput
+from cassle.methods.byol import BYOL
+from cassle.methods.mocov2plus import MoCoV2Plus
+from cassle.methods.momentum import BaseMomentumMethod
+from cassle.methods.simclr import SimCLR
+from cassle.methods.swav import SwAV
+from cassle.methods.vicreg import VICReg
+
+METHODS = {
+    "simclr": SimCLR,
+    "mocov2plus": MoCoV2Plus,
+    "byol": BYOL,
+    "barlow_twins": BarlowTwins,
+    "swav": SwAV,
+    "vicreg": VICReg,
+}
+
+
+def get_method_class(name: str):
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+__all__ = ["METHODS", "BaseMethod", "BaseMomentumMethod", "StepOutput", "get_method_class"]

@@ -1,0 +1,217 @@
+"""BaseMethod: what every SSL method shares.
+
+The backbone, the online linear classifier (trained on detached features, so it monitors the
+representation without shaping it), the optimiser with bias/norm exclusion and lr scaling, and the
+per-step schedule. A method only builds its heads and writes `ssl_step`.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from cassle.backbones import BACKBONES, build_backbone
+from cassle.utils.lars import LARS
+from cassle.utils.schedulers import SCHEDULERS, build_scheduler
+
+OPTIMIZERS = ("sgd", "lars", "adam", "adamw")
+# Datasets with small images use the CIFAR stem (3x3 stride-1 conv, no max-pool).
+SMALL_IMAGE_DATASETS = ("cifar10", "cifar100", "digits", "synthetic")
+
+
+@dataclass
+class StepOutput:
+    """What `ssl_step` returns: the contract between a method and the distillation mixin."""
+
+    loss: torch.Tensor  # scalar SSL loss
+    feats: list[torch.Tensor]  # backbone features per view, (B, F), not detached
+    z: list[torch.Tensor]  # projector outputs per view, (B, D): what the distillers work on
+    logs: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class BaseMethod(pl.LightningModule):
+    def __init__(self, **kwargs: Any):
+        super().__init__()
+        self.save_hyperparameters()
+        args = self.hparams
+        if args.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {args.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+        if args.scheduler not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {args.scheduler!r}; valid: {', '.join(SCHEDULERS)}")
+        cifar_stem = args.cifar_stem if args.cifar_stem is not None else (
+            args.dataset in SMALL_IMAGE_DATASETS)
+        self.backbone, self.features_dim = build_backbone(
+            args.backbone, cifar=cifar_stem, zero_init_residual=args.zero_init_residual)
+        self.classifier = nn.Linear(self.features_dim, args.num_classes)
+        self.channels_last = False  # set by the runner on GPUs; inputs follow in the hook below
+
+    # ----------------------------------------------------------------- arguments
+    @staticmethod
+    def add_model_specific_args(parser: argparse.ArgumentParser) -> None:
+        group = parser.add_argument_group("backbone and optimisation")
+        group.add_argument("--backbone", "--encoder", dest="backbone", default="resnet18",
+                           choices=list(BACKBONES))
+        group.add_argument("--cifar_stem", type=lambda s: s.lower() in ("1", "true", "yes"),
+                           default=None, help="3x3 stride-1 stem (default: on for small images)")
+        group.add_argument("--zero_init_residual", action="store_true")
+        group.add_argument("--optimizer", default="sgd", help=f"one of {', '.join(OPTIMIZERS)}")
+        group.add_argument("--lars", action="store_true",
+                           help="reference spelling of --optimizer lars (SGD wrapped in LARS)")
+        group.add_argument("--lr", type=float, default=0.3, help="per 256 images (scaled)")
+        group.add_argument("--classifier_lr", type=float, default=0.1,
+                           help="online classifier lr per 256 images, no weight decay")
+        group.add_argument("--weight_decay", type=float, default=1e-4)
+        group.add_argument("--momentum", type=float, default=0.9, help="SGD/LARS momentum")
+        group.add_argument("--eta_lars", type=float, default=0.02, help="LARS trust coefficient")
+        group.add_argument("--grad_clip_lars", action="store_true",
+                           help="clip the LARS trust ratio at 1 (relative to the lr)")
+        group.add_argument("--exclude_bias_n_norm", action="store_true",
+                           help="no weight decay or LARS adaptation for biases and norm layers")
+        group.add_argument("--scheduler", default="warmup_cosine",
+                           help=f"one of {', '.join(SCHEDULERS)}")
+        group.add_argument("--warmup_epochs", type=float, default=10)
+        group.add_argument("--warmup_start_lr", type=float, default=0.003)
+        group.add_argument("--min_lr", type=float, default=0.0)
+        group.add_argument("--lr_decay_steps", type=int, nargs="+", default=None,
+                           help="epochs of the x0.1 steps (step scheduler)")
+        group.add_argument("--scheduler_gamma", type=float, default=0.1)
+
+    # ----------------------------------------------------------------- parameters
+    def learnable_params(self) -> list[dict]:
+        """Parameter groups; methods append their heads, the mixin its predictor."""
+        return [
+            {"name": "backbone", "params": list(self.backbone.parameters())},
+            {"name": "classifier", "params": list(self.classifier.parameters()),
+             "lr": self.hparams.classifier_lr, "weight_decay": 0.0},
+        ]
+
+    def _split_bias_and_norm(self, groups: list[dict]) -> list[dict]:
+        """Biases and norm parameters (ndim <= 1) get no weight decay and no LARS adaptation."""
+        out = []
+        for group in groups:
+            regular = [p for p in group["params"] if p.ndim > 1]
+            excluded = [p for p in group["params"] if p.ndim <= 1]
+            if regular:
+                out.append({**group, "params": regular})
+            if excluded:
+                out.append({**group, "name": group["name"] + "_bias_norm", "params": excluded,
+                            "weight_decay": 0.0, "exclude_from_lars": True})
+        return out
+
+    def configure_optimizers(self):
+        args = self.hparams
+        # lr per 256 images, scaled to the total batch (reference rule).
+        scale = args.batch_size * self.trainer.world_size / 256
+        groups = self.learnable_params()
+        for group in groups:
+            group["lr"] = group.get("lr", args.lr) * scale
+            group.setdefault("weight_decay", args.weight_decay)
+        seen = set()
+        for group in groups:  # a parameter in two groups would be stepped twice
+            ids = {id(p) for p in group["params"]}
+            if ids & seen:
+                raise RuntimeError(f"parameter group {group['name']!r} repeats parameters")
+            seen |= ids
+        if args.exclude_bias_n_norm:
+            groups = self._split_bias_and_norm(groups)
+        name = "lars" if args.lars else args.optimizer
+        lr = args.lr * scale
+        if name == "sgd":
+            opt = torch.optim.SGD(groups, lr=lr, momentum=args.momentum,
+                                  weight_decay=args.weight_decay)
+        elif name == "lars":
+            opt = LARS(groups, lr=lr, momentum=args.momentum, weight_decay=args.weight_decay,
+                       eta=args.eta_lars, clip_lr=args.grad_clip_lars)
+        elif name == "adam":
+            opt = torch.optim.Adam(groups, lr=lr, weight_decay=args.weight_decay)
+        else:
+            opt = torch.optim.AdamW(groups, lr=lr, weight_decay=args.weight_decay)
+        if args.scheduler == "none":
+            return opt
+        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        steps_per_epoch = max(1, total_steps // max(1, self.trainer.max_epochs))
+        scheduler, interval = build_scheduler(
+            args.scheduler, opt, steps_per_epoch=steps_per_epoch, max_epochs=self.trainer.max_epochs,
+            warmup_epochs=args.warmup_epochs, warmup_start_lr=args.warmup_start_lr,
+            min_lr=args.min_lr, lr_decay_steps=args.lr_decay_steps, gamma=args.scheduler_gamma)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
+
+    # ----------------------------------------------------------------- steps
+    def ssl_step(self, views: list[torch.Tensor], targets: torch.Tensor) -> StepOutput:
+        raise TypeError(f"{type(self).__name__} must define ssl_step(views, targets)")
+
+    def start_new_task(self) -> None:
+        """Called before training a task from scratch (not on a mid-task resume)."""
+
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        # Lightning calls only the module's hook when both define it: run the datamodule's
+        # (on-device augmentation) first.
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+        if datamodule is not None:
+            batch = datamodule.on_after_batch_transfer(batch, dataloader_idx)
+        if self.channels_last:
+            batch = _to_channels_last(batch)
+        return batch
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        feats = self.backbone(x)
+        return {"feats": feats, "logits": self.classifier(feats.detach())}
+
+    def training_step(self, batch, batch_idx):
+        _, views, targets = batch
+        out = self.ssl_step(views, targets)
+        # Online classifier on detached features: it never changes the backbone.
+        class_losses, accs = [], []
+        for feats in out.feats:
+            logits = self.classifier(feats.detach())
+            class_losses.append(F.cross_entropy(logits, targets))
+            accs.append((logits.argmax(1) == targets).float().mean())
+        class_loss = torch.stack(class_losses).mean()
+        if not torch.isfinite(out.loss):
+            raise FloatingPointError(
+                f"non-finite SSL loss ({out.loss.item()}) at epoch {self.current_epoch}, step "
+                f"{self.global_step}; lower --lr or check the data. Checkpoints are left untouched.")
+        self.log_dict({"train/ssl_loss": out.loss, "train/class_loss": class_loss,
+                       "train/online_acc": torch.stack(accs).mean(),
+                       **{f"train/{k}": v for k, v in out.logs.items()}},
+                      on_epoch=True, on_step=False, sync_dist=True)
+        self.log("train/loss", out.loss + class_loss, prog_bar=True, on_step=True, on_epoch=False)
+        return out.loss + class_loss
+
+    def validation_step(self, batch, batch_idx):
+        x, targets = batch
+        logits = self.classifier(self.backbone(x))
+        loss = F.cross_entropy(logits, targets)
+        acc = (logits.argmax(1) == targets).float().mean() * 100
+        self.log_dict({"val/loss": loss, "val/acc1": acc}, prog_bar=True, sync_dist=True)
+        return loss
+
+
+def mlp(in_dim: int, hidden_dim: int, out_dim: int, *, layers: int = 2, bn: bool = True,
+        last_bn: bool = False) -> nn.Sequential:
+    """Lin-(BN)-ReLU-...-Lin projector; `layers` counts the linear layers."""
+    modules: list[nn.Module] = []
+    dim = in_dim
+    for _ in range(layers - 1):
+        modules.append(nn.Linear(dim, hidden_dim))
+        if bn:
+            modules.append(nn.BatchNorm1d(hidden_dim))
+        modules.append(nn.ReLU(inplace=True))
+        dim = hidden_dim
+    modules.append(nn.Linear(dim, out_dim))
+    if last_bn:
+        modules.append(nn.BatchNorm1d(out_dim, affine=False))
+    return nn.Sequential(*modules)
+
+
+def _to_channels_last(batch):
+    if isinstance(batch, torch.Tensor):
+        return batch.contiguous(memory_format=torch.channels_last) if batch.ndim == 4 else batch
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_channels_last(b) for b in batch)
+    return batch

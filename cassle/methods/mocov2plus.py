@@ -1,0 +1,65 @@
+"""MoCo v2+ (Chen et al., 2020; symmetrised): InfoNCE against the momentum key and a queue."""
+from __future__ import annotations
+
+import argparse
+
+import torch
+import torch.nn.functional as F
+
+from cassle.losses import moco_loss_func
+from cassle.methods.base import StepOutput, mlp
+from cassle.methods.momentum import BaseMomentumMethod, momentum_copy
+from cassle.utils.distributed import gather
+
+
+class MoCoV2Plus(BaseMomentumMethod):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        args = self.hparams
+        self.projector = mlp(self.features_dim, args.proj_hidden_dim, args.output_dim, bn=False)
+        self.momentum_projector = momentum_copy(self.projector)
+        # One queue of keys per view, (2, D, K); it is carried over between tasks.
+        queue = F.normalize(torch.randn(2, args.output_dim, args.queue_size), dim=1)
+        self.register_buffer("queue", queue)
+        self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
+
+    @staticmethod
+    def add_model_specific_args(parser: argparse.ArgumentParser) -> None:
+        BaseMomentumMethod.add_model_specific_args(parser)
+        parser.set_defaults(final_tau_momentum=0.999)
+        group = parser.add_argument_group("mocov2plus")
+        group.add_argument("--proj_hidden_dim", type=int, default=2048)
+        group.add_argument("--output_dim", type=int, default=128)
+        group.add_argument("--temperature", type=float, default=0.2)
+        group.add_argument("--queue_size", type=int, default=32768)
+
+    def learnable_params(self) -> list[dict]:
+        return super().learnable_params() + [
+            {"name": "projector", "params": list(self.projector.parameters())}]
+
+    def momentum_pairs(self):
+        return super().momentum_pairs() + [(self.projector, self.momentum_projector)]
+
+    @torch.no_grad()
+    def _enqueue(self, keys: torch.Tensor) -> None:
+        """keys (2, N, D) of the global batch; overwrite the oldest N columns (wrapping)."""
+        size = self.queue.shape[-1]
+        n = keys.shape[1]
+        ptr = int(self.queue_ptr)
+        cols = (torch.arange(n, device=keys.device) + ptr) % size
+        self.queue[:, :, cols] = keys.permute(0, 2, 1).to(self.queue.dtype)
+        self.queue_ptr[0] = (ptr + n) % size
+
+    def ssl_step(self, views, targets) -> StepOutput:
+        feats = [self.backbone(v) for v in views]
+        z = [self.projector(f) for f in feats]
+        q = [F.normalize(zi, dim=-1) for zi in z]
+        with torch.no_grad():
+            k = [F.normalize(self.momentum_projector(self.momentum_backbone(v)), dim=-1)
+                 for v in views]
+        queue = self.queue.clone().detach()
+        T = self.hparams.temperature
+        loss = (moco_loss_func(q[0], k[1], queue[1], temperature=T)
+                + moco_loss_func(q[1], k[0], queue[0], temperature=T)) / 2
+        self._enqueue(torch.stack([gather(k[0]), gather(k[1])]))
+        return StepOutput(loss=loss, feats=feats, z=z)

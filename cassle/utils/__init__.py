@@ -1,0 +1,1 @@
+"""Utilities: LARS, schedulers, argument helpers, checkpoints, distributed helpers."""

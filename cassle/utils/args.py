@@ -1,0 +1,106 @@
+"""Command-line arguments of `main_continual.py`.
+
+Flags are assembled from the parts that own them: trainer and logging flags here, data and
+augmentation flags in `cassle.data.args`, optimiser flags in `BaseMethod`, method flags next to each
+method, distiller flags in `cassle.distillers`. Unknown flags are an error (argparse's
+`parse_args`, never `parse_known_args`), so a typo in a bash script fails loudly.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Sequence
+
+
+def add_trainer_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("trainer")
+    group.add_argument("--name", default="run", help="run name (wandb, CSV logs)")
+    group.add_argument("--checkpoint_dir", default="trained_models",
+                       help="folder receiving last.ckpt and args.json of this task")
+    group.add_argument("--pretrained_model", default=None,
+                       help="checkpoint of the previous task: weights to start from (and the "
+                            "frozen model of the distiller)")
+    group.add_argument("--resume_from_checkpoint", default=None,
+                       help="resume this task (optimizer, schedule, epoch) from a checkpoint")
+    group.add_argument("--max_epochs", type=int, default=100, help="epochs per task")
+    group.add_argument("--max_steps", type=int, default=-1, help="stop a task early (smoke runs)")
+    group.add_argument("--limit_train_batches", type=float, default=None)
+    group.add_argument("--limit_val_batches", type=float, default=None)
+    group.add_argument("--accelerator", default="auto", help="cpu, gpu, auto")
+    group.add_argument("--devices", default="auto", help="number of devices, or auto")
+    group.add_argument("--gpus", default=None, help=argparse.SUPPRESS)  # reference spelling
+    group.add_argument("--num_nodes", type=int, default=1)
+    group.add_argument("--strategy", default="auto", help="Lightning strategy; ddp when devices > 1")
+    group.add_argument("--sync_batchnorm", action="store_true")
+    group.add_argument("--precision", default="auto",
+                       help="auto = bf16-mixed on GPUs that support it, else 32; or 32, 16-mixed, "
+                            "bf16-mixed (16 is read as 16-mixed)")
+    group.add_argument("--channels_last", default="auto", choices=["auto", "on", "off"],
+                       help="channels_last memory format (auto: on for GPUs)")
+    group.add_argument("--seed", type=int, default=5)
+    group.add_argument("--deterministic", action="store_true",
+                       help="deterministic kernels (exact resume on CPU)")
+    group.add_argument("--check_val_every_n_epoch", type=int, default=1)
+    group.add_argument("--log_every_n_steps", type=int, default=50)
+    group.add_argument("--num_sanity_val_steps", type=int, default=0)
+    group.add_argument("--no_progress_bar", action="store_true")
+    group.add_argument("--save_checkpoint", action="store_true",
+                       help="accepted for the reference's scripts; checkpoints are always saved")
+    group.add_argument("--auto_resume", action="store_true", help=argparse.SUPPRESS)
+    logging = parser.add_argument_group("logging")
+    logging.add_argument("--wandb", action="store_true", help="log to Weights & Biases")
+    logging.add_argument("--wandb_online", action="store_true",
+                         help="sync wandb online (default: offline, sync later with `wandb sync`)")
+    logging.add_argument("--project", default="cassle")
+    logging.add_argument("--entity", default=None)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The full parser for the method (and distiller) named in argv."""
+    from cassle.data.args import add_augmentation_args, add_data_args
+    from cassle.distillers import DISTILLERS, add_distiller_args
+    from cassle.methods import METHODS
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--method")
+    pre.add_argument("--distiller")
+    known, _ = pre.parse_known_args(argv)
+    if known.method is None:
+        raise SystemExit(f"error: --method is required; valid methods: {', '.join(METHODS)}")
+    if known.method not in METHODS:
+        raise SystemExit(f"error: unknown method {known.method!r}; valid methods: {', '.join(METHODS)}")
+    if known.distiller is not None and known.distiller not in DISTILLERS:
+        raise SystemExit(f"error: unknown distiller {known.distiller!r}; "
+                         f"valid distillers: {', '.join(DISTILLERS)}")
+
+    parser = argparse.ArgumentParser(description="Train one task of a continual SSL sequence.")
+    parser.add_argument("--method", required=True, choices=list(METHODS))
+    add_trainer_args(parser)
+    add_data_args(parser)
+    add_augmentation_args(parser)
+    METHODS[known.method].add_model_specific_args(parser)
+    add_distiller_args(parser)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if args.gpus is not None:  # reference scripts say `--gpus 0,1`
+        ids = [g for g in str(args.gpus).split(",") if g.strip() != ""]
+        args.accelerator, args.devices = "gpu", len(ids)
+    if args.devices != "auto":
+        args.devices = int(args.devices)
+    if str(args.precision) == "16":
+        args.precision = "16-mixed"
+    return args
+
+
+def save_args(args: argparse.Namespace, path: str) -> None:
+    """Write the resolved arguments as JSON (atomically: tmp file + rename)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(vars(args), f, indent=2, sort_keys=True, default=str)
+    os.replace(tmp, path)

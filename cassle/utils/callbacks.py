@@ -1,0 +1,58 @@
+"""Lightning callbacks of the task runner: atomic last.ckpt and exact-resume RNG state."""
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+
+class AtomicLastCheckpoint(pl.Callback):
+    """Writes `<dirpath>/last.ckpt` at every epoch end and when training ends.
+
+    Written to a temporary file and renamed, so a kill during the write leaves the previous
+    checkpoint intact (Lightning's own writer truncates the target in place).
+    """
+
+    def __init__(self, dirpath: str, filename: str = "last.ckpt"):
+        self.path = os.path.join(dirpath, filename)
+
+    def save(self, trainer: pl.Trainer) -> None:
+        tmp = f"{self.path}.tmp"
+        trainer.save_checkpoint(tmp)
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
+        trainer.strategy.barrier()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self.save(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        # A run stopped by max_steps ends mid-epoch; save its final state too.
+        self.save(trainer)
+
+
+class RNGStateCheckpoint(pl.Callback):
+    """Saves and restores the Python, NumPy and torch RNG states with the checkpoint, so a task
+    resumed from an epoch-end checkpoint draws the same shuffles and augmentations as an
+    uninterrupted run (exact on CPU with --deterministic and num_workers 0)."""
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        states = {"python": random.getstate(), "numpy": np.random.get_state(),
+                  "torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            states["cuda"] = torch.cuda.get_rng_state_all()
+        checkpoint["rng_states"] = states
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        states = checkpoint.get("rng_states")
+        if not states:
+            return
+        random.setstate(states["python"])
+        np.random.set_state(states["numpy"])
+        torch.set_rng_state(states["torch"])
+        if "cuda" in states and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["cuda"])

@@ -1,0 +1,129 @@
+"""Train one task of a continual self-supervised sequence (fine-tuning or CaSSLe).
+
+    python main_continual.py --method barlow_twins --dataset cifar100 --data_dir DATA \
+        --num_tasks 5 --task_idx 1 --pretrained_model RUN/task0/last.ckpt \
+        --distiller decorrelative --checkpoint_dir RUN/task1 ...
+
+`job_launcher.py` runs the whole sequence (and resumes it); this script is one step of it. It exits
+0 only when the task completed and `<checkpoint_dir>/last.ckpt` holds its final weights.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+import pytorch_lightning as pl
+import torch
+
+
+def build_model(args):
+    from cassle.distillers import distill_wrapper
+    from cassle.methods import METHODS
+
+    method_cls = METHODS[args.method]
+    if args.distiller:
+        method_cls = distill_wrapper(method_cls, args.distiller)
+    return method_cls(**vars(args))
+
+
+def resolve_precision(args) -> str:
+    if args.precision != "auto":
+        return str(args.precision)
+    on_gpu = torch.cuda.is_available() and args.accelerator in ("auto", "gpu", "cuda")
+    if on_gpu and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def build_loggers(args):
+    from pytorch_lightning.loggers import CSVLogger
+
+    loggers = [CSVLogger(save_dir=args.checkpoint_dir, name="logs", version="")]
+    if args.wandb:
+        from pytorch_lightning.loggers import WandbLogger  # imports wandb only when asked
+
+        loggers.append(WandbLogger(name=args.name, project=args.project, entity=args.entity,
+                                   save_dir=args.checkpoint_dir,
+                                   offline=not args.wandb_online, config=vars(args)))
+    return loggers
+
+
+def check_task_args(args) -> None:
+    if not 0 <= args.task_idx < args.num_tasks:
+        raise ValueError(f"--task_idx {args.task_idx} is out of range for --num_tasks "
+                         f"{args.num_tasks} (valid: 0..{args.num_tasks - 1})")
+    if (args.distiller and args.task_idx > 0 and not args.pretrained_model
+            and not args.resume_from_checkpoint):
+        raise ValueError(f"task {args.task_idx} with --distiller {args.distiller} needs "
+                         "--pretrained_model: the previous task's final checkpoint (its frozen "
+                         "copy is what CaSSLe distils from)")
+
+
+def main(argv=None) -> int:
+    from cassle.data import ContinualDataModule
+    from cassle.utils.args import parse_args, save_args
+    from cassle.utils.callbacks import AtomicLastCheckpoint, RNGStateCheckpoint
+    from cassle.utils.pretrained import (check_compatible, load_pretrained, read_checkpoint)
+
+    args = parse_args(argv)
+    check_task_args(args)
+    pl.seed_everything(args.seed, workers=True)
+    if args.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+    # Everything that can fail on bad input happens before anything is written.
+    datamodule = ContinualDataModule.from_args(args)
+    args.num_classes = datamodule.num_classes
+    pretrained = None
+    if args.resume_from_checkpoint:
+        check_compatible(read_checkpoint(args.resume_from_checkpoint),
+                         args.resume_from_checkpoint, args)
+    elif args.pretrained_model:
+        pretrained = read_checkpoint(args.pretrained_model)
+        check_compatible(pretrained, args.pretrained_model, args)
+    model = build_model(args)
+    if pretrained is not None:
+        load_pretrained(model, pretrained, args.pretrained_model)
+    if not args.resume_from_checkpoint:
+        model.start_new_task()  # snapshots the frozen model, resets per-task state
+
+    precision = resolve_precision(args)
+    on_gpu = torch.cuda.is_available() and args.accelerator in ("auto", "gpu", "cuda")
+    model.channels_last = args.channels_last == "on" or (args.channels_last == "auto" and on_gpu)
+    if model.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    os.makedirs(args.checkpoint_dir, exist_ok=True)
+    save_args(args, os.path.join(args.checkpoint_dir, "args.json"))
+    strategy = args.strategy
+    if strategy == "auto" and (args.num_nodes > 1 or (isinstance(args.devices, int)
+                                                     and args.devices > 1)):
+        strategy = "ddp"
+    trainer = pl.Trainer(
+        max_epochs=args.max_epochs, max_steps=args.max_steps,
+        accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes,
+        strategy=strategy, sync_batchnorm=args.sync_batchnorm, precision=precision,
+        logger=build_loggers(args), enable_checkpointing=False,
+        callbacks=[AtomicLastCheckpoint(args.checkpoint_dir), RNGStateCheckpoint(),
+                   pl.callbacks.LearningRateMonitor(logging_interval="step")],
+        limit_train_batches=args.limit_train_batches, limit_val_batches=args.limit_val_batches,
+        check_val_every_n_epoch=args.check_val_every_n_epoch,
+        log_every_n_steps=args.log_every_n_steps, num_sanity_val_steps=args.num_sanity_val_steps,
+        enable_progress_bar=not args.no_progress_bar, deterministic=args.deterministic or None,
+    )
+    trainer.fit(model, datamodule=datamodule, ckpt_path=args.resume_from_checkpoint)
+    if trainer.interrupted:
+        print(f"task {args.task_idx} was interrupted; resume with --resume_from_checkpoint "
+              f"{os.path.join(args.checkpoint_dir, 'last.ckpt')}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    try:
+        sys.exit(main())
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
