@@ -60,13 +60,13 @@ def check_task_args(args) -> None:
                          "copy is what CaSSLe distils from)")
 
 
-def main(argv=None) -> int:
+def run_task(args, extra_callbacks=()) -> pl.Trainer:
+    """Train task `args.task_idx`; returns the trainer (tests pass extra callbacks)."""
     from cassle.data import ContinualDataModule
-    from cassle.utils.args import parse_args, save_args
+    from cassle.utils.args import save_args
     from cassle.utils.callbacks import AtomicLastCheckpoint, RNGStateCheckpoint
-    from cassle.utils.pretrained import (check_compatible, load_pretrained, read_checkpoint)
+    from cassle.utils.pretrained import check_compatible, load_pretrained, read_checkpoint
 
-    args = parse_args(argv)
     check_task_args(args)
     pl.seed_everything(args.seed, workers=True)
     if args.deterministic:
@@ -106,13 +106,24 @@ def main(argv=None) -> int:
         strategy=strategy, sync_batchnorm=args.sync_batchnorm, precision=precision,
         logger=build_loggers(args), enable_checkpointing=False,
         callbacks=[AtomicLastCheckpoint(args.checkpoint_dir), RNGStateCheckpoint(),
-                   pl.callbacks.LearningRateMonitor(logging_interval="step")],
+                   pl.callbacks.LearningRateMonitor(logging_interval="step"),
+                   *extra_callbacks],
         limit_train_batches=args.limit_train_batches, limit_val_batches=args.limit_val_batches,
         check_val_every_n_epoch=args.check_val_every_n_epoch,
         log_every_n_steps=args.log_every_n_steps, num_sanity_val_steps=args.num_sanity_val_steps,
         enable_progress_bar=not args.no_progress_bar, deterministic=args.deterministic or None,
     )
-    trainer.fit(model, datamodule=datamodule, ckpt_path=args.resume_from_checkpoint)
+    # weights_only=False: our checkpoints carry RNG states and hyperparameters (trusted files).
+    trainer.fit(model, datamodule=datamodule, ckpt_path=args.resume_from_checkpoint,
+                weights_only=False)
+    return trainer
+
+
+def main(argv=None) -> int:
+    from cassle.utils.args import parse_args
+
+    args = parse_args(argv)
+    trainer = run_task(args)
     if trainer.interrupted:
         print(f"task {args.task_idx} was interrupted; resume with --resume_from_checkpoint "
               f"{os.path.join(args.checkpoint_dir, 'last.ckpt')}", file=sys.stderr)
@@ -121,9 +132,11 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    for noisy in (".*does not have many workers.*", ".*overridden `on_after_batch_transfer`.*",
+                  ".*`weights_only` was not set.*", ".*`srun` command is available.*"):
+        warnings.filterwarnings("ignore", noisy)
     try:
         sys.exit(main())
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -61,7 +61,8 @@ def _data() -> dict[str, torch.Tensor]:
 
 
 def _supcon(z1, z2, labels):
-    return simclr_loss_func(z1, z2, temperature=0.2, extra_pos_mask=supcon_pos_mask(labels))
+    # the method's usage: gather the local labels, build the global mask
+    return simclr_loss_func(z1, z2, temperature=0.2, extra_pos_mask=supcon_pos_mask(du.gather(labels)))
 
 
 def _loss_and_grads(fn, z1, z2, *extra):
@@ -83,6 +84,11 @@ def _worker(rank: int, port: int, out_dir: str, data: dict[str, torch.Tensor]) -
         z1, z2 = data["z1"][local], data["z2"][local]
         res = {name: _loss_and_grads(fn, z1, z2) for name, fn in TWO_VIEW.items()}
         res["supcon"] = _loss_and_grads(_supcon, z1, z2, data["labels"][local])
+        try:  # a mask from un-gathered labels has the local shape: must be rejected
+            simclr_loss_func(z1, z2, 0.2, supcon_pos_mask(data["labels"][local]))
+            res["ungathered_mask_error"] = ""
+        except ValueError as e:
+            res["ungathered_mask_error"] = str(e)
         res["sinkhorn"] = sinkhorn_knopp(data["scores"][local], epsilon=0.3, num_iters=3)
         res["gather"] = du.gather(z1)
         res["rank_world"] = (du.rank(), du.world_size(), du.is_distributed())
@@ -118,6 +124,7 @@ def test_helpers_in_process_group(dist_results):
         assert res[r]["rank_world"] == (r, WORLD, True)
         torch.testing.assert_close(res[r]["gather"], data["z1"])  # rank order
         torch.testing.assert_close(res[r]["mean"], torch.tensor([0.5], dtype=torch.float64))
+        assert "extra_pos_mask must be a (16, 16)" in res[r]["ungathered_mask_error"]
 
 
 @pytest.mark.parametrize("name", [*TWO_VIEW, "supcon"])

@@ -88,6 +88,7 @@ def test_excluded_group_is_plain_sgd_without_weight_decay():
     opt = LARS([{"params": [w]}, {"params": [b], "exclude_from_lars": True}],
                lr=0.2, momentum=0.9, weight_decay=0.05, eta=0.02, clip_lr=True)
     assert opt.param_groups[1]["weight_decay"] == 0.0  # the optimizer default does not leak in
+    opt.param_groups[1]["weight_decay"] = 0.5  # set later by hand: still ignored for excluded groups
     b_grads = [[1.0, 2.0], [-0.5, 0.25], [0.0, 1.0]]
     sgd = torch.optim.SGD([b_ref := nn.Parameter(torch.tensor([0.7, -0.1], dtype=D))], lr=0.2, momentum=0.9)
     for g, gb in zip(GRADS, b_grads):

@@ -26,6 +26,7 @@ __all__ = [
     "MANIFEST_NAME",
     "STATUSES",
     "now",
+    "empty_task",
     "new_manifest",
     "load_manifest",
     "save_manifest",
@@ -46,7 +47,7 @@ def now() -> str:
     return datetime.now().isoformat(timespec="seconds")
 
 
-def _empty_entry() -> dict:
+def empty_task() -> dict:
     return {"status": "pending", "checkpoint": None, "returncode": None, "started": None, "finished": None}
 
 
@@ -56,7 +57,7 @@ def new_manifest(name: str, script: str | None, argv: list[str], task_ids: Itera
         "script": script,
         "argv": list(argv),
         "created": now(),
-        "tasks": {str(t): _empty_entry() for t in task_ids},
+        "tasks": {str(t): empty_task() for t in task_ids},
     }
 
 
@@ -89,9 +90,9 @@ def update_task(experiment_dir: str, manifest: dict, key: int | str, status: str
     if status not in STATUSES:
         raise ValueError(f"unknown status {status!r}; valid: {', '.join(STATUSES)}")
     if key == "eval":
-        entry = manifest.setdefault("eval", _empty_entry())
+        entry = manifest.setdefault("eval", empty_task())
     else:
-        entry = manifest["tasks"].setdefault(str(key), _empty_entry())
+        entry = manifest["tasks"].setdefault(str(key), empty_task())
     entry["status"] = status
     if status == "running":
         entry.update(started=now(), finished=None, returncode=None)

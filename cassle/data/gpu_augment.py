@@ -3,9 +3,11 @@
 Why this exists
 ---------------
 The reference pipeline augments every image in PIL inside DataLoader workers. For small images
-(CIFAR) that is the bottleneck of a run: 16 PIL/torchvision workers deliver ~18k views/s, while the
-same augmentations done here on uint8 batches already on the GPU ran ~358k views/s (raw kernel
-throughput; ~35-63k views/s inside a full training step on an H200). The datamodule calls
+(CIFAR) that is the bottleneck of a run. Measurements quoted by the project's issue / design notes
+(not re-measured here): 16 PIL/torchvision workers deliver ~18k views/s, a batched torch augmentation
+of uint8 batches already on the GPU ~358k views/s (augmentation alone), and a whole training step
+with it ~35-63k views/s on an H200. `python -m cassle.data.gpu_augment` prints this module's own
+throughput on the current machine. The datamodule calls
 `MultiViewBatchAugment` in `on_after_batch_transfer`, so methods receive augmented, normalised views
 either way. The same code runs on CPU tensors (that is how the tests run).
 

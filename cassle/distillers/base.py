@@ -103,12 +103,20 @@ class DistillMixin:
         return super().learnable_params() + [
             {"name": "distiller", "params": list(self.distiller.parameters()), "lr": lr}]
 
-    def train(self, mode: bool = True):
-        super().train(mode)
+    def _apply_frozen_bn_mode(self) -> None:
         if self.hparams.distill_bn_eval:
             for frozen in self.frozen_modules().values():
                 frozen.eval()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._apply_frozen_bn_mode()
         return self
+
+    def on_train_epoch_start(self) -> None:
+        # Lightning 2 does not call .train() at fit start, so enforce the mode here too.
+        super().on_train_epoch_start()
+        self._apply_frozen_bn_mode()
 
     def ssl_step(self, views, targets) -> StepOutput:
         out = super().ssl_step(views, targets)

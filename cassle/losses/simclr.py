@@ -13,8 +13,10 @@ def supcon_pos_mask(labels: torch.Tensor) -> torch.Tensor:
     """Same-label mask for :func:`simclr_loss_func`'s ``extra_pos_mask`` (SupCon).
 
     Args:
-        labels: this process' labels, (N,) integers.  They are gathered here (identity on a
-            single process), so pass the *local* labels.
+        labels: labels of the *global* batch, (M,) integers, in the order of the loss' rows:
+            under DDP pass ``cassle.utils.distributed.gather(local_labels)`` (a single process
+            passes its labels as they are).  Forgetting to gather makes the mask (2N, 2N)
+            instead of (2M, 2M), which :func:`simclr_loss_func` rejects.
 
     Returns:
         (2M, 2M) bool, M = global batch, ordered like the loss' rows ``[all z1; all z2]``:
@@ -23,8 +25,7 @@ def supcon_pos_mask(labels: torch.Tensor) -> torch.Tensor:
     if not isinstance(labels, torch.Tensor) or labels.dim() != 1:
         shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
         raise ValueError(f"labels must be a 1-D tensor (N,), got {shape}")
-    y = gather(labels)  # (M,)
-    y = torch.cat([y, y])  # (2M,)
+    y = torch.cat([labels, labels])  # (2M,)
     return y[:, None] == y[None, :]
 
 
@@ -44,8 +45,8 @@ def simclr_loss_func(
 
     Distributed: z1 and z2 are gathered and concatenated as ``[z1 of rank 0, z1 of rank 1, ...;
     z2 of rank 0, z2 of rank 1, ...]``; every process computes all 2M anchors, so the value is
-    the loss of the concatenated batch.  Build a SupCon mask with :func:`supcon_pos_mask`, which
-    gathers the labels in the same order.
+    the loss of the concatenated batch.  Build a SupCon mask with
+    ``supcon_pos_mask(gather(labels))``: gathering labels gives the same order.
 
     Args:
         z1, z2: projections of the two views, (N, D) each (normalised here).

@@ -92,6 +92,6 @@ def sinkhorn_knopp(scores: torch.Tensor, epsilon: float = 0.05, num_iters: int =
 
     q = q / all_reduce_sum(q.sum())
     for _ in range(num_iters):
-        q = q / q.sum(dim=1, keepdim=True) / k  # prototypes: rows sum to 1/K
+        q = q / all_reduce_sum(q.sum(dim=1, keepdim=True)) / k  # prototypes: rows sum to 1/K
         q = q / q.sum(dim=0, keepdim=True) / b  # samples: columns sum to 1/B (local)
     return (q * b).T  # (N, K)

@@ -170,7 +170,7 @@ class BaseMethod(pl.LightningModule):
         for feats in out.feats:
             logits = self.classifier(feats.detach())
             class_losses.append(F.cross_entropy(logits, targets))
-            accs.append((logits.argmax(1) == targets).float().mean())
+            accs.append((logits.argmax(1) == targets).float().mean() * 100)
         class_loss = torch.stack(class_losses).mean()
         if not torch.isfinite(out.loss):
             raise FloatingPointError(

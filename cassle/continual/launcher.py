@@ -1,0 +1,431 @@
+"""Run a continual sequence: one ``main_continual.py`` process per task, strictly in order.
+
+``run_local`` executes a plan (``cassle.continual.plan``): before each task the manifest says
+"running", the trainer's output goes to the console and to ``<exp>/task{t}/train.log``, and a task
+counts as done only when it exits 0 *and* left ``last.ckpt``. The first failure stops the sequence
+(the reference fed a crashed task's stale checkpoint to the next task; this never does) and the
+launcher exits non-zero; rerunning the same command resumes.
+
+``main`` is the ``job_launcher.py`` command line (see ``build_parser``). SLURM mode writes an sbatch
+file that runs this same local launcher inside the allocation, so sequencing, resume and
+return-code checks are the same code in both modes.
+
+Test-only options (hidden from ``--help``): ``--main_script`` / ``--eval_script`` replace
+``main_continual.py`` / ``main_linear.py`` (the launcher tests drive ``tests/fake_main_continual.py``);
+``--srun`` (set by the generated sbatch file) starts every task under ``srun``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from typing import Sequence
+
+from cassle.continual import manifest as mf
+from cassle.continual.plan import (
+    PlanError,
+    TaskRun,
+    diff_args,
+    drop_flags,
+    get_flag,
+    merge_args,
+    parse_script,
+    plan_tasks,
+    set_flag,
+    split_flags,
+)
+from cassle.continual.slurm import SlurmError, SlurmOptions, sbatch_script, srun_prefix, submit
+from cassle.utils.checkpoint import atomic_write_text
+
+__all__ = ["run_local", "run_eval", "run_task", "main", "build_parser", "RESUME_NEUTRAL_FLAGS"]
+
+# Flags that may change between a run and its resume without making it a different experiment
+# (the data can move to another disk, the loader can get more workers).
+RESUME_NEUTRAL_FLAGS = ("--data_dir", "--num_workers")
+
+
+class _Interrupted(Exception):
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _console_write(data: bytes) -> None:
+    out = getattr(sys.stdout, "buffer", None)
+    if out is not None:
+        out.write(data)
+    else:  # a replaced sys.stdout (e.g. captured) without a byte buffer
+        sys.stdout.write(data.decode(errors="replace"))
+    sys.stdout.flush()
+
+
+def run_task(command: Sequence[str], log_path: str, header: str = "") -> int:
+    """Run ``command``; tee its stdout+stderr to the console and (appended) to ``log_path``.
+
+    Returns the exit code (negative = killed by that signal, as ``subprocess``). SIGTERM / SIGINT
+    received by the launcher are passed on to the child, which gets 60 s to stop; then
+    ``_Interrupted`` is raised so the caller can record it.
+    """
+    os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
+    with open(log_path, "ab") as log:
+        if header:
+            log.write(header.encode())
+            _console_write(header.encode())
+        # Same process group as the launcher: killing the group (Ctrl-C, scancel) stops both.
+        proc = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        received: list[int] = []
+
+        def forward(signum, _frame):
+            received.append(signum)
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+        previous = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                previous[sig] = signal.signal(sig, forward)
+            except ValueError:  # not the main thread: leave signal handling alone
+                pass
+        try:
+            fd = proc.stdout.fileno()
+            while True:
+                try:
+                    chunk = os.read(fd, 65536)
+                except InterruptedError:
+                    continue
+                if not chunk:
+                    break
+                log.write(chunk)
+                log.flush()
+                _console_write(chunk)
+            try:
+                rc = proc.wait(timeout=60 if received else None)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                rc = proc.wait()
+        finally:
+            proc.stdout.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    if received:
+        raise _Interrupted(received[0])
+    return rc
+
+
+def _set_aside(path: str) -> None:
+    """A checkpoint left by an attempt that is being redone must not be resumed later."""
+    if os.path.exists(path):
+        os.replace(path, path + ".stale")
+        print(f"[launcher] moved stale {path} to {path}.stale (its predecessor task is being redone)")
+
+
+def run_local(
+    plan: Sequence[TaskRun],
+    experiment_dir: str,
+    python: str = sys.executable,
+    main_script: str = "main_continual.py",
+    prefix: Sequence[str] = (),
+) -> int:
+    """Execute ``plan`` in order, recording each task in ``<experiment_dir>/manifest.json``.
+
+    Returns 0 when every task is done, 1 after the first failed task (later tasks never start),
+    128 + signal number when the launcher itself was interrupted.
+    """
+    manifest = mf.load_manifest(experiment_dir)
+    if manifest is None:
+        raise FileNotFoundError(f"{experiment_dir} has no {mf.MANIFEST_NAME}; create it before run_local")
+    for run in plan:
+        t = run.task_idx
+        if run.action == "skip":
+            print(f"[launcher] task {t}: done, skipping ({run.checkpoint})")
+            continue
+        if run.action == "run":
+            _set_aside(run.checkpoint)
+        elif run.action != "resume":
+            raise ValueError(f"unknown action {run.action!r} for task {t}; valid: run, resume, skip")
+        command = [*prefix, python, main_script, *run.argv]
+        verb = f"resuming from {run.resume_from}" if run.action == "resume" else "starting"
+        print(f"[launcher] task {t}: {verb}; log: {run.log_path}", flush=True)
+        mf.update_task(experiment_dir, manifest, t, "running", checkpoint=None)
+        header = f"\n=== [launcher {datetime.now():%Y-%m-%d %H:%M:%S}] task {t} {run.action}: {shlex.join(command)}\n"
+        try:
+            rc = run_task(command, run.log_path, header)
+        except _Interrupted as stop:
+            mf.update_task(experiment_dir, manifest, t, "failed", returncode=-stop.signum, interrupted=True)
+            print(f"[launcher] interrupted by {stop} during task {t}; rerun the same command to resume",
+                  file=sys.stderr)
+            return 128 + stop.signum
+        if rc != 0:
+            mf.update_task(experiment_dir, manifest, t, "failed", returncode=rc)
+            print(f"[launcher] task {t} failed with exit code {rc}; see {run.log_path}; "
+                  f"rerun the same command to resume", file=sys.stderr)
+            return 1
+        if not os.path.exists(run.checkpoint):
+            mf.update_task(experiment_dir, manifest, t, "failed", returncode=rc)
+            print(f"[launcher] task {t} exited 0 but wrote no {run.checkpoint}; see {run.log_path}; "
+                  f"treating it as failed (rerun the same command to retry)", file=sys.stderr)
+            return 1
+        mf.update_task(experiment_dir, manifest, t, "done", returncode=0, checkpoint=run.checkpoint)
+        print(f"[launcher] task {t}: done -> {run.checkpoint}", flush=True)
+    return 0
+
+
+def run_eval(experiment_dir: str, python: str = sys.executable, eval_script: str = "main_linear.py") -> int:
+    """``python main_linear.py --run_dir <exp>`` after the last task; recorded as manifest["eval"]."""
+    if not os.path.exists(eval_script):
+        print(f"[launcher] {eval_script} does not exist (yet); skipping the evaluation")
+        return 0
+    manifest = mf.load_manifest(experiment_dir)
+    if manifest.get("eval", {}).get("status") == "done":
+        print(f"[launcher] evaluation already done (manifest); skipping it")
+        return 0
+    command = [python, eval_script, "--run_dir", experiment_dir]
+    log_path = os.path.join(experiment_dir, "eval", "eval.log")
+    print(f"[launcher] evaluating: {shlex.join(command)}; log: {log_path}", flush=True)
+    mf.update_task(experiment_dir, manifest, "eval", "running")
+    try:
+        rc = run_task(command, log_path, f"\n=== [launcher {datetime.now():%Y-%m-%d %H:%M:%S}] {shlex.join(command)}\n")
+    except _Interrupted as stop:
+        mf.update_task(experiment_dir, manifest, "eval", "failed", returncode=-stop.signum, interrupted=True)
+        return 128 + stop.signum
+    mf.update_task(experiment_dir, manifest, "eval", "done" if rc == 0 else "failed", returncode=rc)
+    if rc != 0:
+        print(f"[launcher] evaluation failed with exit code {rc}; see {log_path}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# --------------------------------------------------------------------------- command line
+_SLURM_FLAGS = ("partition", "account", "qos", "num_gpus", "cpus_per_task", "mem", "time", "nodes",
+                "requeue", "job_name")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="job_launcher.py",
+        description="Run every task of a continual bash script in order (locally or on SLURM), "
+                    "with per-task checks and exact resume. Arguments after `--` override the script's.",
+        epilog="example: python job_launcher.py --script bash_files/continual/digits/barlow_distill.sh "
+               "-- --max_epochs 1",
+    )
+    p.add_argument("--script", help="bash script with one `python main_continual.py ...` command")
+    p.add_argument("--experiment_dir", help="run folder (default experiments/<date>-<name>); an "
+                   "existing one is resumed (without --script: with the arguments it recorded)")
+    p.add_argument("--mode", choices=["local", "slurm"], default="local")
+    p.add_argument("--eval", action="store_true", help="run `main_linear.py --run_dir <exp>` after the last task")
+    p.add_argument("--force", action="store_true",
+                   help="resume a folder even though its recorded arguments differ from the new ones")
+    p.add_argument("--dry_run", action="store_true",
+                   help="print the per-task commands (local) or the sbatch file (slurm); write nothing")
+    s = p.add_argument_group("slurm (only with --mode slurm)")
+    s.add_argument("--partition")
+    s.add_argument("--account")
+    s.add_argument("--qos")
+    s.add_argument("--num_gpus", type=int, default=0, help="GPUs per node (gres gpu:N; tasks get --devices N)")
+    s.add_argument("--cpus_per_task", type=int)
+    s.add_argument("--mem", help="memory per node, e.g. 64G")
+    s.add_argument("--time", help="time limit, e.g. 2-00:00:00")
+    s.add_argument("--nodes", type=int, default=1, help="nodes (tasks get --num_nodes N when N > 1)")
+    s.add_argument("--requeue", action="store_true",
+                   help="let SLURM requeue the job on preemption; the relaunch resumes from the manifest")
+    s.add_argument("--job_name", help="default: cassle-<name>")
+    p.add_argument("--main_script", help=argparse.SUPPRESS)
+    p.add_argument("--eval_script", help=argparse.SUPPRESS)
+    p.add_argument("--srun", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def _split_extra(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    argv = list(argv)
+    if "--" in argv:
+        i = argv.index("--")
+        return argv[:i], argv[i + 1:]
+    return argv, []
+
+
+def _script_vars(text: str) -> list[str]:
+    return sorted(set(re.findall(r"\$\{?([A-Za-z_]\w*)", text)))
+
+
+def _launcher_command(opts: argparse.Namespace, parser: argparse.ArgumentParser, repo_root: str,
+                      experiment_dir: str, extra: Sequence[str], mode: str | None = None,
+                      srun: bool = False) -> list[str]:
+    """The job_launcher.py command reproducing ``opts`` on ``experiment_dir`` (no --force/--dry_run)."""
+    cmd = [sys.executable, os.path.join(repo_root, "job_launcher.py")]
+    values = dict(vars(opts), experiment_dir=experiment_dir, mode=mode or opts.mode, srun=srun,
+                  force=False, dry_run=False)
+    if mode == "local":  # the job inside the allocation: no slurm options, arguments from the manifest
+        values.update(script=None, **{k: parser.get_default(k) for k in _SLURM_FLAGS})
+        extra = ()
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        value = values[action.dest]
+        if value == action.default or value is None:
+            continue
+        flag = action.option_strings[0]
+        if isinstance(action, argparse._StoreTrueAction):
+            cmd.append(flag)
+        else:
+            cmd += [flag, os.path.abspath(value) if action.dest in ("script", "main_script", "eval_script") else str(value)]
+    if extra:
+        cmd += ["--", *extra]
+    return cmd
+
+
+def _write_command_sh(experiment_dir: str, command: Sequence[str], env_vars: Sequence[str]) -> str:
+    env = [f"{k}={shlex.quote(os.environ[k])}" for k in env_vars if os.environ.get(k)]
+    text = (
+        "#!/usr/bin/env bash\n"
+        "# Rerun this experiment: finished tasks are skipped, an interrupted one resumes from its\n"
+        "# last.ckpt (see manifest.json). Written by job_launcher.py.\n"
+        f"cd {shlex.quote(os.getcwd())}\n"
+        f"{' '.join(env + [shlex.join(command)])}\n"
+    )
+    path = os.path.join(experiment_dir, "command.sh")
+    atomic_write_text(path, text)
+    os.chmod(path, 0o755)
+    return path
+
+
+def _args_json(argv: Sequence[str]) -> str:
+    args = {f[2:]: (v[0] if len(v) == 1 else (v or True)) for f, v in split_flags(argv)}
+    return json.dumps({"argv": list(argv), "args": args}, indent=2) + "\n"
+
+
+def _print_plan(plan: Sequence[TaskRun], python: str, main_script: str, prefix: Sequence[str] = ()) -> None:
+    for run in plan:
+        print(f"# task {run.task_idx}: {run.action}")
+        if run.action != "skip":
+            print(shlex.join([*prefix, python, main_script, *run.argv]))
+
+
+def main(argv: Sequence[str] | None = None, repo_root: str | None = None) -> int:
+    parser = build_parser()
+    launcher_argv, extra = _split_extra(sys.argv[1:] if argv is None else argv)
+    opts = parser.parse_args(launcher_argv)  # unknown launcher flags: argparse error (exit 2)
+    repo_root = repo_root or os.getcwd()
+    main_script = os.path.abspath(opts.main_script or os.path.join(repo_root, "main_continual.py"))
+    eval_script = os.path.abspath(opts.eval_script or os.path.join(repo_root, "main_linear.py"))
+    try:
+        return _main(opts, parser, extra, repo_root, main_script, eval_script)
+    except (PlanError, SlurmError, mf.ExperimentLocked, FileNotFoundError, ValueError) as err:
+        print(f"job_launcher.py: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
+    if opts.mode == "local":
+        given = [k for k in _SLURM_FLAGS if getattr(opts, k) != parser.get_default(k)]
+        if given:
+            raise PlanError(f"--{given[0]} is a SLURM option; add --mode slurm (or drop it)")
+    if opts.num_gpus < 0 or opts.nodes < 1:
+        raise PlanError(f"--num_gpus must be >= 0 and --nodes >= 1, got {opts.num_gpus} and {opts.nodes}")
+    if not opts.script and not opts.experiment_dir:
+        raise PlanError("give --script (a new or resumed run) or --experiment_dir (resume a recorded run)")
+
+    script_text = None
+    if opts.script:
+        if not os.path.isfile(opts.script):
+            raise FileNotFoundError(f"--script {opts.script} does not exist")
+        with open(opts.script, encoding="utf-8") as f:
+            script_text = f.read()
+        argv = merge_args(parse_script(script_text, os.environ), extra)
+    else:
+        recorded = mf.load_manifest(opts.experiment_dir)
+        if recorded is None:
+            raise FileNotFoundError(f"{opts.experiment_dir} has no {mf.MANIFEST_NAME}; start it with --script")
+        argv = merge_args(recorded["argv"], extra)
+    if opts.mode == "slurm" and opts.num_gpus > 0:
+        argv = set_flag(drop_flags(argv, lambda f: f == "--gpus"), "--devices", str(opts.num_gpus))
+    if opts.mode == "slurm" and opts.nodes > 1:
+        argv = set_flag(argv, "--num_nodes", str(opts.nodes))
+
+    name = get_flag(argv, "--name")
+    if not isinstance(name, str) or not name:
+        raise PlanError("--name is missing from the script arguments (it names the run and its folder)")
+    experiment_dir = os.path.abspath(
+        opts.experiment_dir or os.path.join("experiments", f"{datetime.now():%Y-%m-%d_%H-%M-%S}-{name}"))
+    prefix = srun_prefix() if opts.srun else []
+    slurm_opts = SlurmOptions(
+        job_name=opts.job_name or f"cassle-{name}", partition=opts.partition, account=opts.account,
+        qos=opts.qos, num_gpus=opts.num_gpus, cpus_per_task=opts.cpus_per_task, mem=opts.mem,
+        time=opts.time, nodes=opts.nodes, requeue=opts.requeue)
+    job_command = _launcher_command(opts, parser, repo_root, experiment_dir, extra, mode="local", srun=True)
+
+    if opts.dry_run:
+        plan = plan_tasks(argv, _checked(mf.load_manifest(experiment_dir), argv, opts.force), experiment_dir)
+        if opts.mode == "slurm":
+            print(sbatch_script(slurm_opts, job_command, os.getcwd(), os.path.join(experiment_dir, "slurm-%j.out")), end="")
+            print("# the job will run:")
+            for run in plan:
+                print(f"#   task {run.task_idx} ({run.action}): " + shlex.join([*srun_prefix(), sys.executable, main_script, *run.argv]))
+        else:
+            _print_plan(plan, sys.executable, main_script, prefix)
+        return 0
+
+    os.makedirs(experiment_dir, exist_ok=True)
+    with mf.lock(experiment_dir):
+        manifest = _checked(mf.load_manifest(experiment_dir), argv, opts.force)
+        plan = plan_tasks(argv, manifest, experiment_dir)  # raises before anything is written
+        if manifest is None:
+            manifest = mf.new_manifest(name, opts.script and os.path.abspath(opts.script), argv,
+                                       [run.task_idx for run in plan])
+        else:
+            manifest["argv"] = argv
+            for run in plan:
+                manifest["tasks"].setdefault(str(run.task_idx), mf.empty_task())
+        mf.save_manifest(experiment_dir, manifest)
+        if script_text is not None:  # a user invocation (not the job inside an allocation)
+            atomic_write_text(os.path.join(experiment_dir, "args.json"), _args_json(argv))
+            command_sh = _write_command_sh(
+                experiment_dir, _launcher_command(opts, parser, repo_root, experiment_dir, extra),
+                _script_vars(script_text))
+        else:
+            command_sh = os.path.join(experiment_dir, "command.sh")
+        print(f"[launcher] experiment: {experiment_dir}\n[launcher] rerun / resume: bash {command_sh}", flush=True)
+
+        if opts.mode == "slurm":
+            sbatch_path = os.path.join(experiment_dir, "job.sbatch")
+            log_pattern = os.path.join(experiment_dir, "slurm-%j.out")
+            atomic_write_text(sbatch_path, sbatch_script(slurm_opts, job_command, os.getcwd(), log_pattern))
+            job_id = submit(sbatch_path)
+            manifest.setdefault("slurm_jobs", []).append({"job_id": job_id, "submitted": mf.now(), "sbatch": sbatch_path})
+            mf.save_manifest(experiment_dir, manifest)
+            print(f"[launcher] submitted SLURM job {job_id}; log: {log_pattern.replace('%j', job_id)}")
+            return 0
+
+        _print_plan_summary(plan)
+        rc = run_local(plan, experiment_dir, sys.executable, main_script, prefix)
+        if rc == 0 and opts.eval:
+            rc = run_eval(experiment_dir, sys.executable, eval_script)
+        if rc == 0:
+            print(f"[launcher] all tasks done: {experiment_dir}")
+        return rc
+
+
+def _print_plan_summary(plan: Sequence[TaskRun]) -> None:
+    print("[launcher] plan: " + ", ".join(f"task {r.task_idx} {r.action}" for r in plan), flush=True)
+
+
+def _checked(manifest: dict | None, argv: Sequence[str], force: bool) -> dict | None:
+    """Refuse to mix two different runs in one folder (unless --force)."""
+    if manifest is None:
+        return None
+    diffs = diff_args(manifest["argv"], argv, ignore=RESUME_NEUTRAL_FLAGS)
+    if diffs and not force:
+        raise PlanError(
+            "this experiment folder was started with other arguments; use a new --experiment_dir, "
+            "or --force to resume anyway. Differences (recorded -> now): " + "; ".join(diffs))
+    if diffs:
+        print("[launcher] --force: resuming despite changed arguments: " + "; ".join(diffs), file=sys.stderr)
+    return manifest
