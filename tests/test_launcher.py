@@ -8,6 +8,7 @@ The launcher is pointed at it with the hidden, test-only ``--main_script`` optio
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -234,7 +235,7 @@ def test_bad_script_and_env_fail_before_writing(run):
     assert proc.returncode == 2 and "DATA_DIR is not set" in proc.stderr
     proc = run.launch(extra=["--task_idx", "1"])  # starting at task 1 without PRETRAINED_PATH
     assert proc.returncode == 2 and "PRETRAINED_PATH" in proc.stderr
-    assert not (run.exp / "manifest.json").exists()
+    assert not run.exp.exists()
 
 
 def test_dry_run_prints_commands_and_writes_nothing(run):
@@ -242,3 +243,45 @@ def test_dry_run_prints_commands_and_writes_nothing(run):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("# task ") == 3 and "--pretrained_model " + str(run.exp / "task1" / "last.ckpt") in proc.stdout
     assert not run.exp.exists() and run.called_tasks() == []
+
+
+def test_sigterm_stops_the_task_and_is_recorded(run):
+    """What scancel / preemption does: the launcher passes SIGTERM on and records the stop."""
+    proc = subprocess.Popen(run.command(), cwd=run.dir, env=run.env(FAKE_HANG_TASK="0"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        hanging = run.exp / "task0" / "hanging"
+        deadline = time.monotonic() + 30
+        while not hanging.exists():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        trainer_pid = int(hanging.read_text())
+        proc.send_signal(signal.SIGTERM)  # the launcher only
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert "interrupted by SIGTERM during task 0" in stderr
+    with pytest.raises(ProcessLookupError):
+        os.kill(trainer_pid, 0)  # the trainer was stopped too, not orphaned
+    entry = run.manifest()["tasks"]["0"]
+    assert entry["status"] == "failed" and entry["returncode"] == -signal.SIGTERM and entry["interrupted"]
+
+    done = run.launch(FAKE_HANG_TASK="0")
+    assert done.returncode == 0, done.stderr
+    assert "interrupted" not in run.manifest()["tasks"]["0"]
+    assert run.ckpt(0)["resumed_from_epoch"] == 1
+    assert_complete_and_chained(run)
+
+
+def test_default_experiment_dir_is_dated_under_experiments(run):
+    proc = subprocess.run([sys.executable, str(REPO / "job_launcher.py"), "--script", str(run.script),
+                           "--main_script", str(FAKE)], cwd=run.dir, env=run.env(),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    (folder,) = (run.dir / "experiments").iterdir()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d-fake", folder.name)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert [manifest["tasks"][str(t)]["status"] for t in range(3)] == ["done"] * 3
+    assert f"--experiment_dir {folder}" in (folder / "command.sh").read_text()

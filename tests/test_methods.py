@@ -161,3 +161,14 @@ def test_unknown_flag_is_an_error():
 
     with pytest.raises(SystemExit):
         parse_args(["--method", "byol", "--not_a_flag", "1"])
+
+
+def test_online_knn_monitor_logs_accuracy():
+    args, model = make("barlow_twins", "--knn_eval", "--knn_k", "5")
+    dm = ContinualDataModule.from_args(args)
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         num_sanity_val_steps=0)
+    trainer.fit(model, datamodule=dm)
+    acc = float(trainer.callback_metrics["val/knn_acc"])
+    assert 0.0 <= acc <= 100.0

@@ -84,11 +84,18 @@ def test_parse_script_unset_data_dir_is_an_error_naming_it():
         ("python main_continual.py --a 1\npython main_continual.py --a 2\n", "second main_continual.py"),
         ("python main_continual.py \\\n  --a 1 \\\n  # --b 2 \\\n  --c 3\n", "comment inside the continued"),
         ("python main_continual.py stray --a 1\n", "positional argument 'stray'"),
+        ("python main_continual.py \\\n  --a 1 # note \\\n  --c 3\n", "swallows the trailing backslash"),
     ],
 )
 def test_parse_script_bad_scripts(text, match):
     with pytest.raises(PlanError, match=match):
         parse_script(text, {"DATA_DIR": "/d"})
+
+
+def test_parse_script_comments_follow_bash():
+    text = ("python main_continual.py \\\n    --name run#1 \\\n    --note '# kept' \\\n"
+            "    --lr 0.3  # the last line may carry a comment\n")
+    assert parse_script(text, {}) == ["--name", "run#1", "--note", "# kept", "--lr", "0.3"]
 
 
 def test_merge_args_overrides_flag_by_flag_and_appends_new_ones():

@@ -7,13 +7,12 @@ single-node one on this machine. Without it the test is skipped with the reason.
 import json
 import shutil
 import subprocess
-import sys
 import time
 
 import pytest
 
 from cassle.continual.slurm import SlurmError, SlurmOptions, sbatch_script
-from tests.test_launcher import FAKE, REPO, Run
+from tests.test_launcher import Run
 
 
 def test_sbatch_script_options():

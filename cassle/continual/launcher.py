@@ -25,7 +25,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 from datetime import datetime
 from typing import Sequence
 
@@ -156,7 +155,8 @@ def run_local(
         verb = f"resuming from {run.resume_from}" if run.action == "resume" else "starting"
         print(f"[launcher] task {t}: {verb}; log: {run.log_path}", flush=True)
         mf.update_task(experiment_dir, manifest, t, "running", checkpoint=None)
-        header = f"\n=== [launcher {datetime.now():%Y-%m-%d %H:%M:%S}] task {t} {run.action}: {shlex.join(command)}\n"
+        header = (f"\n=== [launcher {datetime.now():%Y-%m-%d %H:%M:%S}] task {t} {run.action}: "
+                  f"{shlex.join(command)}\n")
         try:
             rc = run_task(command, run.log_path, header)
         except _Interrupted as stop:
@@ -193,7 +193,8 @@ def run_eval(experiment_dir: str, python: str = sys.executable, eval_script: str
     print(f"[launcher] evaluating: {shlex.join(command)}; log: {log_path}", flush=True)
     mf.update_task(experiment_dir, manifest, "eval", "running")
     try:
-        rc = run_task(command, log_path, f"\n=== [launcher {datetime.now():%Y-%m-%d %H:%M:%S}] {shlex.join(command)}\n")
+        header = f"\n=== [launcher {datetime.now():%Y-%m-%d %H:%M:%S}] {shlex.join(command)}\n"
+        rc = run_task(command, log_path, header)
     except _Interrupted as stop:
         mf.update_task(experiment_dir, manifest, "eval", "failed", returncode=-stop.signum, interrupted=True)
         return 128 + stop.signum
@@ -276,7 +277,8 @@ def _launcher_command(opts: argparse.Namespace, parser: argparse.ArgumentParser,
         if isinstance(action, argparse._StoreTrueAction):
             cmd.append(flag)
         else:
-            cmd += [flag, os.path.abspath(value) if action.dest in ("script", "main_script", "eval_script") else str(value)]
+            is_path = action.dest in ("script", "main_script", "eval_script")
+            cmd += [flag, os.path.abspath(value) if is_path else str(value)]
     if extra:
         cmd += ["--", *extra]
     return cmd
@@ -312,7 +314,10 @@ def _print_plan(plan: Sequence[TaskRun], python: str, main_script: str, prefix: 
 def main(argv: Sequence[str] | None = None, repo_root: str | None = None) -> int:
     parser = build_parser()
     launcher_argv, extra = _split_extra(sys.argv[1:] if argv is None else argv)
-    opts = parser.parse_args(launcher_argv)  # unknown launcher flags: argparse error (exit 2)
+    opts, unknown = parser.parse_known_args(launcher_argv)
+    if unknown:  # exits 2, like any argparse error
+        parser.error(f"unrecognized arguments: {' '.join(unknown)} (flags for main_continual.py go "
+                     f"after `--`, e.g. job_launcher.py --script S -- --max_epochs 1)")
     repo_root = repo_root or os.getcwd()
     main_script = os.path.abspath(opts.main_script or os.path.join(repo_root, "main_continual.py"))
     eval_script = os.path.abspath(opts.eval_script or os.path.join(repo_root, "main_linear.py"))
@@ -354,7 +359,8 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
     if not isinstance(name, str) or not name:
         raise PlanError("--name is missing from the script arguments (it names the run and its folder)")
     experiment_dir = os.path.abspath(
-        opts.experiment_dir or os.path.join("experiments", f"{datetime.now():%Y-%m-%d_%H-%M-%S}-{name}"))
+        opts.experiment_dir
+        or os.path.join("experiments", f"{datetime.now():%Y-%m-%d_%H-%M-%S}-{name.replace(os.sep, '_')}"))
     prefix = srun_prefix() if opts.srun else []
     slurm_opts = SlurmOptions(
         job_name=opts.job_name or f"cassle-{name}", partition=opts.partition, account=opts.account,
@@ -362,21 +368,25 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
         time=opts.time, nodes=opts.nodes, requeue=opts.requeue)
     job_command = _launcher_command(opts, parser, repo_root, experiment_dir, extra, mode="local", srun=True)
 
+    # Every check (arguments, manifest, pretrained file) runs before anything is written.
+    plan = plan_tasks(argv, _checked(mf.load_manifest(experiment_dir), argv, opts.force, quiet=True),
+                      experiment_dir)
     if opts.dry_run:
-        plan = plan_tasks(argv, _checked(mf.load_manifest(experiment_dir), argv, opts.force), experiment_dir)
         if opts.mode == "slurm":
-            print(sbatch_script(slurm_opts, job_command, os.getcwd(), os.path.join(experiment_dir, "slurm-%j.out")), end="")
+            log_pattern = os.path.join(experiment_dir, "slurm-%j.out")
+            print(sbatch_script(slurm_opts, job_command, os.getcwd(), log_pattern), end="")
             print("# the job will run:")
             for run in plan:
-                print(f"#   task {run.task_idx} ({run.action}): " + shlex.join([*srun_prefix(), sys.executable, main_script, *run.argv]))
+                command = [*srun_prefix(), sys.executable, main_script, *run.argv]
+                print(f"#   task {run.task_idx} ({run.action}): {shlex.join(command)}")
         else:
             _print_plan(plan, sys.executable, main_script, prefix)
         return 0
 
     os.makedirs(experiment_dir, exist_ok=True)
     with mf.lock(experiment_dir):
-        manifest = _checked(mf.load_manifest(experiment_dir), argv, opts.force)
-        plan = plan_tasks(argv, manifest, experiment_dir)  # raises before anything is written
+        manifest = _checked(mf.load_manifest(experiment_dir), argv, opts.force)  # again, now locked
+        plan = plan_tasks(argv, manifest, experiment_dir)
         if manifest is None:
             manifest = mf.new_manifest(name, opts.script and os.path.abspath(opts.script), argv,
                                        [run.task_idx for run in plan])
@@ -399,7 +409,8 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
             log_pattern = os.path.join(experiment_dir, "slurm-%j.out")
             atomic_write_text(sbatch_path, sbatch_script(slurm_opts, job_command, os.getcwd(), log_pattern))
             job_id = submit(sbatch_path)
-            manifest.setdefault("slurm_jobs", []).append({"job_id": job_id, "submitted": mf.now(), "sbatch": sbatch_path})
+            job = {"job_id": job_id, "submitted": mf.now(), "sbatch": sbatch_path}
+            manifest.setdefault("slurm_jobs", []).append(job)
             mf.save_manifest(experiment_dir, manifest)
             print(f"[launcher] submitted SLURM job {job_id}; log: {log_pattern.replace('%j', job_id)}")
             return 0
@@ -417,7 +428,7 @@ def _print_plan_summary(plan: Sequence[TaskRun]) -> None:
     print("[launcher] plan: " + ", ".join(f"task {r.task_idx} {r.action}" for r in plan), flush=True)
 
 
-def _checked(manifest: dict | None, argv: Sequence[str], force: bool) -> dict | None:
+def _checked(manifest: dict | None, argv: Sequence[str], force: bool, quiet: bool = False) -> dict | None:
     """Refuse to mix two different runs in one folder (unless --force)."""
     if manifest is None:
         return None
@@ -426,6 +437,6 @@ def _checked(manifest: dict | None, argv: Sequence[str], force: bool) -> dict | 
         raise PlanError(
             "this experiment folder was started with other arguments; use a new --experiment_dir, "
             "or --force to resume anyway. Differences (recorded -> now): " + "; ".join(diffs))
-    if diffs:
+    if diffs and not quiet:
         print("[launcher] --force: resuming despite changed arguments: " + "; ".join(diffs), file=sys.stderr)
     return manifest

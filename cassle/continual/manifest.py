@@ -94,8 +94,9 @@ def update_task(experiment_dir: str, manifest: dict, key: int | str, status: str
     else:
         entry = manifest["tasks"].setdefault(str(key), empty_task())
     entry["status"] = status
-    if status == "running":
-        entry.update(started=now(), finished=None, returncode=None)
+    if status == "running":  # a new attempt: forget the previous attempt's outcome
+        entry.clear()
+        entry.update(empty_task(), status=status, started=now())
     elif status in ("done", "failed"):
         entry["finished"] = now()
     entry.update(fields)

@@ -70,31 +70,52 @@ def _expand(token: str, env: Mapping[str, str]) -> tuple[str, set[str]]:
 
 
 def _logical_lines(text: str) -> list[tuple[int, str]]:
-    """Join backslash-continued lines; return (first line number, joined text), comments dropped."""
+    """Join backslash-continued lines, dropping comments as bash does; (first line number, text)."""
     out: list[tuple[int, str]] = []
     current: list[str] = []
     start = 0
     for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if current and line.startswith("#"):
+        code = _strip_comment(raw).strip()
+        if current and not code and raw.strip().startswith("#"):
             # bash ends the command at a comment line: the flags after it would run as a new command.
             raise PlanError(
                 f"line {number}: a comment inside the continued command ends it in bash "
                 f"(the flags after it would be lost); remove the line or move it above the command"
             )
+        if code and raw.rstrip().endswith("\\") and not code.endswith("\\"):
+            raise PlanError(f"line {number}: the comment swallows the trailing backslash, so bash ends the "
+                            f"command here; move the comment above the command")
         if not current:
-            if not line or line.startswith("#"):
+            if not code:
                 continue
             start = number
-        if line.endswith("\\"):
-            current.append(line[:-1])
+        if code.endswith("\\"):
+            current.append(code[:-1])
             continue
-        current.append(line)
+        current.append(code)
         out.append((start, " ".join(current)))
         current = []
     if current:
         out.append((start, " ".join(current)))
     return out
+
+
+def _strip_comment(line: str) -> str:
+    """Cut a bash comment: an unquoted ``#`` at the start of a word (``run#1`` is not a comment)."""
+    quote = None
+    escaped = False
+    for i, ch in enumerate(line):
+        if escaped:
+            escaped = False
+        elif ch == "\\" and quote != "'":
+            escaped = True
+        elif quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#" and (i == 0 or line[i - 1].isspace()):
+            return line[:i]
+    return line
 
 
 def _is_main_token(token: str) -> bool:
@@ -116,7 +137,7 @@ def parse_script(text: str, env: Mapping[str, str]) -> list[str]:
     command_line = 0
     for number, line in _logical_lines(text):
         try:
-            tokens = shlex.split(line, comments=True)
+            tokens = shlex.split(line)
         except ValueError as err:
             raise PlanError(f"line {number}: cannot parse ({err}): {line!r}") from None
         if not tokens:

@@ -15,8 +15,6 @@ from typing import Any, Callable, Sequence
 import torch
 from torchvision.transforms import v2
 
-BICUBIC = v2.InterpolationMode.BICUBIC
-
 
 def blur_kernel_size(crop_size: int) -> int:
     """Odd Gaussian-blur kernel of about 10% of the crop: 23 for 224 (the reference), 3 for 32."""

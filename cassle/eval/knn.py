@@ -157,6 +157,12 @@ class KNNMonitor:
         self._feats: dict[str, list[torch.Tensor]] = {"train": [], "test": []}
         self._labels: dict[str, list[torch.Tensor]] = {"train": [], "test": []}
 
+    def has(self, split: str) -> bool:
+        return bool(self._feats[split])
+
+    def clear(self, split: str) -> None:
+        self._feats[split], self._labels[split] = [], []
+
     def update(self, train_or_test: str, feats: torch.Tensor, labels: torch.Tensor) -> None:
         if train_or_test not in self._feats:
             raise ValueError(f"update() takes 'train' or 'test', got {train_or_test!r}")

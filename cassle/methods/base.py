@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cassle.backbones import BACKBONES, build_backbone
+from cassle.eval.knn import KNNMonitor
 from cassle.utils.lars import LARS
 from cassle.utils.schedulers import SCHEDULERS, build_scheduler
 
@@ -49,6 +50,9 @@ class BaseMethod(pl.LightningModule):
             args.backbone, cifar=cifar_stem, zero_init_residual=args.zero_init_residual)
         self.classifier = nn.Linear(self.features_dim, args.num_classes)
         self.channels_last = False  # set by the runner on GPUs; inputs follow in the hook below
+        # Optional online weighted-kNN monitor on backbone features (train views vs val images).
+        self.knn = (KNNMonitor(args.num_classes, k=args.knn_k, T=args.knn_temperature,
+                               distance=args.knn_distance) if args.knn_eval else None)
 
     # ----------------------------------------------------------------- arguments
     @staticmethod
@@ -80,6 +84,12 @@ class BaseMethod(pl.LightningModule):
         group.add_argument("--lr_decay_steps", type=int, nargs="+", default=None,
                            help="epochs of the x0.1 steps (step scheduler)")
         group.add_argument("--scheduler_gamma", type=float, default=0.1)
+        knn = parser.add_argument_group("online kNN monitor")
+        knn.add_argument("--knn_eval", action="store_true",
+                         help="weighted kNN accuracy at each validation (val/knn_acc)")
+        knn.add_argument("--knn_k", type=int, default=20)
+        knn.add_argument("--knn_temperature", type=float, default=0.07)
+        knn.add_argument("--knn_distance", default="cosine", choices=["cosine", "euclidean"])
 
     # ----------------------------------------------------------------- parameters
     def learnable_params(self) -> list[dict]:
@@ -172,6 +182,8 @@ class BaseMethod(pl.LightningModule):
             class_losses.append(F.cross_entropy(logits, targets))
             accs.append((logits.argmax(1) == targets).float().mean() * 100)
         class_loss = torch.stack(class_losses).mean()
+        if self.knn is not None:
+            self.knn.update("train", out.feats[0].detach(), targets)
         if not torch.isfinite(out.loss):
             raise FloatingPointError(
                 f"non-finite SSL loss ({out.loss.item()}) at epoch {self.current_epoch}, step "
@@ -185,11 +197,24 @@ class BaseMethod(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         x, targets = batch
-        logits = self.classifier(self.backbone(x))
+        feats = self.backbone(x)
+        logits = self.classifier(feats)
         loss = F.cross_entropy(logits, targets)
         acc = (logits.argmax(1) == targets).float().mean() * 100
         self.log_dict({"val/loss": loss, "val/acc1": acc}, prog_bar=True, sync_dist=True)
+        if self.knn is not None:
+            self.knn.update("test", feats.detach(), targets)
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        if self.knn is not None:
+            self.knn.reset()  # the train bank holds the features of the latest epoch only
+
+    def on_validation_epoch_end(self) -> None:
+        if self.knn is not None and self.knn.has("train") and self.knn.has("test"):
+            self.log("val/knn_acc", self.knn.compute(), sync_dist=False)
+        if self.knn is not None:
+            self.knn.clear("test")
 
 
 def mlp(in_dim: int, hidden_dim: int, out_dim: int, *, layers: int = 2, bn: bool = True,
