@@ -241,7 +241,8 @@ def test_bad_script_and_env_fail_before_writing(run):
 def test_dry_run_prints_commands_and_writes_nothing(run):
     proc = run.launch("--dry_run")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.count("# task ") == 3 and "--pretrained_model " + str(run.exp / "task1" / "last.ckpt") in proc.stdout
+    assert proc.stdout.count("# task ") == 3
+    assert f"--pretrained_model {run.exp / 'task1' / 'last.ckpt'}" in proc.stdout
     assert not run.exp.exists() and run.called_tasks() == []
 
 

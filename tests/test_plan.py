@@ -126,7 +126,7 @@ def argv():
 def test_fresh_plan(argv, tmp_path):
     exp = str(tmp_path / "exp")
     plan = plan_tasks(argv, None, exp)
-    assert [(r.task_idx, r.action, r.resume_from) for r in plan] == [(0, "run", None), (1, "run", None), (2, "run", None)]
+    assert [(r.task_idx, r.action, r.resume_from) for r in plan] == [(t, "run", None) for t in range(3)]
     for r in plan:
         f = flags(r.argv)
         assert f["--task_idx"] == [str(r.task_idx)]

@@ -18,7 +18,8 @@ from tests.test_launcher import Run
 def test_sbatch_script_options():
     opts = SlurmOptions(job_name="cassle-x", partition="gpu", account="acc", qos="high", num_gpus=2,
                         cpus_per_task=8, mem="64G", time="1-00:00:00", nodes=1, requeue=True)
-    text = sbatch_script(opts, ["python", "job_launcher.py", "--experiment_dir", "/e x"], "/work dir", "/e/slurm-%j.out")
+    command = ["python", "job_launcher.py", "--experiment_dir", "/e x"]
+    text = sbatch_script(opts, command, "/work dir", "/e/slurm-%j.out")
     lines = text.splitlines()
     assert lines[0] == "#!/bin/bash"
     for expected in ("#SBATCH --job-name=cassle-x", "#SBATCH --output=/e/slurm-%j.out", "#SBATCH --nodes=1",

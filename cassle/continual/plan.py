@@ -356,7 +356,8 @@ def plan_tasks(
             runs.append(TaskRun(t, task_argv, ckpt_dir, "skip"))
             continue
         if t == start and prev and not exists(prev):
-            raise PlanError(f"pretrained model for task {t} not found: {prev} (from PRETRAINED_PATH / --pretrained_model)")
+            raise PlanError(f"pretrained model for task {t} not found: {prev} "
+                            f"(from PRETRAINED_PATH / --pretrained_model)")
         if not redoing and exists(ckpt):
             runs.append(TaskRun(t, task_argv + ["--resume_from_checkpoint", ckpt], ckpt_dir, "resume", ckpt))
         else:

@@ -24,6 +24,11 @@ DATASETS = (
     "custom",
 )
 SPLIT_STRATEGIES = ("class", "data", "domain")
+# Where tensor datasets are augmented (see datamodule.resolve_data_device):
+#   auto: on the GPU when CUDA is available (and the trainer may use it), else CPU workers;
+#   cpu: torchvision transforms in DataLoader workers; gpu: uint8 set on the GPU, batched aug there;
+#   cpu_batched: the GPU path's code on the CPU (tests, debugging; never faster than workers).
+DATA_DEVICES = ("auto", "cpu", "gpu", "cpu_batched")
 NUM_VIEWS = 2  # CaSSLe always trains on two augmented views
 
 # name -> (type, default, lower bound, upper bound, lower bound inclusive)
@@ -103,6 +108,13 @@ def add_data_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--synthetic_size", type=_int_at_least(1), default=1000,
                    help="synthetic dataset: training images (test set is a fifth, at least 1/class)")
     g.add_argument("--synthetic_image_size", type=_int_at_least(1), default=32)
+    g.add_argument("--data_device", choices=DATA_DEVICES, default="auto",
+                   help="tensor datasets (CIFAR, digits, synthetic): auto = on the GPU with batched "
+                        "GPU augmentation when CUDA is available, else CPU workers; cpu = torchvision "
+                        "workers; gpu = force the GPU path; cpu_batched = the GPU path's code on CPU")
+    g.add_argument("--dali", action="store_true",
+                   help="image folders / DomainNet: decode and augment with NVIDIA DALI when it is "
+                        "installed (GPU decoding on GPUs); without DALI a notice and torchvision")
     return parser
 
 
@@ -164,6 +176,9 @@ def validate_data_args(args: Any) -> None:
         raise ValueError(f"--dataset is required; choose one of {', '.join(DATASETS)}")
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    data_device = _get(args, "data_device", "auto")
+    if data_device not in DATA_DEVICES:
+        raise ValueError(f"unknown --data_device {data_device!r}; choose one of {', '.join(DATA_DEVICES)}")
     strategy = _get(args, "split_strategy", "class")
     if strategy not in SPLIT_STRATEGIES:
         raise ValueError(f"unknown --split_strategy {strategy!r}; choose one of {', '.join(SPLIT_STRATEGIES)}")

@@ -64,7 +64,7 @@ class BaseMomentumMethod(BaseMethod):
         self.current_tau = momentum_tau(
             self.global_step, int(self.trainer.estimated_stepping_batches),
             self.hparams.base_tau_momentum, self.hparams.final_tau_momentum)
-        self.log("train/tau", self.current_tau, on_step=False, on_epoch=True)
+        self.log("train/tau", self.current_tau, on_step=False, on_epoch=True, sync_dist=True)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)

@@ -1,0 +1,329 @@
+"""What ``main_linear.py`` runs: one checkpoint, or every task of a continual run folder.
+
+Run folder (``--run_dir experiments/<run>``, what ``job_launcher.py --eval`` calls): a probe on the
+backbone after every task i gives the row ``R[i][j]`` (accuracy on the test images of task j), a
+randomly initialised backbone of the same architecture and seed gives the forward-transfer baseline,
+and ``cassle.eval.report.write_report`` writes ``<run>/eval/{accuracy_matrix.csv, results.json,
+accuracy_matrix.png, summary.md}``. Every input is checked before anything is computed (all task
+checkpoints present and consistent, data loadable, class counts matching), so bad input fails fast
+with a clear message and leaves no partial ``results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from cassle.eval.linear import (
+    DISTANCES, KNN_K, KNN_T, EvalData, EvalInputError, ProbeConfig, checkpoint_hparams,
+    evaluate_backbone, evaluate_online, load_backbone_from_checkpoint, load_online_classifier, random_backbone,
+    read_checkpoint_file, reference_lr,
+)
+
+__all__ = ["evaluate_checkpoint", "evaluate_run_dir", "check_run_dir", "resolve_data", "probe_config", "RunPlan"]
+
+# Keys every task checkpoint of one run must share.
+RUN_CONSISTENT_KEYS = ("method", "backbone", "dataset", "num_classes", "num_tasks", "split_strategy", "seed")
+
+
+# --------------------------------------------------------------------------- data and config
+def resolve_data(opts: argparse.Namespace, hp: dict) -> EvalData:
+    """Evaluation data from the flags; what is not given comes from the checkpoint's hparams
+    (only when evaluating on the pretraining dataset: a different --dataset starts from defaults)."""
+    from cassle.data.datasets import DOMAINNET_DOMAINS, dataset_stats, load_dataset
+
+    dataset = opts.dataset or hp.get("dataset")
+    if dataset is None:
+        raise EvalInputError("--dataset is not given and the checkpoint does not record one")
+    same = dataset == hp.get("dataset")
+
+    def pick(name: str, default=None):
+        value = getattr(opts, name, None)
+        if value is not None:
+            return value
+        return hp.get(name, default) if same and hp.get(name) is not None else default
+
+    split, num_tasks = pick("split_strategy"), int(pick("num_tasks", 1))
+    domains = tuple(DOMAINNET_DOMAINS)
+    if getattr(opts, "domain", None):  # the reference's per-domain run: train and test on one domain
+        if opts.domain not in DOMAINNET_DOMAINS:
+            raise EvalInputError(f"unknown --domain {opts.domain!r}; valid: {', '.join(DOMAINNET_DOMAINS)}")
+        domains, split, num_tasks = (opts.domain,), None, 1
+    elif split == "domain" and dataset != "domainnet":
+        raise EvalInputError(f"split_strategy domain needs --dataset domainnet, got {dataset}")
+    num_classes = pick("num_classes")
+    kwargs = dict(data_dir=pick("data_dir"), download=bool(getattr(opts, "download", False)),
+                  train_dir=pick("train_dir"), val_dir=pick("val_dir"),
+                  num_classes=num_classes if dataset in ("synthetic", "domainnet") else None,
+                  synthetic_size=pick("synthetic_size", 1000),
+                  image_size=pick("synthetic_image_size", 32) if dataset == "synthetic" else 32, domains=domains)
+    train_set = load_dataset(dataset, train=True, **kwargs)
+    test_set = load_dataset(dataset, train=False, **kwargs)
+    n_cls = int(num_classes or train_set.num_classes)
+    top = max(int(torch.as_tensor(train_set.targets).max()), int(torch.as_tensor(test_set.targets).max()))
+    if top >= n_cls:
+        raise EvalInputError(f"--num_classes {n_cls} is too small: {dataset} has labels up to {top}")
+    mean, std = pick("mean"), pick("std")
+    stats = dataset_stats(dataset)
+    return EvalData.build(dataset, train_set, test_set, num_classes=n_cls, split=split, num_tasks=num_tasks,
+                          mean=mean or stats[0], std=std or stats[1], crop_size=getattr(opts, "crop_size", None))
+
+
+def _precision(opts) -> str:
+    p = str(getattr(opts, "precision", "auto") or "auto")
+    if p == "auto":
+        return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32"
+    return {"16": "16-mixed", "bf16": "bf16-mixed", "32-true": "32"}.get(p, p)
+
+
+def probe_config(opts: argparse.Namespace, hp: dict, mode: str) -> tuple[ProbeConfig, str]:
+    """The probe's recipe and where its lr came from."""
+    method = getattr(opts, "method", None) or hp.get("method")
+    if opts.lr is not None:
+        lr, lr_source = float(opts.lr), "--lr"
+    else:
+        lr, lr_source = reference_lr(method), f"reference lr of {method}"
+    seed = opts.seed if opts.seed is not None else int(hp.get("seed", 5))
+    cfg = ProbeConfig(
+        mode=mode, epochs=opts.max_epochs, lr=lr, batch_size=opts.batch_size, momentum=opts.momentum,
+        weight_decay=opts.weight_decay, milestones=opts.lr_decay_steps, label_fraction=opts.label_fraction,
+        seed=seed, num_workers=opts.num_workers if opts.num_workers is not None else int(hp.get("num_workers", 4)),
+        accelerator=opts.accelerator, precision=_precision(opts), knn=opts.knn,
+        domain_aware=opts.domain_eval in ("aware", "both"), progress_bar=opts.progress_bar,
+    )
+    return cfg, lr_source
+
+
+def _protocol(opts, cfg: ProbeConfig, data: EvalData, lr_source: str, method: str | None) -> dict[str, Any]:
+    online = opts.protocol == "online"
+    folder = not data.is_tensor
+    milestones = list(cfg.milestones) if cfg.milestones is not None else [round(0.6 * cfg.epochs), round(0.8 * cfg.epochs)]
+    probe = {
+        "mode": cfg.mode, "epochs": cfg.epochs, "lr": cfg.lr, "lr_source": lr_source, "optimizer": "sgd",
+        "momentum": cfg.momentum, "weight_decay": cfg.weight_decay, "batch_size": cfg.batch_size,
+        "lr_milestones": milestones, "lr_gamma": 0.1,
+        "train_augmentation": (f"RandomResizedCrop({data.crop_size}, scale=(0.08, 1)) + horizontal flip"
+                               if cfg.mode == "augmented" else "none: features extracted once, probe on cached features"),
+        "label_fraction": cfg.label_fraction if cfg.label_fraction is not None else 1.0,
+    }
+    proto: dict[str, Any] = {
+        "name": "online" if online else f"linear-{cfg.mode}",
+        "description": ("the online classifier trained during pretraining (the reference's CIFAR protocol)"
+                        if online else "one all-class linear classifier on the frozen backbone"),
+        "method": method, "dataset": data.name, "num_classes": data.num_classes,
+        "split_strategy": data.split, "num_tasks": data.num_tasks,
+        "per_task_accuracy": ("task-agnostic: predictions over all classes, no masking; "
+                              + {"class": "task j = test images of task j's classes (class order seed 5)",
+                                 "domain": "task j = test images of domain j",
+                                 }.get(data.split, "every task = the whole test set")),
+        "test_transform": "resize 256 + centre crop 224" if folder else f"normalise only ({data.crop_size}px)",
+        "seed": cfg.seed,
+    }
+    if not online:
+        proto.update(probe)
+    else:
+        proto["random_baseline_probe"] = probe
+    if cfg.knn:
+        proto["knn"] = {"k": KNN_K, "T": KNN_T, "distances": list(DISTANCES), "weighted": True}
+    return proto
+
+
+# --------------------------------------------------------------------------- single checkpoint
+def _write_json(path: str, payload: dict) -> None:
+    from cassle.utils.checkpoint import atomic_write_text
+
+    atomic_write_text(path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
+
+
+def _wandb_init(opts, name: str, config: dict):
+    import wandb  # lazy: optional dependency
+
+    return wandb.init(project=opts.project, entity=opts.entity, name=name, config=config,
+                      mode="online" if opts.wandb_online else "offline")
+
+
+def evaluate_checkpoint(opts: argparse.Namespace) -> dict[str, Any]:
+    """Evaluate one checkpoint; writes ``<output_dir>/results.json`` and returns its content."""
+    path = opts.pretrained_feature_extractor
+    ckpt = read_checkpoint_file(path)
+    hp = checkpoint_hparams(ckpt, path)
+    _check_backbone_flag(opts, hp, path)
+    data = resolve_data(opts, hp)
+    same = data.name == hp.get("dataset")
+    backbone, feat_dim, hp = load_backbone_from_checkpoint(path, data.num_classes if same else None, ckpt)
+    mode = opts.mode or "augmented"
+    cfg, lr_source = probe_config(opts, hp, mode)
+    online = opts.protocol == "online"
+    classifier = None
+    if online:
+        if not same:
+            raise EvalInputError(f"--protocol online needs the pretraining dataset ({hp.get('dataset')}), got {data.name}")
+        classifier = load_online_classifier(ckpt, path, feat_dim, data.num_classes)
+    del ckpt
+    out_dir = opts.output_dir or os.path.join(os.path.dirname(os.path.abspath(path)),
+                                              "online_eval" if online else f"linear_{mode}")
+    os.makedirs(out_dir, exist_ok=True)
+    protocol = _protocol(opts, cfg, data, lr_source, hp.get("method"))
+    run = None
+    if opts.wandb:
+        run = _wandb_init(opts, opts.name or f"{hp.get('name', 'run')}-linear", {**vars(opts), "protocol": protocol})
+        if mode == "augmented" and not online:
+            from pytorch_lightning.loggers import WandbLogger
+
+            cfg.logger = WandbLogger(experiment=run)
+
+    res = evaluate_online(backbone, classifier, data, cfg) if online else evaluate_backbone(backbone, feat_dim, data, cfg)
+    probe = res.pop("probe", None)
+    results = {"protocol": protocol, "checkpoint": os.path.abspath(path), "seed": cfg.seed,
+               "acc1": res["acc1"], "task_names": data.task_names, "per_task": res["per_task"],
+               "task_sizes": data.task_sizes, **{k: res[k] for k in ("knn", "domain_aware") if k in res}}
+    if opts.save_checkpoint and probe is not None:
+        torch.save({"classifier": probe.cpu().state_dict(), "protocol": protocol},
+                   os.path.join(out_dir, "linear_classifier.pt"))
+    _write_json(os.path.join(out_dir, "results.json"), results)
+    if run is not None:
+        flat = {"linear/acc1": results["acc1"], **{f"linear/acc1_{n}": a for n, a in zip(data.task_names, results["per_task"])}}
+        flat.update({f"linear/knn_{d}": a for d, a in results.get("knn", {}).items()})
+        flat.update({f"linear/domain_aware_{d}": a for d, a in results.get("domain_aware", {}).items()})
+        run.log(flat)
+        run.finish()
+    results["output"] = os.path.join(out_dir, "results.json")
+    return results
+
+
+def _check_backbone_flag(opts, hp: dict, path: str) -> None:
+    wanted = getattr(opts, "backbone", None)
+    if wanted and wanted != hp.get("backbone"):
+        raise EvalInputError(f"--encoder/--backbone {wanted} does not match checkpoint {path} "
+                             f"(trained with {hp.get('backbone')}); the architecture comes from the checkpoint")
+
+
+# --------------------------------------------------------------------------- run folder
+@dataclass
+class RunPlan:
+    run_dir: str
+    checkpoints: list[str]
+    hparams: list[dict]
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.checkpoints)
+
+
+def _task_checkpoint(run_dir: str, t: int, entry: dict | None) -> str:
+    canonical = os.path.join(run_dir, f"task{t}", "last.ckpt")
+    candidates = ([entry["checkpoint"]] if entry and entry.get("checkpoint") else []) + [canonical]
+    for c in candidates:
+        if os.path.isfile(c):
+            return c
+    why = "the manifest says it is done but " if entry else ""
+    raise EvalInputError(f"task {t} of {run_dir}: {why}its checkpoint is missing (looked for "
+                         f"{', '.join(dict.fromkeys(candidates))}); rerun the launcher to finish the run")
+
+
+def check_run_dir(run_dir: str, opts: argparse.Namespace | None = None) -> RunPlan:
+    """Every task checkpoint of the run, present, readable, with backbone weights and consistent hparams."""
+    from cassle.continual.manifest import load_manifest
+
+    if not os.path.isdir(run_dir):
+        raise EvalInputError(f"run folder {run_dir!r} does not exist")
+    manifest = load_manifest(run_dir)
+    tasks = (manifest or {}).get("tasks", {})
+    first = _task_checkpoint(run_dir, 0, tasks.get("0"))
+    hp0 = checkpoint_hparams(read_checkpoint_file(first), first)
+    num_tasks = int(hp0.get("num_tasks") or 1)
+    task_dirs = sorted(d for d in glob.glob(os.path.join(run_dir, "task*")) if re.fullmatch(r"task\d+", os.path.basename(d)))
+    if manifest is not None:
+        problems = [f"task {t}: {tasks[str(t)]['status'] if str(t) in tasks else 'not in the manifest'}"
+                    for t in range(num_tasks) if tasks.get(str(t), {}).get("status") != "done"]
+        if problems:
+            raise EvalInputError(f"run {run_dir} is not finished (num_tasks={num_tasks}): {'; '.join(problems)}; "
+                                 "rerun the launcher to finish it before evaluating")
+    elif len(task_dirs) < num_tasks:
+        raise EvalInputError(f"run {run_dir} has {len(task_dirs)} task folder(s) ({', '.join(map(os.path.basename, task_dirs))}) "
+                             f"but its checkpoints say num_tasks={num_tasks}")
+    checkpoints, hparams = [], []
+    for t in range(num_tasks):
+        path = _task_checkpoint(run_dir, t, tasks.get(str(t)))
+        ckpt = read_checkpoint_file(path)
+        hp = checkpoint_hparams(ckpt, path)
+        for key in RUN_CONSISTENT_KEYS:
+            if key in hp and key in hp0 and hp[key] != hp0[key]:
+                raise EvalInputError(f"{path} has {key}={hp[key]!r} but task 0 has {key}={hp0[key]!r}: "
+                                     "the checkpoints are not from one run")
+        if hp.get("task_idx") is not None and int(hp["task_idx"]) != t:
+            raise EvalInputError(f"{path} was trained as task_idx={hp['task_idx']}, expected {t}")
+        _, feat_dim, _ = load_backbone_from_checkpoint(path, None, ckpt)  # backbone.* present and loadable
+        if opts is not None and opts.protocol == "online":
+            load_online_classifier(ckpt, path, feat_dim, int(hp["num_classes"]))
+        checkpoints.append(path)
+        hparams.append(hp)
+    return RunPlan(run_dir, checkpoints, hparams)
+
+
+def evaluate_run_dir(opts: argparse.Namespace) -> dict[str, Any]:
+    """Fill R[i][j] for every task checkpoint of ``opts.run_dir`` and write ``<run>/eval/``."""
+    from cassle.eval.report import log_to_wandb, write_report
+
+    run_dir = opts.run_dir.rstrip("/") or "/"
+    plan = check_run_dir(run_dir, opts)
+    hp0 = plan.hparams[0]
+    _check_backbone_flag(opts, hp0, plan.checkpoints[0])
+    data = resolve_data(opts, hp0)
+    if data.num_tasks != plan.num_tasks:
+        raise EvalInputError(f"the evaluation data has {data.num_tasks} task(s) but the run has {plan.num_tasks}; "
+                             "do not override --num_tasks / --split_strategy / --domain for a run folder")
+    if data.name == hp0.get("dataset") and hp0.get("num_classes") is not None and int(hp0["num_classes"]) != data.num_classes:
+        raise EvalInputError(f"num_classes mismatch: the run was pretrained with num_classes={hp0['num_classes']} "
+                             f"but the evaluation data has {data.num_classes} classes")
+    cfg, lr_source = probe_config(opts, hp0, opts.mode or "fast")
+    protocol = _protocol(opts, cfg, data, lr_source, hp0.get("method"))
+    out_dir = opts.output_dir or os.path.join(run_dir, "eval")
+    os.makedirs(out_dir, exist_ok=True)  # fails here (not after the probes) when not writable
+    run = None
+    if opts.wandb:
+        run = _wandb_init(opts, opts.name or f"{os.path.basename(os.path.abspath(run_dir))}-eval",
+                          {**vars(opts), "protocol": protocol})
+
+    R, acc1, knn, aware = [], [], {d: [] for d in DISTANCES}, []
+    for t, path in enumerate(plan.checkpoints):
+        print(f"[eval] task {t}: {protocol['name']} on {path}", flush=True)
+        ckpt = read_checkpoint_file(path)
+        backbone, feat_dim, _ = load_backbone_from_checkpoint(path, None, ckpt)
+        if opts.protocol == "online":
+            res = evaluate_online(backbone, load_online_classifier(ckpt, path, feat_dim, data.num_classes), data, cfg)
+        else:
+            res = evaluate_backbone(backbone, feat_dim, data, cfg)
+        del ckpt
+        R.append(res["per_task"])
+        acc1.append(res["acc1"])
+        for d in res.get("knn", {}):
+            knn[d].append(res["knn"][d])
+        if "domain_aware" in res:
+            aware.append(res["domain_aware"])
+        print(f"[eval] task {t}: acc1 {res['acc1']:.2f}, per task {[round(a, 2) for a in res['per_task']]}", flush=True)
+
+    print("[eval] random-init backbone (forward-transfer baseline)", flush=True)
+    rand, feat_dim = random_backbone(hp0, cfg.seed)
+    base = evaluate_backbone(rand, feat_dim, data, cfg)  # always a linear probe: a random net has no online head
+    extra: dict[str, Any] = {"acc1_whole_test_set": acc1, "random_baseline_acc1": base["acc1"],
+                             "run_dir": os.path.abspath(run_dir), "num_classes": data.num_classes}
+    if cfg.knn:
+        extra["knn"] = {d: {"per_checkpoint": knn[d], "random_baseline": base["knn"][d]} for d in DISTANCES}
+    if aware:
+        extra["domain_aware"] = {"per_checkpoint": aware, "random_baseline": base.get("domain_aware")}
+    results = write_report(out_dir, R, base["per_task"], task_names=data.task_names, protocol=protocol,
+                           seed=cfg.seed, checkpoints=[os.path.abspath(c) for c in plan.checkpoints],
+                           extra=extra, task_sizes=data.task_sizes)
+    if run is not None:
+        log_to_wandb(results, os.path.join(out_dir, "accuracy_matrix.png"), run=run)
+        run.finish()
+    results["output_dir"] = out_dir
+    return results
