@@ -6,14 +6,25 @@ Batch contract (docs/ARCHITECTURE.md):
 * val: ``(x, y)`` over the whole test set (all classes / domains), eval transform.
 
 The task's samples are chosen by ``task_subset`` as an index tensor over the full training set
-(no image is copied). ``train_dataloader`` dispatches on ``self.gpu_augment``; this class only
-implements the CPU path (torchvision workers), a GPU-augmentation variant can override
-``_gpu_train_dataloader`` / ``on_after_batch_transfer`` and reuse everything else.
+(no image is copied). Three data paths (``data_path()``), chosen by ``--data_device`` / ``--dali``:
+
+* ``workers``: torchvision transforms in DataLoader workers (CPU); batches arrive augmented.
+* ``batched`` (tensor datasets): the task's uint8 images live on the trainer's device
+  (``gpu_loader.DeviceBatchLoader``); the loader yields raw ``(indexes, uint8 (B, H, W, 3),
+  targets)`` and ``on_after_batch_transfer`` turns them into the contract with
+  ``MultiViewBatchAugment`` (per-sample parameters, one generator per (seed, epoch, rank)).
+  Validation and the linear-probe loaders (``eval_loader``) gather normalised batches on the device.
+* ``dali`` (image folders, DomainNet, with ``--dali`` and DALI installed): ``dali.py`` pipelines.
+
+``--data_device auto`` picks ``batched`` only when a trainer runs on a CUDA device; without a
+trainer (iterating ``train_dataloader()`` by hand) it is the ``workers`` path, whose batches
+already satisfy the contract. ``cpu_batched`` forces the batched path on the CPU (tests).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 from typing import Any, Mapping
 
@@ -22,11 +33,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .args import data_defaults, validate_data_args
+from .gpu_loader import DeviceBatchLoader, is_raw_train_batch
 from .args import view_settings as _view_settings
 from .datasets import TENSOR_DATASETS, TensorImageDataset, dataset_stats, load_dataset
 from .splits import class_split_indices, class_split_tasks, data_split_indices, domain_split_indices
 from .transforms import NViewTransform, build_eval_transform, build_multiview_transform
 
+log = logging.getLogger(__name__)
+DATA_PATHS = ("workers", "batched", "dali")
 
 class TaskDataset(Dataset):
     """Samples ``indices`` of ``base``, each returned as ``(index, views, target)``."""
@@ -99,8 +113,6 @@ def task_subset(dataset: Dataset, args: Any) -> torch.Tensor:
 class ContinualDataModule(pl.LightningDataModule):
     """Data of one continual task. Build from an argparse namespace, a dict, or keyword flags."""
 
-    gpu_augment: bool = False  # CPU path here; a GPU-augmentation variant flips this
-
     def __init__(self, args: Any = None, **kwargs):
         super().__init__()
         self.args = _resolve_args(args, **kwargs)
@@ -108,6 +120,10 @@ class ContinualDataModule(pl.LightningDataModule):
         self._train_full: Dataset | None = None
         self._val_full: Dataset | None = None
         self._task_indices: torch.Tensor | None = None
+        self._train_loader: DeviceBatchLoader | None = None  # batched path, built on first use
+        self._train_loader_key: tuple | None = None
+        self._augmenters: dict = {}
+        self._noticed: set[str] = set()
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "ContinualDataModule":
@@ -227,20 +243,200 @@ class ContinualDataModule(pl.LightningDataModule):
             persistent_workers=workers > 0,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        if self.gpu_augment:
-            return self._gpu_train_dataloader()
-        world = getattr(getattr(self, "trainer", None), "world_size", 1) or 1
+    # ------------------------------------------------------------------ data path
+    def _trainer_device(self) -> torch.device | None:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return None
+        return torch.device(trainer.strategy.root_device)
+
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0, 1
+        return int(trainer.global_rank), int(trainer.world_size or 1)
+
+    @property
+    def seed(self) -> int:
+        return int(getattr(self.args, "seed", 0) or 0)
+
+    def data_path(self) -> str:
+        """``workers``, ``batched`` or ``dali`` for the current flags, data set and trainer."""
+        mode = self.args.data_device
+        if not self.is_tensor_dataset:
+            if mode in ("gpu", "cpu_batched"):
+                raise ValueError(f"--data_device {mode} needs a tensor dataset ({', '.join(TENSOR_DATASETS)}); "
+                                 f"{self.args.dataset} is read from files: use --data_device auto or cpu "
+                                 "(and --dali for GPU decoding)")
+            if self.args.dali:
+                from .dali import dali_available
+
+                if dali_available():
+                    return "dali"
+                self._notice("--dali: NVIDIA DALI is not installed (pip install nvidia-dali-cuda120); "
+                             "using torchvision workers")
+            return "workers"
+        if self.args.dali:
+            self._notice(f"--dali is ignored for {self.args.dataset}: tensor datasets use the batched path "
+                         "(--data_device)")
+        if mode == "cpu":
+            return "workers"
+        if mode in ("gpu", "cpu_batched"):
+            return "batched"
+        device = self._trainer_device()  # auto: batched when training on a CUDA device
+        return "batched" if device is not None and device.type == "cuda" else "workers"
+
+    @property
+    def gpu_augment(self) -> bool:
+        """True when training batches are augmented on the device (batched path)."""
+        return self.data_path() == "batched"
+
+    def batched_device(self) -> torch.device:
+        """Device holding the images on the batched path."""
+        if self.args.data_device == "cpu_batched":
+            return torch.device("cpu")
+        device = self._trainer_device()
+        if device is not None and device.type == "cuda":
+            return device
+        if self.args.data_device == "gpu":
+            if not torch.cuda.is_available():
+                raise ValueError("--data_device gpu needs CUDA, which is not available; "
+                                 "valid choices here: auto, cpu, cpu_batched")
+            if device is not None:
+                raise ValueError(f"--data_device gpu but the trainer runs on {device}; "
+                                 "use --accelerator gpu or --data_device auto")
+            return torch.device("cuda", torch.cuda.current_device())
+        raise ValueError(f"no batched device for --data_device {self.args.data_device}")
+
+    def _notice(self, message: str) -> None:
+        """One line on stderr (logging's default handler), once per data module."""
+        if message not in self._noticed:
+            self._noticed.add(message)
+            log.warning(message)
+
+    # ------------------------------------------------------------------ batched path
+    def augmenter(self, device: torch.device | str):
+        """``MultiViewBatchAugment`` of the per-view settings, on ``device`` (cached).
+
+        Bicubic crop resizing, as the reference's (and the CPU path's) RandomResizedCrop.
+        """
+        from .gpu_augment import MultiViewBatchAugment
+
+        device = torch.device(device)
+        if device not in self._augmenters:
+            views = [{**v, "interpolation": "bicubic"} for v in self.view_settings]
+            self._augmenters[device] = MultiViewBatchAugment(views, self.mean, self.std).to(device)
+        return self._augmenters[device]
+
+    def _device_loader(self, images: torch.Tensor, targets: torch.Tensor, indexes: torch.Tensor | None,
+                       train: bool, device: torch.device, eval_size: int | None = None) -> DeviceBatchLoader:
+        rank, world = self._rank_world()
+        transform = None
+        if not train:
+            from .gpu_augment import eval_transform_batch
+
+            mean, std = self.mean, self.std
+
+            def transform(x):
+                return eval_transform_batch(x, mean, std, size=eval_size)
+        return DeviceBatchLoader(images, targets, self.args.batch_size, device=device, indexes=indexes,
+                                 shuffle=train, drop_last=train, seed=self.seed, rank=rank, world_size=world,
+                                 transform=transform)
+
+    def _eval_size(self) -> int | None:
+        """Eval resize for tensor sets: view 1's crop when it differs from the image side."""
+        crop = self.view_settings[0]["crop_size"]
+        return None if crop == self.train_full.image_size[0] else crop
+
+    def _gpu_train_dataloader(self) -> DeviceBatchLoader:
+        device = self.batched_device()
+        rank, world = self._rank_world()
+        key = (device, rank, world, self.args.batch_size)
+        if self._train_loader is None or self._train_loader_key != key:
+            idx = self.task_indices
+            # Only the task's images go to the device, once.
+            self._train_loader = self._device_loader(self.train_full.images[idx], self.train_full.targets[idx],
+                                                     idx, train=True, device=device)
+            self._train_loader_key = key
+        return self._train_loader
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int = 0) -> Any:
+        """Batched path: augment a raw uint8 training batch into ``(indexes, [v1, v2], targets)``.
+
+        Called by ``BaseMethod.on_after_batch_transfer`` (Lightning calls only the module's hook).
+        Other batches (augmented, eval) pass through unchanged. The augmentation draws from the
+        train loader's per-epoch generator, so a fixed seed reproduces every view.
+        """
+        if not is_raw_train_batch(batch):
+            return batch
+        indexes, images, targets = batch
+        loader = self._train_loader
+        generator = loader.generator if loader is not None else None
+        if generator is not None and generator.device.type != images.device.type:
+            raise ValueError(f"training batch on {images.device} but the augmentation generator is on "
+                             f"{generator.device}: the trainer and --data_device disagree")
+        views = self.augmenter(images.device)(images, generator)
+        return indexes, views, targets
+
+    # ------------------------------------------------------------------ loaders
+    def train_dataloader(self):
+        world = self._rank_world()[1]
         if self.steps_per_epoch(world) == 0:
             raise ValueError(
                 f"task {self.args.task_idx} has {self.train_size} training samples, fewer than "
                 f"--batch_size {self.args.batch_size} x {world} device(s): with drop_last there is no step"
             )
+        path = self.data_path()
+        if path == "batched":
+            return self._gpu_train_dataloader()
+        if path == "dali":
+            return self._dali_loader(train=True)
         return self._loader(self.train_dataset, train=True)
 
-    def _gpu_train_dataloader(self) -> DataLoader:
-        raise NotImplementedError("GPU augmentation is not part of the CPU data module; "
-                                  "use the GPU-augment variant (cassle.data.gpu_augment)")
+    def val_dataloader(self):
+        return self.eval_loader(train=False)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_dataset, train=False)
+    def eval_loader(self, train: bool = False, indices: torch.Tensor | None = None):
+        """Normalised, unaugmented ``(x, y)`` batches through the current data path.
+
+        ``train=False``: the test set (the online eval); ``train=True``: the *whole* training set,
+        all tasks (the linear probe's features), or its ``indices`` subset. On the batched path the
+        images are gathered on the device like the training batches.
+        """
+        base = self.train_full if train else self.val_full
+        path = self.data_path()
+        if path == "batched":
+            images, targets = base.images, base.targets
+            if indices is not None:
+                images, targets = images[indices], targets[indices]
+            return self._device_loader(images, targets, None, train=False, device=self.batched_device(),
+                                       eval_size=self._eval_size())
+        if path == "dali" and indices is None:
+            return self._dali_loader(train=False, split_train=train)
+        dataset = EvalDataset(base, self.val_transform())
+        if indices is not None:
+            dataset = torch.utils.data.Subset(dataset, indices.tolist())
+        return self._loader(dataset, train=False)
+
+    # ------------------------------------------------------------------ DALI path
+    def _dali_loader(self, train: bool, split_train: bool = True):
+        from .dali import DaliEvalLoader, DaliTrainLoader
+
+        device = self._trainer_device()
+        device_id = device.index if device is not None and device.type == "cuda" else None
+        if device_id is None and device is None and self.args.data_device == "gpu" and torch.cuda.is_available():
+            device_id = torch.cuda.current_device()
+        rank, world = self._rank_world()
+        threads = max(1, self.args.num_workers)
+        if train:
+            return DaliTrainLoader(self.train_full, self.task_indices, self.view_settings, self.mean, self.std,
+                                   batch_size=self.args.batch_size, num_threads=threads, device_id=device_id,
+                                   seed=self.seed, shard_id=rank, num_shards=world)
+        base = self.train_full if split_train else self.val_full
+        return DaliEvalLoader(base, self.mean, self.std, crop_size=self.view_settings[0]["crop_size"],
+                              batch_size=self.args.batch_size, num_threads=threads, device_id=device_id)
+
+    def teardown(self, stage: str | None = None) -> None:
+        # Free the device copies; a later call rebuilds them.
+        self._train_loader = None
+        self._augmenters = {}

@@ -1,0 +1,144 @@
+"""Linear evaluation of self-supervised checkpoints (REFERENCE.md section 5).
+
+One checkpoint (the reference's form; augmented 100-epoch protocol by default):
+
+    python main_linear.py --pretrained_feature_extractor experiments/<run>/task4/last.ckpt \
+        --dataset cifar100 --data_dir DATA [--mode augmented|fast] [--lr 3.0] [--label_fraction 0.1] [--knn]
+
+prints top-1 on the whole test set and per task and writes ``<output_dir>/results.json``
+(default ``<checkpoint folder>/linear_<mode>/``). Dataset, data folder, split and number of tasks
+come from the checkpoint when not given.
+
+A continual run folder (fast mode by default; what ``job_launcher.py --eval`` calls):
+
+    python main_linear.py --run_dir experiments/<run> [--mode fast|augmented] [--data_dir DATA]
+
+probes the backbone after every task plus a randomly initialised one and writes the accuracy
+matrix R, A, F, T into ``<run>/eval/`` (accuracy_matrix.csv, results.json, accuracy_matrix.png,
+summary.md). Exit code 0 on success, 2 on bad input (message on stderr, nothing written).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+EXIT_BAD_INPUT = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cassle.data.args import DATASETS, SPLIT_STRATEGIES
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    what = p.add_argument_group("what to evaluate (exactly one)")
+    what.add_argument("--pretrained_feature_extractor", "--pretrained_model", "--checkpoint",
+                      dest="pretrained_feature_extractor", help="one task's last.ckpt")
+    what.add_argument("--run_dir", help="a job_launcher.py run folder (task*/last.ckpt, manifest.json)")
+    what.add_argument("--protocol", choices=["linear", "online"], default="linear",
+                      help="linear: train a linear probe (default); online: the checkpoint's online "
+                           "classifier trained during pretraining (the reference's CIFAR numbers)")
+    what.add_argument("--mode", choices=["fast", "augmented"], default=None,
+                      help="augmented: the reference's 100-epoch augmented protocol (default for one "
+                           "checkpoint); fast: features extracted once, probe on cached features "
+                           "(default for --run_dir)")
+
+    data = p.add_argument_group("data (default: what the checkpoint was trained on)")
+    data.add_argument("--dataset", choices=DATASETS, default=None)
+    data.add_argument("--data_dir", default=None)
+    data.add_argument("--train_dir", default=None)
+    data.add_argument("--val_dir", default=None)
+    data.add_argument("--download", action="store_true", help="let torchvision download CIFAR")
+    data.add_argument("--num_classes", type=int, default=None)
+    data.add_argument("--synthetic_size", type=int, default=None)
+    data.add_argument("--synthetic_image_size", type=int, default=None)
+    data.add_argument("--split_strategy", choices=SPLIT_STRATEGIES, default=None)
+    data.add_argument("--num_tasks", type=int, default=None)
+    data.add_argument("--domain", default=None, help="DomainNet: train and test on this domain only")
+    data.add_argument("--domain_eval", choices=["agnostic", "aware", "both"], default="both",
+                      help="DomainNet: agnostic = one classifier on all domains, aware = one per domain")
+    data.add_argument("--crop_size", type=int, default=None, help="default: image side (CIFAR), 224 (folders)")
+    data.add_argument("--label_fraction", type=float, default=None,
+                      help="semi-supervised: a stratified, seeded fraction of the labels (0.01, 0.1)")
+
+    opt = p.add_argument_group("probe")
+    opt.add_argument("--max_epochs", type=int, default=100)
+    opt.add_argument("--lr", type=float, default=None, help="default: the reference lr of the method")
+    opt.add_argument("--method", default=None, help="pick the reference lr of this method instead of the "
+                                                    "checkpoint's (e.g. supcon)")
+    opt.add_argument("--lr_decay_steps", type=int, nargs="+", default=None,
+                     help="epochs of the x0.1 steps (default: 60%% and 80%% of --max_epochs)")
+    opt.add_argument("--weight_decay", type=float, default=0.0)
+    opt.add_argument("--momentum", type=float, default=0.9)
+    opt.add_argument("--batch_size", type=int, default=256)
+    opt.add_argument("--optimizer", choices=["sgd"], default="sgd", help="the reference uses SGD")
+    opt.add_argument("--scheduler", choices=["step"], default="step", help="the reference uses step decay")
+    opt.add_argument("--knn", action="store_true", help="also report weighted kNN (k 20; cosine, euclidean)")
+    opt.add_argument("--seed", type=int, default=None, help="default: the checkpoint's seed")
+
+    run = p.add_argument_group("hardware and output")
+    run.add_argument("--num_workers", type=int, default=None, help="default: the checkpoint's")
+    run.add_argument("--accelerator", choices=["auto", "cpu", "gpu", "cuda"], default="auto")
+    run.add_argument("--gpus", default=None, help="reference spelling: any value means one GPU")
+    run.add_argument("--devices", default="1", help="linear evaluation uses one device")
+    run.add_argument("--precision", default="auto", help="auto (bf16 on GPUs that support it), 32, 16, bf16")
+    run.add_argument("--encoder", "--backbone", dest="backbone", default=None,
+                     help="checked against the checkpoint (the architecture comes from the checkpoint)")
+    run.add_argument("--dali", action="store_true", help="accepted for the reference's scripts; ignored")
+    run.add_argument("--output_dir", default=None)
+    run.add_argument("--save_checkpoint", action="store_true", help="also save the trained classifier")
+    run.add_argument("--progress_bar", action="store_true")
+    run.add_argument("--name", default=None)
+    run.add_argument("--wandb", action="store_true")
+    run.add_argument("--wandb_online", action="store_true", help="default: offline, `wandb sync` later")
+    run.add_argument("--project", default="cassle")
+    run.add_argument("--entity", default=None)
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = build_parser()
+    opts = parser.parse_args(argv)
+    if bool(opts.pretrained_feature_extractor) == bool(opts.run_dir):
+        parser.error("give exactly one of --pretrained_feature_extractor PATH (one checkpoint) "
+                     "and --run_dir DIR (every task of a run)")
+    if opts.gpus is not None:
+        opts.accelerator = "gpu"
+    if str(opts.devices) not in ("1", "auto"):
+        parser.error(f"--devices {opts.devices}: linear evaluation runs on one device")
+    if opts.dali:
+        warnings.warn("--dali is ignored: this implementation loads data with torchvision")
+    return opts
+
+
+def main(argv=None) -> int:
+    from cassle.eval.run_eval import evaluate_checkpoint, evaluate_run_dir
+
+    opts = parse_args(argv)
+    try:
+        if opts.run_dir:
+            res = evaluate_run_dir(opts)
+            F, T = res["F"], res["T"]
+            print(f"A = {res['A']:.2f}  F = {'n/a' if F is None else f'{F:.2f}'}  "
+                  f"T = {'n/a' if T is None else f'{T:.2f}'}  -> {res['output_dir']}")
+        else:
+            res = evaluate_checkpoint(opts)
+            print(f"{res['protocol']['name']}: top-1 {res['acc1']:.2f}")
+            for name, acc in zip(res["task_names"], res["per_task"]):
+                print(f"  {name}: {acc:.2f}")
+            for d, acc in res.get("knn", {}).items():
+                print(f"  kNN ({d}): {acc:.2f}")
+            for d, acc in res.get("domain_aware", {}).items():
+                print(f"  domain-aware {d}: {acc:.2f}")
+            print(f"-> {res['output']}")
+    except (ValueError, FileNotFoundError) as err:  # EvalInputError is a ValueError
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
+if __name__ == "__main__":
+    for noisy in (".*does not have many workers.*", ".*`weights_only` was not set.*",
+                  ".*`srun` command is available.*", ".*smaller than the logging interval.*"):
+        warnings.filterwarnings("ignore", noisy)
+    sys.exit(main())
