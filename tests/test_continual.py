@@ -164,3 +164,35 @@ def test_distill_lamb_below_one_scales_predictor_lr():
     args.distill_lamb = 2.0
     model = build_model(args)
     assert {g["name"]: g for g in model.learnable_params()}["distiller"]["lr"] == args.lr
+
+
+@pytest.mark.parametrize("method,distiller", [("mocov2plus", "contrastive"), ("swav", "knowledge"),
+                                              ("byol", "predictive")])
+def test_carry_over_between_tasks(method, distiller):
+    """All weights carry over (momentum networks, MoCo queue, classifier, predictor); the SwAV
+    queue and the tau schedule start afresh (REFERENCE section 3)."""
+    from cassle.utils.pretrained import load_pretrained
+
+    args0 = tiny_args(method, "--num_tasks", "2", "--task_idx", "1", distiller=distiller)
+    args0.num_classes = 4
+    previous = build_model(args0)
+    with torch.no_grad():  # make every tensor distinctive
+        for t in itertools.chain(previous.parameters(), previous.buffers()):
+            if t.is_floating_point():
+                t.copy_(torch.randn_like(t))
+    previous.current_tau = 0.999
+    ckpt = {"state_dict": previous.state_dict(), "hyper_parameters": vars(args0)}
+    model = build_model(args0)
+    load_pretrained(model, ckpt, "previous.ckpt")
+    model.start_new_task()
+    state = model.state_dict()
+    for key, value in ckpt["state_dict"].items():
+        if key.startswith("frozen_"):
+            source = key.replace("frozen_", "", 1)
+            assert torch.equal(state[key], ckpt["state_dict"][source]), key
+        elif method == "swav" and key == "queue":
+            assert not state[key].any(), "the SwAV queue must be reset at every task"
+        else:
+            assert torch.equal(state[key], value), f"{key} was not carried over"
+    if hasattr(model, "current_tau"):
+        assert model.current_tau == args0.base_tau_momentum

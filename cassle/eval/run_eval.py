@@ -218,14 +218,14 @@ class RunPlan:
 
 
 def _task_checkpoint(run_dir: str, t: int, entry: dict | None) -> str:
-    canonical = os.path.join(run_dir, f"task{t}", "last.ckpt")
-    candidates = ([entry["checkpoint"]] if entry and entry.get("checkpoint") else []) + [canonical]
-    for c in candidates:
-        if os.path.isfile(c):
-            return c
-    why = "the manifest says it is done but " if entry else ""
-    raise EvalInputError(f"task {t} of {run_dir}: {why}its checkpoint is missing (looked for "
-                         f"{', '.join(dict.fromkeys(candidates))}); rerun the launcher to finish the run")
+    """``<run>/task{t}/last.ckpt``: where the launcher always writes it. The manifest's recorded path
+    is not followed: in a copied or moved run folder it points at the original run's files."""
+    path = os.path.join(run_dir, f"task{t}", "last.ckpt")
+    if os.path.isfile(path):
+        return path
+    why = "the manifest says the task is done but " if entry and entry.get("status") == "done" else ""
+    raise EvalInputError(f"task {t} of {run_dir}: {why}its checkpoint {path} is missing; "
+                         "rerun the launcher to finish the run")
 
 
 def check_run_dir(run_dir: str, opts: argparse.Namespace | None = None) -> RunPlan:
