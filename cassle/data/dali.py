@@ -94,11 +94,13 @@ def augment_view(images, s: dict[str, Any], mean: Sequence[float], std: Sequence
         on = _coin(s["color_jitter_prob"])
 
         def factor(v: float):  # torchvision's range [max(0, 1 - v), 1 + v]; 1 when the coin is off
+            if v <= 0:  # no jitter of this kind (an empty range is an error in DALI)
+                return 1.0
             return fn.random.uniform(range=(max(0.0, 1 - v), 1 + v)) * on + (1.0 - on)
 
+        hue = fn.random.uniform(range=(-s["hue"], s["hue"])) * on * 360.0 if s["hue"] > 0 else 0.0
         x = fn.color_twist(x, brightness=factor(s["brightness"]), contrast=factor(s["contrast"]),
-                           saturation=factor(s["saturation"]),
-                           hue=fn.random.uniform(range=(-s["hue"], s["hue"])) * on * 360.0)
+                           saturation=factor(s["saturation"]), hue=hue)
     if s["gray_scale_prob"] > 0:
         x = fn.color_twist(x, saturation=1.0 - _coin(s["gray_scale_prob"]))
     x = fn.cast(x, dtype=types.FLOAT)  # 0..255 floats from here on

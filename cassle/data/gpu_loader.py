@@ -124,6 +124,7 @@ class DeviceBatchLoader:
         self.transform = transform
         self.sampler = EpochShardSampler(len(images), batch_size, shuffle=shuffle, drop_last=drop_last,
                                          seed=seed, rank=rank, world_size=world_size, pad=pad)
+        self.batch_sampler = None  # Lightning's duck typing reads both attributes
         self.generator: torch.Generator | None = None
 
     # Lightning's _set_sampler_epoch looks for `loader.sampler.set_epoch`.

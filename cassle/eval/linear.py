@@ -26,6 +26,7 @@ import contextlib
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
@@ -33,7 +34,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 
 from cassle.eval.knn import DISTANCES, knn_accuracy
 from cassle.eval.probe import extract_features, predict, stratified_fraction_indices, train_linear_probe_on_features
@@ -289,7 +290,8 @@ class EvalData:
                 raise EvalInputError(f"domain split needs one task per domain: num_tasks={num_tasks}, domains {names}")
             data.test_groups, data.task_names = domains.long(), names
         else:  # data split (or one task): every task is evaluated on the whole test set
-            data.task_names = [f"task{t}" for t in range(num_tasks)]
+            one_domain = list(getattr(test_set, "domain_names", []))
+            data.task_names = one_domain if num_tasks == 1 and len(one_domain) == 1 else [f"task{t}" for t in range(num_tasks)]
         if data.test_groups is None:
             data.task_sizes = [len(labels)] * num_tasks
         else:
@@ -331,8 +333,9 @@ class EvalData:
     def train_transform(self):
         from torchvision.transforms import v2
 
-        return v2.Compose([v2.ToImage(), v2.RandomResizedCrop(self.crop_size, scale=(0.08, 1.0), antialias=True),
-                           v2.RandomHorizontalFlip(), v2.ToDtype(torch.float32, scale=True),
+        # Crop and flip first: on PIL images (folders) that is cheaper than on decoded tensors.
+        return v2.Compose([v2.RandomResizedCrop(self.crop_size, scale=(0.08, 1.0), antialias=True),
+                           v2.RandomHorizontalFlip(), v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
                            v2.Normalize(list(self.mean), list(self.std)), v2.ToPureTensor()])
 
     def loader(self, split: str, indices: torch.Tensor, *, augment: bool, batch_size: int, num_workers: int,
@@ -340,7 +343,7 @@ class EvalData:
         base = self.train_set if split == "train" else self.test_set
         ds = _Transformed(base, indices, self.train_transform() if augment else self.eval_transform())
         return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                          pin_memory=torch.cuda.is_available(), persistent_workers=False,
+                          pin_memory=torch.cuda.is_available(), persistent_workers=shuffle and num_workers > 0,
                           generator=torch.Generator().manual_seed(seed) if shuffle else None)
 
     def plain_batches(self, split: str, indices: torch.Tensor, batch_size: int, num_workers: int,
@@ -426,7 +429,9 @@ def _train_augmented(backbone: nn.Module, feat_dim: int, data: EvalData, indices
     )
     loader = data.loader("train", indices, augment=True, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                          shuffle=True, seed=cfg.seed)
-    trainer.fit(probe, train_dataloaders=loader)
+    with warnings.catch_warnings():  # the frozen backbone is in eval mode on purpose
+        warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")
+        trainer.fit(probe, train_dataloaders=loader)
     if trainer.interrupted:
         raise KeyboardInterrupt("linear evaluation interrupted")
     backbone.to(cfg.device)  # Lightning's teardown moves the module back to the CPU

@@ -315,7 +315,7 @@ def evaluate_run_dir(opts: argparse.Namespace) -> dict[str, Any]:
     base = evaluate_backbone(rand, feat_dim, data, cfg)  # always a linear probe: a random net has no online head
     extra: dict[str, Any] = {"acc1_whole_test_set": acc1, "random_baseline_acc1": base["acc1"],
                              "run_dir": os.path.abspath(run_dir), "num_classes": data.num_classes}
-    if cfg.knn:
+    if cfg.knn and knn["cosine"]:  # (the online protocol trains nothing and computes no kNN)
         extra["knn"] = {d: {"per_checkpoint": knn[d], "random_baseline": base["knn"][d]} for d in DISTANCES}
     if aware:
         extra["domain_aware"] = {"per_checkpoint": aware, "random_baseline": base.get("domain_aware")}

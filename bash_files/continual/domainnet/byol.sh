@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# CaSSLe paper, DomainNet domain-incremental, 6 tasks x 200 epochs, ResNet-18, 4 GPUs x 64:
+# BYOL fine-tuning baseline. Task order: real, quickdraw, painting, sketch, infograph, clipart.
+# Run all tasks: DATA_DIR=/path/to/domainnet python job_launcher.py --script bash_files/continual/domainnet/byol.sh
+# DATA_DIR holds {domain}_train.txt / {domain}_test.txt and the image folders they list.
+python main_continual.py \
+    --method byol \
+    --dataset domainnet \
+    --data_dir $DATA_DIR \
+    --split_strategy domain \
+    --num_tasks 6 \
+    --task_idx 0 \
+    --max_epochs 200 \
+    --backbone resnet18 \
+    --accelerator gpu \
+    --devices 4 \
+    --strategy ddp \
+    --sync_batchnorm \
+    --precision auto \
+    --batch_size 64 \
+    --num_workers 5 \
+    --optimizer lars \
+    --eta_lars 0.02 \
+    --grad_clip_lars \
+    --exclude_bias_n_norm \
+    --lr 0.6 \
+    --classifier_lr 0.1 \
+    --weight_decay 1e-5 \
+    --scheduler warmup_cosine \
+    --warmup_epochs 10 \
+    --warmup_start_lr 0.003 \
+    --crop_size 224 \
+    --min_scale 0.08 \
+    --brightness 0.4 \
+    --contrast 0.4 \
+    --saturation 0.2 \
+    --hue 0.1 \
+    --color_jitter_prob 0.8 \
+    --gray_scale_prob 0.2 \
+    --horizontal_flip_prob 0.5 \
+    --gaussian_prob 1.0 0.1 \
+    --solarization_prob 0.0 0.2 \
+    --proj_hidden_dim 4096 \
+    --output_dim 256 \
+    --pred_hidden_dim 8192 \
+    --base_tau_momentum 0.99 \
+    --final_tau_momentum 1.0 \
+    --check_val_every_n_epoch 10 \
+    --name byol-domainnet \
+    --project cassle \
+    --wandb

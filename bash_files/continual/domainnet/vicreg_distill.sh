@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# CaSSLe paper, DomainNet domain-incremental, 6 tasks x 200 epochs, ResNet-18, 4 GPUs x 64:
+# VICReg + CaSSLe (predictive_mse distiller). Task order: real, quickdraw, painting, sketch, infograph, clipart.
+# Run all tasks: DATA_DIR=/path/to/domainnet python job_launcher.py --script bash_files/continual/domainnet/vicreg_distill.sh
+# DATA_DIR holds {domain}_train.txt / {domain}_test.txt and the image folders they list.
+# The launcher drops the distiller flags for task 0 and gives task t the checkpoint of task t-1.
+python main_continual.py \
+    --method vicreg \
+    --dataset domainnet \
+    --data_dir $DATA_DIR \
+    --split_strategy domain \
+    --num_tasks 6 \
+    --task_idx 0 \
+    --max_epochs 200 \
+    --backbone resnet18 \
+    --accelerator gpu \
+    --devices 4 \
+    --strategy ddp \
+    --sync_batchnorm \
+    --precision auto \
+    --batch_size 64 \
+    --num_workers 5 \
+    --optimizer lars \
+    --eta_lars 0.02 \
+    --grad_clip_lars \
+    --exclude_bias_n_norm \
+    --lr 0.4 \
+    --classifier_lr 0.1 \
+    --weight_decay 1e-4 \
+    --scheduler warmup_cosine \
+    --warmup_epochs 10 \
+    --warmup_start_lr 0.003 \
+    --crop_size 224 \
+    --min_scale 0.2 \
+    --brightness 0.4 \
+    --contrast 0.4 \
+    --saturation 0.2 \
+    --hue 0.1 \
+    --color_jitter_prob 0.8 \
+    --gray_scale_prob 0.2 \
+    --horizontal_flip_prob 0.5 \
+    --gaussian_prob 0.5 \
+    --solarization_prob 0.1 \
+    --proj_hidden_dim 2048 \
+    --output_dim 2048 \
+    --sim_loss_weight 25.0 \
+    --var_loss_weight 25.0 \
+    --cov_loss_weight 1.0 \
+    --distiller predictive_mse \
+    --distill_lamb 25.0 \
+    --distill_proj_hidden_dim 2048 \
+    --check_val_every_n_epoch 10 \
+    --name vicreg-domainnet-cassle \
+    --project cassle \
+    --wandb

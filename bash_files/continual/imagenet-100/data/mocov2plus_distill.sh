@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# CaSSLe paper, ImageNet-100 data-incremental, 5 tasks x 400 epochs, ResNet-18, 2 GPUs x 128:
+# MoCoV2+ + CaSSLe (contrastive distiller).
+# Run all tasks: DATA_DIR=/path/to/imagenet-100 python job_launcher.py --script bash_files/continual/imagenet-100/data/mocov2plus_distill.sh
+# DATA_DIR holds train/ and val/ with one folder per class.
+# The launcher drops the distiller flags for task 0 and gives task t the checkpoint of task t-1.
+# Plain SGD, cosine schedule without warmup, as the reference.
+python main_continual.py \
+    --method mocov2plus \
+    --dataset imagenet100 \
+    --data_dir $DATA_DIR \
+    --train_dir train \
+    --val_dir val \
+    --split_strategy data \
+    --num_tasks 5 \
+    --task_idx 0 \
+    --max_epochs 400 \
+    --backbone resnet18 \
+    --accelerator gpu \
+    --devices 2 \
+    --strategy ddp \
+    --sync_batchnorm \
+    --precision auto \
+    --batch_size 128 \
+    --num_workers 5 \
+    --optimizer sgd \
+    --lr 0.4 \
+    --classifier_lr 0.3 \
+    --weight_decay 1e-4 \
+    --scheduler cosine \
+    --warmup_epochs 0 \
+    --crop_size 224 \
+    --min_scale 0.08 \
+    --brightness 0.4 \
+    --contrast 0.4 \
+    --saturation 0.4 \
+    --hue 0.1 \
+    --color_jitter_prob 0.8 \
+    --gray_scale_prob 0.2 \
+    --horizontal_flip_prob 0.5 \
+    --gaussian_prob 0.5 \
+    --solarization_prob 0.0 \
+    --proj_hidden_dim 2048 \
+    --output_dim 128 \
+    --temperature 0.2 \
+    --queue_size 65536 \
+    --base_tau_momentum 0.99 \
+    --final_tau_momentum 0.999 \
+    --distiller contrastive \
+    --distill_lamb 1.0 \
+    --distill_temperature 0.2 \
+    --distill_proj_hidden_dim 2048 \
+    --check_val_every_n_epoch 10 \
+    --name mocov2plus-imagenet100-data-cassle \
+    --project cassle \
+    --wandb

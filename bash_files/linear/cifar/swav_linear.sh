@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Linear evaluation of a SwAV checkpoint: CIFAR-100, class-incremental, 5 tasks.
+# Reference offline protocol: 100 epochs on augmented images, SGD (momentum 0.9, wd 0), lr 0.15
+# x0.1 at epochs 60 and 80, batch 256; one all-class classifier, accuracy per task without masking.
+#
+#   PRETRAINED_PATH=experiments/<run>/task4/last.ckpt DATA_DIR=/data \
+#       bash bash_files/linear/cifar/swav_linear.sh [extra flags]
+#
+# Extra flags are appended and win over the ones below (e.g. --mode fast, --label_fraction 0.01,
+# --knn, --wandb). PYTHON and NUM_WORKERS may be set in the environment.
+# CIFAR-100 numbers in the paper are the online classifier's top-1: append --protocol online
+# for that protocol (no training, reads the checkpoint's classifier).
+set -euo pipefail
+: "${PRETRAINED_PATH:?set PRETRAINED_PATH to the checkpoint to evaluate (a task checkpoint, last.ckpt)}"
+: "${DATA_DIR:?set DATA_DIR to the dataset folder}"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
+
+"${PYTHON:-python}" "$ROOT/main_linear.py" \
+    --dataset cifar100 \
+    --data_dir "$DATA_DIR" \
+    --split_strategy class \
+    --num_tasks 5 \
+    --mode augmented \
+    --max_epochs 100 \
+    --optimizer sgd \
+    --scheduler step \
+    --lr 0.15 \
+    --lr_decay_steps 60 80 \
+    --weight_decay 0 \
+    --batch_size 256 \
+    --num_workers "${NUM_WORKERS:-8}" \
+    --name swav-cifar100-linear-eval \
+    --pretrained_feature_extractor "$PRETRAINED_PATH" \
+    "$@"

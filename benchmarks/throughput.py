@@ -1,0 +1,366 @@
+"""Training throughput of cassle, in augmented views per second (2 views per image).
+
+    python benchmarks/throughput.py --method barlow_twins --distiller decorrelative \
+        --backbone resnet18 --batch_size 256 --dataset cifar100 --data_dir DATA \
+        --output benchmarks/results/h100.json
+    python benchmarks/throughput.py --smoke --output /tmp/smoke.json      # CPU, tiny, seconds
+
+Every figure runs the real code: args from ``cassle.utils.args.parse_args``, the model from
+``main_continual.build_model`` at task 1 of ``--num_tasks`` (so the CaSSLe model has its frozen
+snapshot and predictor), the data from ``ContinualDataModule``, and a Lightning ``Trainer`` with
+the runner's precision / channels_last resolution, CSV logger and LR monitor. A callback times
+``--steps`` whole iterations (fetch + transfer + hook + step) after ``--warmup_steps``, with
+``torch.cuda.synchronize`` around the window on GPUs. Modes:
+
+  step      the training step on pre-made tensors: one augmented batch already on the device,
+            yielded again and again (no data cost at all: the ceiling)
+  gpu       end to end with the batched path: uint8 task images on the device, gathered per batch
+            and augmented in ``on_after_batch_transfer`` (``--data_device gpu``; ``cpu_batched``
+            without CUDA)
+  workers   end to end with torchvision transforms in ``--num_workers`` DataLoader workers
+  finetune  the step on pre-made tensors without the distiller (for the CaSSLe overhead:
+            frozen forward + predictor + distillation loss)
+  augment   the batched augmentation alone (no model)
+
+Targets (the Speed issue; one H100/H200, Barlow Twins + decorrelative, ResNet-18, batch 256,
+CIFAR-100): gpu >= 85% of step, gpu >= 2x workers. Figures go to stdout and ``--output`` (JSON).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+import pytorch_lightning as pl  # noqa: E402
+import torch  # noqa: E402
+
+MODES = ("step", "gpu", "workers", "finetune", "augment")
+TARGETS = {"e2e_gpu_vs_step": 0.85, "e2e_gpu_vs_workers": 2.0}
+# CIFAR recipe of the reference (REFERENCE.md section 4) for the method being measured: the
+# optimiser (LARS) and augmentation settings change the cost of a step, so use the real ones.
+RECIPES = {
+    "barlow_twins": ["--lr", "0.3", "--classifier_lr", "0.1", "--weight_decay", "1e-4", "--lars",
+                     "--eta_lars", "0.02", "--grad_clip_lars", "--exclude_bias_n_norm",
+                     "--brightness", "0.4", "--contrast", "0.4", "--saturation", "0.2", "--hue", "0.1",
+                     "--solarization_prob", "0.0", "0.2", "--scale_loss", "0.1"],
+}
+SMOKE_FLAGS = ["--dataset", "synthetic", "--synthetic_size", "192", "--synthetic_image_size", "16",
+               "--crop_size", "16", "--num_classes", "4", "--accelerator", "cpu", "--devices", "1",
+               "--proj_hidden_dim", "32", "--output_dim", "16", "--distill_proj_hidden_dim", "32"]
+
+
+def parse_bench_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                epilog="Arguments after `--` go to cassle's own parser unchanged.")
+    p.add_argument("--method", default="barlow_twins")
+    p.add_argument("--distiller", default="decorrelative")
+    p.add_argument("--batch_size", type=int, default=256)
+    p.add_argument("--backbone", default="resnet18")
+    p.add_argument("--dataset", default="cifar100")
+    p.add_argument("--data_dir", default=None)
+    p.add_argument("--num_tasks", type=int, default=5)
+    p.add_argument("--steps", type=int, default=100, help="timed iterations per mode")
+    p.add_argument("--warmup_steps", type=int, default=20, help="untimed iterations first (>= 1)")
+    p.add_argument("--precision", default="auto", help="as main_continual: auto = bf16-mixed on bf16 GPUs")
+    p.add_argument("--channels_last", default="auto", choices=["auto", "on", "off"])
+    p.add_argument("--num_workers", type=int, default=None,
+                   help="workers of the torchvision mode (default: the CPU count, at most 16)")
+    p.add_argument("--modes", default=",".join(MODES), help=f"comma list out of {', '.join(MODES)}")
+    p.add_argument("--seed", type=int, default=5)
+    p.add_argument("--smoke", action="store_true",
+                   help="tiny sizes on the CPU: tiny backbone, synthetic data, a few steps")
+    p.add_argument("--output", default=None, help="JSON file to write")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1:]
+    b = p.parse_args(argv)
+    b.extra = extra
+    b.modes = [m.strip() for m in b.modes.split(",") if m.strip()]
+    bad = [m for m in b.modes if m not in MODES]
+    if bad:
+        p.error(f"unknown mode(s) {bad}; valid: {', '.join(MODES)}")
+    if b.smoke:
+        b.backbone, b.dataset = "tiny", "synthetic"
+        b.batch_size = min(b.batch_size, 16)
+        b.num_tasks, b.steps, b.warmup_steps = 2, min(b.steps, 4), min(b.warmup_steps, 2)
+        if b.num_workers is None:
+            b.num_workers = 1
+    if b.num_workers is None:
+        b.num_workers = min(16, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    if b.warmup_steps < 1 or b.steps < 1:
+        p.error("--steps and --warmup_steps must be >= 1")
+    return b
+
+
+def cassle_argv(b: argparse.Namespace, *, distiller: str | None, data_device: str, checkpoint_dir: str) -> list[str]:
+    """The main_continual command line this benchmark measures."""
+    argv = ["--method", b.method, "--backbone", b.backbone, "--batch_size", str(b.batch_size),
+            "--num_tasks", str(b.num_tasks), "--task_idx", "1", "--num_workers", str(b.num_workers),
+            "--precision", b.precision, "--channels_last", b.channels_last, "--seed", str(b.seed),
+            "--data_device", data_device, "--no_progress_bar", "--checkpoint_dir", checkpoint_dir,
+            *RECIPES.get(b.method, [])]
+    if not b.smoke:
+        argv += ["--dataset", b.dataset]
+    if b.data_dir:
+        argv += ["--data_dir", b.data_dir]
+    if distiller:
+        argv += ["--distiller", distiller]
+    if b.smoke:
+        argv += SMOKE_FLAGS
+    return argv + list(b.extra)
+
+
+def machine_info() -> dict:
+    def version(mod: str):
+        try:
+            return __import__(mod).__version__
+        except Exception:
+            return None
+
+    def git(*cmd: str):
+        try:
+            return subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        except Exception:
+            return None
+
+    cpu_model = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cuda = torch.cuda.is_available()
+    info = {
+        "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+        "gpu_count": torch.cuda.device_count() if cuda else 0,
+        "cuda": torch.version.cuda, "bf16_supported": bool(cuda and torch.cuda.is_bf16_supported()),
+        "cpu_model": cpu_model, "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "python": platform.python_version(), "platform": platform.platform(),
+        "torch": torch.__version__, "pytorch_lightning": pl.__version__,
+        "torchvision": version("torchvision"), "git_sha": git("rev-parse", "HEAD"),
+        "git_dirty": bool(git("status", "--porcelain")),
+    }
+    try:
+        import importlib.metadata as md
+        info["nvidia_dali"] = md.version("nvidia-dali-cuda120")
+    except Exception:
+        info["nvidia_dali"] = None
+    return info
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+class StepTimer(pl.Callback):
+    """Times iterations warmup+1 .. warmup+steps, end to end (fetch, transfer, hook, step)."""
+
+    def __init__(self, warmup: int, steps: int):
+        self.warmup, self.steps, self.done = warmup, steps, 0
+        self.t0 = self.t1 = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.done += 1
+        if self.done == self.warmup:
+            _sync()
+            self.t0 = time.perf_counter()
+        elif self.done == self.warmup + self.steps:
+            _sync()
+            self.t1 = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        if self.t0 is None or self.t1 is None:
+            raise RuntimeError(f"only {self.done} of {self.warmup + self.steps} iterations ran")
+        return self.t1 - self.t0
+
+
+class RepeatBatch:
+    """A sized iterable yielding the same (pre-made, on-device) batch ``length`` times."""
+
+    def __init__(self, batch, length: int):
+        self.batch, self.length = batch, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self):
+        for _ in range(self.length):
+            yield self.batch
+
+
+def build(b, *, distiller: str | None, data_device: str, checkpoint_dir: str):
+    """(args, datamodule, model) exactly as main_continual.run_task builds them."""
+    from cassle.data import ContinualDataModule
+    from cassle.utils.args import parse_args
+    from main_continual import build_model
+
+    args = parse_args(cassle_argv(b, distiller=distiller, data_device=data_device, checkpoint_dir=checkpoint_dir))
+    pl.seed_everything(args.seed, workers=True, verbose=False)
+    dm = ContinualDataModule.from_args(args)
+    args.num_classes = dm.num_classes
+    model = build_model(args)
+    model.start_new_task()
+    on_gpu = torch.cuda.is_available() and args.accelerator in ("auto", "gpu", "cuda")
+    model.channels_last = args.channels_last == "on" or (args.channels_last == "auto" and on_gpu)
+    if model.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return args, dm, model
+
+
+def timed_fit(args, model, b, *, datamodule=None, loader=None) -> float:
+    """views/s of ``b.steps`` iterations of a Lightning fit (after ``b.warmup_steps``)."""
+    from pytorch_lightning.loggers import CSVLogger
+
+    from main_continual import resolve_precision
+
+    timer = StepTimer(b.warmup_steps, b.steps)
+    trainer = pl.Trainer(
+        max_epochs=10 ** 6, max_steps=b.warmup_steps + b.steps, accelerator=args.accelerator, devices=1,
+        precision=resolve_precision(args), enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+        logger=CSVLogger(args.checkpoint_dir, name="logs"), log_every_n_steps=args.log_every_n_steps,
+        callbacks=[timer, pl.callbacks.LearningRateMonitor(logging_interval="step")])
+    if datamodule is not None:
+        trainer.fit(model, datamodule=datamodule)
+    else:
+        trainer.fit(model, train_dataloaders=loader)
+    return 2 * args.batch_size * b.steps / timer.seconds
+
+
+def premade_batch(dm, device: torch.device):
+    """One batch through the batched path's own gather + augmentation, kept on ``device``."""
+    loader = dm._device_loader(dm.train_full.images[dm.task_indices], dm.train_full.targets[dm.task_indices],
+                               dm.task_indices, train=True, device=device)
+    indexes, images, targets = next(iter(loader))
+    views = dm.augmenter(device)(images, loader.generator)
+    return indexes, views, targets
+
+
+def augment_only(dm, device: torch.device, batch_size: int, steps: int, warmup: int) -> float:
+    images = dm.train_full.images[dm.task_indices][:batch_size].to(device)
+    aug = dm.augmenter(device)
+    gen = torch.Generator(device=device).manual_seed(0)
+    for _ in range(warmup):
+        aug(images, gen)
+    _sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        aug(images, gen)
+    _sync()
+    return 2 * images.shape[0] * steps / (time.perf_counter() - t0)
+
+
+def run(b: argparse.Namespace, log=print) -> dict:
+    from main_continual import resolve_precision
+
+    cuda = torch.cuda.is_available() and not b.smoke
+    device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
+    batched = "gpu" if cuda else "cpu_batched"
+    views: dict[str, float] = {}
+    commands: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        args, dm, model = build(b, distiller=b.distiller, data_device=batched, checkpoint_dir=tmp)
+        model.to(device)
+        length = b.warmup_steps + b.steps
+        commands["cassle_args"] = shlex.join(cassle_argv(b, distiller=b.distiller, data_device=batched,
+                                                         checkpoint_dir="DIR"))
+        if "step" in b.modes or "finetune" in b.modes:
+            batch = premade_batch(dm, device)
+        if "step" in b.modes:
+            views["step_premade"] = timed_fit(args, model, b, loader=RepeatBatch(batch, length))
+            log(f"step on pre-made tensors      {views['step_premade']:>12,.0f} views/s")
+        if "gpu" in b.modes:
+            views["e2e_gpu_augment"] = timed_fit(args, model, b, datamodule=dm)
+            log(f"end to end, batched ({device.type:4s})    {views['e2e_gpu_augment']:>12,.0f} views/s")
+        if "augment" in b.modes:
+            views["augment_only"] = augment_only(dm, device, b.batch_size, b.steps, b.warmup_steps)
+            log(f"augmentation alone            {views['augment_only']:>12,.0f} views/s")
+        if "workers" in b.modes:
+            wargs, wdm, _ = build(b, distiller=b.distiller, data_device="cpu", checkpoint_dir=tmp)
+            views["e2e_torchvision_workers"] = timed_fit(wargs, model, b, datamodule=wdm)
+            log(f"end to end, {b.num_workers:2d} torchvision workers {views['e2e_torchvision_workers']:>8,.0f} views/s")
+        if "finetune" in b.modes:
+            fargs, _, fmodel = build(b, distiller=None, data_device=batched, checkpoint_dir=tmp)
+            fmodel.to(device)
+            views["finetune_step_premade"] = timed_fit(fargs, fmodel, b, loader=RepeatBatch(batch, length))
+            log(f"fine-tuning step (no CaSSLe)  {views['finetune_step_premade']:>12,.0f} views/s")
+
+    ratios, meets = {}, {}
+    if "e2e_gpu_augment" in views and "step_premade" in views:
+        ratios["e2e_gpu_vs_step"] = views["e2e_gpu_augment"] / views["step_premade"]
+    if "e2e_gpu_augment" in views and "e2e_torchvision_workers" in views:
+        ratios["e2e_gpu_vs_workers"] = views["e2e_gpu_augment"] / views["e2e_torchvision_workers"]
+    for k, v in ratios.items():
+        meets[k] = v >= TARGETS[k]
+    overhead = {}
+    if "step_premade" in views and "finetune_step_premade" in views:
+        overhead = {"distill_step_views_per_s": views["step_premade"],
+                    "finetune_step_views_per_s": views["finetune_step_premade"],
+                    # extra time per step that CaSSLe adds: frozen forward + predictor + its loss
+                    "extra_time_fraction": views["finetune_step_premade"] / views["step_premade"] - 1}
+    for k, v in ratios.items():
+        log(f"{k:28s}  {v:6.2f}  (target >= {TARGETS[k]}{', met' if meets[k] else ', NOT met'})")
+    if overhead:
+        log(f"CaSSLe extra time per step    {100 * overhead['extra_time_fraction']:6.1f} %")
+    return {
+        "smoke": b.smoke,
+        "machine": machine_info(),
+        "settings": {"method": b.method, "distiller": b.distiller, "backbone": b.backbone, "dataset": args.dataset,
+                     "batch_size": b.batch_size, "num_tasks": b.num_tasks, "task_idx": 1, "steps": b.steps,
+                     "warmup_steps": b.warmup_steps, "precision": resolve_precision(args),
+                     "channels_last": bool(model.channels_last), "num_workers": b.num_workers,
+                     "batched_device": str(device), "train_size": dm.train_size, "modes": b.modes},
+        "command": shlex.join([sys.executable, "benchmarks/throughput.py", *b.argv]),
+        "cassle_args": commands["cassle_args"],
+        "views_per_s": views,
+        "cassle_overhead": overhead,
+        "ratios": ratios,
+        "targets": TARGETS,
+        "meets_targets": meets,
+    }
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    b = parse_bench_args(argv)
+    b.argv = argv
+    if b.smoke:
+        torch.set_num_threads(min(2, torch.get_num_threads()))
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # keep the table readable
+    result = run(b)
+    text = json.dumps(result, indent=2, sort_keys=True)
+    if b.output:
+        os.makedirs(os.path.dirname(os.path.abspath(b.output)), exist_ok=True)
+        Path(b.output).write_text(text + "\n")
+        print(f"wrote {b.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    import warnings
+
+    for noisy in (".*does not have many workers.*", ".*overridden `on_after_batch_transfer`.*",
+                  ".*smaller than the logging interval.*", ".*`srun` command is available.*",
+                  ".*warmup_steps.*"):
+        warnings.filterwarnings("ignore", noisy)
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""benchmarks/throughput.py: the --smoke run end to end (CPU, seconds) and its argument handling."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("throughput", REPO / "benchmarks" / "throughput.py")
+throughput = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(throughput)
+
+VIEW_KEYS = {"step_premade", "e2e_gpu_augment", "e2e_torchvision_workers", "finetune_step_premade", "augment_only"}
+
+
+def test_smoke_run_writes_positive_figures(tmp_path):
+    out = tmp_path / "smoke.json"
+    done = subprocess.run([sys.executable, "benchmarks/throughput.py", "--smoke", "--output", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "views/s" in done.stdout and "e2e_gpu_vs_step" in done.stdout
+    result = json.loads(out.read_text())
+    assert {"machine", "settings", "command", "cassle_args", "views_per_s", "cassle_overhead", "ratios",
+            "targets", "meets_targets", "smoke"} <= set(result)
+    assert result["smoke"] is True
+    assert set(result["views_per_s"]) == VIEW_KEYS
+    assert all(v > 0 for v in result["views_per_s"].values())
+    assert set(result["ratios"]) == set(result["targets"]) == {"e2e_gpu_vs_step", "e2e_gpu_vs_workers"}
+    assert all(r > 0 for r in result["ratios"].values())
+    assert result["targets"] == {"e2e_gpu_vs_step": 0.85, "e2e_gpu_vs_workers": 2.0}
+    views = result["views_per_s"]
+    assert result["ratios"]["e2e_gpu_vs_step"] == pytest.approx(views["e2e_gpu_augment"] / views["step_premade"])
+    overhead = result["cassle_overhead"]
+    assert overhead["extra_time_fraction"] == pytest.approx(
+        views["finetune_step_premade"] / views["step_premade"] - 1)
+    machine = result["machine"]
+    for key in ("device", "torch", "pytorch_lightning", "cpu_count", "git_sha", "python"):
+        assert key in machine
+    assert machine["cpu_count"] >= 1 and machine["torch"]
+    settings = result["settings"]
+    assert settings["method"] == "barlow_twins" and settings["distiller"] == "decorrelative"
+    assert settings["backbone"] == "tiny" and settings["batched_device"] == "cpu"
+    assert "--smoke" in result["command"] and "--data_device cpu_batched" in result["cassle_args"]
+
+
+def test_target_setting_command_line_is_valid_for_cassle():
+    """The GPU target setting's cassle flags parse (no data needed for parsing)."""
+    from cassle.utils.args import parse_args
+
+    b = throughput.parse_bench_args(["--data_dir", "/data/cifar100", "--", "--max_epochs", "3"])
+    assert (b.method, b.distiller, b.backbone, b.batch_size, b.dataset) == (
+        "barlow_twins", "decorrelative", "resnet18", 256, "cifar100")
+    args = parse_args(throughput.cassle_argv(b, distiller=b.distiller, data_device="gpu", checkpoint_dir="x"))
+    assert args.dataset == "cifar100" and args.task_idx == 1 and args.num_tasks == 5 and args.lars
+    assert args.solarization_prob == [0.0, 0.2] and args.max_epochs == 3 and args.data_device == "gpu"
+
+
+def test_bad_arguments():
+    with pytest.raises(SystemExit):
+        throughput.parse_bench_args(["--modes", "step,bogus"])
+    with pytest.raises(SystemExit):
+        throughput.parse_bench_args(["--steps", "0"])
+    b = throughput.parse_bench_args(["--smoke", "--modes", "step"])
+    assert b.modes == ["step"] and b.backbone == "tiny" and b.steps <= 4
