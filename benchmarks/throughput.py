@@ -20,7 +20,8 @@ the runner's precision / channels_last resolution, CSV logger and LR monitor. A 
   workers   end to end with torchvision transforms in ``--num_workers`` DataLoader workers
   finetune  the step on pre-made tensors without the distiller (for the CaSSLe overhead:
             frozen forward + predictor + distillation loss)
-  augment   the batched augmentation alone (no model)
+  augment   the batched augmentation alone (no model): as the hook runs it (both views in one
+            fused pass) and view by view (``MultiViewBatchAugment``)
 
 Targets (the Speed issue; one H100/H200, Barlow Twins + decorrelative, ResNet-18, batch 256,
 CIFAR-100): gpu >= 85% of step, gpu >= 2x workers. Figures go to stdout and ``--output`` (JSON).
@@ -156,6 +157,8 @@ def machine_info() -> dict:
         "torch": torch.__version__, "pytorch_lightning": pl.__version__,
         "torchvision": version("torchvision"), "git_sha": git("rev-parse", "HEAD"),
         "git_dirty": bool(git("status", "--porcelain")),
+        # other load on the machine makes figures noisy (shared CPU machines especially)
+        "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
     try:
         import importlib.metadata as md
@@ -255,10 +258,9 @@ def premade_batch(dm, device: torch.device):
     return indexes, views, targets
 
 
-def augment_only(dm, device: torch.device, batch_size: int, steps: int, warmup: int) -> float:
-    images = dm.train_full.images[dm.task_indices][:batch_size].to(device)
-    aug = dm.augmenter(device)
-    gen = torch.Generator(device=device).manual_seed(0)
+def augment_only(aug, images: torch.Tensor, steps: int, warmup: int) -> float:
+    """views/s of ``aug(images, generator)`` alone (2 views per image)."""
+    gen = torch.Generator(device=images.device).manual_seed(0)
     for _ in range(warmup):
         aug(images, gen)
     _sync()
@@ -292,8 +294,12 @@ def run(b: argparse.Namespace, log=print) -> dict:
             views["e2e_gpu_augment"] = timed_fit(args, model, b, datamodule=dm)
             log(f"end to end, batched ({device.type:4s})    {views['e2e_gpu_augment']:>12,.0f} views/s")
         if "augment" in b.modes:
-            views["augment_only"] = augment_only(dm, device, b.batch_size, b.steps, b.warmup_steps)
-            log(f"augmentation alone            {views['augment_only']:>12,.0f} views/s")
+            images = dm.train_full.images[dm.task_indices][:b.batch_size].to(device)
+            fused = dm.augmenter(device)  # what the hook runs: both views in one pass
+            views["augment_only"] = augment_only(fused, images, b.steps, b.warmup_steps)
+            views["augment_only_per_view"] = augment_only(fused.multi, images, b.steps, b.warmup_steps)
+            log(f"augmentation alone (fused)    {views['augment_only']:>12,.0f} views/s")
+            log(f"augmentation alone (per view) {views['augment_only_per_view']:>12,.0f} views/s")
         if "workers" in b.modes:
             wargs, wdm, _ = build(b, distiller=b.distiller, data_device="cpu", checkpoint_dir=tmp)
             views["e2e_torchvision_workers"] = timed_fit(wargs, model, b, datamodule=wdm)
@@ -361,6 +367,6 @@ if __name__ == "__main__":
 
     for noisy in (".*does not have many workers.*", ".*overridden `on_after_batch_transfer`.*",
                   ".*smaller than the logging interval.*", ".*`srun` command is available.*",
-                  ".*warmup_steps.*"):
+                  ".*warmup_steps.*", ".*LeafSpec.*", ".*no `val_dataloader`.*"):
         warnings.filterwarnings("ignore", noisy)
     sys.exit(main())

@@ -14,7 +14,8 @@ _spec = importlib.util.spec_from_file_location("throughput", REPO / "benchmarks"
 throughput = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(throughput)
 
-VIEW_KEYS = {"step_premade", "e2e_gpu_augment", "e2e_torchvision_workers", "finetune_step_premade", "augment_only"}
+VIEW_KEYS = {"step_premade", "e2e_gpu_augment", "e2e_torchvision_workers", "finetune_step_premade", "augment_only",
+             "augment_only_per_view"}
 
 
 def test_smoke_run_writes_positive_figures(tmp_path):

@@ -230,3 +230,20 @@ def test_domainnet_task_through_dali(tmp_path):
     indexes, views, targets = next(iter(dm.train_dataloader()))
     assert sorted(indexes.tolist()) == [6, 7, 8] and targets.tolist() == [2, 2, 2]
     assert [tuple(v.shape) for v in views] == [(3, 3, 8, 8)] * 2
+
+
+@needs_dali
+def test_run_task_trains_through_dali(tmp_path):
+    from main_continual import run_task
+    from tests.helpers import tiny_args
+
+    for split in ("train", "val"):
+        for c in range(4):
+            for k in range(4):
+                _save(tmp_path / "data" / split / f"c{c}" / f"{k}.png", solid((60 * c, 40, 200 - 40 * k), 20, 20))
+    args = tiny_args("barlow_twins", "--dataset", "custom", "--data_dir", str(tmp_path / "data"), "--dali",
+                     "--crop_size", "16", "--batch_size", "4", "--num_workers", "1", "--max_steps", "3",
+                     tmp_path=tmp_path / "run")
+    trainer = run_task(args)
+    assert isinstance(trainer.train_dataloader, dali_mod.DaliTrainLoader)
+    assert trainer.global_step == 3 and (tmp_path / "run" / "last.ckpt").is_file()

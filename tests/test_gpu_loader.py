@@ -14,7 +14,8 @@ from torch.utils.data import BatchSampler, DistributedSampler
 
 from cassle.data import ContinualDataModule, class_split_tasks
 from cassle.data.gpu_augment import MultiViewBatchAugment
-from cassle.data.gpu_loader import DeviceBatchLoader, EpochShardSampler, is_raw_train_batch, stream_seed
+from cassle.data.gpu_loader import (DeviceBatchLoader, EpochShardSampler, FusedViewsAugment, is_raw_train_batch,
+                                    stream_seed)
 from cassle.data.transforms import build_eval_transform
 from main_continual import run_task
 from tests.helpers import tiny_args
@@ -106,11 +107,50 @@ def test_hook_makes_contract_batches_with_the_epoch_stream():
     aug = MultiViewBatchAugment(settings, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
     expected = aug(raw[1], torch.Generator().manual_seed(stream_seed(3, 1, 0)))
     assert all(torch.equal(a, b) for a, b in zip(views, expected))
+    # In a dict batch (CombinedLoader with an online-eval stream) the "ssl" entry is augmented.
+    loader.set_epoch(1)
+    x, y = next(iter(dm.eval_loader(train=True)))
+    combined = dm.on_after_batch_transfer({"ssl": next(iter(loader)), "online_eval": (x, y)}, 0)
+    assert all(torch.equal(a, b) for a, b in zip(combined["ssl"][1], views))
+    assert combined["online_eval"][0] is x
     # Augmented and eval batches pass through untouched.
     done = (indexes, views, targets)
     assert dm.on_after_batch_transfer(done, 0) is done
     x, y = next(iter(dm.val_dataloader()))
     assert dm.on_after_batch_transfer((x, y), 0)[0] is x
+
+
+def _view(**overrides) -> dict:
+    s = dict(crop_size=12, min_scale=0.2, max_scale=1.0, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1,
+             color_jitter_prob=0.8, gray_scale_prob=0.2, horizontal_flip_prob=0.5, gaussian_prob=0.0,
+             solarization_prob=0.0, interpolation="bicubic")
+    s.update(overrides)
+    return s
+
+
+@pytest.mark.parametrize("second", [dict(solarization_prob=1.0, gaussian_prob=0.5),
+                                    dict(gray_scale_prob=1.0, color_jitter_prob=0.0, min_scale=0.9)])
+def test_fused_views_equal_per_view_augmentation(second):
+    multi = MultiViewBatchAugment([_view(), _view(**second)], (0.4, 0.5, 0.6), (0.2, 0.3, 0.25))
+    fused = FusedViewsAugment(multi)
+    assert fused.fused
+    images = torch.randint(0, 256, (10, 16, 16, 3), dtype=torch.uint8)
+    expected = multi(images, torch.Generator().manual_seed(9))
+    got = fused(images, torch.Generator().manual_seed(9))
+    assert len(got) == 2 and all(g.shape == (10, 3, 12, 12) for g in got)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, atol=1e-5, rtol=0)
+    # the first view takes no solarize / blur although the fused pass runs those ops
+    assert not torch.equal(got[0], got[1])
+
+
+def test_fused_views_fall_back_when_views_differ_in_shape():
+    multi = MultiViewBatchAugment([_view(), _view(crop_size=8)], (0.5,) * 3, (0.5,) * 3)
+    fused = FusedViewsAugment(multi)
+    assert not fused.fused
+    images = torch.randint(0, 256, (4, 16, 16, 3), dtype=torch.uint8)
+    got = fused(images, torch.Generator().manual_seed(1))
+    assert [tuple(g.shape) for g in got] == [(4, 3, 12, 12), (4, 3, 8, 8)]
 
 
 def test_same_seed_same_views_other_seed_other_views():

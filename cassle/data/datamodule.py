@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .args import data_defaults, validate_data_args
-from .gpu_loader import DeviceBatchLoader, is_raw_train_batch
+from .gpu_loader import DeviceBatchLoader, FusedViewsAugment, is_raw_train_batch
 from .args import view_settings as _view_settings
 from .datasets import TENSOR_DATASETS, TensorImageDataset, dataset_stats, load_dataset
 from .splits import class_split_indices, class_split_tasks, data_split_indices, domain_split_indices
@@ -316,7 +316,8 @@ class ContinualDataModule(pl.LightningDataModule):
 
     # ------------------------------------------------------------------ batched path
     def augmenter(self, device: torch.device | str):
-        """``MultiViewBatchAugment`` of the per-view settings, on ``device`` (cached).
+        """The per-view settings' augmentation on ``device`` (cached): ``MultiViewBatchAugment``,
+        run as one fused pass over both views (``FusedViewsAugment``, same output).
 
         Bicubic crop resizing, as the reference's (and the CPU path's) RandomResizedCrop.
         """
@@ -325,7 +326,8 @@ class ContinualDataModule(pl.LightningDataModule):
         device = torch.device(device)
         if device not in self._augmenters:
             views = [{**v, "interpolation": "bicubic"} for v in self.view_settings]
-            self._augmenters[device] = MultiViewBatchAugment(views, self.mean, self.std).to(device)
+            multi = MultiViewBatchAugment(views, self.mean, self.std)
+            self._augmenters[device] = FusedViewsAugment(multi).to(device)
         return self._augmenters[device]
 
     def _device_loader(self, images: torch.Tensor, targets: torch.Tensor, indexes: torch.Tensor | None,
@@ -364,9 +366,12 @@ class ContinualDataModule(pl.LightningDataModule):
         """Batched path: augment a raw uint8 training batch into ``(indexes, [v1, v2], targets)``.
 
         Called by ``BaseMethod.on_after_batch_transfer`` (Lightning calls only the module's hook).
-        Other batches (augmented, eval) pass through unchanged. The augmentation draws from the
-        train loader's per-epoch generator, so a fixed seed reproduces every view.
+        Other batches (augmented, eval) pass through unchanged; in a dict batch (a CombinedLoader
+        of ``{"ssl": ..., "online_eval": ...}``) the ``"ssl"`` entry is augmented. The augmentation
+        draws from the train loader's per-epoch generator, so a fixed seed reproduces every view.
         """
+        if isinstance(batch, dict) and "ssl" in batch:
+            return {**batch, "ssl": self.on_after_batch_transfer(batch["ssl"], dataloader_idx)}
         if not is_raw_train_batch(batch):
             return batch
         indexes, images, targets = batch

@@ -149,8 +149,12 @@ class DeviceBatchLoader:
     def __iter__(self) -> Iterator[tuple]:
         # A generator function: nothing runs until the first next(), i.e. after set_epoch.
         self.generator = self.new_generator()
-        for pos in self.sampler:
-            pos = pos.to(self.device, non_blocking=True)
+        # One host-to-device copy per epoch: a per-batch copy from pageable memory would
+        # synchronise the stream every step and stop the CPU from queueing work ahead.
+        order = self.sampler.rank_indices().to(self.device)
+        size = self.sampler.batch_size
+        for b in range(len(self.sampler)):
+            pos = order[b * size:(b + 1) * size]
             images = self.images.index_select(0, pos)
             targets = self.targets.index_select(0, pos)
             if self.transform is not None:
@@ -167,3 +171,65 @@ def is_raw_train_batch(batch) -> bool:
     """
     return (isinstance(batch, (tuple, list)) and len(batch) == 3 and isinstance(batch[1], Tensor)
             and batch[1].dtype == torch.uint8 and batch[1].ndim == 4)
+
+
+class FusedViewsAugment:
+    """``MultiViewBatchAugment`` with the views of a batch augmented in one pass.
+
+    Each view draws its own per-sample parameters (``BatchAugment.sample_params``, in view order,
+    from the same generator, exactly as ``MultiViewBatchAugment.forward`` does), then the n views
+    go through ``BatchAugment.apply`` as one (n*B)-sample batch: every op is per sample, so the
+    result is the same, with n times fewer kernel launches (what bounds small-image augmentation
+    on a GPU). Ops are skipped only when every view has probability 0; a view whose probability
+    is 0 has all its coins off, and an op with its coin off is an exact identity.
+
+    Views can share a pass when they agree on what ``apply`` reads from the settings beyond
+    probabilities: crop size, interpolation and whether hue jitter is on; otherwise this falls
+    back to the per-view module.
+    """
+
+    def __init__(self, multi):
+        from .gpu_augment import BatchAugment, PROB_KEYS
+
+        self.multi = multi
+        self.views = list(multi.views)
+        first = self.views[0].settings
+
+        def key(s):
+            return s["crop_size"], s["interpolation"], float(s["hue"]) > 0
+
+        self.fused = len(self.views) > 1 and all(key(v.settings) == key(first) for v in self.views)
+        self.applier = None
+        if self.fused:
+            settings = dict(first)
+            for k in PROB_KEYS:  # skip an op only when no view can take it
+                settings[k] = max(float(v.settings[k]) for v in self.views)
+            view = self.views[0]
+            self.applier = BatchAugment(settings, view.mean.flatten().tolist(), view.std.flatten().tolist())
+
+    def to(self, device):
+        self.multi.to(device)
+        if self.applier is not None:
+            self.applier.to(device)
+        return self
+
+    @torch.no_grad()
+    def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> list[Tensor]:
+        from dataclasses import fields
+
+        from .gpu_augment import AugmentParams, to_float_nchw
+
+        if not self.fused:
+            return self.multi(images, generator)
+        x = to_float_nchw(images)
+        if generator is not None and generator.device.type != x.device.type:
+            raise ValueError(f"generator is on {generator.device} but images are on {x.device}; "
+                             "create the generator on the images' device")
+        b, _, height, width = x.shape
+        n = len(self.views)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            params = [v.sample_params(b, height, width, generator, x.device) for v in self.views]
+            merged = AugmentParams(**{f.name: torch.cat([getattr(p, f.name) for p in params])
+                                      for f in fields(AugmentParams)})
+            out = self.applier.apply(x.repeat(n, 1, 1, 1), merged)
+        return list(out.split(b))

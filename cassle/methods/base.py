@@ -173,21 +173,31 @@ class BaseMethod(pl.LightningModule):
         return {"feats": feats, "logits": self.classifier(feats.detach())}
 
     def training_step(self, batch, batch_idx):
-        _, views, targets = batch
+        # With --online_eval_batch_size the loader also yields labelled images of the whole
+        # training set (all classes): the reference's CIFAR protocol trains the online
+        # classifier on those, not on the current task's classes only.
+        online_eval = batch.get("online_eval") if isinstance(batch, dict) else None
+        _, views, targets = batch["ssl"] if isinstance(batch, dict) else batch
         out = self.ssl_step(views, targets)
-        # Online classifier on detached features: it never changes the backbone.
-        class_losses, accs = [], []
-        for feats in out.feats:
-            logits = self.classifier(feats.detach())
-            class_losses.append(F.cross_entropy(logits, targets))
-            accs.append((logits.argmax(1) == targets).float().mean() * 100)
-        class_loss = torch.stack(class_losses).mean()
-        if self.knn is not None:
-            self.knn.update("train", out.feats[0].detach(), targets)
         if not torch.isfinite(out.loss):
             raise FloatingPointError(
                 f"non-finite SSL loss ({out.loss.item()}) at epoch {self.current_epoch}, step "
                 f"{self.global_step}; lower --lr or check the data. Checkpoints are left untouched.")
+        if online_eval is not None:
+            x, labels = online_eval
+            with torch.no_grad():
+                class_inputs = [(self.backbone(x), labels)]
+        else:
+            class_inputs = [(feats, targets) for feats in out.feats]
+        # Online classifier on detached features: it never changes the backbone.
+        class_losses, accs = [], []
+        for feats, labels in class_inputs:
+            logits = self.classifier(feats.detach())
+            class_losses.append(F.cross_entropy(logits, labels))
+            accs.append((logits.argmax(1) == labels).float().mean() * 100)
+        class_loss = torch.stack(class_losses).mean()
+        if self.knn is not None:
+            self.knn.update("train", out.feats[0].detach(), targets)
         self.log_dict({"train/ssl_loss": out.loss, "train/class_loss": class_loss,
                        "train/online_acc": torch.stack(accs).mean(),
                        **{f"train/{k}": v for k, v in out.logs.items()}},

@@ -4,6 +4,8 @@
 # Run all tasks: DATA_DIR=/path/to/domainnet python job_launcher.py --script bash_files/continual/domainnet/barlow_distill.sh
 # DATA_DIR holds {domain}_train.txt / {domain}_test.txt and the image folders they list.
 # The launcher drops the distiller flags for task 0 and gives task t the checkpoint of task t-1.
+# The paper's accuracy comes from offline linear evaluation after the last task; the online classifier
+# (validated every 10 epochs) only monitors.
 python main_continual.py \
     --method barlow_twins \
     --dataset domainnet \

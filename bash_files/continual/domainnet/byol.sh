@@ -3,6 +3,8 @@
 # BYOL fine-tuning baseline. Task order: real, quickdraw, painting, sketch, infograph, clipart.
 # Run all tasks: DATA_DIR=/path/to/domainnet python job_launcher.py --script bash_files/continual/domainnet/byol.sh
 # DATA_DIR holds {domain}_train.txt / {domain}_test.txt and the image folders they list.
+# The paper's accuracy comes from offline linear evaluation after the last task; the online classifier
+# (validated every 10 epochs) only monitors.
 python main_continual.py \
     --method byol \
     --dataset domainnet \

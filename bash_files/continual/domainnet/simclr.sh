@@ -3,6 +3,9 @@
 # SimCLR fine-tuning baseline. Task order: real, quickdraw, painting, sketch, infograph, clipart.
 # Run all tasks: DATA_DIR=/path/to/domainnet python job_launcher.py --script bash_files/continual/domainnet/simclr.sh
 # DATA_DIR holds {domain}_train.txt / {domain}_test.txt and the image folders they list.
+# Blur p 0.5 and no solarization: the reference's defaults, which its script relied on.
+# The paper's accuracy comes from offline linear evaluation after the last task; the online classifier
+# (validated every 10 epochs) only monitors.
 python main_continual.py \
     --method simclr \
     --dataset domainnet \
