@@ -196,3 +196,25 @@ def test_carry_over_between_tasks(method, distiller):
             assert torch.equal(state[key], value), f"{key} was not carried over"
     if hasattr(model, "current_tau"):
         assert model.current_tau == args0.base_tau_momentum
+
+
+@pytest.mark.parametrize("data_device", ["cpu", "cpu_batched"])
+def test_online_eval_stream_covers_all_classes(tmp_path, data_device):
+    """--online_eval_batch_size: the online classifier sees labelled images of every class while
+    the SSL batches hold only the task's classes (the reference's CIFAR protocol)."""
+    seen = {"ssl": set(), "online_eval": set(), "task": None}
+
+    class Spy(pl.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            seen["task"] = set(trainer.datamodule.task_classes)
+            seen["ssl"] |= set(batch["ssl"][2].tolist())
+            x, y = batch["online_eval"]
+            assert x.dtype == torch.float32 and x.ndim == 4 and len(y) == 8
+            seen["online_eval"] |= set(y.tolist())
+
+    args = tiny_args("byol", "--num_tasks", "2", "--task_idx", "1", "--online_eval_batch_size",
+                     "8", "--data_device", data_device, "--synthetic_size", "96",
+                     tmp_path=tmp_path)
+    run_task(args, extra_callbacks=[Spy()])
+    assert seen["ssl"] <= seen["task"]
+    assert seen["online_eval"] - seen["task"], "online eval saw only the task's classes"

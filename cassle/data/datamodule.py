@@ -393,10 +393,38 @@ class ContinualDataModule(pl.LightningDataModule):
             )
         path = self.data_path()
         if path == "batched":
-            return self._gpu_train_dataloader()
-        if path == "dali":
-            return self._dali_loader(train=True)
-        return self._loader(self.train_dataset, train=True)
+            ssl = self._gpu_train_dataloader()
+        elif path == "dali":
+            ssl = self._dali_loader(train=True)
+        else:
+            ssl = self._loader(self.train_dataset, train=True)
+        if not getattr(self.args, "online_eval_batch_size", None):
+            return ssl
+        from pytorch_lightning.utilities import CombinedLoader
+
+        # The epoch is the task's SSL data; the online-eval stream is reshuffled every epoch.
+        return CombinedLoader({"ssl": ssl, "online_eval": self.online_eval_loader()},
+                              mode="min_size")
+
+    def online_eval_loader(self):
+        """Shuffled, unaugmented labelled batches of the *whole* training set (all tasks).
+
+        The reference's CIFAR protocol trains the online classifier on these during pretraining.
+        """
+        base, batch_size = self.train_full, self.args.online_eval_batch_size
+        if self.data_path() == "batched" and hasattr(base, "images"):
+            from .gpu_augment import eval_transform_batch
+
+            rank, world = self._rank_world()
+            mean, std, size = self.mean, self.std, self._eval_size()
+            return DeviceBatchLoader(
+                base.images, base.targets, batch_size, device=self.batched_device(), indexes=None,
+                shuffle=True, drop_last=True, seed=self.seed + 1, rank=rank, world_size=world,
+                transform=lambda x: eval_transform_batch(x, mean, std, size=size))
+        workers = self.args.num_workers
+        return DataLoader(EvalDataset(base, self.val_transform()), batch_size=batch_size,
+                          shuffle=True, drop_last=True, num_workers=workers,
+                          pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
 
     def val_dataloader(self):
         return self.eval_loader(train=False)

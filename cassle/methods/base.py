@@ -49,6 +49,7 @@ class BaseMethod(pl.LightningModule):
         self.backbone, self.features_dim = build_backbone(
             args.backbone, cifar=cifar_stem, zero_init_residual=args.zero_init_residual)
         self.classifier = nn.Linear(self.features_dim, args.num_classes)
+        self._nonfinite_loss: torch.Tensor | None = None
         self.channels_last = False  # set by the runner on GPUs; inputs follow in the hook below
         # Optional online weighted-kNN monitor on backbone features (train views vs val images).
         self.knn = (KNNMonitor(args.num_classes, k=args.knn_k, T=args.knn_temperature,
@@ -179,10 +180,7 @@ class BaseMethod(pl.LightningModule):
         online_eval = batch.get("online_eval") if isinstance(batch, dict) else None
         _, views, targets = batch["ssl"] if isinstance(batch, dict) else batch
         out = self.ssl_step(views, targets)
-        if not torch.isfinite(out.loss):
-            raise FloatingPointError(
-                f"non-finite SSL loss ({out.loss.item()}) at epoch {self.current_epoch}, step "
-                f"{self.global_step}; lower --lr or check the data. Checkpoints are left untouched.")
+        self._watch_loss(out.loss)
         if online_eval is not None:
             x, labels = online_eval
             with torch.no_grad():
@@ -204,6 +202,22 @@ class BaseMethod(pl.LightningModule):
                       on_epoch=True, on_step=False, sync_dist=True)
         self.log("train/loss", out.loss + class_loss, prog_bar=True, on_step=True, on_epoch=False)
         return out.loss + class_loss
+
+    # A NaN check per step would force a GPU sync per step; instead, accumulate a device flag and
+    # read it every NAN_CHECK_EVERY steps and before every checkpoint (AtomicLastCheckpoint).
+    NAN_CHECK_EVERY = 50
+
+    def _watch_loss(self, loss: torch.Tensor) -> None:
+        bad = ~torch.isfinite(loss.detach())
+        self._nonfinite_loss = bad if self._nonfinite_loss is None else self._nonfinite_loss | bad
+        if self.global_step % self.NAN_CHECK_EVERY == 0:
+            self.check_finite_loss()
+
+    def check_finite_loss(self) -> None:
+        if self._nonfinite_loss is not None and bool(self._nonfinite_loss):
+            raise FloatingPointError(
+                f"non-finite SSL loss in epoch {self.current_epoch} (by step {self.global_step}); "
+                "lower --lr or check the data. The last checkpoint is left untouched.")
 
     def validation_step(self, batch, batch_idx):
         x, targets = batch

@@ -20,6 +20,10 @@ class AtomicLastCheckpoint(pl.Callback):
         self.path = os.path.join(dirpath, filename)
 
     def save(self, trainer: pl.Trainer) -> None:
+        # Never write weights that a NaN loss has already corrupted.
+        check = getattr(trainer.lightning_module, "check_finite_loss", None)
+        if check is not None:
+            check()
         tmp = f"{self.path}.tmp"
         trainer.save_checkpoint(tmp)
         if trainer.is_global_zero:
