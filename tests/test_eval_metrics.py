@@ -27,6 +27,7 @@ from cassle.eval.probe import (
     extract_features,
     per_group_accuracy,
     per_task_accuracy,
+    predict,
     probe_accuracy,
     stratified_fraction_indices,
     train_linear_probe_on_features,
@@ -367,3 +368,16 @@ def test_extract_features_eval_mode_no_grad():
         assert torch.allclose(feats, net(x))  # eval mode: running BN stats, no dropout
     with pytest.raises(ValueError, match=r"\(x, y\)"):
         extract_features(net, [(0, x, torch.arange(10))], "cpu")
+
+
+def test_probe_standardisation_is_folded_and_scale_invariant():
+    """Standardised training, folded back into the layer: the probe applies to raw features, and
+    rescaling the features (a tiny random network's, say) changes nothing."""
+    g = torch.Generator().manual_seed(1)
+    centers = torch.randn(4, 16, generator=g) * 3
+    labels = torch.arange(4).repeat_interleave(50)
+    feats = (centers[labels] + torch.randn(200, 16, generator=g)) * 1e-3 + 5.0  # tiny and offset
+    small = train_linear_probe_on_features(feats, labels, 4, epochs=20, lr=0.1)
+    large = train_linear_probe_on_features((feats - 5.0) * 1e3, labels, 4, epochs=20, lr=0.1)
+    assert probe_accuracy(small, feats, labels) >= 98.0
+    assert torch.equal(predict(small, feats), predict(large, (feats - 5.0) * 1e3))

@@ -80,6 +80,7 @@ def train_linear_probe_on_features(
     milestones: Sequence[int] | None = None,
     device: torch.device | str | None = None,
     seed: int = 0,
+    standardize: bool = True,
 ) -> nn.Linear:
     """Train an all-class ``nn.Linear(D, num_classes)`` on cached features; returned in eval mode on ``device``.
 
@@ -91,6 +92,11 @@ def train_linear_probe_on_features(
     - ``device``: None = the features' device. ``seed`` fixes the initialisation and the batch order
       through a private generator (the global RNG is not touched). Mini-batches are reshuffled each
       epoch and the last partial batch is kept.
+    - ``standardize``: train on features standardised with the training set's per-dimension mean
+      and std, then fold that affine map into the returned layer (so it applies to raw features).
+      The classifier family is unchanged (still linear in the features); only SGD's conditioning
+      improves, which matters on cached features whose scale varies between backbones (a random
+      network's features are tiny and would otherwise leave the probe underfitted).
     """
     _check_feats_labels(train_feats, train_labels, num_classes)
     if epochs < 1 or batch_size < 1:
@@ -104,6 +110,9 @@ def train_linear_probe_on_features(
     x = train_feats.to(device, torch.float32)
     y = train_labels.to(device, torch.long)
     n, dim = x.shape
+    mean = x.mean(0) if standardize else torch.zeros(dim, device=device)
+    std = x.std(0, unbiased=False).clamp_min(1e-6) if standardize else torch.ones(dim, device=device)
+    x = (x - mean) / std
     gen = torch.Generator().manual_seed(seed)
 
     linear = nn.Linear(dim, num_classes).to(device)
@@ -124,6 +133,9 @@ def train_linear_probe_on_features(
             loss.backward()
             opt.step()
         sched.step()
+    with torch.no_grad():  # W ((x - m) / s) + b  ==  (W / s) x + (b - W (m / s))
+        linear.bias.sub_(linear.weight @ (mean / std))
+        linear.weight.div_(std)
     return linear.eval()
 
 

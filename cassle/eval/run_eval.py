@@ -83,11 +83,18 @@ def _precision(opts) -> str:
     return {"16": "16-mixed", "bf16": "bf16-mixed", "32-true": "32"}.get(p, p)
 
 
+FAST_PROBE_LR = 0.1
+
+
 def probe_config(opts: argparse.Namespace, hp: dict, mode: str) -> tuple[ProbeConfig, str]:
     """The probe's recipe and where its lr came from."""
     method = getattr(opts, "method", None) or hp.get("method")
     if opts.lr is not None:
         lr, lr_source = float(opts.lr), "--lr"
+    elif mode == "fast":
+        # Cached features are standardised before the probe (see probe.py), which makes the lr
+        # independent of each method's feature scale: one value serves every method.
+        lr, lr_source = FAST_PROBE_LR, "fast-mode lr on standardised features"
     else:
         lr, lr_source = reference_lr(method), f"reference lr of {method}"
     seed = opts.seed if opts.seed is not None else int(hp.get("seed", 5))
@@ -112,6 +119,7 @@ def _protocol(opts, cfg: ProbeConfig, data: EvalData, lr_source: str, method: st
         "train_augmentation": (f"RandomResizedCrop({data.crop_size}, scale=(0.08, 1)) + horizontal flip"
                                if cfg.mode == "augmented" else "none: features extracted once, probe on cached features"),
         "label_fraction": cfg.label_fraction if cfg.label_fraction is not None else 1.0,
+        "feature_standardization": cfg.mode == "fast",
     }
     proto: dict[str, Any] = {
         "name": "online" if online else f"linear-{cfg.mode}",

@@ -16,6 +16,7 @@ python main_continual.py \
     --devices 1 \
     --precision auto \
     --batch_size 256 \
+    --online_eval_batch_size 256 \
     --num_workers 5 \
     --optimizer lars \
     --eta_lars 0.02 \

@@ -8,6 +8,7 @@
 python main_continual.py \
     --method barlow_twins \
     --dataset domainnet \
+    --dali \
     --data_dir $DATA_DIR \
     --split_strategy domain \
     --num_tasks 6 \

@@ -9,6 +9,7 @@
 python main_continual.py \
     --method byol \
     --dataset domainnet \
+    --dali \
     --data_dir $DATA_DIR \
     --split_strategy domain \
     --num_tasks 6 \

@@ -11,6 +11,7 @@
 python main_continual.py \
     --method mocov2plus \
     --dataset domainnet \
+    --dali \
     --data_dir $DATA_DIR \
     --split_strategy domain \
     --num_tasks 6 \

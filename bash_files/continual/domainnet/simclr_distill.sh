@@ -10,6 +10,7 @@
 python main_continual.py \
     --method simclr \
     --dataset domainnet \
+    --dali \
     --data_dir $DATA_DIR \
     --split_strategy domain \
     --num_tasks 6 \

@@ -9,6 +9,7 @@
 python main_continual.py \
     --method swav \
     --dataset domainnet \
+    --dali \
     --data_dir $DATA_DIR \
     --split_strategy domain \
     --num_tasks 6 \

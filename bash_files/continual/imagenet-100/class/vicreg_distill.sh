@@ -10,6 +10,7 @@
 python main_continual.py \
     --method vicreg \
     --dataset imagenet100 \
+    --dali \
     --data_dir $DATA_DIR \
     --train_dir train \
     --val_dir val \

@@ -9,6 +9,7 @@
 python main_continual.py \
     --method barlow_twins \
     --dataset imagenet100 \
+    --dali \
     --data_dir $DATA_DIR \
     --train_dir train \
     --val_dir val \

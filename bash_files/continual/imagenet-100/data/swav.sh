@@ -9,6 +9,7 @@
 python main_continual.py \
     --method swav \
     --dataset imagenet100 \
+    --dali \
     --data_dir $DATA_DIR \
     --train_dir train \
     --val_dir val \
