@@ -39,7 +39,14 @@ def resolve_precision(args) -> str:
 def build_loggers(args):
     from pytorch_lightning.loggers import CSVLogger
 
-    loggers = [CSVLogger(save_dir=args.checkpoint_dir, name="logs", version="")]
+    # A resumed task logs to logs/resume<k>/ so the first attempt's metrics.csv is kept.
+    version = ""
+    if args.resume_from_checkpoint:
+        k = 1
+        while os.path.exists(os.path.join(args.checkpoint_dir, "logs", f"resume{k}")):
+            k += 1
+        version = f"resume{k}"
+    loggers = [CSVLogger(save_dir=args.checkpoint_dir, name="logs", version=version)]
     if args.wandb:
         from pytorch_lightning.loggers import WandbLogger  # imports wandb only when asked
 
@@ -124,9 +131,14 @@ def main(argv=None) -> int:
 
     args = parse_args(argv)
     trainer = run_task(args)
+    last = os.path.join(args.checkpoint_dir, "last.ckpt")
     if trainer.interrupted:
-        print(f"task {args.task_idx} was interrupted; resume with --resume_from_checkpoint "
-              f"{os.path.join(args.checkpoint_dir, 'last.ckpt')}", file=sys.stderr)
+        print(f"task {args.task_idx} was interrupted; resume with --resume_from_checkpoint {last}",
+              file=sys.stderr)
+        return 1
+    if not os.path.isfile(last):
+        print(f"error: task {args.task_idx} ran no training step (no {last}); check "
+              "--limit_train_batches, --batch_size and the task's data size", file=sys.stderr)
         return 1
     return 0
 

@@ -14,3 +14,12 @@ def test_csv_and_offline_wandb_logs(tmp_path, monkeypatch):
     assert any(row.get("val/acc1") for row in rows) and any(row.get("train/ssl_loss") for row in rows)
     offline_runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert offline_runs, "wandb did not write an offline run"
+
+
+def test_resumed_task_keeps_the_first_attempts_log(tmp_path):
+    run_task(tiny_args("barlow_twins", "--max_epochs", "2", "--max_steps", "3", tmp_path=tmp_path))
+    first = (tmp_path / "logs" / "metrics.csv").read_text()
+    run_task(tiny_args("barlow_twins", "--max_epochs", "2", "--resume_from_checkpoint",
+                       str(tmp_path / "last.ckpt"), tmp_path=tmp_path))
+    assert (tmp_path / "logs" / "metrics.csv").read_text() == first
+    assert (tmp_path / "logs" / "resume1" / "metrics.csv").exists()

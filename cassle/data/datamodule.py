@@ -419,11 +419,12 @@ class ContinualDataModule(pl.LightningDataModule):
             mean, std, size = self.mean, self.std, self._eval_size()
             return DeviceBatchLoader(
                 base.images, base.targets, batch_size, device=self.batched_device(), indexes=None,
-                shuffle=True, drop_last=True, seed=self.seed + 1, rank=rank, world_size=world,
+                shuffle=True, drop_last=False, seed=self.seed + 1, rank=rank, world_size=world,
                 transform=lambda x: eval_transform_batch(x, mean, std, size=size))
         workers = self.args.num_workers
+        # drop_last=False: a training set smaller than the batch still yields a batch.
         return DataLoader(EvalDataset(base, self.val_transform()), batch_size=batch_size,
-                          shuffle=True, drop_last=True, num_workers=workers,
+                          shuffle=True, drop_last=False, num_workers=workers,
                           pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
 
     def val_dataloader(self):
