@@ -144,7 +144,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    for noisy in (".*does not have many workers.*", ".*overridden `on_after_batch_transfer`.*",
+    for noisy in (".*does not have many workers.*",
                   ".*`weights_only` was not set.*", ".*`srun` command is available.*"):
         warnings.filterwarnings("ignore", noisy)
     try:

@@ -172,3 +172,15 @@ def test_online_knn_monitor_logs_accuracy():
     trainer.fit(model, datamodule=dm)
     acc = float(trainer.callback_metrics["val/knn_acc"])
     assert 0.0 <= acc <= 100.0
+
+
+def test_channels_last_inputs_reach_the_backbone():
+    _, model = make("barlow_twins")
+    model.channels_last = True
+    model = model.to(memory_format=torch.channels_last)
+    formats = []
+    model.backbone.register_forward_pre_hook(
+        lambda m, inp: formats.append(inp[0].is_contiguous(memory_format=torch.channels_last)))
+    model.log = model.log_dict = lambda *a, **k: None
+    model.training_step(fake_batch(), 0)
+    assert formats and all(formats)

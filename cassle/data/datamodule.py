@@ -365,7 +365,7 @@ class ContinualDataModule(pl.LightningDataModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int = 0) -> Any:
         """Batched path: augment a raw uint8 training batch into ``(indexes, [v1, v2], targets)``.
 
-        Called by ``BaseMethod.on_after_batch_transfer`` (Lightning calls only the module's hook).
+        Lightning calls this hook (the module defines none), after moving the batch to the device.
         Other batches (augmented, eval) pass through unchanged; in a dict batch (a CombinedLoader
         of ``{"ssl": ..., "online_eval": ...}``) the ``"ssl"`` entry is augmented. The augmentation
         draws from the train loader's per-epoch generator, so a fixed seed reproduces every view.

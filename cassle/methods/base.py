@@ -50,7 +50,7 @@ class BaseMethod(pl.LightningModule):
             args.backbone, cifar=cifar_stem, zero_init_residual=args.zero_init_residual)
         self.classifier = nn.Linear(self.features_dim, args.num_classes)
         self._nonfinite_loss: torch.Tensor | None = None
-        self.channels_last = False  # set by the runner on GPUs; inputs follow in the hook below
+        self.channels_last = False  # set by the runner on GPUs; see _memory_format
         # Optional online weighted-kNN monitor on backbone features (train views vs val images).
         self.knn = (KNNMonitor(args.num_classes, k=args.knn_k, T=args.knn_temperature,
                                distance=args.knn_distance) if args.knn_eval else None)
@@ -159,15 +159,10 @@ class BaseMethod(pl.LightningModule):
     def start_new_task(self) -> None:
         """Called before training a task from scratch (not on a mid-task resume)."""
 
-    def on_after_batch_transfer(self, batch, dataloader_idx):
-        # Lightning calls only the module's hook when both define it: run the datamodule's
-        # (on-device augmentation) first.
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
-        if datamodule is not None:
-            batch = datamodule.on_after_batch_transfer(batch, dataloader_idx)
-        if self.channels_last:
-            batch = _to_channels_last(batch)
-        return batch
+    def _memory_format(self, x: torch.Tensor) -> torch.Tensor:
+        # Batches are prepared by the datamodule (whose on_after_batch_transfer Lightning calls
+        # instead of ours), so the channels_last conversion happens here.
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = self.backbone(x)
@@ -179,12 +174,13 @@ class BaseMethod(pl.LightningModule):
         # classifier on those, not on the current task's classes only.
         online_eval = batch.get("online_eval") if isinstance(batch, dict) else None
         _, views, targets = batch["ssl"] if isinstance(batch, dict) else batch
+        views = [self._memory_format(v) for v in views]
         out = self.ssl_step(views, targets)
         self._watch_loss(out.loss)
         if online_eval is not None:
             x, labels = online_eval
             with torch.no_grad():
-                class_inputs = [(self.backbone(x), labels)]
+                class_inputs = [(self.backbone(self._memory_format(x)), labels)]
         else:
             class_inputs = [(feats, targets) for feats in out.feats]
         # Online classifier on detached features: it never changes the backbone.
@@ -221,7 +217,7 @@ class BaseMethod(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         x, targets = batch
-        feats = self.backbone(x)
+        feats = self.backbone(self._memory_format(x))
         logits = self.classifier(feats)
         loss = F.cross_entropy(logits, targets)
         acc = (logits.argmax(1) == targets).float().mean() * 100
@@ -257,10 +253,3 @@ def mlp(in_dim: int, hidden_dim: int, out_dim: int, *, layers: int = 2, bn: bool
         modules.append(nn.BatchNorm1d(out_dim, affine=False))
     return nn.Sequential(*modules)
 
-
-def _to_channels_last(batch):
-    if isinstance(batch, torch.Tensor):
-        return batch.contiguous(memory_format=torch.channels_last) if batch.ndim == 4 else batch
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(_to_channels_last(b) for b in batch)
-    return batch
