@@ -63,6 +63,8 @@ def main() -> int:
     p.add_argument("--proj_dim", type=int, default=256, help="projector hidden and output width")
     p.add_argument("--num_workers", type=int, default=2)
     p.add_argument("--output", default="benchmarks/results/learning_check.json")
+    p.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
+                   help="more main_continual flags for every run, e.g. --extra --crop_size 16")
     opts = p.parse_args()
 
     from main_continual import run_task
@@ -87,6 +89,7 @@ def main() -> int:
                 argv += ["--pred_hidden_dim", str(opts.proj_dim)]
             if opts.data_dir:
                 argv += ["--data_dir", opts.data_dir]
+            argv += opts.extra
             args = parse_args(argv)
             start = time.time()
             run_task(args)
