@@ -112,7 +112,7 @@ def add_data_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="tensor datasets (CIFAR, digits, synthetic): auto = on the GPU with batched "
                         "GPU augmentation when CUDA is available, else CPU workers; cpu = torchvision "
                         "workers; gpu = force the GPU path; cpu_batched = the GPU path's code on CPU")
-    g.add_argument("--dali", action="store_true",
+    g.add_argument("--dali", action=argparse.BooleanOptionalAction, default=False,
                    help="image folders / DomainNet: decode and augment with NVIDIA DALI when it is "
                         "installed (GPU decoding on GPUs); without DALI a notice and torchvision")
     return parser

@@ -32,7 +32,8 @@ def add_trainer_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--gpus", default=None, help=argparse.SUPPRESS)  # reference spelling
     group.add_argument("--num_nodes", type=int, default=1)
     group.add_argument("--strategy", default="auto", help="Lightning strategy; ddp when devices > 1")
-    group.add_argument("--sync_batchnorm", action="store_true")
+    group.add_argument("--sync_batchnorm", action=argparse.BooleanOptionalAction, default=False,
+                       help="SyncBatchNorm across GPUs (--no-sync_batchnorm to undo a script)")
     group.add_argument("--precision", default="auto",
                        help="auto = bf16-mixed on GPUs that support it, else 32; or 32, 16-mixed, "
                             "bf16-mixed (16 is read as 16-mixed)")
