@@ -114,6 +114,8 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
         logger=build_loggers(args), enable_checkpointing=False,
         callbacks=[AtomicLastCheckpoint(args.checkpoint_dir), RNGStateCheckpoint(),
                    pl.callbacks.LearningRateMonitor(logging_interval="step"),
+                   # Reading the bar's metrics syncs the GPU; every step would stall the pipeline.
+                   *([] if args.no_progress_bar else [pl.callbacks.TQDMProgressBar(refresh_rate=20)]),
                    *extra_callbacks],
         limit_train_batches=args.limit_train_batches, limit_val_batches=args.limit_val_batches,
         check_val_every_n_epoch=args.check_val_every_n_epoch,

@@ -459,3 +459,19 @@ def test_float64_gradcheck_of_batch_statistic_losses():
 def test_bad_input_raises_clear_error(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call()
+
+
+def test_losses_run_in_float32_under_bf16_autocast():
+    """Under autocast, half inputs are upcast: the value matches the float32 loss."""
+    from cassle.losses import barlow_loss_func, vicreg_loss_func
+
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(16, 32, generator=g), torch.randn(16, 32, generator=g)
+    for fn in (barlow_loss_func, vicreg_loss_func):
+        expected = fn(z1, z2)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = fn(z1.bfloat16(), z2.bfloat16())
+        assert got.dtype == torch.float32
+        ref = fn(z1.bfloat16().float(), z2.bfloat16().float())
+        assert torch.allclose(got, ref, rtol=1e-6, atol=1e-6)
+        assert torch.allclose(got, expected, rtol=0.05)

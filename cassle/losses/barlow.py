@@ -6,10 +6,12 @@ import torch
 
 from cassle.losses._checks import check_min_batch, check_pair
 from cassle.utils.distributed import all_reduce_sum, world_size
+from cassle.losses._precision import full_precision
 
 BN_EPS = 1e-5  # BatchNorm1d's default eps, which the original code's affine-free BN uses
 
 
+@full_precision
 def barlow_loss_func(
     z1: torch.Tensor, z2: torch.Tensor, lamb: float = 0.005, scale_loss: float = 0.025
 ) -> torch.Tensor:

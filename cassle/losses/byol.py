@@ -6,8 +6,10 @@ import torch
 import torch.nn.functional as F
 
 from cassle.losses._checks import check_pair
+from cassle.losses._precision import full_precision
 
 
+@full_precision
 def byol_loss_func(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """BYOL regression loss between a prediction and a stop-gradient target.
 

@@ -16,8 +16,10 @@ import torch.nn.functional as F
 from cassle.losses._checks import check_pair, check_positive, check_views
 from cassle.losses.barlow import barlow_loss_func
 from cassle.losses.byol import byol_loss_func
+from cassle.losses._precision import full_precision
 
 
+@full_precision
 def simclr_distill_loss_func(
     p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1
 ) -> torch.Tensor:
@@ -49,6 +51,7 @@ def simclr_distill_loss_func(
     return F.cross_entropy(logits, targets)
 
 
+@full_precision
 def contrastive_distill_loss(
     p1: torch.Tensor,
     p2: torch.Tensor,
@@ -70,6 +73,7 @@ def contrastive_distill_loss(
     )
 
 
+@full_precision
 def decorrelative_distill_loss(
     p1: torch.Tensor,
     p2: torch.Tensor,
@@ -88,6 +92,7 @@ def decorrelative_distill_loss(
     )
 
 
+@full_precision
 def predictive_distill_loss(
     p1: torch.Tensor, p2: torch.Tensor, z_bar1: torch.Tensor, z_bar2: torch.Tensor
 ) -> torch.Tensor:
@@ -98,6 +103,7 @@ def predictive_distill_loss(
     return 0.5 * (byol_loss_func(p1, z_bar1) + byol_loss_func(p2, z_bar2))
 
 
+@full_precision
 def predictive_mse_distill_loss(
     p1: torch.Tensor, p2: torch.Tensor, z_bar1: torch.Tensor, z_bar2: torch.Tensor
 ) -> torch.Tensor:
@@ -110,6 +116,7 @@ def predictive_mse_distill_loss(
     return 0.5 * (F.mse_loss(p1, z_bar1.detach()) + F.mse_loss(p2, z_bar2.detach()))
 
 
+@full_precision
 def knowledge_distill_loss(
     student_logits: Sequence[torch.Tensor],
     teacher_logits: Sequence[torch.Tensor],

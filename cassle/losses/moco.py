@@ -6,8 +6,10 @@ import torch
 import torch.nn.functional as F
 
 from cassle.losses._checks import check_matrix, check_pair, check_positive
+from cassle.losses._precision import full_precision
 
 
+@full_precision
 def moco_loss_func(
     query: torch.Tensor, key: torch.Tensor, queue: torch.Tensor, temperature: float = 0.1
 ) -> torch.Tensor:

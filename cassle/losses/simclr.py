@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from cassle.losses._checks import check_pair, check_positive
 from cassle.utils.distributed import gather
+from cassle.losses._precision import full_precision
 
 
 def supcon_pos_mask(labels: torch.Tensor) -> torch.Tensor:
@@ -29,6 +30,7 @@ def supcon_pos_mask(labels: torch.Tensor) -> torch.Tensor:
     return y[:, None] == y[None, :]
 
 
+@full_precision
 def simclr_loss_func(
     z1: torch.Tensor,
     z2: torch.Tensor,

@@ -8,8 +8,10 @@ import torch
 
 from cassle.losses._checks import check_matrix, check_positive, check_views
 from cassle.utils.distributed import all_reduce_max, all_reduce_sum, world_size
+from cassle.losses._precision import full_precision
 
 
+@full_precision
 def swav_loss_func(
     preds: Sequence[torch.Tensor], assignments: Sequence[torch.Tensor], temperature: float = 0.1
 ) -> torch.Tensor:
@@ -50,6 +52,7 @@ def swav_loss_func(
 
 
 @torch.no_grad()
+@full_precision
 def sinkhorn_knopp(scores: torch.Tensor, epsilon: float = 0.05, num_iters: int = 3) -> torch.Tensor:
     """Equipartitioned soft codes from prototype scores (no gradient).
 

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from cassle.losses._checks import check_min_batch, check_pair
 from cassle.utils.distributed import gather
+from cassle.losses._precision import full_precision
 
 VAR_EPS = 1e-4  # inside the sqrt of the variance term, as in the paper
 
@@ -26,6 +27,7 @@ def _covariance_term(z: torch.Tensor) -> torch.Tensor:
     return cov.masked_fill(eye, 0).pow(2).sum() / d
 
 
+@full_precision
 def vicreg_loss_func(
     z1: torch.Tensor,
     z2: torch.Tensor,
