@@ -202,10 +202,12 @@ def test_carry_over_between_tasks(method, distiller):
 def test_online_eval_stream_covers_all_classes(tmp_path, data_device):
     """--online_eval_batch_size: the online classifier sees labelled images of every class while
     the SSL batches hold only the task's classes (the reference's CIFAR protocol)."""
-    seen = {"ssl": set(), "online_eval": set(), "task": None}
+    seen = {"ssl": set(), "online_eval": set(), "task": None, "first": []}
 
     class Spy(pl.Callback):
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            if batch_idx == 0:
+                seen["first"].append(batch["online_eval"][1].tolist())
             seen["task"] = set(trainer.datamodule.task_classes)
             seen["ssl"] |= set(batch["ssl"][2].tolist())
             x, y = batch["online_eval"]
@@ -214,7 +216,9 @@ def test_online_eval_stream_covers_all_classes(tmp_path, data_device):
 
     args = tiny_args("byol", "--num_tasks", "2", "--task_idx", "1", "--online_eval_batch_size",
                      "8", "--data_device", data_device, "--synthetic_size", "96",
-                     tmp_path=tmp_path)
+                     "--max_epochs", "2", tmp_path=tmp_path)
     run_task(args, extra_callbacks=[Spy()])
+    assert seen["first"][0] != seen["first"][1], "the online-eval stream is not reshuffled"
+
     assert seen["ssl"] <= seen["task"]
     assert seen["online_eval"] - seen["task"], "online eval saw only the task's classes"
