@@ -286,3 +286,23 @@ def test_default_experiment_dir_is_dated_under_experiments(run):
     manifest = json.loads((folder / "manifest.json").read_text())
     assert [manifest["tasks"][str(t)]["status"] for t in range(3)] == ["done"] * 3
     assert f"--experiment_dir {folder}" in (folder / "command.sh").read_text()
+
+
+def test_pretrained_path_from_environment_when_the_script_omits_it(tmp_path):
+    """The reference workflow with a script that never mentions $PRETRAINED_PATH."""
+    script = tmp_path / "plain.sh"
+    script.write_text("python main_continual.py \\\n    --method byol \\\n    --num_tasks 3 \\\n"
+                      "    --name plain \\\n    --distiller predictive\n")
+    ckpt = tmp_path / "ft" / "task0" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"weights")
+    env = {k: v for k, v in os.environ.items() if k != "PRETRAINED_PATH"}
+    cmd = [sys.executable, str(REPO / "job_launcher.py"), "--script", str(script),
+           "--experiment_dir", str(tmp_path / "exp"), "--dry_run", "--", "--task_idx", "1"]
+    missing = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert missing.returncode != 0 and "set PRETRAINED_PATH" in missing.stderr
+    given = subprocess.run(cmd, env={**env, "PRETRAINED_PATH": str(ckpt)}, capture_output=True,
+                           text=True, timeout=60)
+    assert given.returncode == 0, given.stderr
+    task1 = [line for line in given.stdout.splitlines() if "--task_idx 1" in line]
+    assert task1 and f"--pretrained_model {ckpt}" in task1[0] and "--distiller predictive" in task1[0]

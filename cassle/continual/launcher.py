@@ -345,6 +345,10 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
         with open(opts.script, encoding="utf-8") as f:
             script_text = f.read()
         argv = merge_args(parse_script(script_text, os.environ), extra)
+        # The reference workflow: PRETRAINED_PATH names the checkpoint a run starting at
+        # --task_idx > 0 builds on, also when the script does not mention the variable.
+        if get_flag(argv, "--pretrained_model") is None and os.environ.get("PRETRAINED_PATH"):
+            argv = set_flag(argv, "--pretrained_model", os.environ["PRETRAINED_PATH"])
     else:
         recorded = mf.load_manifest(opts.experiment_dir)
         if recorded is None:
