@@ -6,7 +6,7 @@ warmup_cosine (per optimizer step k, for a param group with base lr b; W warmup 
     W <= k < T:   lr_k = min_lr + (b - min_lr) * (1 + cos(pi * (k - W) / (T - W))) / 2
     k >= T:       lr_k = min_lr        (held; nothing should step past T)
 
-These are the closed-form equations of the reference's LinearWarmupCosineAnnealingLR (pl_bolts) with
+These are the closed-form equations of the reference's LinearWarmupCosineAnnealingLR (Lightning Bolts) with
 warmup_epochs = W and max_epochs = T counted in steps: the warmup reaches b at step W - 1 (the
 max(1, W - 1) denominator) and the cosine starts again from b at step W; lr_T = min_lr is never
 used by the last step T - 1. warmup_start_lr and min_lr are absolute values shared by all groups
