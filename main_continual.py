@@ -57,6 +57,9 @@ def build_loggers(args):
 
 
 def check_task_args(args) -> None:
+    if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError("--accelerator gpu was asked for but no CUDA GPU is visible; run on the "
+                         "CPU with --accelerator cpu (with the launcher: add `-- --accelerator cpu`)")
     if not 0 <= args.task_idx < args.num_tasks:
         raise ValueError(f"--task_idx {args.task_idx} is out of range for --num_tasks "
                          f"{args.num_tasks} (valid: 0..{args.num_tasks - 1})")

@@ -47,9 +47,14 @@ CASES = {
                            "checkpoint not found: '/nonexistent/last.ckpt'"),
     "distiller without pretrained": (["--num_tasks", "2", "--task_idx", "1",
                                       "--distiller", "decorrelative"], "needs --pretrained_model"),
+    "gpu without a gpu": (["--accelerator", "gpu"], "no CUDA GPU is visible"),
     "missing data dir": (["--dataset", "cifar100", "--data_dir", "/nonexistent/cifar"],
                          "/nonexistent/cifar"),
 }
+
+
+if torch.cuda.is_available():  # the case only exists on machines without a GPU
+    del CASES["gpu without a gpu"]
 
 
 @pytest.mark.parametrize("case", list(CASES))
