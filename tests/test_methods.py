@@ -170,8 +170,9 @@ def test_online_knn_monitor_logs_accuracy():
                          enable_checkpointing=False, enable_progress_bar=False,
                          num_sanity_val_steps=0)
     trainer.fit(model, datamodule=dm)
-    acc = float(trainer.callback_metrics["val/knn_acc"])
-    assert 0.0 <= acc <= 100.0
+    for distance in ("cosine", "euclidean"):
+        acc = float(trainer.callback_metrics[f"val/knn_acc_{distance}"])
+        assert 0.0 <= acc <= 100.0
 
 
 def test_channels_last_inputs_reach_the_backbone():

@@ -176,8 +176,9 @@ class KNNMonitor:
             raise RuntimeError(f"KNNMonitor.compute() called without any {split!r} features; call update() first")
         return _gather_varsize(torch.cat(self._feats[split])), _gather_varsize(torch.cat(self._labels[split]))
 
-    def compute(self) -> float:
+    def compute(self, distance: str | None = None) -> float:
+        """kNN top-1 % with the monitor's distance, or ``distance`` when given."""
         train_f, train_y = self._collect("train")
         test_f, test_y = self._collect("test")
         return knn_accuracy(train_f, train_y, test_f, test_y, self.num_classes, k=self.k, T=self.T,
-                            distance=self.distance, chunk_size=self.chunk_size)
+                            distance=distance or self.distance, chunk_size=self.chunk_size)

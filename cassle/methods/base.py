@@ -53,7 +53,7 @@ class BaseMethod(pl.LightningModule):
         self.channels_last = False  # set by the runner on GPUs; see _memory_format
         # Optional online weighted-kNN monitor on backbone features (train views vs val images).
         self.knn = (KNNMonitor(args.num_classes, k=args.knn_k, T=args.knn_temperature,
-                               distance=args.knn_distance) if args.knn_eval else None)
+                               distance=args.knn_distance[0]) if args.knn_eval else None)
 
     # ----------------------------------------------------------------- arguments
     @staticmethod
@@ -90,7 +90,8 @@ class BaseMethod(pl.LightningModule):
                          help="weighted kNN accuracy at each validation (val/knn_acc)")
         knn.add_argument("--knn_k", type=int, default=20)
         knn.add_argument("--knn_temperature", type=float, default=0.07)
-        knn.add_argument("--knn_distance", default="cosine", choices=["cosine", "euclidean"])
+        knn.add_argument("--knn_distance", nargs="+", default=["cosine", "euclidean"],
+                         choices=["cosine", "euclidean"])
 
     # ----------------------------------------------------------------- parameters
     def learnable_params(self) -> list[dict]:
@@ -232,7 +233,8 @@ class BaseMethod(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         if self.knn is not None and self.knn.has("train") and self.knn.has("test"):
-            self.log("val/knn_acc", self.knn.compute(), sync_dist=False)
+            for distance in self.hparams.knn_distance:
+                self.log(f"val/knn_acc_{distance}", self.knn.compute(distance), sync_dist=False)
         if self.knn is not None:
             self.knn.clear("test")
 
