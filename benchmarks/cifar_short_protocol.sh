@@ -9,6 +9,8 @@
 # forgotten yet, so CaSSLe is not expected to win here; the paper's gains need 500 epochs per task.
 #
 # usage: bash benchmarks/cifar_short_protocol.sh DATA_DIR [OUT_DIR] [EPOCHS]
+# env: PYTHON (default python3); EXTRA: more main_continual flags for every run, e.g. a CPU
+#      smoke run: EXTRA="--backbone tiny --accelerator cpu --precision 32 --limit_train_batches 2"
 set -euo pipefail
 DATA_DIR=$(readlink -f "${1:?usage: bash benchmarks/cifar_short_protocol.sh DATA_DIR [OUT_DIR] [EPOCHS]}")
 OUT_DIR=${2:-experiments/short_protocol}
@@ -20,7 +22,7 @@ export DATA_DIR PYTHONWARNINGS=ignore
 run() {  # name script extra-args...
     local name=$1 script=$2; shift 2
     "$PYTHON" job_launcher.py --script "$script" --experiment_dir "$OUT_DIR/$name" --eval -- \
-        --max_epochs "$EPOCHS" --no_progress_bar "$@"
+        --max_epochs "$EPOCHS" --no_progress_bar ${EXTRA:-} "$@"
 }
 run finetune bash_files/continual/cifar/barlow.sh
 run cassle bash_files/continual/cifar/barlow_distill.sh
