@@ -185,3 +185,18 @@ def test_channels_last_inputs_reach_the_backbone():
     model.log = model.log_dict = lambda *a, **k: None
     model.training_step(fake_batch(), 0)
     assert formats and all(formats)
+
+
+def test_exclude_bias_n_norm_groups_in_the_optimizer():
+    args, model = make("barlow_twins", "--optimizer", "lars", "--exclude_bias_n_norm",
+                       "--weight_decay", "1e-4")
+    trainer = fit(model, args, max_steps=1)
+    groups = trainer.optimizers[0].param_groups
+    for g in groups:
+        for p in g["params"]:
+            excluded = g.get("exclude_from_lars", False)
+            assert excluded == (p.ndim <= 1), g["name"]
+            if excluded:
+                assert g["weight_decay"] == 0.0
+    decayed = {g["name"]: g["weight_decay"] for g in groups if not g.get("exclude_from_lars")}
+    assert decayed["backbone"] == 1e-4 and decayed["classifier"] == 0.0

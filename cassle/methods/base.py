@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from cassle.backbones import BACKBONES, build_backbone
 from cassle.eval.knn import KNNMonitor
-from cassle.utils.lars import LARS
+from cassle.utils.lars import LARS, exclude_bias_and_norm_param_groups
 from cassle.utils.schedulers import SCHEDULERS, build_scheduler
 
 OPTIMIZERS = ("sgd", "lars", "adam", "adamw")
@@ -102,19 +102,6 @@ class BaseMethod(pl.LightningModule):
              "lr": self.hparams.classifier_lr, "weight_decay": 0.0},
         ]
 
-    def _split_bias_and_norm(self, groups: list[dict]) -> list[dict]:
-        """Biases and norm parameters (ndim <= 1) get no weight decay and no LARS adaptation."""
-        out = []
-        for group in groups:
-            regular = [p for p in group["params"] if p.ndim > 1]
-            excluded = [p for p in group["params"] if p.ndim <= 1]
-            if regular:
-                out.append({**group, "params": regular})
-            if excluded:
-                out.append({**group, "name": group["name"] + "_bias_norm", "params": excluded,
-                            "weight_decay": 0.0, "exclude_from_lars": True})
-        return out
-
     def configure_optimizers(self):
         args = self.hparams
         # lr per 256 images, scaled to the total batch (reference rule).
@@ -129,8 +116,10 @@ class BaseMethod(pl.LightningModule):
             if ids & seen:
                 raise RuntimeError(f"parameter group {group['name']!r} repeats parameters")
             seen |= ids
-        if args.exclude_bias_n_norm:
-            groups = self._split_bias_and_norm(groups)
+        if args.exclude_bias_n_norm:  # biases and norm parameters: no weight decay, no LARS
+            groups = [split for g in groups for split in exclude_bias_and_norm_param_groups(
+                g["params"], g["weight_decay"],
+                **{k: v for k, v in g.items() if k not in ("params", "weight_decay")})]
         name = "lars" if args.lars else args.optimizer
         lr = args.lr * scale
         if name == "sgd":
