@@ -198,5 +198,7 @@ def test_exclude_bias_n_norm_groups_in_the_optimizer():
             assert excluded == (p.ndim <= 1), g["name"]
             if excluded:
                 assert g["weight_decay"] == 0.0
+    names = [g["name"] for g in groups]
+    assert len(names) == len(set(names)), "duplicate group names break LearningRateMonitor"
     decayed = {g["name"]: g["weight_decay"] for g in groups if not g.get("exclude_from_lars")}
     assert decayed["backbone"] == 1e-4 and decayed["classifier"] == 0.0

@@ -120,6 +120,9 @@ class BaseMethod(pl.LightningModule):
             groups = [split for g in groups for split in exclude_bias_and_norm_param_groups(
                 g["params"], g["weight_decay"],
                 **{k: v for k, v in g.items() if k not in ("params", "weight_decay")})]
+            for g in groups:  # group names must stay unique (LearningRateMonitor keys)
+                if g.get("exclude_from_lars"):
+                    g["name"] += "_bias_norm"
         name = "lars" if args.lars else args.optimizer
         lr = args.lr * scale
         if name == "sgd":
