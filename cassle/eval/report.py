@@ -113,7 +113,8 @@ def _write_summary(path: Path, results: dict[str, Any]) -> None:
         lines.append("| random init | " + " | ".join(f"{v:.2f}" for v in results["random_baseline"]) + " |")
     lines += ["", f"- A (average accuracy, %): {_fmt(results['A'])}",
               f"- F (forgetting, %): {_fmt(results['F'])}",
-              f"- T (forward transfer, %): {_fmt(results['T'])}",
+              f"- T (forward transfer, %): {_fmt(results['T'])}"
+              + (f" ({results['extra']['T_undefined']})" if results["extra"].get("T_undefined") else ""),
               f"- seed: {results['seed']}", f"- git sha: {results['git_sha'] or 'n/a'}", "", "## Protocol", ""]
     lines += [f"- {k}: {v}" for k, v in results["protocol"].items()] or ["- (none given)"]
     lines += ["", "## Checkpoints", ""] + ([f"- {c}" for c in results["checkpoints"]] or ["- (none given)"])

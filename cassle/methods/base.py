@@ -185,11 +185,14 @@ class BaseMethod(pl.LightningModule):
         class_loss = torch.stack(class_losses).mean()
         if self.knn is not None:
             self.knn.update("train", out.feats[0].detach(), targets)
+        # batch_size given: Lightning cannot infer it from the (indexes, views, targets) batch.
+        batch_size = targets.shape[0]
         self.log_dict({"train/ssl_loss": out.loss, "train/class_loss": class_loss,
                        "train/online_acc": torch.stack(accs).mean(),
                        **{f"train/{k}": v for k, v in out.logs.items()}},
-                      on_epoch=True, on_step=False, sync_dist=True)
-        self.log("train/loss", out.loss + class_loss, prog_bar=True, on_step=True, on_epoch=False)
+                      on_epoch=True, on_step=False, sync_dist=True, batch_size=batch_size)
+        self.log("train/loss", out.loss + class_loss, prog_bar=True, on_step=True, on_epoch=False,
+                 batch_size=batch_size)
         return out.loss + class_loss
 
     # A NaN check per step would force a GPU sync per step; instead, accumulate a device flag and
@@ -214,7 +217,8 @@ class BaseMethod(pl.LightningModule):
         logits = self.classifier(feats)
         loss = F.cross_entropy(logits, targets)
         acc = (logits.argmax(1) == targets).float().mean() * 100
-        self.log_dict({"val/loss": loss, "val/acc1": acc}, prog_bar=True, sync_dist=True)
+        self.log_dict({"val/loss": loss, "val/acc1": acc}, prog_bar=True, sync_dist=True,
+                      batch_size=targets.shape[0])
         if self.knn is not None:
             self.knn.update("test", feats.detach(), targets)
         return loss

@@ -64,7 +64,9 @@ class BaseMomentumMethod(BaseMethod):
         self.current_tau = momentum_tau(
             self.global_step, int(self.trainer.estimated_stepping_batches),
             self.hparams.base_tau_momentum, self.hparams.final_tau_momentum)
-        self.log("train/tau", self.current_tau, on_step=False, on_epoch=True, sync_dist=True)
+        # One value per step: each step weighs the same in the epoch mean (and Lightning need not
+        # infer a batch size from the batch).
+        self.log("train/tau", self.current_tau, on_step=False, on_epoch=True, sync_dist=True, batch_size=1)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
