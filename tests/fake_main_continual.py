@@ -20,6 +20,8 @@ Driven by environment variables (task and epoch numbers):
                                                    Lightning did on SIGTERM: a truncated task)
   FAKE_HANG_TASK=t [FAKE_HANG_EPOCH=e, default 1]  after saving epoch e, create <dir>/hanging and
                                                    sleep (to be killed)
+  FAKE_HANG_WRITE_TASK=t [FAKE_HANG_WRITE_EPOCH=e]  hang half-way through writing epoch e's checkpoint
+  FAKE_HANG_START_TASK=t                           hang as task t starts, before writing anything
   FAKE_NO_CKPT_TASK=t                              exit 0 in task t without writing any checkpoint
   FAKE_EPOCH_SECONDS=s                             sleep s seconds per epoch (default 0)
   FAKE_CALLS_LOG=path                              append one JSON line per invocation
@@ -52,10 +54,20 @@ def _die(msg, code=4):
     sys.exit(code)
 
 
-def _write_checkpoint(path, state):
+def _hang(folder):
+    atomic_write_text(os.path.join(folder, "hanging"), str(os.getpid()))
+    time.sleep(3600)
+
+
+def _write_checkpoint(path, state, hang=False):
     def write(f):
+        data = pickle.dumps(state, protocol=2)
+        if hang:  # a kill here leaves a half-written temporary file, never a half-written last.ckpt
+            f.write(data[: len(data) // 2])
+            f.flush()
+            _hang(os.path.dirname(path))
         with zipfile.ZipFile(f, "w") as archive:
-            archive.writestr("archive/data.pkl", pickle.dumps(state, protocol=2))
+            archive.writestr("archive/data.pkl", data)
     atomic_write_with(path, write)
 
 
@@ -106,6 +118,8 @@ def main():
         weights = state["weights"]
 
     os.makedirs(args.checkpoint_dir, exist_ok=True)
+    if _env_int("FAKE_HANG_START_TASK") == t:
+        _hang(args.checkpoint_dir)
     env_names = [n for n in os.environ.get("FAKE_ENV_LOG", "").split(",") if n]
     atomic_write_text(os.path.join(args.checkpoint_dir, "args.json"),
                       json.dumps({**vars(args), "unknown": rest, "argv": sys.argv[1:],
@@ -123,7 +137,8 @@ def main():
                  PROGRESS_KEY: progress_record(t, epoch, args.max_epochs, 10 * epoch, -1),
                  "task_idx": t, "completed": epoch == args.max_epochs, "pretrained": args.pretrained_model,
                  "resumed_from_epoch": resumed_from, "distiller": args.distiller, "weights": weights}
-        _write_checkpoint(os.path.join(args.checkpoint_dir, "last.ckpt"), state)
+        hang = _env_int("FAKE_HANG_WRITE_TASK") == t and epoch == (_env_int("FAKE_HANG_WRITE_EPOCH") or 1)
+        _write_checkpoint(os.path.join(args.checkpoint_dir, "last.ckpt"), state, hang)
         print(f"fake task {t}: epoch {epoch} saved", flush=True)
         print(epoch_line(t, epoch, args.max_epochs, {"ssl_loss": 1.0 / epoch},
                          time.monotonic() - epoch_start, 0.0), flush=True)
@@ -132,8 +147,7 @@ def main():
         if _env_int("FAKE_EXIT0_TASK") == t and epoch == (_env_int("FAKE_EXIT0_EPOCH") or 1):
             return 0
         if _env_int("FAKE_HANG_TASK") == t and epoch == (_env_int("FAKE_HANG_EPOCH") or 1):
-            atomic_write_text(os.path.join(args.checkpoint_dir, "hanging"), str(os.getpid()))
-            time.sleep(3600)
+            _hang(args.checkpoint_dir)
     print(task_line(t, args.max_epochs, time.monotonic() - started, {}), flush=True)
     return 0
 
