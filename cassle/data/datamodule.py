@@ -335,12 +335,9 @@ class ContinualDataModule(pl.LightningDataModule):
         rank, world = self._rank_world()
         transform = None
         if not train:
-            from .gpu_augment import eval_transform_batch
+            from .gpu_augment import EvalTransform
 
-            mean, std = self.mean, self.std
-
-            def transform(x):
-                return eval_transform_batch(x, mean, std, size=eval_size)
+            transform = EvalTransform(self.mean, self.std, size=eval_size)
         return DeviceBatchLoader(images, targets, self.args.batch_size, device=device, indexes=indexes,
                                  shuffle=train, drop_last=train, seed=self.seed, rank=rank, world_size=world,
                                  transform=transform)
@@ -413,14 +410,13 @@ class ContinualDataModule(pl.LightningDataModule):
         """
         base, batch_size = self.train_full, self.args.online_eval_batch_size
         if self.data_path() == "batched" and hasattr(base, "images"):
-            from .gpu_augment import eval_transform_batch
+            from .gpu_augment import EvalTransform
 
             rank, world = self._rank_world()
-            mean, std, size = self.mean, self.std, self._eval_size()
             return DeviceBatchLoader(
                 base.images, base.targets, batch_size, device=self.batched_device(), indexes=None,
                 shuffle=True, drop_last=False, seed=self.seed + 1, rank=rank, world_size=world,
-                transform=lambda x: eval_transform_batch(x, mean, std, size=size))
+                transform=EvalTransform(self.mean, self.std, size=self._eval_size()))
         workers = self.args.num_workers
         # drop_last=False: a training set smaller than the batch still yields a batch.
         return DataLoader(EvalDataset(base, self.val_transform()), batch_size=batch_size,
