@@ -27,6 +27,9 @@ from cassle.utils.lars import LARS, exclude_bias_and_norm_param_groups
 from cassle.utils.schedulers import INTERVALS, SCHEDULERS, build_scheduler
 
 OPTIMIZERS = ("sgd", "lars", "adam", "adamw")
+# Multi-process loss semantics (cassle.losses): "local" = the reference's (each process's batch),
+# "global" = exact loss of the concatenated batch (opt-in).
+DISTRIBUTED_LOSSES = ("local", "global")
 # Datasets with small images use the CIFAR stem (3x3 stride-1 conv, no max-pool).
 SMALL_IMAGE_DATASETS = ("cifar10", "cifar100", "digits", "synthetic")
 
@@ -51,6 +54,9 @@ class BaseMethod(pl.LightningModule):
             raise ValueError(f"unknown optimizer {args.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
         if args.scheduler not in SCHEDULERS:
             raise ValueError(f"unknown scheduler {args.scheduler!r}; valid: {', '.join(SCHEDULERS)}")
+        if args.distributed_loss not in DISTRIBUTED_LOSSES:
+            raise ValueError(f"unknown --distributed_loss {args.distributed_loss!r}; valid: "
+                             f"{', '.join(DISTRIBUTED_LOSSES)}")
         if args.scheduler_interval not in INTERVALS:
             raise ValueError(f"unknown --scheduler_interval {args.scheduler_interval!r}; valid: "
                              f"{', '.join(INTERVALS)}")
@@ -92,6 +98,10 @@ class BaseMethod(pl.LightningModule):
                            help="clip the LARS trust ratio at 1 (relative to the lr)")
         group.add_argument("--exclude_bias_n_norm", action="store_true",
                            help="no weight decay or LARS adaptation for biases and norm layers")
+        group.add_argument("--distributed_loss", default="local", choices=list(DISTRIBUTED_LOSSES),
+                           help="on several GPUs: local = each process's batch (the reference: "
+                                "SimCLR/SupCon, VICReg local; Barlow averages only its "
+                                "correlation matrix); global = exact loss of the whole batch")
         group.add_argument("--scheduler", default="warmup_cosine",
                            help=f"one of {', '.join(SCHEDULERS)}")
         group.add_argument("--scheduler_interval", default="epoch", choices=list(INTERVALS),
@@ -110,6 +120,11 @@ class BaseMethod(pl.LightningModule):
         knn.add_argument("--knn_temperature", type=float, default=0.07)
         knn.add_argument("--knn_distance", nargs="+", default=["cosine", "euclidean"],
                          choices=["cosine", "euclidean"])
+
+    @property
+    def global_batch_loss(self) -> bool:
+        """True with --distributed_loss global (the losses' `global_batch` argument)."""
+        return self.hparams.distributed_loss == "global"
 
     # ----------------------------------------------------------------- parameters
     def learnable_params(self) -> list[dict]:
