@@ -4,7 +4,8 @@ A ``Strategy`` (an ``nn.Module``: its parameters are optimised, its buffers chec
 four seams, each called by ``StrategyMixin`` (methods stay untouched):
 
 * ``on_task_start(model)``: before a task is trained from scratch (not on a mid-task resume);
-* ``batch_hook(model, views, ctx) -> views``: replay strategies add or mix buffer images;
+* ``batch_hook(model, views, ctx) -> views``: replay strategies add or mix buffer images
+  (``forward_done(model, ctx)`` follows the method's forward, before any strategy's loss);
 * ``loss(model, views, out, ctx) -> (term, logs)``: an extra loss term (already weighted);
 * ``after_step(model, indexes, targets, out, ctx)``: e.g. offer the batch to the buffer;
 * ``on_task_end(model, trainer)``: after the task's last step and *before* the final checkpoint
@@ -44,6 +45,8 @@ class Strategy(nn.Module):
 
     def batch_hook(self, model, views: list[torch.Tensor], ctx: dict) -> list[torch.Tensor]:
         return views
+
+    def forward_done(self, model, ctx: dict) -> None: ...
 
     def loss(self, model, views, out: StepOutput, ctx: dict):
         return None, {}
@@ -132,6 +135,8 @@ class StrategyMixin:
         for s in self.strategies.values():
             views = s.batch_hook(self, views, ctx)
         out = super().ssl_step(views, targets)
+        for s in self.strategies.values():
+            s.forward_done(self, ctx)
         for s in self.strategies.values():
             term, logs = s.loss(self, views, out, ctx)
             if term is not None:

@@ -115,10 +115,14 @@ class POD(_FrozenRegularizer):
             self._current.start()  # records the method's own backbone calls of this step
         return views
 
+    def forward_done(self, model, ctx):
+        if model.frozen_active:
+            ctx["pod_stages"] = self._current.stop()  # before other strategies call the backbone
+
     def loss(self, model, views, out, ctx):
         if not model.frozen_active:
             return None, {}
-        new = self._current.stop()
+        new = ctx.pop("pod_stages")
         self._frozen.start()
         with torch.no_grad():
             for v in views:  # per view, like the method's calls (same BatchNorm batches)
