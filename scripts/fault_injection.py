@@ -129,7 +129,7 @@ def draw_kills(rng, n, num_tasks, epochs):
             for t, e, _, kind in sorted(slots)]
 
 
-def reach(launch, exp, task, epoch, kind, fraction, epoch_seconds):
+def reach(launch, exp, task, epoch, kind, fraction, epoch_seconds, epochs):
     """Block until the kill point is reached; returns its description (None if the run ended)."""
     if kind == "evaluation":
         if launch.wait_line(lambda l: "[launcher] evaluating" in l) is None:
@@ -148,16 +148,20 @@ def reach(launch, exp, task, epoch, kind, fraction, epoch_seconds):
         return bool(m) and int(m.group(1)) == task and int(m.group(2)) >= epoch - 1
     if launch.wait_line(previous_done) is None:
         return None
+    def current():  # the epoch under way when the kill lands, from the console lines
+        seen = launch.epochs_seen.get(task, 0)
+        return f"epoch {seen + 1}" if seen < epochs else "after the last epoch"
+
     if kind == "mid-epoch":
         time.sleep(fraction * epoch_seconds)
-        return f"task {task}, mid-epoch {launch.epochs_seen.get(task, 0) + 1}"
+        return f"task {task}, mid-epoch ({current()})"
     tmp = exp / f"task{task}" / "last.ckpt.tmp"
     deadline = time.monotonic() + 10 * epoch_seconds + 120
     while not tmp.exists():
         if launch.proc.poll() is not None or time.monotonic() > deadline:
             return None
         time.sleep(0.0005)
-    return f"task {task}, checkpoint write (epoch {launch.epochs_seen.get(task, 0) + 1})"
+    return f"task {task}, checkpoint write ({current()})"
 
 
 def state_dicts(exp, num_tasks):
@@ -212,7 +216,7 @@ def main(argv=None) -> int:
     for task, epoch, kind, fraction, sig, target in kills:
         if launch is None:
             launch = Launch(command(exp), console)
-        where = reach(launch, exp, task, epoch, kind, fraction, epoch_seconds)
+        where = reach(launch, exp, task, epoch, kind, fraction, epoch_seconds, epochs)
         if where is None:  # the run got past this point (or ended) before it was reached
             rc = launch.finish()
             launch = None
