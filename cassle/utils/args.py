@@ -99,6 +99,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.devices = int(args.devices)
     if str(args.precision) == "16":
         args.precision = "16-mixed"
+    from cassle.data.args import resolve_task_count
+
+    try:  # --num_tasks follows --domains (domain split); a contradicting value is an error
+        resolve_task_count(args)
+    except ValueError as err:
+        parser.error(str(err))
     return args
 
 
