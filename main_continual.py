@@ -132,6 +132,18 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
     return trainer
 
 
+def error_text(err: BaseException) -> str:
+    """The message of a bad-input error, one line where it can be.
+
+    An error re-raised from a DataLoader worker carries the worker's whole traceback in its
+    message; its last line is the error itself (e.g. the image that cannot be decoded).
+    """
+    text = str(err).strip()
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        text = text.splitlines()[-1]
+    return text
+
+
 def main(argv=None) -> int:
     from cassle.utils.args import parse_args
 
@@ -156,10 +168,5 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     except (ValueError, FileNotFoundError, FloatingPointError) as err:
-        # An error re-raised from a DataLoader worker carries the worker's whole traceback in its
-        # message; its last line is the error itself (e.g. the image that cannot be decoded).
-        text = str(err).strip()
-        if text.startswith("Caught ") and "Original Traceback" in text:
-            text = text.splitlines()[-1]
-        print(f"error: {text}", file=sys.stderr)
+        print(f"error: {error_text(err)}", file=sys.stderr)
         sys.exit(2)

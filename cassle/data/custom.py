@@ -155,7 +155,7 @@ def _describe_lists(root: Path, lists: dict) -> Description:
         for split in ("train", "test"):
             if (domain, split) not in lists:
                 other = "test" if split == "train" else "train"
-                raise DataError(f"{root / list_name(domain, other)} has no partner {list_name(domain, split)}: "
+                raise FileNotFoundError(f"{root / list_name(domain, other)} has no partner {list_name(domain, split)}: "
                                 "every list needs its train and test file")
     classes = None
     classes_file = root / CLASSES_FILE
@@ -200,12 +200,14 @@ def scan_tree(desc: Description, domains: Sequence[str] | None = None) -> list[S
 
 
 def split_samples(samples: Sequence[Sample], test_fraction: float = DEFAULT_TEST_FRACTION,
-                  seed: int = DEFAULT_SPLIT_SEED) -> tuple[list[Sample], list[Sample]]:
+                  seed: int = DEFAULT_SPLIT_SEED, domain_names: Sequence[str] | None = None
+                  ) -> tuple[list[Sample], list[Sample]]:
     """Seeded train/test split, separately for every (domain, class).
 
-    Each group's paths are sorted and shuffled by ``random.Random(f"{seed}/{domain}/{label}")``, so
-    a group's split depends only on its own files and the seed (adding a domain or a class changes
-    no other group). ``round(test_fraction * n)`` images go to test, at least 1 when n >= 2 and at
+    Each group's paths are sorted and shuffled by ``random.Random(f"{seed}/{domain}/{label}")``
+    (``domain``: the domain's name from ``domain_names``, "" without domains), so a group's split
+    depends only on its own files, names and the seed (adding a domain or a class, or another
+    domain order, changes no group). ``round(test_fraction * n)`` images go to test, at least 1 when n >= 2 and at
     most n - 1 (a group of one image stays in train).
     """
     if not 0.0 <= test_fraction < 1.0:
@@ -216,7 +218,8 @@ def split_samples(samples: Sequence[Sample], test_fraction: float = DEFAULT_TEST
     train, test = [], []
     for (domain, label), group in sorted(groups.items()):
         group = sorted(group, key=lambda s: s.path)
-        random.Random(f"{seed}/{domain}/{label}").shuffle(group)
+        name = domain_names[domain] if domain_names else ""
+        random.Random(f"{seed}/{name}/{label}").shuffle(group)
         n = len(group)
         k = round(test_fraction * n)
         if test_fraction > 0 and n >= 2:
@@ -343,7 +346,7 @@ def load_described(root: str | Path, train: bool, *, domains: Sequence[str] | No
         everything = every["train"] + every["test"]
     else:
         everything = scan_tree(desc, order)
-        pair = split_samples(everything, test_fraction, seed)
+        pair = split_samples(everything, test_fraction, seed, order)
         samples = pair[0] if train else pair[1]
     if desc.classes is not None:
         count, why = len(desc.classes), (f"{desc.root / CLASSES_FILE}" if desc.kind == "lists" else "the class folders")

@@ -472,6 +472,7 @@ class ContinualDataModule(pl.LightningDataModule):
             device_id = torch.cuda.current_device()
         rank, world = self._rank_world()
         threads = max(1, self.args.num_workers)
+        self._notice(f"data: DALI pipelines on {'GPU ' + str(device_id) if device_id is not None else 'the CPU'}")
         if train:
             return DaliTrainLoader(self.train_full, self.task_indices, self.view_settings, self.mean, self.std,
                                    batch_size=self.args.batch_size, num_threads=threads, device_id=device_id,

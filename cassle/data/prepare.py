@@ -75,7 +75,7 @@ def prepare(data_dir: str, test_fraction: float = DEFAULT_TEST_FRACTION, seed: i
         raise DataError(f"{root} already has file lists ({names}); pass --force to rewrite them from the folder tree")
     desc = describe(root, ignore_lists=True)
     samples = scan_tree(desc)
-    train, test = split_samples(samples, test_fraction, seed)
+    train, test = split_samples(samples, test_fraction, seed, desc.domains)
     if validate:
         validate_images(ImageListDataset(root, samples, len(desc.classes)), "", workers=16)
     texts: dict[str, str] = {CLASSES_FILE: "".join(f"{c}\n" for c in desc.classes)}
