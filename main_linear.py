@@ -28,8 +28,9 @@ EXIT_BAD_INPUT = 2
 
 def build_parser() -> argparse.ArgumentParser:
     from cassle.data.args import DATASETS, SPLIT_STRATEGIES
+    from cassle.utils.args import new_parser
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = new_parser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     what = p.add_argument_group("what to evaluate (exactly one)")
     what.add_argument("--pretrained_feature_extractor", "--pretrained_model", "--checkpoint",
@@ -100,8 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from cassle.utils.args import check_wandb
+
     parser = build_parser()
     opts = parser.parse_args(argv)
+    check_wandb(parser, opts)
     if bool(opts.pretrained_feature_extractor) == bool(opts.run_dir):
         parser.error("give exactly one of --pretrained_feature_extractor PATH (one checkpoint) "
                      "and --run_dir DIR (every task of a run)")

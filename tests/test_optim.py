@@ -229,14 +229,16 @@ def test_warmup_cosine_edge_cases():
 
 def test_build_scheduler_all_names():
     opt = _two_group_optimizer()
-    sched, interval = build_scheduler("warmup_cosine", opt, steps_per_epoch=4, max_epochs=5, warmup_epochs=1)
+    sched, interval = build_scheduler("warmup_cosine", opt, steps_per_epoch=4, max_epochs=5, warmup_epochs=1,
+                                      interval="step")
     assert interval == "step"
     lrs = _lrs_over(sched, opt, 21)
     assert lrs[3] == pytest.approx([0.4, 0.1]) and lrs[20] == pytest.approx([0.0, 0.0], abs=1e-12)
     assert lrs[1][0] == pytest.approx(0.003 + 0.397 / 3, abs=1e-12)
 
     opt = _two_group_optimizer()
-    sched, interval = build_scheduler("cosine", opt, steps_per_epoch=2, max_epochs=5, min_lr=0.02)
+    sched, interval = build_scheduler("cosine", opt, steps_per_epoch=2, max_epochs=5, min_lr=0.02,
+                                      interval="step")
     lrs = _lrs_over(sched, opt, 11)
     assert interval == "step"
     assert lrs[0] == pytest.approx([0.4, 0.1])

@@ -347,7 +347,8 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
             raise FileNotFoundError(f"--script {opts.script} does not exist")
         with open(opts.script, encoding="utf-8") as f:
             script_text = f.read()
-        argv = merge_args(parse_script(script_text, os.environ), extra)
+        base_argv = parse_script(script_text, os.environ)
+        argv = merge_args(base_argv, extra)
         # The reference workflow: PRETRAINED_PATH names the checkpoint a run starting at
         # --task_idx > 0 builds on, also when the script does not mention the variable.
         if get_flag(argv, "--pretrained_model") is None and os.environ.get("PRETRAINED_PATH"):
@@ -356,7 +357,10 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
         recorded = mf.load_manifest(opts.experiment_dir)
         if recorded is None:
             raise FileNotFoundError(f"{opts.experiment_dir} has no {mf.MANIFEST_NAME}; start it with --script")
-        argv = merge_args(recorded["argv"], extra)
+        base_argv = recorded["argv"]
+        argv = merge_args(base_argv, extra)
+    # What `--` changed, shown with the plan (e.g. `--wandb: (switch) -> --no-wandb`).
+    overrides = diff_args(base_argv, merge_args(base_argv, extra))
     if opts.mode == "slurm" and opts.num_gpus > 0:
         argv = set_flag(drop_flags(argv, lambda f: f == "--gpus"), "--devices", str(opts.num_gpus))
     if opts.mode == "slurm" and opts.nodes > 1:
@@ -388,6 +392,7 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
                 command = [*srun_prefix(), sys.executable, main_script, *run.argv]
                 print(f"#   task {run.task_idx} ({run.action}): {shlex.join(command)}")
         else:
+            _print_overrides(overrides, "# ")
             _print_plan(plan, sys.executable, main_script, prefix)
         return 0
 
@@ -423,6 +428,7 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
             print(f"[launcher] submitted SLURM job {job_id}; log: {log_pattern.replace('%j', job_id)}")
             return 0
 
+        _print_overrides(overrides, "[launcher] ")
         _print_plan_summary(plan)
         rc = run_local(plan, experiment_dir, sys.executable, main_script, prefix)
         if rc == 0 and opts.eval:
@@ -441,6 +447,11 @@ def _check_external_checkpoint(argv: Sequence[str]) -> None:
         from cassle.utils.checkpoint import check_loadable  # imports torch: only when needed
 
         check_loadable(pretrained, trust=get_flag(argv, "--trust_checkpoint") is True)
+
+
+def _print_overrides(overrides: Sequence[str], prefix: str) -> None:
+    if overrides:
+        print(f"{prefix}overrides after --: " + "; ".join(overrides), flush=True)
 
 
 def _print_plan_summary(plan: Sequence[TaskRun]) -> None:

@@ -480,7 +480,7 @@ if __name__ == "__main__":  # throughput print (not a test): python -m cassle.da
             "contrast": 0.4, "saturation": 0.2, "hue": 0.1, "color_jitter_prob": 0.8,
             "gray_scale_prob": 0.2, "horizontal_flip_prob": 0.5, "gaussian_prob": 0.0,
             "solarization_prob": 0.2}
-    aug = MultiViewBatchAugment([view, view], (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
+    aug = MultiViewBatchAugment([view, view], (0.4914, 0.4822, 0.4465), (0.247, 0.243, 0.261))
     imgs = torch.randint(0, 256, (512, 32, 32, 3), dtype=torch.uint8, device=dev)
     gen = torch.Generator(device=dev).manual_seed(0)
     aug(imgs, gen)

@@ -1,5 +1,6 @@
 """Knowledge distillation (SwAV): the frozen prototypes' soft assignment of z_bar is the teacher
-for a new learnable prototype layer applied to g(z)."""
+for a new learnable prototype layer applied to g(z). Both are weight-normalised prototype layers
+with a learnable gain, like SwAV's own (the frozen one is its snapshot), as in the reference."""
 import torch.nn.functional as F
 
 from cassle.distillers.base import Distiller
@@ -15,7 +16,7 @@ class KnowledgeDistiller(Distiller):
         if not hasattr(method, "prototypes"):
             raise ValueError("the knowledge distiller needs a method with prototypes (swav), "
                              f"not {args.method!r}")
-        from cassle.methods.swav import Prototypes
+        from cassle.methods.prototypes import Prototypes
         self.prototypes = Prototypes(args.output_dim, args.num_prototypes)
 
     def loss(self, p, z_bar, frozen):

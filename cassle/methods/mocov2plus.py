@@ -62,4 +62,5 @@ class MoCoV2Plus(BaseMomentumMethod):
         loss = (moco_loss_func(q[0], k[1], queue[1], temperature=T)
                 + moco_loss_func(q[1], k[0], queue[0], temperature=T)) / 2
         self._enqueue(torch.stack([gather(k[0]), gather(k[1])]))
-        return StepOutput(loss=loss, feats=feats, z=z)
+        # The distillers get the L2-normalised q, as in the reference (its MoCo's "z").
+        return StepOutput(loss=loss, feats=feats, z=q)

@@ -4,26 +4,14 @@ from __future__ import annotations
 import argparse
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from cassle.losses import sinkhorn_knopp, swav_loss_func
 from cassle.methods.base import BaseMethod, StepOutput, mlp
+from cassle.methods.prototypes import Prototypes
+from cassle.utils.distributed import world_size
 
-
-class Prototypes(nn.Module):
-    """Linear layer without bias whose rows (prototypes) are L2-normalised on the fly.
-
-    Same function as weight normalisation with the gain fixed to 1 (the reference's choice).
-    """
-
-    def __init__(self, dim: int, num_prototypes: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(num_prototypes, dim))
-        nn.init.kaiming_uniform_(self.weight, a=5 ** 0.5)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return F.linear(z, F.normalize(self.weight, dim=1))
+__all__ = ["SwAV", "Prototypes"]
 
 
 class SwAV(BaseMethod):
@@ -31,8 +19,11 @@ class SwAV(BaseMethod):
         super().__init__(**kwargs)
         args = self.hparams
         self.projector = mlp(self.features_dim, args.proj_hidden_dim, args.output_dim)
+        # Weight-normalised prototypes with a learnable gain (reference), see prototypes.py.
         self.prototypes = Prototypes(args.output_dim, args.num_prototypes)
         # Queue of past normalised projections per view; reset at every task (REFERENCE 3).
+        # Each process keeps queue_size // world_size rows (sized in `setup`), as the reference:
+        # Sinkhorn-Knopp sums over processes, so the queue spans queue_size rows in all.
         self.register_buffer("queue", torch.zeros(2, args.queue_size, args.output_dim))
 
     @staticmethod
@@ -57,6 +48,22 @@ class SwAV(BaseMethod):
     def start_new_task(self) -> None:
         super().start_new_task()
         self.queue.zero_()
+
+    def setup(self, stage: str) -> None:
+        # The process group exists by now (Lightning sets it up before this hook) and the
+        # checkpoint of a resumed task is restored after it, into a queue of the same shape.
+        super().setup(stage)
+        rows = self.hparams.queue_size // world_size()
+        if self.queue.shape[1] != rows:
+            self.queue = torch.zeros(2, rows, self.queue.shape[2], device=self.queue.device)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # A queue saved with another number of processes (or a previous task's, about to be
+        # reset anyway) does not fit: keep the current, empty one; it refills within an epoch.
+        key = prefix + "queue"
+        if key in state_dict and state_dict[key].shape != self.queue.shape:
+            state_dict[key] = torch.zeros_like(self.queue)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def on_after_backward(self) -> None:
         # Prototypes stay fixed for the first epochs of each task (SwAV's stabiliser).

@@ -4,13 +4,56 @@ Flags are assembled from the parts that own them: trainer and logging flags here
 augmentation flags in `cassle.data.args`, optimiser flags in `BaseMethod`, method flags next to each
 method, distiller flags in `cassle.distillers`. Unknown flags are an error (argparse's
 `parse_args`, never `parse_known_args`), so a typo in a bash script fails loudly.
+
+Every switch can be turned off again (`--no-wandb`, `--no-exclude_bias_n_norm`, ...): `new_parser`
+makes `action="store_true"` mean `NegatableSwitch` for the parser and all its groups, so a flag a
+bash script sets can be undone after the launcher's `--`. Both `main_continual.py` and
+`main_linear.py` build their parsers with it.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
-from typing import Sequence
+from typing import Any, Sequence
+
+
+class NegatableSwitch(argparse.BooleanOptionalAction):
+    """``--flag`` sets True, ``--no-flag`` sets False (the last one given wins); default False.
+
+    What ``action="store_true"`` resolves to in a parser made by ``new_parser``.
+    """
+
+    def __init__(self, option_strings, dest, default=False, required=False, help=None, **kwargs):
+        super().__init__(option_strings, dest, default=default, required=required, help=help, **kwargs)
+
+
+def new_parser(**kwargs: Any) -> argparse.ArgumentParser:
+    """An ``ArgumentParser`` whose ``store_true`` switches all get a ``--no-`` form.
+
+    The action registry is shared by the parser's argument groups, so flags added by any part
+    (methods, distillers, data) through ``parser`` or ``parser.add_argument_group`` are covered.
+    """
+    parser = argparse.ArgumentParser(**kwargs)
+    parser.register("action", "store_true", NegatableSwitch)
+    return parser
+
+
+def module_available(name: str) -> bool:
+    """True when ``name`` can be imported (checked without importing it)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a missing parent package, or a half-set-up module
+        return False
+
+
+def check_wandb(parser: argparse.ArgumentParser, opts: argparse.Namespace) -> None:
+    """``--wandb`` on a machine without wandb fails now, before any training, naming the way out."""
+    if getattr(opts, "wandb", False) and not module_available("wandb"):
+        parser.error("--wandb asks for Weights & Biases logging, but the wandb package is not "
+                     "installed here; install it (pip install wandb) or turn it off with --no-wandb "
+                     "(through the launcher: job_launcher.py --script S -- --no-wandb)")
 
 
 def add_trainer_args(parser: argparse.ArgumentParser) -> None:
@@ -83,7 +126,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         raise SystemExit(f"error: unknown distiller {known.distiller!r}; "
                          f"valid distillers: {', '.join(DISTILLERS)}")
 
-    parser = argparse.ArgumentParser(description="Train one task of a continual SSL sequence.")
+    parser = new_parser(description="Train one task of a continual SSL sequence.")
     parser.add_argument("--method", required=True, choices=list(METHODS))
     add_trainer_args(parser)
     add_data_args(parser)
@@ -96,6 +139,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
+    check_wandb(parser, args)
     if args.gpus is not None:  # reference scripts say `--gpus 0,1`
         ids = [g for g in str(args.gpus).split(",") if g.strip() != ""]
         args.accelerator, args.devices = "gpu", len(ids)
