@@ -20,10 +20,12 @@ import torch
 def build_model(args):
     from cassle.distillers import distill_wrapper
     from cassle.methods import METHODS
+    from cassle.strategies import strategy_wrapper
 
     method_cls = METHODS[args.method]
     if args.distiller:
         method_cls = distill_wrapper(method_cls, args.distiller)
+    method_cls = strategy_wrapper(method_cls, args.cl_strategy, base_method=METHODS[args.method])
     return method_cls(**vars(args))
 
 
@@ -73,6 +75,7 @@ def check_task_args(args) -> None:
 def run_task(args, extra_callbacks=()) -> pl.Trainer:
     """Train task `args.task_idx`; returns the trainer (tests pass extra callbacks)."""
     from cassle.data import ContinualDataModule
+    from cassle.strategies import TaskEndCallback, validate_strategy_args
     from cassle.utils.args import save_args
     from cassle.utils.callbacks import AtomicLastCheckpoint, RNGStateCheckpoint
     from cassle.utils.checkpoint import (check_compatible, load_pretrained, read_checkpoint,
@@ -86,6 +89,7 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
     # Everything that can fail on bad input happens before anything is written.
     datamodule = ContinualDataModule.from_args(args)
     args.num_classes = datamodule.num_classes
+    validate_strategy_args(args, datamodule)
     pretrained = None
     if args.resume_from_checkpoint:
         # Read (safely) and checked here; Lightning's own load below applies the same allowlist.
@@ -117,7 +121,8 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
         accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes,
         strategy=strategy, sync_batchnorm=args.sync_batchnorm, precision=precision,
         logger=build_loggers(args), enable_checkpointing=False,
-        callbacks=[AtomicLastCheckpoint(args.checkpoint_dir), RNGStateCheckpoint(),
+        # TaskEndCallback first: what it computes (EWC's Fisher) goes into the final last.ckpt.
+        callbacks=[TaskEndCallback(), AtomicLastCheckpoint(args.checkpoint_dir), RNGStateCheckpoint(),
                    pl.callbacks.LearningRateMonitor(logging_interval="step"),
                    # Reading the bar's metrics syncs the GPU; every step would stall the pipeline.
                    *([] if args.no_progress_bar else [pl.callbacks.TQDMProgressBar(refresh_rate=20)]),

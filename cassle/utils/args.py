@@ -2,8 +2,9 @@
 
 Flags are assembled from the parts that own them: trainer and logging flags here, data and
 augmentation flags in `cassle.data.args`, optimiser flags in `BaseMethod`, method flags next to each
-method, distiller flags in `cassle.distillers`. Unknown flags are an error (argparse's
-`parse_args`, never `parse_known_args`), so a typo in a bash script fails loudly.
+method, distiller flags in `cassle.distillers`, strategy flags in `cassle.strategies`. Unknown
+flags are an error (argparse's `parse_args`, never `parse_known_args`), so a typo in a bash script
+fails loudly.
 
 Every switch can be turned off again (`--no-wandb`, `--no-exclude_bias_n_norm`, ...): `new_parser`
 makes `action="store_true"` mean `NegatableSwitch` for the parser and all its groups, so a flag a
@@ -113,6 +114,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     from cassle.data.args import add_augmentation_args, add_data_args
     from cassle.distillers import DISTILLERS, add_distiller_args
     from cassle.methods import METHODS
+    from cassle.strategies import add_strategy_args
 
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--method")
@@ -133,12 +135,19 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     add_augmentation_args(parser)
     METHODS[known.method].add_model_specific_args(parser)
     add_distiller_args(parser)
+    add_strategy_args(parser)
     return parser
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    from cassle.strategies import check_strategy_names
+
     parser = build_parser(argv)
     args = parser.parse_args(argv)
+    try:
+        check_strategy_names(args.cl_strategy)
+    except ValueError as err:
+        parser.error(str(err))
     check_wandb(parser, args)
     if args.gpus is not None:  # reference scripts say `--gpus 0,1`
         ids = [g for g in str(args.gpus).split(",") if g.strip() != ""]
