@@ -20,10 +20,12 @@ import torch
 def build_model(args):
     from cassle.distillers import distill_wrapper
     from cassle.methods import METHODS
+    from cassle.strategies import strategy_wrapper
 
     method_cls = METHODS[args.method]
     if args.distiller:
         method_cls = distill_wrapper(method_cls, args.distiller)
+    method_cls = strategy_wrapper(method_cls, args.cl_strategy, base_method=METHODS[args.method])
     return method_cls(**vars(args))
 
 
@@ -73,9 +75,11 @@ def check_task_args(args) -> None:
 def run_task(args, extra_callbacks=()) -> pl.Trainer:
     """Train task `args.task_idx`; returns the trainer (tests pass extra callbacks)."""
     from cassle.data import ContinualDataModule
+    from cassle.strategies import TaskEndCallback, validate_strategy_args
     from cassle.utils.args import save_args
     from cassle.utils.callbacks import AtomicLastCheckpoint, RNGStateCheckpoint
-    from cassle.utils.pretrained import check_compatible, load_pretrained, read_checkpoint
+    from cassle.utils.checkpoint import (check_compatible, load_pretrained, read_checkpoint,
+                                         resume_context)
 
     check_task_args(args)
     pl.seed_everything(args.seed, workers=True)
@@ -86,12 +90,14 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
     datamodule = ContinualDataModule.from_args(args)
     args.num_classes = datamodule.num_classes  # from the data (and the images checked)
     args.num_tasks = datamodule.args.num_tasks  # a domain split: one task per domain
+    validate_strategy_args(args, datamodule)
     pretrained = None
     if args.resume_from_checkpoint:
-        check_compatible(read_checkpoint(args.resume_from_checkpoint),
+        # Read (safely) and checked here; Lightning's own load below applies the same allowlist.
+        check_compatible(read_checkpoint(args.resume_from_checkpoint, trust=args.trust_checkpoint),
                          args.resume_from_checkpoint, args)
     elif args.pretrained_model:
-        pretrained = read_checkpoint(args.pretrained_model)
+        pretrained = read_checkpoint(args.pretrained_model, trust=args.trust_checkpoint)
         check_compatible(pretrained, args.pretrained_model, args)
     model = build_model(args)
     if pretrained is not None:
@@ -116,7 +122,8 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
         accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes,
         strategy=strategy, sync_batchnorm=args.sync_batchnorm, precision=precision,
         logger=build_loggers(args), enable_checkpointing=False,
-        callbacks=[AtomicLastCheckpoint(args.checkpoint_dir), RNGStateCheckpoint(),
+        # TaskEndCallback first: what it computes (EWC's Fisher) goes into the final last.ckpt.
+        callbacks=[TaskEndCallback(), AtomicLastCheckpoint(args.checkpoint_dir), RNGStateCheckpoint(),
                    pl.callbacks.LearningRateMonitor(logging_interval="step"),
                    # Reading the bar's metrics syncs the GPU; every step would stall the pipeline.
                    *([] if args.no_progress_bar else [pl.callbacks.TQDMProgressBar(refresh_rate=20)]),
@@ -126,9 +133,11 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
         log_every_n_steps=args.log_every_n_steps, num_sanity_val_steps=args.num_sanity_val_steps,
         enable_progress_bar=not args.no_progress_bar, deterministic=args.deterministic or None,
     )
-    # weights_only=False: our checkpoints carry RNG states and hyperparameters (trusted files).
-    trainer.fit(model, datamodule=datamodule, ckpt_path=args.resume_from_checkpoint,
-                weights_only=False)
+    # weights_only=True: a resumed checkpoint is data only (cassle.utils.checkpoint's allowlist),
+    # unless --trust_checkpoint says the user knows where the file comes from.
+    with resume_context():
+        trainer.fit(model, datamodule=datamodule, ckpt_path=args.resume_from_checkpoint,
+                    weights_only=not args.trust_checkpoint)
     return trainer
 
 
@@ -162,8 +171,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    for noisy in (".*does not have many workers.*",
-                  ".*`weights_only` was not set.*", ".*`srun` command is available.*"):
+    for noisy in (".*does not have many workers.*", ".*`srun` command is available.*"):
         warnings.filterwarnings("ignore", noisy)
     try:
         sys.exit(main())

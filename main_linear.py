@@ -28,13 +28,17 @@ EXIT_BAD_INPUT = 2
 
 def build_parser() -> argparse.ArgumentParser:
     from cassle.data.args import DATASETS, SPLIT_STRATEGIES
+    from cassle.utils.args import new_parser
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = new_parser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     what = p.add_argument_group("what to evaluate (exactly one)")
     what.add_argument("--pretrained_feature_extractor", "--pretrained_model", "--checkpoint",
                       dest="pretrained_feature_extractor", help="one task's last.ckpt")
     what.add_argument("--run_dir", help="a job_launcher.py run folder (task*/last.ckpt, manifest.json)")
+    what.add_argument("--trust_checkpoint", action="store_true",
+                      help="unpickle the checkpoint(s) fully, running any code they carry: only for "
+                           "files whose origin you know (default: data only, see README)")
     what.add_argument("--protocol", choices=["linear", "online"], default="linear",
                       help="linear: train a linear probe (default); online: the checkpoint's online "
                            "classifier trained during pretraining (the reference's CIFAR numbers)")
@@ -106,8 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from cassle.utils.args import check_wandb
+
     parser = build_parser()
     opts = parser.parse_args(argv)
+    check_wandb(parser, opts)
     if bool(opts.pretrained_feature_extractor) == bool(opts.run_dir):
         parser.error("give exactly one of --pretrained_feature_extractor PATH (one checkpoint) "
                      "and --run_dir DIR (every task of a run)")
@@ -151,7 +158,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    for noisy in (".*does not have many workers.*", ".*`weights_only` was not set.*",
-                  ".*`srun` command is available.*", ".*smaller than the logging interval.*"):
+    for noisy in (".*does not have many workers.*", ".*`srun` command is available.*",
+                  ".*smaller than the logging interval.*"):
         warnings.filterwarnings("ignore", noisy)
     sys.exit(main())

@@ -47,8 +47,8 @@ from cassle.utils.checkpoint import atomic_write_text
 __all__ = ["run_local", "run_eval", "run_task", "main", "build_parser", "RESUME_NEUTRAL_FLAGS"]
 
 # Flags that may change between a run and its resume without making it a different experiment
-# (the data can move to another disk, the loader can get more workers).
-RESUME_NEUTRAL_FLAGS = ("--data_dir", "--num_workers")
+# (the data can move to another disk, the loader can get more workers, a checkpoint can be trusted).
+RESUME_NEUTRAL_FLAGS = ("--data_dir", "--num_workers", "--trust_checkpoint")
 
 
 class _Interrupted(Exception):
@@ -179,8 +179,10 @@ def run_local(
     return 0
 
 
-def run_eval(experiment_dir: str, python: str = sys.executable, eval_script: str = "main_linear.py") -> int:
-    """``python main_linear.py --run_dir <exp>`` after the last task; recorded as manifest["eval"]."""
+def run_eval(experiment_dir: str, python: str = sys.executable, eval_script: str = "main_linear.py",
+             trust_checkpoint: bool = False) -> int:
+    """``python main_linear.py --run_dir <exp>`` after the last task; recorded as manifest["eval"].
+    ``trust_checkpoint``: the tasks ran with --trust_checkpoint, so the evaluation does too."""
     if not os.path.exists(eval_script):
         print(f"[launcher] {eval_script} does not exist (yet); skipping the evaluation")
         return 0
@@ -188,7 +190,8 @@ def run_eval(experiment_dir: str, python: str = sys.executable, eval_script: str
     if manifest.get("eval", {}).get("status") == "done":
         print(f"[launcher] evaluation already done (manifest); skipping it")
         return 0
-    command = [python, eval_script, "--run_dir", experiment_dir]
+    command = [python, eval_script, "--run_dir", experiment_dir,
+               *(["--trust_checkpoint"] if trust_checkpoint else [])]
     log_path = os.path.join(experiment_dir, "eval", "eval.log")
     print(f"[launcher] evaluating: {shlex.join(command)}; log: {log_path}", flush=True)
     mf.update_task(experiment_dir, manifest, "eval", "running")
@@ -344,7 +347,8 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
             raise FileNotFoundError(f"--script {opts.script} does not exist")
         with open(opts.script, encoding="utf-8") as f:
             script_text = f.read()
-        argv = merge_args(parse_script(script_text, os.environ), extra)
+        base_argv = parse_script(script_text, os.environ)
+        argv = merge_args(base_argv, extra)
         # The reference workflow: PRETRAINED_PATH names the checkpoint a run starting at
         # --task_idx > 0 builds on, also when the script does not mention the variable.
         if get_flag(argv, "--pretrained_model") is None and os.environ.get("PRETRAINED_PATH"):
@@ -353,7 +357,10 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
         recorded = mf.load_manifest(opts.experiment_dir)
         if recorded is None:
             raise FileNotFoundError(f"{opts.experiment_dir} has no {mf.MANIFEST_NAME}; start it with --script")
-        argv = merge_args(recorded["argv"], extra)
+        base_argv = recorded["argv"]
+        argv = merge_args(base_argv, extra)
+    # What `--` changed, shown with the plan (e.g. `--wandb: (switch) -> --no-wandb`).
+    overrides = diff_args(base_argv, merge_args(base_argv, extra))
     if opts.mode == "slurm" and opts.num_gpus > 0:
         argv = set_flag(drop_flags(argv, lambda f: f == "--gpus"), "--devices", str(opts.num_gpus))
     if opts.mode == "slurm" and opts.nodes > 1:
@@ -376,6 +383,7 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
     # Every check (arguments, manifest, pretrained file) runs before anything is written.
     plan = plan_tasks(argv, _checked(mf.load_manifest(experiment_dir), argv, opts.force, quiet=True),
                       experiment_dir)
+    _check_external_checkpoint(argv)
     if opts.dry_run:
         if opts.mode == "slurm":
             log_pattern = os.path.join(experiment_dir, "slurm-%j.out")
@@ -385,6 +393,7 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
                 command = [*srun_prefix(), sys.executable, main_script, *run.argv]
                 print(f"#   task {run.task_idx} ({run.action}): {shlex.join(command)}")
         else:
+            _print_overrides(overrides, "# ")
             _print_plan(plan, sys.executable, main_script, prefix)
         return 0
 
@@ -420,10 +429,12 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
             print(f"[launcher] submitted SLURM job {job_id}; log: {log_pattern.replace('%j', job_id)}")
             return 0
 
+        _print_overrides(overrides, "[launcher] ")
         _print_plan_summary(plan)
         rc = run_local(plan, experiment_dir, sys.executable, main_script, prefix)
         if rc == 0 and opts.eval:
-            rc = run_eval(experiment_dir, sys.executable, eval_script)
+            rc = run_eval(experiment_dir, sys.executable, eval_script,
+                          trust_checkpoint=get_flag(argv, "--trust_checkpoint") is True)
         if rc == 0:
             print(f"[launcher] all tasks done: {experiment_dir}")
         return rc
@@ -450,6 +461,21 @@ def _domain_task_count(argv: list[str]) -> list[str]:
         raise PlanError(f"--split_strategy domain on --dataset {dataset} needs --domains (the task order) "
                         "and --data_dir")
     return set_flag(argv, "--num_tasks", str(count))
+
+
+def _check_external_checkpoint(argv: Sequence[str]) -> None:
+    """PRETRAINED_PATH / --pretrained_model (a file this run did not write) must load as data only,
+    unless the user passed --trust_checkpoint: refused now, not when its task starts."""
+    pretrained = get_flag(argv, "--pretrained_model")
+    if isinstance(pretrained, str) and os.path.isfile(pretrained):
+        from cassle.utils.checkpoint import check_loadable  # imports torch: only when needed
+
+        check_loadable(pretrained, trust=get_flag(argv, "--trust_checkpoint") is True)
+
+
+def _print_overrides(overrides: Sequence[str], prefix: str) -> None:
+    if overrides:
+        print(f"{prefix}overrides after --: " + "; ".join(overrides), flush=True)
 
 
 def _print_plan_summary(plan: Sequence[TaskRun]) -> None:

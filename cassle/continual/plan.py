@@ -10,7 +10,9 @@ exist), so every rule of the continual protocol is unit-tested without running a
 
 argv is handled as ordered flag groups ``("--flag", [values])``: a token starting with ``--`` opens a
 flag, the tokens after it are its values (zero for switches like ``--wandb``, several for per-view
-flags like ``--solarization_prob 0.0 0.2``). ``--flag=value`` is read as ``--flag value``.
+flags like ``--solarization_prob 0.0 0.2``). ``--flag=value`` is read as ``--flag value``. A switch
+and its negation (``--wandb`` / ``--no-wandb``, see ``cassle.utils.args.NegatableSwitch``) are one
+flag here: an override ``--no-wandb`` replaces the script's ``--wandb``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ __all__ = [
     "drop_flags",
     "merge_args",
     "diff_args",
+    "flag_key",
     "plan_tasks",
     "task_dir",
     "CHECKPOINT_NAME",
@@ -242,27 +245,45 @@ def set_flag(argv: Sequence[str], flag: str, *values: str) -> list[str]:
     return merge_args(argv, [flag, *values])
 
 
+def flag_key(flag: str) -> str:
+    """The flag a token sets: ``--no-wandb`` -> ``--wandb`` (a negated switch); others unchanged."""
+    return "--" + flag[len("--no-"):] if flag.startswith("--no-") else flag
+
+
+def _by_key(argv: Sequence[str]) -> dict[str, tuple[str, list[str]]]:
+    """flag key -> (flag as written, values) of the last occurrence; first-occurrence order."""
+    merged: dict[str, tuple[str, list[str]]] = {}
+    for flag, values in split_flags(argv):
+        # a dict keeps the first insertion's position and takes the last value
+        merged[flag_key(flag)] = (flag, list(values))
+    return merged
+
+
 def merge_args(script_argv: Sequence[str], extra_argv: Sequence[str]) -> list[str]:
     """Script flags overridden flag by flag by ``extra_argv``; flags new to the script are appended.
 
     A flag keeps its position in the script; duplicates collapse to the last value (argparse's
-    rule), so the result has each flag once.
+    rule), so the result has each flag once. ``--no-X`` and ``--X`` count as the same flag.
     """
-    merged: dict[str, list[str]] = {}
-    for flag, values in split_flags(script_argv) + split_flags(extra_argv):
-        merged[flag] = list(values)  # dict keeps first-insertion order, value of the last
-    return join_flags(list(merged.items()))
+    return join_flags(list(_by_key([*script_argv, *extra_argv]).values()))
 
 
 def diff_args(old: Sequence[str], new: Sequence[str], ignore: Sequence[str] = ()) -> list[str]:
-    """Human-readable differences between two argvs (order-insensitive), e.g. ``--lr: 0.3 -> 0.4``."""
-    a, b = dict(split_flags(merge_args(old, []))), dict(split_flags(merge_args(new, [])))
+    """Human-readable differences between two argvs (order-insensitive), e.g. ``--lr: 0.3 -> 0.4``,
+    ``--wandb: (switch) -> --no-wandb``."""
+    a, b = _by_key(old), _by_key(new)
+
+    def show(entry, key):
+        if entry is None:
+            return "(absent)"
+        flag, values = entry
+        return flag if flag != key else (" ".join(values) or "(switch)")
+
     out = []
-    for flag in list(a) + [f for f in b if f not in a]:
-        if flag in ignore or a.get(flag) == b.get(flag):
+    for key in list(a) + [k for k in b if k not in a]:
+        if key in ignore or a.get(key) == b.get(key):
             continue
-        show = lambda v: "(absent)" if v is None else (" ".join(v) or "(switch)")  # noqa: E731
-        out.append(f"{flag}: {show(a.get(flag))} -> {show(b.get(flag))}")
+        out.append(f"{key}: {show(a.get(key), key)} -> {show(b.get(key), key)}")
     return out
 
 
@@ -360,7 +381,7 @@ def plan_tasks(
         ckpt_dir = task_dir(experiment_dir, t)
         ckpt = os.path.join(ckpt_dir, CHECKPOINT_NAME)
         prev = pretrained if t == start else os.path.join(task_dir(experiment_dir, t - 1), CHECKPOINT_NAME)
-        task_argv = base if t > 0 and prev else drop_flags(base, lambda f: f.startswith("--distill"))
+        task_argv = base if t > 0 and prev else drop_flags(base, lambda f: flag_key(f).startswith("--distill"))
         task_argv = task_argv + ["--task_idx", str(t), "--checkpoint_dir", ckpt_dir, "--name", f"{name}-task{t}"]
         if prev:
             task_argv += ["--pretrained_model", prev]

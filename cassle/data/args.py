@@ -31,6 +31,10 @@ DESCRIBED_DATASETS = ("custom", "domainnet")  # image sets by description (custo
 #   cpu_batched: the GPU path's code on the CPU (tests, debugging; never faster than workers).
 DATA_DEVICES = ("auto", "cpu", "gpu", "cpu_batched")
 NUM_VIEWS = 2  # CaSSLe always trains on two augmented views
+# What the online classifier's labelled whole-train-set batches (--online_eval_batch_size) go
+# through: last_view = the SSL augmentation of the last view (the reference), clean = the eval
+# transform (opt-in).
+ONLINE_EVAL_TRANSFORMS = ("last_view", "clean")
 
 # name -> (type, default, lower bound, upper bound, lower bound inclusive)
 # crop_size defaults to None = the dataset's natural size (32 for CIFAR/digits, 224 for folders).
@@ -122,6 +126,9 @@ def add_data_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="tensor datasets (CIFAR, digits, synthetic): auto = on the GPU with batched "
                         "GPU augmentation when CUDA is available, else CPU workers; cpu = torchvision "
                         "workers; gpu = force the GPU path; cpu_batched = the GPU path's code on CPU")
+    g.add_argument("--online_eval_transform", choices=ONLINE_EVAL_TRANSFORMS, default="last_view",
+                   help="with --online_eval_batch_size: last_view = the labelled batches get the "
+                        "last view's SSL augmentation (the reference); clean = eval transform")
     g.add_argument("--dali", action=argparse.BooleanOptionalAction, default=False,
                    help="image folders / DomainNet: decode and augment with NVIDIA DALI when it is "
                         "installed (GPU decoding on GPUs); without DALI a notice and torchvision")
@@ -220,6 +227,10 @@ def validate_data_args(args: Any) -> None:
     data_device = _get(args, "data_device", "auto")
     if data_device not in DATA_DEVICES:
         raise ValueError(f"unknown --data_device {data_device!r}; choose one of {', '.join(DATA_DEVICES)}")
+    online_eval = _get(args, "online_eval_transform", "last_view")
+    if online_eval not in ONLINE_EVAL_TRANSFORMS:
+        raise ValueError(f"unknown --online_eval_transform {online_eval!r}; choose one of "
+                         f"{', '.join(ONLINE_EVAL_TRANSFORMS)}")
     strategy = _get(args, "split_strategy", "class")
     if strategy not in SPLIT_STRATEGIES:
         raise ValueError(f"unknown --split_strategy {strategy!r}; choose one of {', '.join(SPLIT_STRATEGIES)}")

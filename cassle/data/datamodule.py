@@ -37,7 +37,7 @@ from .gpu_loader import DeviceBatchLoader, FusedViewsAugment, is_raw_train_batch
 from .args import view_settings as _view_settings
 from .datasets import TENSOR_DATASETS, TensorImageDataset, dataset_stats, load_dataset
 from .splits import class_split_indices, class_split_tasks, data_split_indices, domain_split_indices
-from .transforms import NViewTransform, build_eval_transform, build_multiview_transform
+from .transforms import NViewTransform, build_eval_transform, build_multiview_transform, build_view_transform
 
 log = logging.getLogger(__name__)
 DATA_PATHS = ("workers", "batched", "dali")
@@ -345,12 +345,9 @@ class ContinualDataModule(pl.LightningDataModule):
         rank, world = self._rank_world()
         transform = None
         if not train:
-            from .gpu_augment import eval_transform_batch
+            from .gpu_augment import EvalTransform
 
-            mean, std = self.mean, self.std
-
-            def transform(x):
-                return eval_transform_batch(x, mean, std, size=eval_size)
+            transform = EvalTransform(self.mean, self.std, size=eval_size)
         return DeviceBatchLoader(images, targets, self.args.batch_size, device=device, indexes=indexes,
                                  shuffle=train, drop_last=train, seed=self.seed, rank=rank, world_size=world,
                                  transform=transform)
@@ -416,24 +413,42 @@ class ContinualDataModule(pl.LightningDataModule):
         return CombinedLoader({"ssl": ssl, "online_eval": self.online_eval_loader()},
                               mode="min_size")
 
-    def online_eval_loader(self):
-        """Shuffled, unaugmented labelled batches of the *whole* training set (all tasks).
+    @property
+    def online_eval_clean(self) -> bool:
+        return getattr(self.args, "online_eval_transform", "last_view") == "clean"
 
-        The reference's CIFAR protocol trains the online classifier on these during pretraining.
+    def online_eval_loader(self):
+        """Shuffled labelled batches ``(x, y)`` of the *whole* training set (all tasks).
+
+        The reference's CIFAR protocol trains the online classifier on these during pretraining,
+        each image through the SSL augmentation of the last view (a fresh draw per batch; the
+        model is in train mode, so they also update the BatchNorm running statistics).
+        ``--online_eval_transform clean`` gives the eval transform instead.
         """
         base, batch_size = self.train_full, self.args.online_eval_batch_size
+        last_view = {**self.view_settings[-1], "interpolation": "bicubic"}
         if self.data_path() == "batched" and hasattr(base, "images"):
-            from .gpu_augment import eval_transform_batch
-
             rank, world = self._rank_world()
-            mean, std, size = self.mean, self.std, self._eval_size()
-            return DeviceBatchLoader(
+            loader = DeviceBatchLoader(
                 base.images, base.targets, batch_size, device=self.batched_device(), indexes=None,
-                shuffle=True, drop_last=False, seed=self.seed + 1, rank=rank, world_size=world,
-                transform=lambda x: eval_transform_batch(x, mean, std, size=size))
+                shuffle=True, drop_last=False, seed=self.seed + 1, rank=rank, world_size=world)
+            mean, std = self.mean, self.std
+            if self.online_eval_clean:
+                from .gpu_augment import EvalTransform
+
+                loader.transform = EvalTransform(mean, std, size=self._eval_size())
+            else:
+                from .gpu_augment import BatchAugment
+
+                augment = BatchAugment(last_view, mean, std).to(loader.device)
+                # the loader's per-epoch generator (seeded from seed + 1, epoch, rank)
+                loader.transform = lambda x: augment(x, loader.generator)
+            return loader
+        transform = (self.val_transform() if self.online_eval_clean
+                     else build_view_transform(last_view, self.mean, self.std))
         workers = self.args.num_workers
         # drop_last=False: a training set smaller than the batch still yields a batch.
-        return DataLoader(EvalDataset(base, self.val_transform()), batch_size=batch_size,
+        return DataLoader(EvalDataset(base, transform), batch_size=batch_size,
                           shuffle=True, drop_last=False, num_workers=workers,
                           pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
 

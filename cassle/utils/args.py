@@ -2,15 +2,59 @@
 
 Flags are assembled from the parts that own them: trainer and logging flags here, data and
 augmentation flags in `cassle.data.args`, optimiser flags in `BaseMethod`, method flags next to each
-method, distiller flags in `cassle.distillers`. Unknown flags are an error (argparse's
-`parse_args`, never `parse_known_args`), so a typo in a bash script fails loudly.
+method, distiller flags in `cassle.distillers`, strategy flags in `cassle.strategies`. Unknown
+flags are an error (argparse's `parse_args`, never `parse_known_args`), so a typo in a bash script
+fails loudly.
+
+Every switch can be turned off again (`--no-wandb`, `--no-exclude_bias_n_norm`, ...): `new_parser`
+makes `action="store_true"` mean `NegatableSwitch` for the parser and all its groups, so a flag a
+bash script sets can be undone after the launcher's `--`. Both `main_continual.py` and
+`main_linear.py` build their parsers with it.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
-from typing import Sequence
+from typing import Any, Sequence
+
+
+class NegatableSwitch(argparse.BooleanOptionalAction):
+    """``--flag`` sets True, ``--no-flag`` sets False (the last one given wins); default False.
+
+    What ``action="store_true"`` resolves to in a parser made by ``new_parser``.
+    """
+
+    def __init__(self, option_strings, dest, default=False, required=False, help=None, **kwargs):
+        super().__init__(option_strings, dest, default=default, required=required, help=help, **kwargs)
+
+
+def new_parser(**kwargs: Any) -> argparse.ArgumentParser:
+    """An ``ArgumentParser`` whose ``store_true`` switches all get a ``--no-`` form.
+
+    The action registry is shared by the parser's argument groups, so flags added by any part
+    (methods, distillers, data) through ``parser`` or ``parser.add_argument_group`` are covered.
+    """
+    parser = argparse.ArgumentParser(**kwargs)
+    parser.register("action", "store_true", NegatableSwitch)
+    return parser
+
+
+def module_available(name: str) -> bool:
+    """True when ``name`` can be imported (checked without importing it)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a missing parent package, or a half-set-up module
+        return False
+
+
+def check_wandb(parser: argparse.ArgumentParser, opts: argparse.Namespace) -> None:
+    """``--wandb`` on a machine without wandb fails now, before any training, naming the way out."""
+    if getattr(opts, "wandb", False) and not module_available("wandb"):
+        parser.error("--wandb asks for Weights & Biases logging, but the wandb package is not "
+                     "installed here; install it (pip install wandb) or turn it off with --no-wandb "
+                     "(through the launcher: job_launcher.py --script S -- --no-wandb)")
 
 
 def add_trainer_args(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +67,10 @@ def add_trainer_args(parser: argparse.ArgumentParser) -> None:
                             "frozen model of the distiller)")
     group.add_argument("--resume_from_checkpoint", default=None,
                        help="resume this task (optimizer, schedule, epoch) from a checkpoint")
+    group.add_argument("--trust_checkpoint", action="store_true",
+                       help="unpickle --pretrained_model / --resume_from_checkpoint fully, running "
+                            "any code they carry: only for files whose origin you know (default: "
+                            "data only, see README)")
     group.add_argument("--max_epochs", type=int, default=100, help="epochs per task")
     group.add_argument("--max_steps", type=int, default=-1, help="stop a task early (smoke runs)")
     group.add_argument("--limit_train_batches", type=float, default=None)
@@ -66,6 +114,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     from cassle.data.args import add_augmentation_args, add_data_args
     from cassle.distillers import DISTILLERS, add_distiller_args
     from cassle.methods import METHODS
+    from cassle.strategies import add_strategy_args
 
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--method")
@@ -79,19 +128,27 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         raise SystemExit(f"error: unknown distiller {known.distiller!r}; "
                          f"valid distillers: {', '.join(DISTILLERS)}")
 
-    parser = argparse.ArgumentParser(description="Train one task of a continual SSL sequence.")
+    parser = new_parser(description="Train one task of a continual SSL sequence.")
     parser.add_argument("--method", required=True, choices=list(METHODS))
     add_trainer_args(parser)
     add_data_args(parser)
     add_augmentation_args(parser)
     METHODS[known.method].add_model_specific_args(parser)
     add_distiller_args(parser)
+    add_strategy_args(parser)
     return parser
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    from cassle.strategies import check_strategy_names
+
     parser = build_parser(argv)
     args = parser.parse_args(argv)
+    try:
+        check_strategy_names(args.cl_strategy)
+    except ValueError as err:
+        parser.error(str(err))
+    check_wandb(parser, args)
     if args.gpus is not None:  # reference scripts say `--gpus 0,1`
         ids = [g for g in str(args.gpus).split(",") if g.strip() != ""]
         args.accelerator, args.devices = "gpu", len(ids)
