@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--run_dir", help="a job_launcher.py run folder (task*/last.ckpt, manifest.json)")
     what.add_argument("--compare", nargs="+", metavar="RUN",
                       help="evaluated run folders (or folders of them) to tabulate; needs --output_dir")
+    what.add_argument("--trust_checkpoint", action="store_true",
+                      help="unpickle the checkpoint(s) fully, running any code they carry: only for "
+                           "files whose origin you know (default: data only, see README)")
     what.add_argument("--protocol", choices=["linear", "online"], default="linear",
                       help="linear: train a linear probe (default); online: the checkpoint's online "
                            "classifier trained during pretraining (the reference's CIFAR numbers)")
@@ -160,7 +163,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    for noisy in (".*does not have many workers.*", ".*`weights_only` was not set.*",
-                  ".*`srun` command is available.*", ".*smaller than the logging interval.*"):
+    for noisy in (".*does not have many workers.*", ".*`srun` command is available.*",
+                  ".*smaller than the logging interval.*"):
         warnings.filterwarnings("ignore", noisy)
     sys.exit(main())

@@ -47,8 +47,8 @@ from cassle.utils.checkpoint import atomic_write_text
 __all__ = ["run_local", "run_eval", "run_task", "main", "build_parser", "RESUME_NEUTRAL_FLAGS"]
 
 # Flags that may change between a run and its resume without making it a different experiment
-# (the data can move to another disk, the loader can get more workers).
-RESUME_NEUTRAL_FLAGS = ("--data_dir", "--num_workers")
+# (the data can move to another disk, the loader can get more workers, a checkpoint can be trusted).
+RESUME_NEUTRAL_FLAGS = ("--data_dir", "--num_workers", "--trust_checkpoint")
 
 
 class _Interrupted(Exception):
@@ -179,8 +179,10 @@ def run_local(
     return 0
 
 
-def run_eval(experiment_dir: str, python: str = sys.executable, eval_script: str = "main_linear.py") -> int:
-    """``python main_linear.py --run_dir <exp>`` after the last task; recorded as manifest["eval"]."""
+def run_eval(experiment_dir: str, python: str = sys.executable, eval_script: str = "main_linear.py",
+             trust_checkpoint: bool = False) -> int:
+    """``python main_linear.py --run_dir <exp>`` after the last task; recorded as manifest["eval"].
+    ``trust_checkpoint``: the tasks ran with --trust_checkpoint, so the evaluation does too."""
     if not os.path.exists(eval_script):
         print(f"[launcher] {eval_script} does not exist (yet); skipping the evaluation")
         return 0
@@ -188,7 +190,8 @@ def run_eval(experiment_dir: str, python: str = sys.executable, eval_script: str
     if manifest.get("eval", {}).get("status") == "done":
         print(f"[launcher] evaluation already done (manifest); skipping it")
         return 0
-    command = [python, eval_script, "--run_dir", experiment_dir]
+    command = [python, eval_script, "--run_dir", experiment_dir,
+               *(["--trust_checkpoint"] if trust_checkpoint else [])]
     log_path = os.path.join(experiment_dir, "eval", "eval.log")
     print(f"[launcher] evaluating: {shlex.join(command)}; log: {log_path}", flush=True)
     mf.update_task(experiment_dir, manifest, "eval", "running")
@@ -398,6 +401,7 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
     # Every check (arguments, manifest, pretrained file) runs before anything is written.
     plan = plan_tasks(argv, _checked(mf.load_manifest(experiment_dir), argv, opts.force, quiet=True),
                       experiment_dir)
+    _check_external_checkpoint(argv)
     if opts.dry_run:
         if opts.mode == "slurm":
             log_pattern = os.path.join(experiment_dir, "slurm-%j.out")
@@ -447,10 +451,21 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
         _print_plan_summary(plan)
         rc = run_local(plan, experiment_dir, sys.executable, main_script, prefix)
         if rc == 0 and opts.eval:
-            rc = run_eval(experiment_dir, sys.executable, eval_script)
+            rc = run_eval(experiment_dir, sys.executable, eval_script,
+                          trust_checkpoint=get_flag(argv, "--trust_checkpoint") is True)
         if rc == 0:
             print(f"[launcher] all tasks done: {experiment_dir}")
         return rc
+
+
+def _check_external_checkpoint(argv: Sequence[str]) -> None:
+    """PRETRAINED_PATH / --pretrained_model (a file this run did not write) must load as data only,
+    unless the user passed --trust_checkpoint: refused now, not when its task starts."""
+    pretrained = get_flag(argv, "--pretrained_model")
+    if isinstance(pretrained, str) and os.path.isfile(pretrained):
+        from cassle.utils.checkpoint import check_loadable  # imports torch: only when needed
+
+        check_loadable(pretrained, trust=get_flag(argv, "--trust_checkpoint") is True)
 
 
 def _print_overrides(overrides: Sequence[str], prefix: str) -> None:

@@ -335,12 +335,9 @@ class ContinualDataModule(pl.LightningDataModule):
         rank, world = self._rank_world()
         transform = None
         if not train:
-            from .gpu_augment import eval_transform_batch
+            from .gpu_augment import EvalTransform
 
-            mean, std = self.mean, self.std
-
-            def transform(x):
-                return eval_transform_batch(x, mean, std, size=eval_size)
+            transform = EvalTransform(self.mean, self.std, size=eval_size)
         return DeviceBatchLoader(images, targets, self.args.batch_size, device=device, indexes=indexes,
                                  shuffle=train, drop_last=train, seed=self.seed, rank=rank, world_size=world,
                                  transform=transform)
@@ -427,10 +424,9 @@ class ContinualDataModule(pl.LightningDataModule):
                 shuffle=True, drop_last=False, seed=self.seed + 1, rank=rank, world_size=world)
             mean, std = self.mean, self.std
             if self.online_eval_clean:
-                from .gpu_augment import eval_transform_batch
+                from .gpu_augment import EvalTransform
 
-                size = self._eval_size()
-                loader.transform = lambda x: eval_transform_batch(x, mean, std, size=size)
+                loader.transform = EvalTransform(mean, std, size=self._eval_size())
             else:
                 from .gpu_augment import BatchAugment
 
