@@ -221,9 +221,14 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: python job_launcher.py --script bash_files/continual/digits/barlow_distill.sh "
                "-- --max_epochs 1",
     )
-    p.add_argument("--script", help="bash script with one `python main_continual.py ...` command")
+    p.add_argument("--script", nargs="+", action="extend",
+                   help="bash script with one `python main_continual.py ...` command; several "
+                        "scripts (and/or --seeds) run a grid, one folder per run (cassle/continual/grid.py)")
+    p.add_argument("--seeds", nargs="+", type=int, default=None,
+                   help="run each script once per seed (--seed k), in <experiment_dir>/<name>-seed<k>")
     p.add_argument("--experiment_dir", help="run folder (default experiments/<date>-<name>); an "
-                   "existing one is resumed (without --script: with the arguments it recorded)")
+                   "existing one is resumed (without --script: with the arguments it recorded). "
+                   "For a grid: the folder holding its runs (default experiments)")
     p.add_argument("--mode", choices=["local", "slurm"], default="local")
     p.add_argument("--eval", action="store_true", help="run `main_linear.py --run_dir <exp>` after the last task")
     p.add_argument("--force", action="store_true",
@@ -324,11 +329,25 @@ def main(argv: Sequence[str] | None = None, repo_root: str | None = None) -> int
     repo_root = repo_root or os.getcwd()
     main_script = os.path.abspath(opts.main_script or os.path.join(repo_root, "main_continual.py"))
     eval_script = os.path.abspath(opts.eval_script or os.path.join(repo_root, "main_linear.py"))
-    try:
-        return _main(opts, parser, extra, repo_root, main_script, eval_script)
-    except (PlanError, SlurmError, mf.ExperimentLocked, FileNotFoundError, ValueError) as err:
-        print(f"job_launcher.py: error: {err}", file=sys.stderr)
-        return 2
+
+    def run_one(one, one_extra) -> int:
+        try:
+            return _main(one, parser, one_extra, repo_root, main_script, eval_script)
+        except (PlanError, SlurmError, mf.ExperimentLocked, FileNotFoundError, ValueError) as err:
+            print(f"job_launcher.py: error: {err}", file=sys.stderr)
+            return 2
+
+    scripts = opts.script or []
+    if len(scripts) > 1 or opts.seeds:  # a grid: one folder per (script, seed)
+        from cassle.continual.grid import run_grid
+
+        try:
+            return run_grid(opts, extra, run_one)
+        except (PlanError, FileNotFoundError) as err:
+            print(f"job_launcher.py: error: {err}", file=sys.stderr)
+            return 2
+    opts.script = scripts[0] if scripts else None
+    return run_one(opts, extra)
 
 
 def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
