@@ -20,6 +20,9 @@ class KnowledgeDistiller(Distiller):
         self.prototypes = Prototypes(args.output_dim, args.num_prototypes)
 
     def loss(self, p, z_bar, frozen):
-        student = [self.prototypes(F.normalize(pi, dim=-1)) for pi in p]
-        teacher = [frozen["prototypes"](F.normalize(zb, dim=-1)) for zb in z_bar]
+        from cassle.methods.swav import prototype_scores  # float32 scores, also under autocast
+
+        student = [prototype_scores(self.prototypes, F.normalize(pi.float(), dim=-1)) for pi in p]
+        teacher = [prototype_scores(frozen["prototypes"], F.normalize(zb.float(), dim=-1))
+                   for zb in z_bar]
         return knowledge_distill_loss(student, teacher, temperature=self.temperature)

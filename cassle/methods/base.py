@@ -220,12 +220,18 @@ class BaseMethod(pl.LightningModule):
         class_loss = torch.stack(class_losses).mean()
         if self.knn is not None:
             self.knn.update("train", out.feats[0].detach(), targets)
+        loss = out.loss + class_loss
         self.log_dict({"train/ssl_loss": out.loss, "train/class_loss": class_loss,
                        "train/online_acc": torch.stack(accs).mean(),
                        **{f"train/{k}": v for k, v in out.logs.items()}},
                       on_epoch=True, on_step=False, sync_dist=True)
-        self.log("train/loss", out.loss + class_loss, prog_bar=True, on_step=True, on_epoch=False)
-        return out.loss + class_loss
+        # Not on the progress bar per step: Lightning reads every step-level bar value with
+        # .item() after every batch (bar or no bar), a GPU sync per step. The epoch mean is on
+        # the bar instead; the step value still reaches the loggers every log_every_n_steps.
+        self.log("train/loss", loss, on_step=True, on_epoch=False)
+        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, prog_bar=True,
+                 sync_dist=True)
+        return loss
 
     # A NaN check per step would force a GPU sync per step; instead, accumulate a device flag and
     # read it every NAN_CHECK_EVERY steps and before every checkpoint (AtomicLastCheckpoint).
