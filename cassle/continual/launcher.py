@@ -61,8 +61,8 @@ __all__ = ["run_local", "run_eval", "run_task", "main", "build_parser", "eval_st
            "RESUME_NEUTRAL_FLAGS", "EVAL_RESULTS"]
 
 # Flags that may change between a run and its resume without making it a different experiment
-# (the data can move to another disk, the loader can get more workers).
-RESUME_NEUTRAL_FLAGS = ("--data_dir", "--num_workers")
+# (the data can move to another disk, the loader can get more workers, a checkpoint can be trusted).
+RESUME_NEUTRAL_FLAGS = ("--data_dir", "--num_workers", "--trust_checkpoint")
 EVAL_RESULTS = os.path.join("eval", "results.json")  # written by main_linear.py --run_dir
 STOP_GRACE_SECONDS = 60  # how long a signalled task gets to save and exit before SIGKILL
 LOG_TAIL_LINES = 25  # lines of a failed task's output repeated on the console
@@ -121,9 +121,18 @@ def _console_write(data: bytes) -> None:
     sys.stdout.flush()
 
 
-def _die_with_parent(parent: int) -> None:
-    """In the child, before exec: SIGTERM when the launcher dies (even by SIGKILL), so a task never
-    runs on unsupervised (Linux; elsewhere a no-op)."""
+def _child_setup(parent: int, received_before: int) -> None:
+    """In the child, between fork and exec.
+
+    The forked child still has the launcher's Python signal handlers: a SIGTERM / SIGINT sent to
+    it in that window would only be recorded there and lost at exec. Restore the defaults, and
+    act on one that already arrived. Then ask for SIGTERM when the launcher dies (even by SIGKILL),
+    so a task never runs on unsupervised (Linux; elsewhere a no-op).
+    """
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
+    if len(_STOP.received) > received_before:
+        os.kill(os.getpid(), _STOP.received[-1])
     if not sys.platform.startswith("linux"):
         return
     import ctypes
@@ -160,7 +169,7 @@ def run_task(command: Sequence[str], log_path: str, header: str = "", env: dict 
             proc = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
                                     pass_fds=() if lock_fd is None else (lock_fd,),
-                                    preexec_fn=lambda: _die_with_parent(parent))
+                                    preexec_fn=lambda: _child_setup(parent, received_before))
             _STOP.child = proc
         finally:
             _STOP.starting = False
@@ -337,11 +346,12 @@ def eval_stale_reason(experiment_dir: str, manifest: dict) -> str | None:
 
 def run_eval(experiment_dir: str, python: str = sys.executable, eval_script: str = "main_linear.py",
              force: bool = False, tasks_ran: bool = False, env: dict | None = None,
-             verbose: bool = False, lock_fd: int | None = None) -> int:
+             verbose: bool = False, lock_fd: int | None = None, trust_checkpoint: bool = False) -> int:
     """``python main_linear.py --run_dir <exp>`` after the last task, recorded as manifest["eval"].
 
     Skipped only when the existing results describe the checkpoints on disk; any task run by this
     launcher, ``force`` (``--reeval``), missing or older results make it run again.
+    ``trust_checkpoint``: the tasks ran with --trust_checkpoint, so the evaluation does too.
     """
     if not os.path.exists(eval_script):
         print(f"[launcher] {eval_script} does not exist (yet); skipping the evaluation")
@@ -352,7 +362,8 @@ def run_eval(experiment_dir: str, python: str = sys.executable, eval_script: str
         print(f"[launcher] evaluation is up to date ({os.path.join(experiment_dir, EVAL_RESULTS)} describes "
               f"the checkpoints on disk); skipping it (--reeval forces it)")
         return 0
-    command = [python, eval_script, "--run_dir", experiment_dir]
+    command = [python, eval_script, "--run_dir", experiment_dir,
+               *(["--trust_checkpoint"] if trust_checkpoint else [])]
     log_path = os.path.join(experiment_dir, "eval", "eval.log")
     print(f"[launcher] evaluating ({why}); log: {log_path}", flush=True)
     mf.update_task(experiment_dir, manifest, "eval", "running")
@@ -386,9 +397,14 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: python job_launcher.py --script bash_files/continual/digits/barlow_distill.sh "
                "-- --max_epochs 1",
     )
-    p.add_argument("--script", help="bash script with one `python main_continual.py ...` command")
+    p.add_argument("--script", nargs="+", action="extend",
+                   help="bash script with one `python main_continual.py ...` command; several "
+                        "scripts (and/or --seeds) run a grid, one folder per run (cassle/continual/grid.py)")
+    p.add_argument("--seeds", nargs="+", type=int, default=None,
+                   help="run each script once per seed (--seed k), in <experiment_dir>/<name>-seed<k>")
     p.add_argument("--experiment_dir", help="run folder (default experiments/<date>-<name>); an "
-                   "existing one is resumed (without --script: with the arguments it recorded)")
+                   "existing one is resumed (without --script: with the arguments it recorded). "
+                   "For a grid: the folder holding its runs (default experiments)")
     p.add_argument("--mode", choices=["local", "slurm"], default="local")
     p.add_argument("--eval", action="store_true",
                    help="run `main_linear.py --run_dir <exp>` after the last task (again whenever its "
@@ -496,12 +512,27 @@ def main(argv: Sequence[str] | None = None, repo_root: str | None = None) -> int
     repo_root = repo_root or os.getcwd()
     main_script = os.path.abspath(opts.main_script or os.path.join(repo_root, "main_continual.py"))
     eval_script = os.path.abspath(opts.eval_script or os.path.join(repo_root, "main_linear.py"))
+
+    def run_one(one, one_extra) -> int:
+        try:
+            return _main(one, parser, one_extra, repo_root, main_script, eval_script)
+        except (PlanError, SlurmError, mf.ExperimentLocked, FileNotFoundError, ValueError) as err:
+            print(f"job_launcher.py: error: {err}", file=sys.stderr)
+            return 2
+
+    scripts = opts.script or []
     try:
         with _STOP:
-            return _main(opts, parser, extra, repo_root, main_script, eval_script)
-    except (PlanError, SlurmError, mf.ExperimentLocked, FileNotFoundError, ValueError) as err:
-        print(f"job_launcher.py: error: {err}", file=sys.stderr)
-        return 2
+            if len(scripts) > 1 or opts.seeds:  # a grid: one folder per (script, seed)
+                from cassle.continual.grid import run_grid
+
+                try:
+                    return run_grid(opts, extra, run_one)
+                except (PlanError, FileNotFoundError) as err:
+                    print(f"job_launcher.py: error: {err}", file=sys.stderr)
+                    return 2
+            opts.script = scripts[0] if scripts else None
+            return run_one(opts, extra)
     except _Interrupted as stop:  # between tasks: the manifest already says where things stand
         print(f"[launcher] interrupted by {stop}; rerun the same command to resume", file=sys.stderr)
         return 128 + stop.signum
@@ -547,6 +578,7 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
     if opts.mode == "slurm" and opts.nodes > 1:
         argv = set_flag(argv, "--num_nodes", str(opts.nodes))
 
+    argv = _domain_task_count(argv)
     name = get_flag(argv, "--name")
     if not isinstance(name, str) or not name:
         raise PlanError("--name is missing from the script arguments (it names the run and its folder)")
@@ -565,6 +597,7 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
     complete = lambda ckpt, t: task_complete(ckpt, t, epochs, steps)  # noqa: E731
     plan = plan_tasks(argv, _checked(mf.load_manifest(experiment_dir), argv, opts.force, quiet=True),
                       experiment_dir, complete=complete)
+    _check_external_checkpoint(argv)
     if opts.dry_run:
         if opts.mode == "slurm":
             print(sbatch_script(slurm_opts, job_command, os.getcwd(), log_pattern(experiment_dir)), end="")
@@ -620,10 +653,44 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
         if rc == 0 and opts.eval:
             rc = run_eval(experiment_dir, sys.executable, eval_script, force=opts.reeval,
                           tasks_ran=any(run.action != "skip" for run in plan), env=exports,
-                          verbose=opts.verbose, lock_fd=lock_fd)
+                          verbose=opts.verbose, lock_fd=lock_fd,
+                          trust_checkpoint=get_flag(argv, "--trust_checkpoint") is True)
         if rc == 0:
             print(f"[launcher] all tasks done: {experiment_dir}")
         return rc
+
+
+def _domain_task_count(argv: list[str]) -> list[str]:
+    """A domain split without ``--num_tasks`` or ``--domains``: one task per domain of the data.
+
+    The data layer decides (DomainNet: its reference order; other data: an error listing the
+    domains found, before anything is written); ``--num_tasks`` is then added to the arguments.
+    """
+    if (get_flag(argv, "--split_strategy") != "domain" or get_flag(argv, "--num_tasks") is not None
+            or get_flag(argv, "--domains") is not None):
+        return argv
+    from cassle.data.args import task_count  # the data layer (heavy imports): only on this path
+
+    dataset, data_dir = get_flag(argv, "--dataset"), get_flag(argv, "--data_dir")
+    count = task_count(argparse.Namespace(dataset=dataset, split_strategy="domain", domains=None, num_tasks=None))
+    if count is None and isinstance(data_dir, str):
+        from cassle.data.custom import describe, resolve_domains
+
+        count = len(resolve_domains(describe(data_dir), None, "domain"))  # raises, naming the domains found
+    if count is None:
+        raise PlanError(f"--split_strategy domain on --dataset {dataset} needs --domains (the task order) "
+                        "and --data_dir")
+    return set_flag(argv, "--num_tasks", str(count))
+
+
+def _check_external_checkpoint(argv: Sequence[str]) -> None:
+    """PRETRAINED_PATH / --pretrained_model (a file this run did not write) must load as data only,
+    unless the user passed --trust_checkpoint: refused now, not when its task starts."""
+    pretrained = get_flag(argv, "--pretrained_model")
+    if isinstance(pretrained, str) and os.path.isfile(pretrained):
+        from cassle.utils.checkpoint import check_loadable  # imports torch: only when needed
+
+        check_loadable(pretrained, trust=get_flag(argv, "--trust_checkpoint") is True)
 
 
 def _print_overrides(overrides: Sequence[str], prefix: str) -> None:
