@@ -109,7 +109,8 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
     from cassle.strategies import TaskEndCallback, validate_strategy_args
     from cassle.utils.args import save_args
     from cassle.utils.callbacks import AtomicLastCheckpoint, RNGStateCheckpoint
-    from cassle.utils.pretrained import check_compatible, load_pretrained, read_checkpoint
+    from cassle.utils.checkpoint import (check_compatible, load_pretrained, read_checkpoint,
+                                         resume_context)
 
     check_task_args(args)
     pl.seed_everything(args.seed, workers=True)
@@ -120,10 +121,11 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
     validate_strategy_args(args, datamodule)
     pretrained = None
     if args.resume_from_checkpoint:
-        check_compatible(read_checkpoint(args.resume_from_checkpoint),
+        # Read (safely) and checked here; Lightning's own load below applies the same allowlist.
+        check_compatible(read_checkpoint(args.resume_from_checkpoint, trust=args.trust_checkpoint),
                          args.resume_from_checkpoint, args)
     elif args.pretrained_model:
-        pretrained = read_checkpoint(args.pretrained_model)
+        pretrained = read_checkpoint(args.pretrained_model, trust=args.trust_checkpoint)
         check_compatible(pretrained, args.pretrained_model, args)
     model = build_model(args)
     if pretrained is not None:
@@ -156,9 +158,11 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
         log_every_n_steps=args.log_every_n_steps, num_sanity_val_steps=args.num_sanity_val_steps,
         enable_progress_bar=not args.no_progress_bar, **determinism_flags(args),
     )
-    # weights_only=False: our checkpoints carry RNG states and hyperparameters (trusted files).
-    trainer.fit(model, datamodule=datamodule, ckpt_path=args.resume_from_checkpoint,
-                weights_only=False)
+    # weights_only=True: a resumed checkpoint is data only (cassle.utils.checkpoint's allowlist),
+    # unless --trust_checkpoint says the user knows where the file comes from.
+    with resume_context():
+        trainer.fit(model, datamodule=datamodule, ckpt_path=args.resume_from_checkpoint,
+                    weights_only=not args.trust_checkpoint)
     return trainer
 
 
@@ -180,8 +184,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    for noisy in (".*does not have many workers.*",
-                  ".*`weights_only` was not set.*", ".*`srun` command is available.*"):
+    for noisy in (".*does not have many workers.*", ".*`srun` command is available.*"):
         warnings.filterwarnings("ignore", noisy)
     try:
         sys.exit(main())

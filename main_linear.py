@@ -16,6 +16,13 @@ A continual run folder (fast mode by default; what ``job_launcher.py --eval`` ca
 probes the backbone after every task plus a randomly initialised one and writes the accuracy
 matrix R, A, F, T into ``<run>/eval/`` (accuracy_matrix.csv, results.json, accuracy_matrix.png,
 summary.md). Exit code 0 on success, 2 on bad input (message on stderr, nothing written).
+
+Several evaluated runs (run folders, or folders of run folders such as a launcher grid):
+
+    python main_linear.py --compare RUN [RUN ...] --output_dir DIR
+
+writes the A / F / T table (rows = strategy, columns = method, mean +- std over seeds) as
+comparison.csv / .md / .png / .json (cassle/eval/compare.py).
 """
 from __future__ import annotations
 
@@ -36,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--pretrained_feature_extractor", "--pretrained_model", "--checkpoint",
                       dest="pretrained_feature_extractor", help="one task's last.ckpt")
     what.add_argument("--run_dir", help="a job_launcher.py run folder (task*/last.ckpt, manifest.json)")
+    what.add_argument("--compare", nargs="+", metavar="RUN",
+                      help="evaluated run folders (or folders of them) to tabulate; needs --output_dir")
+    what.add_argument("--trust_checkpoint", action="store_true",
+                      help="unpickle the checkpoint(s) fully, running any code they carry: only for "
+                           "files whose origin you know (default: data only, see README)")
     what.add_argument("--protocol", choices=["linear", "online"], default="linear",
                       help="linear: train a linear probe (default); online: the checkpoint's online "
                            "classifier trained during pretraining (the reference's CIFAR numbers)")
@@ -103,9 +115,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = build_parser()
     opts = parser.parse_args(argv)
     check_wandb(parser, opts)
-    if bool(opts.pretrained_feature_extractor) == bool(opts.run_dir):
-        parser.error("give exactly one of --pretrained_feature_extractor PATH (one checkpoint) "
-                     "and --run_dir DIR (every task of a run)")
+    if sum(map(bool, (opts.pretrained_feature_extractor, opts.run_dir, opts.compare))) != 1:
+        parser.error("give exactly one of --pretrained_feature_extractor PATH (one checkpoint), "
+                     "--run_dir DIR (every task of a run) and --compare RUN [RUN ...] (a table of runs)")
+    if opts.compare and not opts.output_dir:
+        parser.error("--compare needs --output_dir DIR (where the comparison files go)")
     if opts.gpus is not None:
         opts.accelerator = "gpu"
     if str(opts.devices) not in ("1", "auto"):
@@ -120,6 +134,13 @@ def main(argv=None) -> int:
 
     opts = parse_args(argv)
     try:
+        if opts.compare:
+            from cassle.eval.compare import compare_runs
+
+            res = compare_runs(opts.compare, opts.output_dir)
+            print(res["markdown"])
+            print(f"-> {res['output_dir']}/comparison.{{csv,md,png,json}}")
+            return 0
         if opts.run_dir:
             res = evaluate_run_dir(opts)
             F, T = res["F"], res["T"]
@@ -142,7 +163,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    for noisy in (".*does not have many workers.*", ".*`weights_only` was not set.*",
-                  ".*`srun` command is available.*", ".*smaller than the logging interval.*"):
+    for noisy in (".*does not have many workers.*", ".*`srun` command is available.*",
+                  ".*smaller than the logging interval.*"):
         warnings.filterwarnings("ignore", noisy)
     sys.exit(main())

@@ -171,7 +171,7 @@ def test_distill_lamb_below_one_scales_predictor_lr():
 def test_carry_over_between_tasks(method, distiller):
     """All weights carry over (momentum networks, MoCo queue, classifier, predictor); the SwAV
     queue and the tau schedule start afresh (REFERENCE section 3)."""
-    from cassle.utils.pretrained import load_pretrained
+    from cassle.utils.checkpoint import load_pretrained
 
     args0 = tiny_args(method, "--num_tasks", "2", "--task_idx", "1", distiller=distiller)
     args0.num_classes = 4

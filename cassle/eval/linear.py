@@ -66,15 +66,16 @@ def reference_lr(method: str | None) -> float:
 
 
 # --------------------------------------------------------------------------- checkpoints
-def read_checkpoint_file(path: str) -> dict:
-    """``torch.load`` a Lightning checkpoint on the CPU, with errors that name the file."""
-    if not path or not os.path.isfile(path):
-        raise EvalInputError(f"checkpoint not found: {path!r}")
+def read_checkpoint_file(path: str, trust: bool = False) -> dict:
+    """A Lightning checkpoint read on the CPU without running code from it (``cassle.utils.checkpoint``;
+    ``trust``: ``--trust_checkpoint``), with errors that name the file."""
+    from cassle.utils.checkpoint import CheckpointError, load_checkpoint
+
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)  # ours: hparams + RNG states
-    except Exception as err:  # truncated or foreign file
-        raise EvalInputError(f"cannot read checkpoint {path!r}: {err}") from err
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        ckpt = load_checkpoint(path, trust=trust)
+    except CheckpointError as err:
+        raise EvalInputError(str(err)) from None
+    if not isinstance(ckpt.get("state_dict"), dict):
         raise EvalInputError(f"{path!r} is not a cassle/Lightning checkpoint (no state_dict)")
     return ckpt
 
@@ -121,14 +122,14 @@ def _freeze(backbone: nn.Module) -> nn.Module:
     return backbone.eval()
 
 
-def load_backbone_from_checkpoint(path: str, num_classes: int | None = None, ckpt: dict | None = None
-                                  ) -> tuple[nn.Module, int, dict]:
+def load_backbone_from_checkpoint(path: str, num_classes: int | None = None, ckpt: dict | None = None,
+                                  trust: bool = False) -> tuple[nn.Module, int, dict]:
     """Frozen backbone of a cassle checkpoint: ``(backbone (eval, no grad), feat_dim, hparams)``.
 
     ``num_classes`` (the evaluation data's class count) is checked against the checkpoint's when
     given; pass None where the data differ on purpose (transfer). ``ckpt`` skips re-reading the file.
     """
-    ckpt = read_checkpoint_file(path) if ckpt is None else ckpt
+    ckpt = read_checkpoint_file(path, trust) if ckpt is None else ckpt
     hp = checkpoint_hparams(ckpt, path)
     state = _backbone_state(ckpt, path)
     if num_classes is not None and hp.get("num_classes") is not None and int(hp["num_classes"]) != num_classes:

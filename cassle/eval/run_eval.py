@@ -26,11 +26,17 @@ from cassle.eval.linear import (
     evaluate_backbone, evaluate_online, load_backbone_from_checkpoint, load_online_classifier, random_backbone,
     read_checkpoint_file, reference_lr,
 )
+from cassle.utils.checkpoint import atomic_torch_save
 
 __all__ = ["evaluate_checkpoint", "evaluate_run_dir", "check_run_dir", "resolve_data", "probe_config", "RunPlan"]
 
 # Keys every task checkpoint of one run must share.
 RUN_CONSISTENT_KEYS = ("method", "backbone", "dataset", "num_classes", "num_tasks", "split_strategy", "seed")
+
+
+def _trust(opts: argparse.Namespace | None) -> bool:
+    """--trust_checkpoint: unpickle checkpoints fully (code in them runs); off unless asked for."""
+    return bool(getattr(opts, "trust_checkpoint", False))
 
 
 # --------------------------------------------------------------------------- data and config
@@ -160,7 +166,7 @@ def _wandb_init(opts, name: str, config: dict):
 def evaluate_checkpoint(opts: argparse.Namespace) -> dict[str, Any]:
     """Evaluate one checkpoint; writes ``<output_dir>/results.json`` and returns its content."""
     path = opts.pretrained_feature_extractor
-    ckpt = read_checkpoint_file(path)
+    ckpt = read_checkpoint_file(path, _trust(opts))
     hp = checkpoint_hparams(ckpt, path)
     _check_backbone_flag(opts, hp, path)
     data = resolve_data(opts, hp)
@@ -193,8 +199,8 @@ def evaluate_checkpoint(opts: argparse.Namespace) -> dict[str, Any]:
                "acc1": res["acc1"], "task_names": data.task_names, "per_task": res["per_task"],
                "task_sizes": data.task_sizes, **{k: res[k] for k in ("knn", "domain_aware") if k in res}}
     if opts.save_checkpoint and probe is not None:
-        torch.save({"classifier": probe.cpu().state_dict(), "protocol": protocol},
-                   os.path.join(out_dir, "linear_classifier.pt"))
+        atomic_torch_save({"classifier": probe.cpu().state_dict(), "protocol": protocol},
+                          os.path.join(out_dir, "linear_classifier.pt"))
     _write_json(os.path.join(out_dir, "results.json"), results)
     if run is not None:
         flat = {"linear/acc1": results["acc1"], **{f"linear/acc1_{n}": a for n, a in zip(data.task_names, results["per_task"])}}
@@ -245,7 +251,7 @@ def check_run_dir(run_dir: str, opts: argparse.Namespace | None = None) -> RunPl
     manifest = load_manifest(run_dir)
     tasks = (manifest or {}).get("tasks", {})
     first = _task_checkpoint(run_dir, 0, tasks.get("0"))
-    hp0 = checkpoint_hparams(read_checkpoint_file(first), first)
+    hp0 = checkpoint_hparams(read_checkpoint_file(first, _trust(opts)), first)
     num_tasks = int(hp0.get("num_tasks") or 1)
     task_dirs = sorted(d for d in glob.glob(os.path.join(run_dir, "task*")) if re.fullmatch(r"task\d+", os.path.basename(d)))
     if manifest is not None:
@@ -260,7 +266,7 @@ def check_run_dir(run_dir: str, opts: argparse.Namespace | None = None) -> RunPl
     checkpoints, hparams = [], []
     for t in range(num_tasks):
         path = _task_checkpoint(run_dir, t, tasks.get(str(t)))
-        ckpt = read_checkpoint_file(path)
+        ckpt = read_checkpoint_file(path, _trust(opts))
         hp = checkpoint_hparams(ckpt, path)
         for key in RUN_CONSISTENT_KEYS:
             if key in hp and key in hp0 and hp[key] != hp0[key]:
@@ -303,7 +309,7 @@ def evaluate_run_dir(opts: argparse.Namespace) -> dict[str, Any]:
     R, acc1, knn, aware = [], [], {d: [] for d in DISTANCES}, []
     for t, path in enumerate(plan.checkpoints):
         print(f"[eval] task {t}: {protocol['name']} on {path}", flush=True)
-        ckpt = read_checkpoint_file(path)
+        ckpt = read_checkpoint_file(path, _trust(opts))
         backbone, feat_dim, _ = load_backbone_from_checkpoint(path, None, ckpt)
         if opts.protocol == "online":
             res = evaluate_online(backbone, load_online_classifier(ckpt, path, feat_dim, data.num_classes), data, cfg)

@@ -67,6 +67,10 @@ def add_trainer_args(parser: argparse.ArgumentParser) -> None:
                             "frozen model of the distiller)")
     group.add_argument("--resume_from_checkpoint", default=None,
                        help="resume this task (optimizer, schedule, epoch) from a checkpoint")
+    group.add_argument("--trust_checkpoint", action="store_true",
+                       help="unpickle --pretrained_model / --resume_from_checkpoint fully, running "
+                            "any code they carry: only for files whose origin you know (default: "
+                            "data only, see README)")
     group.add_argument("--max_epochs", type=int, default=100, help="epochs per task")
     group.add_argument("--max_steps", type=int, default=-1, help="stop a task early (smoke runs)")
     group.add_argument("--limit_train_batches", type=float, default=None)
