@@ -150,7 +150,8 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
         # TaskEndCallback first: what it computes (EWC's Fisher) goes into the final last.ckpt.
         callbacks=[TaskEndCallback(), AtomicLastCheckpoint(args.checkpoint_dir), RNGStateCheckpoint(),
                    pl.callbacks.LearningRateMonitor(logging_interval="step"),
-                   # Reading the bar's metrics syncs the GPU; every step would stall the pipeline.
+                   # The bar shows epoch-level values only: Lightning reads every step-level bar
+                   # value with .item() after each batch, bar or no bar (see BaseMethod).
                    *([] if args.no_progress_bar else [pl.callbacks.TQDMProgressBar(refresh_rate=20)]),
                    *extra_callbacks],
         limit_train_batches=args.limit_train_batches, limit_val_batches=args.limit_val_batches,
