@@ -61,6 +61,26 @@ def test_no_blocking_call_per_step(method, more, tmp_path):
     assert not found, "blocking calls inside training steps:\n" + "\n".join(found)
 
 
+def test_eval_batches_need_no_host_copy():
+    """Validation and probe batches of the batched path: normalisation constants stay on the
+    device (the first batch may put them there)."""
+    from cassle.data import ContinualDataModule
+
+    args = tiny_args("simclr", "--data_device", "cpu_batched", "--batch_size", "4",
+                     "--synthetic_size", "256")
+    dm = ContinualDataModule.from_args(args)
+    dm.setup("fit")
+    loader = dm.val_dataloader()
+    recorder = StallRecorder()
+    with recorder:
+        batches = iter(loader)
+        next(batches)
+        recorder.recording = True
+        for _ in range(3):
+            next(batches)
+    assert not recorder.events, "\n".join(map(str, recorder.events))
+
+
 def test_recorder_finds_what_it_should():
     """The recorder is not blind: each kind of stall is reported with this file's line."""
     device_tensor = torch.ones(3)
