@@ -59,12 +59,13 @@ fi
 mkdir -p "$OUT_DIR" && OUT_DIR=$(readlink -f "$OUT_DIR")
 export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
 
-# The data: torchvision's layout as it is; npz files gathered (linked) from the sub-folders.
+# The data: torchvision's layout as it is; npz files linked from the sub-folders into
+# OUT_DIR/data, which the runs record (main_linear.py --run_dir finds it again later).
 DATA=$DATA_DIR
 if [ ! -d "$DATA_DIR/cifar-100-python" ]; then
     . benchmarks/cifar_npz.sh
-    DATA=$(mktemp -d /tmp/cifar100_npz.XXXX)
-    trap 'rm -rf "$DATA"' EXIT
+    DATA=$OUT_DIR/data
+    mkdir -p "$DATA"
     gather_cifar_npz "$DATA_DIR" "$DATA" || exit 2
 fi
 export DATA_DIR=$DATA
