@@ -20,10 +20,12 @@ import torch
 def build_model(args):
     from cassle.distillers import distill_wrapper
     from cassle.methods import METHODS
+    from cassle.strategies import strategy_wrapper
 
     method_cls = METHODS[args.method]
     if args.distiller:
         method_cls = distill_wrapper(method_cls, args.distiller)
+    method_cls = strategy_wrapper(method_cls, args.cl_strategy, base_method=METHODS[args.method])
     return method_cls(**vars(args))
 
 
@@ -60,7 +62,7 @@ def check_task_args(args) -> None:
     if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ValueError("--accelerator gpu was asked for but no CUDA GPU is visible; run on the "
                          "CPU with --accelerator cpu (with the launcher: add `-- --accelerator cpu`)")
-    if not 0 <= args.task_idx < args.num_tasks:
+    if args.num_tasks is not None and not 0 <= args.task_idx < args.num_tasks:
         raise ValueError(f"--task_idx {args.task_idx} is out of range for --num_tasks "
                          f"{args.num_tasks} (valid: 0..{args.num_tasks - 1})")
     if (args.distiller and args.task_idx > 0 and not args.pretrained_model
@@ -73,9 +75,11 @@ def check_task_args(args) -> None:
 def run_task(args, extra_callbacks=()) -> pl.Trainer:
     """Train task `args.task_idx`; returns the trainer (tests pass extra callbacks)."""
     from cassle.data import ContinualDataModule
+    from cassle.strategies import TaskEndCallback, validate_strategy_args
     from cassle.utils.args import save_args
     from cassle.utils.callbacks import AtomicLastCheckpoint, RNGStateCheckpoint
-    from cassle.utils.pretrained import check_compatible, load_pretrained, read_checkpoint
+    from cassle.utils.checkpoint import (check_compatible, load_pretrained, read_checkpoint,
+                                         resume_context)
 
     check_task_args(args)
     pl.seed_everything(args.seed, workers=True)
@@ -84,13 +88,16 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
 
     # Everything that can fail on bad input happens before anything is written.
     datamodule = ContinualDataModule.from_args(args)
-    args.num_classes = datamodule.num_classes
+    args.num_classes = datamodule.num_classes  # from the data (and the images checked)
+    args.num_tasks = datamodule.args.num_tasks  # a domain split: one task per domain
+    validate_strategy_args(args, datamodule)
     pretrained = None
     if args.resume_from_checkpoint:
-        check_compatible(read_checkpoint(args.resume_from_checkpoint),
+        # Read (safely) and checked here; Lightning's own load below applies the same allowlist.
+        check_compatible(read_checkpoint(args.resume_from_checkpoint, trust=args.trust_checkpoint),
                          args.resume_from_checkpoint, args)
     elif args.pretrained_model:
-        pretrained = read_checkpoint(args.pretrained_model)
+        pretrained = read_checkpoint(args.pretrained_model, trust=args.trust_checkpoint)
         check_compatible(pretrained, args.pretrained_model, args)
     model = build_model(args)
     if pretrained is not None:
@@ -115,7 +122,8 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
         accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes,
         strategy=strategy, sync_batchnorm=args.sync_batchnorm, precision=precision,
         logger=build_loggers(args), enable_checkpointing=False,
-        callbacks=[AtomicLastCheckpoint(args.checkpoint_dir), RNGStateCheckpoint(),
+        # TaskEndCallback first: what it computes (EWC's Fisher) goes into the final last.ckpt.
+        callbacks=[TaskEndCallback(), AtomicLastCheckpoint(args.checkpoint_dir), RNGStateCheckpoint(),
                    pl.callbacks.LearningRateMonitor(logging_interval="step"),
                    # Reading the bar's metrics syncs the GPU; every step would stall the pipeline.
                    *([] if args.no_progress_bar else [pl.callbacks.TQDMProgressBar(refresh_rate=20)]),
@@ -125,10 +133,24 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
         log_every_n_steps=args.log_every_n_steps, num_sanity_val_steps=args.num_sanity_val_steps,
         enable_progress_bar=not args.no_progress_bar, deterministic=args.deterministic or None,
     )
-    # weights_only=False: our checkpoints carry RNG states and hyperparameters (trusted files).
-    trainer.fit(model, datamodule=datamodule, ckpt_path=args.resume_from_checkpoint,
-                weights_only=False)
+    # weights_only=True: a resumed checkpoint is data only (cassle.utils.checkpoint's allowlist),
+    # unless --trust_checkpoint says the user knows where the file comes from.
+    with resume_context():
+        trainer.fit(model, datamodule=datamodule, ckpt_path=args.resume_from_checkpoint,
+                    weights_only=not args.trust_checkpoint)
     return trainer
+
+
+def error_text(err: BaseException) -> str:
+    """The message of a bad-input error, one line where it can be.
+
+    An error re-raised from a DataLoader worker carries the worker's whole traceback in its
+    message; its last line is the error itself (e.g. the image that cannot be decoded).
+    """
+    text = str(err).strip()
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        text = text.splitlines()[-1]
+    return text
 
 
 def main(argv=None) -> int:
@@ -149,11 +171,10 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    for noisy in (".*does not have many workers.*",
-                  ".*`weights_only` was not set.*", ".*`srun` command is available.*"):
+    for noisy in (".*does not have many workers.*", ".*`srun` command is available.*"):
         warnings.filterwarnings("ignore", noisy)
     try:
         sys.exit(main())
     except (ValueError, FileNotFoundError, FloatingPointError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {error_text(err)}", file=sys.stderr)
         sys.exit(2)

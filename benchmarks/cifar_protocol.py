@@ -319,7 +319,7 @@ def _iso_s(a: str, b: str) -> float:
 
 def run_row(run_dir: Path) -> dict:
     """A, F, T, wall time and training views/s of one finished run folder."""
-    from cassle.utils.pretrained import read_checkpoint
+    from cassle.utils.checkpoint import read_checkpoint
 
     res = json.loads((run_dir / "eval" / "results.json").read_text())
     manifest = json.loads((run_dir / "manifest.json").read_text())

@@ -31,9 +31,9 @@ def test_cifar_stem(name):
     x = torch.randn(2, 3, 32, 32)
     net, _ = build_backbone(name, cifar=True)
     assert net.conv1.kernel_size == (3, 3) and net.conv1.stride == (1, 1)
-    assert net.conv1.padding == (1, 1) and net.conv1.bias is None
+    assert net.conv1.padding == (2, 2) and net.conv1.bias is None  # the reference's padding
     assert isinstance(net.maxpool, nn.Identity)
-    assert _stem(net, x).shape == (2, 64, 32, 32)
+    assert _stem(net, x).shape == (2, 64, 34, 34)
 
     imagenet, _ = build_backbone(name, cifar=False)  # 7x7/2 conv + 3x3/2 pool: 32 -> 8
     assert imagenet.conv1.kernel_size == (7, 7) and imagenet.conv1.stride == (2, 2)

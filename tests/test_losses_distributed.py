@@ -1,5 +1,8 @@
-"""Two real gloo processes on CPU: distributed losses equal the single-process loss on the
-concatenated batch, and the local gradients are the matching slice of the global gradient.
+"""Two real gloo processes on CPU, global-batch semantics (the losses' opt-in
+``global_batch=True``, ``--distributed_loss global``): distributed losses equal the
+single-process loss on the concatenated batch, and the local gradients are the matching slice of
+the global gradient. The reference's local semantics (the default) are pinned in
+tests/test_conformance.py.
 
 Gradient convention (see cassle/utils/distributed.py): every process computes the same global
 loss, so the gradient a process gets for its local input is the sum over the W copies of the
@@ -35,11 +38,12 @@ WORLD = 2
 N_LOCAL, D, K = 4, 5, 3
 TOL = dict(rtol=1e-9, atol=1e-11)  # float64 throughout: only summation order differs
 TWO_VIEW = {  # name -> loss(z1, z2); each gets its loss value and gradients checked
-    "barlow": lambda z1, z2: barlow_loss_func(z1, z2, lamb=0.3, scale_loss=1.0),
-    "vicreg": lambda z1, z2: vicreg_loss_func(z1, z2, 1.0, 2.0, 3.0),
-    "simclr": lambda z1, z2: simclr_loss_func(z1, z2, temperature=0.2),
+    "barlow": lambda z1, z2: barlow_loss_func(z1, z2, lamb=0.3, scale_loss=1.0, global_batch=True),
+    "vicreg": lambda z1, z2: vicreg_loss_func(z1, z2, 1.0, 2.0, 3.0, global_batch=True),
+    "simclr": lambda z1, z2: simclr_loss_func(z1, z2, temperature=0.2, global_batch=True),
     # z_bar (row-wise functions of the inputs, so slices stay aligned) is detached inside
-    "decorrelative": lambda z1, z2: decorrelative_distill_loss(z1, z2, 2 * z2 + 1, z1.tanh()),
+    "decorrelative": lambda z1, z2: decorrelative_distill_loss(z1, z2, 2 * z2 + 1, z1.tanh(),
+                                                                global_batch=True),
 }
 
 
@@ -62,7 +66,8 @@ def _data() -> dict[str, torch.Tensor]:
 
 def _supcon(z1, z2, labels):
     # the method's usage: gather the local labels, build the global mask
-    return simclr_loss_func(z1, z2, temperature=0.2, extra_pos_mask=supcon_pos_mask(du.gather(labels)))
+    return simclr_loss_func(z1, z2, temperature=0.2, extra_pos_mask=supcon_pos_mask(du.gather(labels)),
+                            global_batch=True)
 
 
 def _loss_and_grads(fn, z1, z2, *extra):
@@ -85,7 +90,7 @@ def _worker(rank: int, port: int, out_dir: str, data: dict[str, torch.Tensor]) -
         res = {name: _loss_and_grads(fn, z1, z2) for name, fn in TWO_VIEW.items()}
         res["supcon"] = _loss_and_grads(_supcon, z1, z2, data["labels"][local])
         try:  # a mask from un-gathered labels has the local shape: must be rejected
-            simclr_loss_func(z1, z2, 0.2, supcon_pos_mask(data["labels"][local]))
+            simclr_loss_func(z1, z2, 0.2, supcon_pos_mask(data["labels"][local]), global_batch=True)
             res["ungathered_mask_error"] = ""
         except ValueError as e:
             res["ungathered_mask_error"] = str(e)

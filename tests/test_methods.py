@@ -111,20 +111,25 @@ def test_momentum_networks_follow_tau_schedule(method):
 
 def test_swav_prototypes_frozen_for_configured_epochs():
     args, model = make("swav", "--freeze_prototypes_epochs", "1", "--synthetic_size", "32")
-    start = model.prototypes.weight.detach().clone()
+    def snapshot(module):  # gain g and direction v of the weight-normalised prototypes
+        return {k: v.detach().clone() for k, v in module.prototypes.state_dict().items()}
+
+    start = snapshot(model)
+    assert set(start) == {"weight_g", "weight_v"}
     after_epoch = []
 
     class Spy(pl.Callback):
         def on_train_epoch_end(self, trainer, pl_module):
-            after_epoch.append(pl_module.prototypes.weight.detach().clone())
+            after_epoch.append(snapshot(pl_module))
 
     dm = ContinualDataModule.from_args(args)
     trainer = pl.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=False,
                          enable_checkpointing=False, enable_progress_bar=False,
                          num_sanity_val_steps=0, limit_val_batches=0, callbacks=[Spy()])
     trainer.fit(model, datamodule=dm)
-    assert torch.equal(after_epoch[0], start), "prototypes moved during the frozen epoch"
-    assert not torch.equal(after_epoch[1], start), "prototypes never trained after the freeze"
+    for k in start:
+        assert torch.equal(after_epoch[0][k], start[k]), f"prototypes.{k} moved during the frozen epoch"
+        assert not torch.equal(after_epoch[1][k], start[k]), f"prototypes.{k} never trained after the freeze"
 
 
 def test_mocov2plus_queue_wraps_and_keeps_newest_keys():

@@ -130,6 +130,73 @@ def test_grad_is_not_modified_and_no_grad_skipped():
     assert p.grad.tolist() == [0.6, 0.8] and q.tolist() == [1.0]
 
 
+class PerParameterLARS(LARS):
+    """The earlier per-parameter loop of cassle's LARS, kept as the reference for the foreach
+    version (same equations, one parameter at a time)."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            lr, wd, m = group["lr"], group["weight_decay"], group["momentum"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                if group["exclude_from_lars"]:
+                    d = g.clone()
+                else:
+                    p_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(g)
+                    ratio = group["eta"] * p_norm / (g_norm + wd * p_norm + group["eps"])
+                    if group["clip_lr"] and lr > 0:
+                        ratio = torch.clamp(ratio / lr, max=1.0)
+                    d = torch.where((p_norm > 0) & (g_norm > 0), g.add(p, alpha=wd).mul_(ratio), g)
+                if m != 0:
+                    state = self.state[p]
+                    buf = state.get("momentum_buffer")
+                    if buf is None:
+                        buf = state["momentum_buffer"] = d.clone()
+                    else:
+                        buf.mul_(m).add_(d, alpha=1 - group["dampening"])
+                    d = d.add(buf, alpha=m) if group["nesterov"] else buf
+                p.add_(d, alpha=-lr)
+
+
+@pytest.mark.parametrize("clip,nesterov,momentum", [(True, False, 0.9), (False, True, 0.9),
+                                                     (False, False, 0.0)])
+def test_foreach_lars_matches_the_per_parameter_loop(clip, nesterov, momentum):
+    """Several steps on a small network with weight and bias/norm groups, a zero-initialised
+    weight, a parameter whose grad is zero, one without grad and a float64 parameter."""
+    def make():
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+        nn.init.zeros_(net[3].weight)  # zero norm: the raw grad, no trust ratio
+        extra = nn.Parameter(torch.randn(4, dtype=D))  # another dtype: its own foreach list
+        frozen = nn.Parameter(torch.randn(3))  # never gets a grad
+        groups = exclude_bias_and_norm_param_groups(net, 1e-4, name="net")
+        groups += [{"name": "extra", "params": [extra, frozen], "lr": 0.05}]
+        return net, extra, groups
+
+    nets = []
+    for cls in (LARS, PerParameterLARS):
+        net, extra, groups = make()
+        opt = cls(groups, lr=0.3, momentum=momentum, weight_decay=1e-4, eta=0.02, clip_lr=clip,
+                  nesterov=nesterov)
+        g = torch.Generator().manual_seed(1)
+        for step in range(4):
+            opt.zero_grad()
+            x = torch.randn(16, 6, generator=g)
+            loss = net(x).pow(2).mean() + (extra.float() * torch.randn(4, generator=g)).sum()
+            loss.backward()
+            net[1].bias.grad.zero_() if step == 2 else None  # an all-zero grad
+            opt.step()
+        nets.append((net, extra))
+    (ours, ours_extra), (ref, ref_extra) = nets
+    for (name, a), b in zip(ours.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=name)
+    torch.testing.assert_close(ours_extra, ref_extra, rtol=1e-12, atol=1e-14)
+    assert not torch.equal(ours[0].weight, make()[0][0].weight)  # it did train
+
+
 def test_matches_timm_in_the_generic_case():
     """timm's Lars agrees when both norms are > 0 and weight_decay > 0 (see lars.py docstring)."""
     timm_optim = pytest.importorskip("timm.optim")
@@ -229,14 +296,16 @@ def test_warmup_cosine_edge_cases():
 
 def test_build_scheduler_all_names():
     opt = _two_group_optimizer()
-    sched, interval = build_scheduler("warmup_cosine", opt, steps_per_epoch=4, max_epochs=5, warmup_epochs=1)
+    sched, interval = build_scheduler("warmup_cosine", opt, steps_per_epoch=4, max_epochs=5, warmup_epochs=1,
+                                      interval="step")
     assert interval == "step"
     lrs = _lrs_over(sched, opt, 21)
     assert lrs[3] == pytest.approx([0.4, 0.1]) and lrs[20] == pytest.approx([0.0, 0.0], abs=1e-12)
     assert lrs[1][0] == pytest.approx(0.003 + 0.397 / 3, abs=1e-12)
 
     opt = _two_group_optimizer()
-    sched, interval = build_scheduler("cosine", opt, steps_per_epoch=2, max_epochs=5, min_lr=0.02)
+    sched, interval = build_scheduler("cosine", opt, steps_per_epoch=2, max_epochs=5, min_lr=0.02,
+                                      interval="step")
     lrs = _lrs_over(sched, opt, 11)
     assert interval == "step"
     assert lrs[0] == pytest.approx([0.4, 0.1])

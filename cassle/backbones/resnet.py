@@ -5,9 +5,10 @@
 `nn.Identity`). Weights are always randomly initialised (`weights=None`): nothing is downloaded.
 
 CIFAR stem (`cifar=True`, as in the reference for 32x32 images): `conv1` becomes a 3x3 conv with
-stride 1, padding 1 and no bias, and the 3x3/2 max-pool is removed (`nn.Identity`), so a 32x32 image
-is still 32x32 after the stem instead of 8x8. The new conv keeps PyTorch's default init, as the
-reference did when it swapped the layer.
+stride 1, **padding 2** and no bias, and the 3x3/2 max-pool is removed (`nn.Identity`), so a 32x32
+image becomes 34x34 maps after the stem (then 34/17/9/5 through the four stages) instead of 8x8.
+Padding 2 is the reference's choice, kept for conformance (REFERENCE.md section 1). The new conv
+keeps PyTorch's default init, as the reference did when it swapped the layer.
 
 `zero_init_residual` is passed to torchvision: the last BatchNorm of every residual block starts
 with weight (gamma) 0, so each block starts as the identity.
@@ -20,11 +21,13 @@ from torch import nn
 
 from .tiny import tiny
 
+CIFAR_STEM_PADDING = 2  # the reference's: 32x32 input -> 34x34 maps
+
 
 def _resnet(arch: str, feat_dim: int, cifar: bool, zero_init_residual: bool) -> tuple[nn.Module, int]:
     net = getattr(torchvision.models, arch)(weights=None, zero_init_residual=zero_init_residual)
     if cifar:
-        net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=CIFAR_STEM_PADDING, bias=False)
         net.maxpool = nn.Identity()
     assert net.fc.in_features == feat_dim
     net.fc = nn.Identity()

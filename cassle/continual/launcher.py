@@ -47,8 +47,8 @@ from cassle.utils.checkpoint import atomic_write_text
 __all__ = ["run_local", "run_eval", "run_task", "main", "build_parser", "RESUME_NEUTRAL_FLAGS"]
 
 # Flags that may change between a run and its resume without making it a different experiment
-# (the data can move to another disk, the loader can get more workers).
-RESUME_NEUTRAL_FLAGS = ("--data_dir", "--num_workers")
+# (the data can move to another disk, the loader can get more workers, a checkpoint can be trusted).
+RESUME_NEUTRAL_FLAGS = ("--data_dir", "--num_workers", "--trust_checkpoint")
 
 
 class _Interrupted(Exception):
@@ -179,8 +179,10 @@ def run_local(
     return 0
 
 
-def run_eval(experiment_dir: str, python: str = sys.executable, eval_script: str = "main_linear.py") -> int:
-    """``python main_linear.py --run_dir <exp>`` after the last task; recorded as manifest["eval"]."""
+def run_eval(experiment_dir: str, python: str = sys.executable, eval_script: str = "main_linear.py",
+             trust_checkpoint: bool = False) -> int:
+    """``python main_linear.py --run_dir <exp>`` after the last task; recorded as manifest["eval"].
+    ``trust_checkpoint``: the tasks ran with --trust_checkpoint, so the evaluation does too."""
     if not os.path.exists(eval_script):
         print(f"[launcher] {eval_script} does not exist (yet); skipping the evaluation")
         return 0
@@ -188,7 +190,8 @@ def run_eval(experiment_dir: str, python: str = sys.executable, eval_script: str
     if manifest.get("eval", {}).get("status") == "done":
         print(f"[launcher] evaluation already done (manifest); skipping it")
         return 0
-    command = [python, eval_script, "--run_dir", experiment_dir]
+    command = [python, eval_script, "--run_dir", experiment_dir,
+               *(["--trust_checkpoint"] if trust_checkpoint else [])]
     log_path = os.path.join(experiment_dir, "eval", "eval.log")
     print(f"[launcher] evaluating: {shlex.join(command)}; log: {log_path}", flush=True)
     mf.update_task(experiment_dir, manifest, "eval", "running")
@@ -218,9 +221,14 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: python job_launcher.py --script bash_files/continual/digits/barlow_distill.sh "
                "-- --max_epochs 1",
     )
-    p.add_argument("--script", help="bash script with one `python main_continual.py ...` command")
+    p.add_argument("--script", nargs="+", action="extend",
+                   help="bash script with one `python main_continual.py ...` command; several "
+                        "scripts (and/or --seeds) run a grid, one folder per run (cassle/continual/grid.py)")
+    p.add_argument("--seeds", nargs="+", type=int, default=None,
+                   help="run each script once per seed (--seed k), in <experiment_dir>/<name>-seed<k>")
     p.add_argument("--experiment_dir", help="run folder (default experiments/<date>-<name>); an "
-                   "existing one is resumed (without --script: with the arguments it recorded)")
+                   "existing one is resumed (without --script: with the arguments it recorded). "
+                   "For a grid: the folder holding its runs (default experiments)")
     p.add_argument("--mode", choices=["local", "slurm"], default="local")
     p.add_argument("--eval", action="store_true", help="run `main_linear.py --run_dir <exp>` after the last task")
     p.add_argument("--force", action="store_true",
@@ -321,11 +329,25 @@ def main(argv: Sequence[str] | None = None, repo_root: str | None = None) -> int
     repo_root = repo_root or os.getcwd()
     main_script = os.path.abspath(opts.main_script or os.path.join(repo_root, "main_continual.py"))
     eval_script = os.path.abspath(opts.eval_script or os.path.join(repo_root, "main_linear.py"))
-    try:
-        return _main(opts, parser, extra, repo_root, main_script, eval_script)
-    except (PlanError, SlurmError, mf.ExperimentLocked, FileNotFoundError, ValueError) as err:
-        print(f"job_launcher.py: error: {err}", file=sys.stderr)
-        return 2
+
+    def run_one(one, one_extra) -> int:
+        try:
+            return _main(one, parser, one_extra, repo_root, main_script, eval_script)
+        except (PlanError, SlurmError, mf.ExperimentLocked, FileNotFoundError, ValueError) as err:
+            print(f"job_launcher.py: error: {err}", file=sys.stderr)
+            return 2
+
+    scripts = opts.script or []
+    if len(scripts) > 1 or opts.seeds:  # a grid: one folder per (script, seed)
+        from cassle.continual.grid import run_grid
+
+        try:
+            return run_grid(opts, extra, run_one)
+        except (PlanError, FileNotFoundError) as err:
+            print(f"job_launcher.py: error: {err}", file=sys.stderr)
+            return 2
+    opts.script = scripts[0] if scripts else None
+    return run_one(opts, extra)
 
 
 def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
@@ -363,6 +385,7 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
     if opts.mode == "slurm" and opts.nodes > 1:
         argv = set_flag(argv, "--num_nodes", str(opts.nodes))
 
+    argv = _domain_task_count(argv)
     name = get_flag(argv, "--name")
     if not isinstance(name, str) or not name:
         raise PlanError("--name is missing from the script arguments (it names the run and its folder)")
@@ -379,6 +402,7 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
     # Every check (arguments, manifest, pretrained file) runs before anything is written.
     plan = plan_tasks(argv, _checked(mf.load_manifest(experiment_dir), argv, opts.force, quiet=True),
                       experiment_dir)
+    _check_external_checkpoint(argv)
     if opts.dry_run:
         if opts.mode == "slurm":
             log_pattern = os.path.join(experiment_dir, "slurm-%j.out")
@@ -428,10 +452,44 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
         _print_plan_summary(plan)
         rc = run_local(plan, experiment_dir, sys.executable, main_script, prefix)
         if rc == 0 and opts.eval:
-            rc = run_eval(experiment_dir, sys.executable, eval_script)
+            rc = run_eval(experiment_dir, sys.executable, eval_script,
+                          trust_checkpoint=get_flag(argv, "--trust_checkpoint") is True)
         if rc == 0:
             print(f"[launcher] all tasks done: {experiment_dir}")
         return rc
+
+
+def _domain_task_count(argv: list[str]) -> list[str]:
+    """A domain split without ``--num_tasks`` or ``--domains``: one task per domain of the data.
+
+    The data layer decides (DomainNet: its reference order; other data: an error listing the
+    domains found, before anything is written); ``--num_tasks`` is then added to the arguments.
+    """
+    if (get_flag(argv, "--split_strategy") != "domain" or get_flag(argv, "--num_tasks") is not None
+            or get_flag(argv, "--domains") is not None):
+        return argv
+    from cassle.data.args import task_count  # the data layer (heavy imports): only on this path
+
+    dataset, data_dir = get_flag(argv, "--dataset"), get_flag(argv, "--data_dir")
+    count = task_count(argparse.Namespace(dataset=dataset, split_strategy="domain", domains=None, num_tasks=None))
+    if count is None and isinstance(data_dir, str):
+        from cassle.data.custom import describe, resolve_domains
+
+        count = len(resolve_domains(describe(data_dir), None, "domain"))  # raises, naming the domains found
+    if count is None:
+        raise PlanError(f"--split_strategy domain on --dataset {dataset} needs --domains (the task order) "
+                        "and --data_dir")
+    return set_flag(argv, "--num_tasks", str(count))
+
+
+def _check_external_checkpoint(argv: Sequence[str]) -> None:
+    """PRETRAINED_PATH / --pretrained_model (a file this run did not write) must load as data only,
+    unless the user passed --trust_checkpoint: refused now, not when its task starts."""
+    pretrained = get_flag(argv, "--pretrained_model")
+    if isinstance(pretrained, str) and os.path.isfile(pretrained):
+        from cassle.utils.checkpoint import check_loadable  # imports torch: only when needed
+
+        check_loadable(pretrained, trust=get_flag(argv, "--trust_checkpoint") is True)
 
 
 def _print_overrides(overrides: Sequence[str], prefix: str) -> None:

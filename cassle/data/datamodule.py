@@ -32,12 +32,12 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .args import data_defaults, validate_data_args
+from .args import DESCRIBED_DATASETS, data_defaults, resolve_task_count, validate_data_args
 from .gpu_loader import DeviceBatchLoader, FusedViewsAugment, is_raw_train_batch
 from .args import view_settings as _view_settings
 from .datasets import TENSOR_DATASETS, TensorImageDataset, dataset_stats, load_dataset
 from .splits import class_split_indices, class_split_tasks, data_split_indices, domain_split_indices
-from .transforms import NViewTransform, build_eval_transform, build_multiview_transform
+from .transforms import NViewTransform, build_eval_transform, build_multiview_transform, build_view_transform
 
 log = logging.getLogger(__name__)
 DATA_PATHS = ("workers", "batched", "dali")
@@ -81,21 +81,21 @@ def _resolve_args(args: Any = None, **kwargs) -> argparse.Namespace:
 
 
 def resolve_num_classes(dataset: Dataset, args: Any) -> int:
-    """``--num_classes`` if given (must cover every label), else the dataset's class count."""
+    """The dataset's class count; ``--num_classes``, when given, must equal it."""
     n = getattr(args, "num_classes", None)
-    if n is None:
-        return int(dataset.num_classes)
-    targets = torch.as_tensor(dataset.targets)
-    if len(targets) and int(targets.max()) >= n:
-        raise ValueError(f"--num_classes {n} is too small: {args.dataset} has labels up to {int(targets.max())}")
-    return int(n)
+    if n is not None and int(n) != int(dataset.num_classes):
+        targets = torch.as_tensor(dataset.targets)
+        top = f", labels up to {int(targets.max())}" if len(targets) else ""
+        raise ValueError(f"--num_classes {n} does not match the data: {args.dataset} has {dataset.num_classes} "
+                         f"classes{top}; drop --num_classes (it comes from the data)")
+    return int(dataset.num_classes)
 
 
 def task_subset(dataset: Dataset, args: Any) -> torch.Tensor:
     """Indices (into ``dataset``) of the training samples of task ``args.task_idx``.
 
     ``class``: samples of the task's classes; ``data``: a seeded random chunk; ``domain``: the
-    task's DomainNet domain (needs ``dataset.domains``).
+    task's domain (needs ``dataset.domains``; task t = ``dataset.domain_names[t]``).
     """
     strategy, num_tasks, task_idx = args.split_strategy, args.num_tasks, args.task_idx
     if strategy == "class":
@@ -105,8 +105,9 @@ def task_subset(dataset: Dataset, args: Any) -> torch.Tensor:
     if strategy == "domain":
         domains = getattr(dataset, "domains", None)
         if domains is None:
-            raise ValueError(f"--split_strategy domain needs a dataset with domains (domainnet), got {args.dataset}")
-        return domain_split_indices(domains, num_tasks, task_idx, len(dataset.domain_names))
+            raise ValueError(f"--split_strategy domain needs a dataset with domains (--dataset custom on "
+                             f"<domain>/<class>/ folders or lists, or domainnet), got {args.dataset}")
+        return domain_split_indices(domains, num_tasks, task_idx, len(dataset.domain_names), dataset.domain_names)
     raise ValueError(f"unknown --split_strategy {strategy!r}; choose one of class, data, domain")
 
 
@@ -115,7 +116,7 @@ class ContinualDataModule(pl.LightningDataModule):
 
     def __init__(self, args: Any = None, **kwargs):
         super().__init__()
-        self.args = _resolve_args(args, **kwargs)
+        self.args = resolve_task_count(_resolve_args(args, **kwargs))
         validate_data_args(self.args)
         self._train_full: Dataset | None = None
         self._val_full: Dataset | None = None
@@ -134,8 +135,9 @@ class ContinualDataModule(pl.LightningDataModule):
         a = self.args
         return load_dataset(
             a.dataset, a.data_dir, train=train, download=download, train_dir=a.train_dir, val_dir=a.val_dir,
-            num_classes=a.num_classes if a.dataset in ("synthetic", "domainnet") else None,
+            num_classes=a.num_classes if a.dataset in ("synthetic", *DESCRIBED_DATASETS) else None,
             synthetic_size=a.synthetic_size, image_size=a.synthetic_image_size if a.dataset == "synthetic" else 32,
+            domains=a.domains, split_strategy=a.split_strategy,
         )
 
     def prepare_data(self) -> None:
@@ -146,8 +148,16 @@ class ContinualDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self._train_full is None:
-            self._train_full = self._load(True, self.args.download)
-            self._val_full = self._load(False, self.args.download)
+            train, val = self._load(True, self.args.download), self._load(False, self.args.download)
+            if self.args.validate_images and not isinstance(train, TensorImageDataset):
+                from .custom import validate_images
+
+                workers = max(8, 2 * self.args.num_workers)
+                validate_images(train, "training", workers)
+                validate_images(val, "test", workers)
+            if self.args.num_tasks is None:  # a domain split: one task per domain of the data
+                self.args.num_tasks = len(getattr(train, "domain_names", []) or [None])
+            self._train_full, self._val_full = train, val
             self._task_indices = task_subset(self._train_full, self.args)
 
     @property
@@ -335,12 +345,9 @@ class ContinualDataModule(pl.LightningDataModule):
         rank, world = self._rank_world()
         transform = None
         if not train:
-            from .gpu_augment import eval_transform_batch
+            from .gpu_augment import EvalTransform
 
-            mean, std = self.mean, self.std
-
-            def transform(x):
-                return eval_transform_batch(x, mean, std, size=eval_size)
+            transform = EvalTransform(self.mean, self.std, size=eval_size)
         return DeviceBatchLoader(images, targets, self.args.batch_size, device=device, indexes=indexes,
                                  shuffle=train, drop_last=train, seed=self.seed, rank=rank, world_size=world,
                                  transform=transform)
@@ -406,24 +413,42 @@ class ContinualDataModule(pl.LightningDataModule):
         return CombinedLoader({"ssl": ssl, "online_eval": self.online_eval_loader()},
                               mode="min_size")
 
-    def online_eval_loader(self):
-        """Shuffled, unaugmented labelled batches of the *whole* training set (all tasks).
+    @property
+    def online_eval_clean(self) -> bool:
+        return getattr(self.args, "online_eval_transform", "last_view") == "clean"
 
-        The reference's CIFAR protocol trains the online classifier on these during pretraining.
+    def online_eval_loader(self):
+        """Shuffled labelled batches ``(x, y)`` of the *whole* training set (all tasks).
+
+        The reference's CIFAR protocol trains the online classifier on these during pretraining,
+        each image through the SSL augmentation of the last view (a fresh draw per batch; the
+        model is in train mode, so they also update the BatchNorm running statistics).
+        ``--online_eval_transform clean`` gives the eval transform instead.
         """
         base, batch_size = self.train_full, self.args.online_eval_batch_size
+        last_view = {**self.view_settings[-1], "interpolation": "bicubic"}
         if self.data_path() == "batched" and hasattr(base, "images"):
-            from .gpu_augment import eval_transform_batch
-
             rank, world = self._rank_world()
-            mean, std, size = self.mean, self.std, self._eval_size()
-            return DeviceBatchLoader(
+            loader = DeviceBatchLoader(
                 base.images, base.targets, batch_size, device=self.batched_device(), indexes=None,
-                shuffle=True, drop_last=False, seed=self.seed + 1, rank=rank, world_size=world,
-                transform=lambda x: eval_transform_batch(x, mean, std, size=size))
+                shuffle=True, drop_last=False, seed=self.seed + 1, rank=rank, world_size=world)
+            mean, std = self.mean, self.std
+            if self.online_eval_clean:
+                from .gpu_augment import EvalTransform
+
+                loader.transform = EvalTransform(mean, std, size=self._eval_size())
+            else:
+                from .gpu_augment import BatchAugment
+
+                augment = BatchAugment(last_view, mean, std).to(loader.device)
+                # the loader's per-epoch generator (seeded from seed + 1, epoch, rank)
+                loader.transform = lambda x: augment(x, loader.generator)
+            return loader
+        transform = (self.val_transform() if self.online_eval_clean
+                     else build_view_transform(last_view, self.mean, self.std))
         workers = self.args.num_workers
         # drop_last=False: a training set smaller than the batch still yields a batch.
-        return DataLoader(EvalDataset(base, self.val_transform()), batch_size=batch_size,
+        return DataLoader(EvalDataset(base, transform), batch_size=batch_size,
                           shuffle=True, drop_last=False, num_workers=workers,
                           pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
 
@@ -462,6 +487,7 @@ class ContinualDataModule(pl.LightningDataModule):
             device_id = torch.cuda.current_device()
         rank, world = self._rank_world()
         threads = max(1, self.args.num_workers)
+        self._notice(f"data: DALI pipelines on {'GPU ' + str(device_id) if device_id is not None else 'the CPU'}")
         if train:
             return DaliTrainLoader(self.train_full, self.task_indices, self.view_settings, self.mean, self.std,
                                    batch_size=self.args.batch_size, num_threads=threads, device_id=device_id,

@@ -216,9 +216,6 @@ def adjust_saturation(x: Tensor, factor: Tensor) -> Tensor:
     return _blend(x, rgb_to_grayscale(x), factor)
 
 
-_HUE_OFFSETS = (5.0, 3.0, 1.0)  # R, G, B in the closed-form HSV -> RGB below
-
-
 def adjust_hue(x: Tensor, factor: Tensor) -> Tensor:
     """Shift H (in turns, factor in [-0.5, 0.5]) in HSV space, as torchvision's adjust_hue.
 
@@ -234,7 +231,9 @@ def adjust_hue(x: Tensor, factor: Tensor) -> Tensor:
     h6 = torch.where(maxc == r, (g - b) / safe,
                      torch.where(maxc == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe))
     h6 = (h6 + 6.0 * factor.view(-1, 1, 1).to(x)).unsqueeze(1)            # (B, 1, H, W)
-    n = torch.tensor(_HUE_OFFSETS, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    # n = 5, 3, 1 (R, G, B) made on the device: a tensor from Python data would be a
+    # host-to-device copy at every call.
+    n = torch.arange(5.0, 0.0, -2.0, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     k = torch.remainder(n + h6, 6.0)
     out = maxc.unsqueeze(1) - chroma.unsqueeze(1) * torch.minimum(k, 4.0 - k).clamp(0, 1)
     return out.clamp_(0, 1)
@@ -444,32 +443,58 @@ class MultiViewBatchAugment(nn.Module):
         return [view(images, generator) for view in self.views]
 
 
-@torch.no_grad()
-def eval_transform_batch(images: Tensor, mean: Sequence[float], std: Sequence[float],
-                         size: int | None = None, resize: int | None = None) -> Tensor:
+class EvalTransform:
     """Deterministic eval transform: to float, [resize + centre crop], normalise.
 
     With size: the shorter side is resized to `resize` (default: size; bilinear, antialiased like
     torchvision's tensor Resize) and the centre size x size is cropped (torchvision's CenterCrop
     rounding). ImageNet protocol: size=224, resize=256.
+
+    The arguments are checked once, here, and mean / std are kept on each device they are used
+    on: rebuilding them per batch would copy them host-to-device for every eval batch.
     """
-    x = to_float_nchw(images)
-    if size is not None:
-        resize = size if resize is None else resize
-        if resize < size:
-            raise ValueError(f"resize ({resize}) must be >= size ({size})")
-        height, width = x.shape[-2:]
-        if min(height, width) != resize:
-            scale = resize / min(height, width)
-            new_hw = (resize, int(width * scale)) if height <= width else (int(height * scale), resize)
-            x = F.interpolate(x, size=new_hw, mode="bilinear", align_corners=False,
-                              antialias=True).clamp_(0, 1)
-        height, width = x.shape[-2:]
-        top = int(round((height - size) / 2.0))
-        left = int(round((width - size) / 2.0))
-        x = x[:, :, top:top + size, left:left + size]
-    mean_t, std_t = _mean_std(mean, std)
-    return (x - mean_t.to(x.device)) / std_t.to(x.device)
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], size: int | None = None,
+                 resize: int | None = None):
+        if size is not None:
+            resize = size if resize is None else resize
+            if resize < size:
+                raise ValueError(f"resize ({resize}) must be >= size ({size})")
+        self.size, self.resize = size, resize
+        self.mean, self.std = _mean_std(mean, std)
+        self._on_device: dict[torch.device, tuple[Tensor, Tensor]] = {}
+
+    def mean_std(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        if device not in self._on_device:
+            self._on_device[device] = (self.mean.to(device), self.std.to(device))
+        return self._on_device[device]
+
+    @torch.no_grad()
+    def __call__(self, images: Tensor) -> Tensor:
+        x = to_float_nchw(images)
+        if self.size is not None:
+            x = _resize_center_crop(x, self.size, self.resize)
+        mean, std = self.mean_std(x.device)
+        return (x - mean) / std
+
+
+def _resize_center_crop(x: Tensor, size: int, resize: int) -> Tensor:
+    height, width = x.shape[-2:]
+    if min(height, width) != resize:
+        scale = resize / min(height, width)
+        new_hw = (resize, int(width * scale)) if height <= width else (int(height * scale), resize)
+        x = F.interpolate(x, size=new_hw, mode="bilinear", align_corners=False,
+                          antialias=True).clamp_(0, 1)
+    height, width = x.shape[-2:]
+    top = int(round((height - size) / 2.0))
+    left = int(round((width - size) / 2.0))
+    return x[:, :, top:top + size, left:left + size]
+
+
+def eval_transform_batch(images: Tensor, mean: Sequence[float], std: Sequence[float],
+                         size: int | None = None, resize: int | None = None) -> Tensor:
+    """One-off `EvalTransform(mean, std, size, resize)(images)`; loaders keep an EvalTransform."""
+    return EvalTransform(mean, std, size, resize)(images)
 
 
 if __name__ == "__main__":  # throughput print (not a test): python -m cassle.data.gpu_augment
@@ -480,7 +505,7 @@ if __name__ == "__main__":  # throughput print (not a test): python -m cassle.da
             "contrast": 0.4, "saturation": 0.2, "hue": 0.1, "color_jitter_prob": 0.8,
             "gray_scale_prob": 0.2, "horizontal_flip_prob": 0.5, "gaussian_prob": 0.0,
             "solarization_prob": 0.2}
-    aug = MultiViewBatchAugment([view, view], (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
+    aug = MultiViewBatchAugment([view, view], (0.4914, 0.4822, 0.4465), (0.247, 0.243, 0.261))
     imgs = torch.randint(0, 256, (512, 32, 32, 3), dtype=torch.uint8, device=dev)
     gen = torch.Generator(device=dev).manual_seed(0)
     aug(imgs, gen)

@@ -55,6 +55,10 @@ class Distiller(nn.Module):
         self.temperature = (args.distill_temperature if args.distill_temperature is not None
                             else self.default_temperature)
 
+    def param_groups(self) -> list[dict]:
+        """The distiller's parameter groups: at the scaled `--lr` (the reference's default)."""
+        return [{"name": "distiller", "params": list(self.parameters())}]
+
     def loss(self, p: list[torch.Tensor], z_bar: list[torch.Tensor],
              frozen: dict[str, nn.Module]) -> torch.Tensor:
         raise TypeError(f"{type(self).__name__} must define loss(p, z_bar, frozen)")
@@ -95,13 +99,7 @@ class DistillMixin:
             frozen.load_state_dict(getattr(self, name).state_dict())
 
     def learnable_params(self) -> list[dict]:
-        # Reference rule: when distill_lamb < 1 the predictor's lr is divided by it, so that g
-        # still learns at the base rate although its loss is scaled down.
-        lr = self.hparams.lr
-        if self.distiller.lamb < 1:
-            lr = lr / self.distiller.lamb
-        return super().learnable_params() + [
-            {"name": "distiller", "params": list(self.distiller.parameters()), "lr": lr}]
+        return super().learnable_params() + self.distiller.param_groups()
 
     def _apply_frozen_bn_mode(self) -> None:
         if self.hparams.distill_bn_eval:

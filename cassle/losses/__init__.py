@@ -1,7 +1,10 @@
 """Loss functions: pure functions of tensors, one file per method plus the CaSSLe distill terms.
 
-Losses that need global batch statistics (Barlow Twins, VICReg, SimCLR, Sinkhorn-Knopp) gather
-or all-reduce across processes themselves via :mod:`cassle.utils.distributed`.
+Multi-process semantics: by default the losses follow the reference, on each process's own
+batch (SimCLR/SupCon, VICReg; Barlow Twins averages only its correlation matrix); their
+``global_batch=True`` argument (``--distributed_loss global``) computes the exact loss of the
+concatenated batch instead. Sinkhorn-Knopp always sums over processes (as the reference). The
+communication goes through :mod:`cassle.utils.distributed`.
 """
 
 from cassle.losses.barlow import barlow_loss_func

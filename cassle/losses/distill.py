@@ -3,7 +3,8 @@
 The distillers' predictor g maps the current projection z of each view to the frozen
 projector's space; these pure functions compare its output p with the frozen projections
 z_bar (always detached: the frozen network is never trained).  All are local (no gathering),
-except that the decorrelative term inherits Barlow Twins' all-reduced statistics.
+except that the decorrelative term inherits Barlow Twins' distributed semantics (its
+``global_batch`` argument: averaged correlation matrix by default, as the reference).
 """
 
 from __future__ import annotations
@@ -81,14 +82,17 @@ def decorrelative_distill_loss(
     z_bar2: torch.Tensor,
     lamb: float = 0.005,
     scale_loss: float = 0.1,
+    global_batch: bool = False,
 ) -> torch.Tensor:
     """CaSSLe decorrelative distillation (Barlow Twins)::
 
         L = 1/2 [ Barlow(p1, sg(z_bar1)) + Barlow(p2, sg(z_bar2)) ]   (see barlow_loss_func)
+
+    ``global_batch`` selects Barlow's multi-process semantics (default: the reference's).
     """
     return 0.5 * (
-        barlow_loss_func(p1, z_bar1.detach(), lamb, scale_loss)
-        + barlow_loss_func(p2, z_bar2.detach(), lamb, scale_loss)
+        barlow_loss_func(p1, z_bar1.detach(), lamb, scale_loss, global_batch=global_batch)
+        + barlow_loss_func(p2, z_bar2.detach(), lamb, scale_loss, global_batch=global_batch)
     )
 
 

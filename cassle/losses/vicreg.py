@@ -34,6 +34,7 @@ def vicreg_loss_func(
     sim_loss_weight: float = 25.0,
     var_loss_weight: float = 25.0,
     cov_loss_weight: float = 1.0,
+    global_batch: bool = False,
 ) -> torch.Tensor:
     """VICReg: variance-invariance-covariance regularisation.
 
@@ -44,17 +45,20 @@ def vicreg_loss_func(
         c(z)      = 1/D sum_{i != j} Cov(z)_ij^2,  Cov = (z - mean)^T (z - mean) / (N - 1)
         L = sim_loss_weight * s + var_loss_weight * [v(z1) + v(z2)] + cov_loss_weight * [c(z1) + c(z2)]
 
-    Distributed: z1 and z2 are gathered first and every term is computed on the global batch, so
-    each process gets the loss of the concatenated batch.
+    Distributed: by default (the reference) every term is computed on the process's own batch.
+    With ``global_batch=True`` z1 and z2 are gathered first and every term is computed on the
+    global batch, so each process gets the loss of the concatenated batch.
 
     Args:
         z1, z2: projections of the two views, (N, D) each.
+        global_batch: exact loss of the concatenated multi-process batch (opt-in).
 
     Returns:
         scalar loss tensor.
     """
     check_pair("z1", z1, "z2", z2)
-    z1, z2 = gather(z1), gather(z2)  # (W*N, D)
+    if global_batch:
+        z1, z2 = gather(z1), gather(z2)  # (W*N, D)
     check_min_batch(z1.shape[0], 2, "vicreg_loss_func")
     sim = F.mse_loss(z1, z2)
     var = _variance_term(z1) + _variance_term(z2)

@@ -32,5 +32,6 @@ class BarlowTwins(BaseMethod):
         feats = [self.backbone(v) for v in views]
         z = [self.projector(f) for f in feats]
         loss = barlow_loss_func(z[0], z[1], lamb=self.hparams.lamb,
-                                scale_loss=self.hparams.scale_loss)
+                                scale_loss=self.hparams.scale_loss,
+                                global_batch=self.global_batch_loss)
         return StepOutput(loss=loss, feats=feats, z=z)

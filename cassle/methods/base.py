@@ -2,7 +2,13 @@
 
 The backbone, the online linear classifier (trained on detached features, so it monitors the
 representation without shaping it), the optimiser with bias/norm exclusion and lr scaling, and the
-per-step schedule. A method only builds its heads and writes `ssl_step`.
+schedule (per epoch like the reference, or per step). A method only builds its heads and writes
+`ssl_step`.
+
+Learning rates (the reference's rule): only `--lr` is per 256 images and scaled by
+batch_size x devices / 256. A parameter group with its own "lr" (the online classifier's
+`--classifier_lr`) keeps it as given; a group may instead carry "lr_factor", a multiple of the
+scaled `--lr` (the predictive distiller's predictor: 1 / distill_lamb).
 """
 from __future__ import annotations
 
@@ -18,9 +24,12 @@ import torch.nn.functional as F
 from cassle.backbones import BACKBONES, build_backbone
 from cassle.eval.knn import KNNMonitor
 from cassle.utils.lars import LARS, exclude_bias_and_norm_param_groups
-from cassle.utils.schedulers import SCHEDULERS, build_scheduler
+from cassle.utils.schedulers import INTERVALS, SCHEDULERS, build_scheduler
 
 OPTIMIZERS = ("sgd", "lars", "adam", "adamw")
+# Multi-process loss semantics (cassle.losses): "local" = the reference's (each process's batch),
+# "global" = exact loss of the concatenated batch (opt-in).
+DISTRIBUTED_LOSSES = ("local", "global")
 # Datasets with small images use the CIFAR stem (3x3 stride-1 conv, no max-pool).
 SMALL_IMAGE_DATASETS = ("cifar10", "cifar100", "digits", "synthetic")
 
@@ -31,7 +40,8 @@ class StepOutput:
 
     loss: torch.Tensor  # scalar SSL loss
     feats: list[torch.Tensor]  # backbone features per view, (B, F), not detached
-    z: list[torch.Tensor]  # projector outputs per view, (B, D): what the distillers work on
+    z: list[torch.Tensor]  # projector outputs per view, (B, D), what the distillers work on
+    #                        (MoCoV2+: L2-normalised, as in the reference)
     logs: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
@@ -44,6 +54,15 @@ class BaseMethod(pl.LightningModule):
             raise ValueError(f"unknown optimizer {args.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
         if args.scheduler not in SCHEDULERS:
             raise ValueError(f"unknown scheduler {args.scheduler!r}; valid: {', '.join(SCHEDULERS)}")
+        if args.distributed_loss not in DISTRIBUTED_LOSSES:
+            raise ValueError(f"unknown --distributed_loss {args.distributed_loss!r}; valid: "
+                             f"{', '.join(DISTRIBUTED_LOSSES)}")
+        if args.scheduler_interval not in INTERVALS:
+            raise ValueError(f"unknown --scheduler_interval {args.scheduler_interval!r}; valid: "
+                             f"{', '.join(INTERVALS)}")
+        if args.scheduler_interval == "step" and "step" not in SCHEDULERS[args.scheduler]:
+            raise ValueError(f"--scheduler_interval step applies to warmup_cosine and cosine, not "
+                             f"--scheduler {args.scheduler} (which steps per epoch)")
         cifar_stem = args.cifar_stem if args.cifar_stem is not None else (
             args.dataset in SMALL_IMAGE_DATASETS)
         self.backbone, self.features_dim = build_backbone(
@@ -67,9 +86,11 @@ class BaseMethod(pl.LightningModule):
         group.add_argument("--optimizer", default="sgd", help=f"one of {', '.join(OPTIMIZERS)}")
         group.add_argument("--lars", action="store_true",
                            help="reference spelling of --optimizer lars (SGD wrapped in LARS)")
-        group.add_argument("--lr", type=float, default=0.3, help="per 256 images (scaled)")
+        group.add_argument("--lr", type=float, default=0.3,
+                           help="per 256 images: scaled by batch_size x devices / 256")
         group.add_argument("--classifier_lr", type=float, default=0.1,
-                           help="online classifier lr per 256 images, no weight decay")
+                           help="online classifier lr, used as given (not scaled, like the "
+                                "reference), no weight decay")
         group.add_argument("--weight_decay", type=float, default=1e-4)
         group.add_argument("--momentum", type=float, default=0.9, help="SGD/LARS momentum")
         group.add_argument("--eta_lars", type=float, default=0.02, help="LARS trust coefficient")
@@ -77,8 +98,15 @@ class BaseMethod(pl.LightningModule):
                            help="clip the LARS trust ratio at 1 (relative to the lr)")
         group.add_argument("--exclude_bias_n_norm", action="store_true",
                            help="no weight decay or LARS adaptation for biases and norm layers")
+        group.add_argument("--distributed_loss", default="local", choices=list(DISTRIBUTED_LOSSES),
+                           help="on several GPUs: local = each process's batch (the reference: "
+                                "SimCLR/SupCon, VICReg local; Barlow averages only its "
+                                "correlation matrix); global = exact loss of the whole batch")
         group.add_argument("--scheduler", default="warmup_cosine",
                            help=f"one of {', '.join(SCHEDULERS)}")
+        group.add_argument("--scheduler_interval", default="epoch", choices=list(INTERVALS),
+                           help="epoch: warmup_cosine / cosine step once per epoch (the "
+                                "reference); step: once per optimizer step (smoother, opt-in)")
         group.add_argument("--warmup_epochs", type=float, default=10)
         group.add_argument("--warmup_start_lr", type=float, default=0.003)
         group.add_argument("--min_lr", type=float, default=0.0)
@@ -93,6 +121,11 @@ class BaseMethod(pl.LightningModule):
         knn.add_argument("--knn_distance", nargs="+", default=["cosine", "euclidean"],
                          choices=["cosine", "euclidean"])
 
+    @property
+    def global_batch_loss(self) -> bool:
+        """True with --distributed_loss global (the losses' `global_batch` argument)."""
+        return self.hparams.distributed_loss == "global"
+
     # ----------------------------------------------------------------- parameters
     def learnable_params(self) -> list[dict]:
         """Parameter groups; methods append their heads, the mixin its predictor."""
@@ -104,11 +137,13 @@ class BaseMethod(pl.LightningModule):
 
     def configure_optimizers(self):
         args = self.hparams
-        # lr per 256 images, scaled to the total batch (reference rule).
-        scale = args.batch_size * self.trainer.world_size / 256
+        # Only --lr is per 256 images and scaled to the total batch (reference rule, module doc).
+        lr = args.lr * args.batch_size * self.trainer.world_size / 256
         groups = self.learnable_params()
         for group in groups:
-            group["lr"] = group.get("lr", args.lr) * scale
+            factor = group.pop("lr_factor", 1.0)
+            if "lr" not in group:
+                group["lr"] = lr * factor
             group.setdefault("weight_decay", args.weight_decay)
         seen = set()
         for group in groups:  # a parameter in two groups would be stepped twice
@@ -124,7 +159,6 @@ class BaseMethod(pl.LightningModule):
                 if g.get("exclude_from_lars"):
                     g["name"] += "_bias_norm"
         name = "lars" if args.lars else args.optimizer
-        lr = args.lr * scale
         if name == "sgd":
             opt = torch.optim.SGD(groups, lr=lr, momentum=args.momentum,
                                   weight_decay=args.weight_decay)
@@ -142,7 +176,8 @@ class BaseMethod(pl.LightningModule):
         scheduler, interval = build_scheduler(
             args.scheduler, opt, steps_per_epoch=steps_per_epoch, max_epochs=self.trainer.max_epochs,
             warmup_epochs=args.warmup_epochs, warmup_start_lr=args.warmup_start_lr,
-            min_lr=args.min_lr, lr_decay_steps=args.lr_decay_steps, gamma=args.scheduler_gamma)
+            min_lr=args.min_lr, lr_decay_steps=args.lr_decay_steps, gamma=args.scheduler_gamma,
+            interval=args.scheduler_interval)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
 
     # ----------------------------------------------------------------- steps
@@ -185,12 +220,18 @@ class BaseMethod(pl.LightningModule):
         class_loss = torch.stack(class_losses).mean()
         if self.knn is not None:
             self.knn.update("train", out.feats[0].detach(), targets)
+        loss = out.loss + class_loss
         self.log_dict({"train/ssl_loss": out.loss, "train/class_loss": class_loss,
                        "train/online_acc": torch.stack(accs).mean(),
                        **{f"train/{k}": v for k, v in out.logs.items()}},
                       on_epoch=True, on_step=False, sync_dist=True)
-        self.log("train/loss", out.loss + class_loss, prog_bar=True, on_step=True, on_epoch=False)
-        return out.loss + class_loss
+        # Not on the progress bar per step: Lightning reads every step-level bar value with
+        # .item() after every batch (bar or no bar), a GPU sync per step. The epoch mean is on
+        # the bar instead; the step value still reaches the loggers every log_every_n_steps.
+        self.log("train/loss", loss, on_step=True, on_epoch=False)
+        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, prog_bar=True,
+                 sync_dist=True)
+        return loss
 
     # A NaN check per step would force a GPU sync per step; instead, accumulate a device flag and
     # read it every NAN_CHECK_EVERY steps and before every checkpoint (AtomicLastCheckpoint).

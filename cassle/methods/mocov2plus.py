@@ -42,13 +42,15 @@ class MoCoV2Plus(BaseMomentumMethod):
 
     @torch.no_grad()
     def _enqueue(self, keys: torch.Tensor) -> None:
-        """keys (2, N, D) of the global batch; overwrite the oldest N columns (wrapping)."""
+        """keys (2, N, D) of the global batch; overwrite the oldest N columns (wrapping).
+
+        The pointer stays on the device: reading it on the host would be a GPU sync per step.
+        """
         size = self.queue.shape[-1]
         n = keys.shape[1]
-        ptr = int(self.queue_ptr)
-        cols = (torch.arange(n, device=keys.device) + ptr) % size
+        cols = (torch.arange(n, device=keys.device) + self.queue_ptr) % size
         self.queue[:, :, cols] = keys.permute(0, 2, 1).to(self.queue.dtype)
-        self.queue_ptr[0] = (ptr + n) % size
+        self.queue_ptr.add_(n).remainder_(size)
 
     def ssl_step(self, views, targets) -> StepOutput:
         feats = [self.backbone(v) for v in views]
@@ -62,4 +64,5 @@ class MoCoV2Plus(BaseMomentumMethod):
         loss = (moco_loss_func(q[0], k[1], queue[1], temperature=T)
                 + moco_loss_func(q[1], k[0], queue[0], temperature=T)) / 2
         self._enqueue(torch.stack([gather(k[0]), gather(k[1])]))
-        return StepOutput(loss=loss, feats=feats, z=z)
+        # The distillers get the L2-normalised q, as in the reference (its MoCo's "z").
+        return StepOutput(loss=loss, feats=feats, z=q)

@@ -35,9 +35,8 @@ class SimCLR(BaseMethod):
         feats = [self.backbone(v) for v in views]
         z = [self.projector(f) for f in feats]
         extra = None
-        if self.hparams.supervised:
-            labels = gather(targets)
-            extra = supcon_pos_mask(labels)
+        if self.hparams.supervised:  # labels in the order of the loss' rows
+            extra = supcon_pos_mask(gather(targets) if self.global_batch_loss else targets)
         loss = simclr_loss_func(z[0], z[1], temperature=self.hparams.temperature,
-                                extra_pos_mask=extra)
+                                extra_pos_mask=extra, global_batch=self.global_batch_loss)
         return StepOutput(loss=loss, feats=feats, z=z)

@@ -33,5 +33,6 @@ class VICReg(BaseMethod):
         args = self.hparams
         loss = vicreg_loss_func(z[0], z[1], sim_loss_weight=args.sim_loss_weight,
                                 var_loss_weight=args.var_loss_weight,
-                                cov_loss_weight=args.cov_loss_weight)
+                                cov_loss_weight=args.cov_loss_weight,
+                                global_batch=self.global_batch_loss)
         return StepOutput(loss=loss, feats=feats, z=z)

@@ -2,8 +2,9 @@
 
 Flags are assembled from the parts that own them: trainer and logging flags here, data and
 augmentation flags in `cassle.data.args`, optimiser flags in `BaseMethod`, method flags next to each
-method, distiller flags in `cassle.distillers`. Unknown flags are an error (argparse's
-`parse_args`, never `parse_known_args`), so a typo in a bash script fails loudly.
+method, distiller flags in `cassle.distillers`, strategy flags in `cassle.strategies`. Unknown
+flags are an error (argparse's `parse_args`, never `parse_known_args`), so a typo in a bash script
+fails loudly.
 
 Every switch can be turned off again (`--no-wandb`, `--no-exclude_bias_n_norm`, ...): `new_parser`
 makes `action="store_true"` mean `NegatableSwitch` for the parser and all its groups, so a flag a
@@ -66,6 +67,10 @@ def add_trainer_args(parser: argparse.ArgumentParser) -> None:
                             "frozen model of the distiller)")
     group.add_argument("--resume_from_checkpoint", default=None,
                        help="resume this task (optimizer, schedule, epoch) from a checkpoint")
+    group.add_argument("--trust_checkpoint", action="store_true",
+                       help="unpickle --pretrained_model / --resume_from_checkpoint fully, running "
+                            "any code they carry: only for files whose origin you know (default: "
+                            "data only, see README)")
     group.add_argument("--max_epochs", type=int, default=100, help="epochs per task")
     group.add_argument("--max_steps", type=int, default=-1, help="stop a task early (smoke runs)")
     group.add_argument("--limit_train_batches", type=float, default=None)
@@ -87,8 +92,9 @@ def add_trainer_args(parser: argparse.ArgumentParser) -> None:
                        help="deterministic kernels (exact resume on CPU)")
     group.add_argument("--online_eval_batch_size", type=int, default=None,
                        help="train the online classifier on labelled batches of this size drawn "
-                            "from the whole training set (all tasks' classes): the reference's "
-                            "CIFAR protocol. Default: on the current task's SSL batches")
+                            "from the whole training set (all tasks' classes), augmented as set by "
+                            "--online_eval_transform: the reference's CIFAR protocol. Default: on "
+                            "the current task's SSL batches (the reference trained no classifier)")
     group.add_argument("--check_val_every_n_epoch", type=int, default=1)
     group.add_argument("--log_every_n_steps", type=int, default=50)
     group.add_argument("--num_sanity_val_steps", type=int, default=0)
@@ -109,6 +115,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     from cassle.data.args import add_augmentation_args, add_data_args
     from cassle.distillers import DISTILLERS, add_distiller_args
     from cassle.methods import METHODS
+    from cassle.strategies import add_strategy_args
 
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--method")
@@ -129,12 +136,19 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     add_augmentation_args(parser)
     METHODS[known.method].add_model_specific_args(parser)
     add_distiller_args(parser)
+    add_strategy_args(parser)
     return parser
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    from cassle.strategies import check_strategy_names
+
     parser = build_parser(argv)
     args = parser.parse_args(argv)
+    try:
+        check_strategy_names(args.cl_strategy)
+    except ValueError as err:
+        parser.error(str(err))
     check_wandb(parser, args)
     if args.gpus is not None:  # reference scripts say `--gpus 0,1`
         ids = [g for g in str(args.gpus).split(",") if g.strip() != ""]
@@ -143,6 +157,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.devices = int(args.devices)
     if str(args.precision) == "16":
         args.precision = "16-mixed"
+    from cassle.data.args import resolve_task_count
+
+    try:  # --num_tasks follows --domains (domain split); a contradicting value is an error
+        resolve_task_count(args)
+    except ValueError as err:
+        parser.error(str(err))
     return args
 
 

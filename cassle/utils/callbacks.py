@@ -8,6 +8,8 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from cassle.utils.checkpoint import save_trainer_checkpoint
+
 
 class AtomicLastCheckpoint(pl.Callback):
     """Writes `<dirpath>/last.ckpt` at every epoch end and when training ends.
@@ -24,11 +26,7 @@ class AtomicLastCheckpoint(pl.Callback):
         check = getattr(trainer.lightning_module, "check_finite_loss", None)
         if check is not None:
             check()
-        tmp = f"{self.path}.tmp"
-        trainer.save_checkpoint(tmp)
-        if trainer.is_global_zero:
-            os.replace(tmp, self.path)
-        trainer.strategy.barrier()
+        save_trainer_checkpoint(trainer, self.path)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking:
@@ -42,10 +40,13 @@ class AtomicLastCheckpoint(pl.Callback):
 class RNGStateCheckpoint(pl.Callback):
     """Saves and restores the Python, NumPy and torch RNG states with the checkpoint, so a task
     resumed from an epoch-end checkpoint draws the same shuffles and augmentations as an
-    uninterrupted run (exact on CPU with --deterministic and num_workers 0)."""
+    uninterrupted run (exact on CPU with --deterministic and num_workers 0).
+
+    The states are stored as tensors and plain Python values, so the checkpoint loads with
+    ``torch.load(weights_only=True)`` (``cassle.utils.checkpoint``)."""
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
-        states = {"python": random.getstate(), "numpy": np.random.get_state(),
+        states = {"python": random.getstate(), "numpy": numpy_state_to_plain(np.random.get_state()),
                   "torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             states["cuda"] = torch.cuda.get_rng_state_all()
@@ -56,7 +57,22 @@ class RNGStateCheckpoint(pl.Callback):
         if not states:
             return
         random.setstate(states["python"])
-        np.random.set_state(states["numpy"])
+        np.random.set_state(numpy_state_from_plain(states["numpy"]))
         torch.set_rng_state(states["torch"])
         if "cuda" in states and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def numpy_state_to_plain(state: tuple) -> dict:
+    """``np.random.get_state()`` as a dict of a tensor and plain values (no numpy objects)."""
+    name, keys, pos, has_gauss, cached = state
+    return {"bit_generator": str(name), "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def numpy_state_from_plain(state) -> tuple:
+    """Inverse of ``numpy_state_to_plain``; a legacy tuple (numpy array keys) passes through."""
+    if not isinstance(state, dict):
+        return tuple(state)
+    keys = state["keys"].numpy().astype(np.uint32)
+    return (state["bit_generator"], keys, state["pos"], state["has_gauss"], state["cached_gaussian"])

@@ -1,6 +1,16 @@
-"""Atomic file writes: a reader (or a resumed run) sees the old file or the new one, never half a file.
+"""Every checkpoint load and save of the project.
 
-Every writer goes through the same steps: write a temporary file in the *same* directory (so the
+Loading (``load_checkpoint``): a checkpoint is data, never code. Every entry point (main_continual's
+``--pretrained_model`` / ``--resume_from_checkpoint``, main_linear, the run-folder evaluation, the
+benchmarks) reads files through ``load_checkpoint``, which uses ``torch.load(weights_only=True)``:
+tensors, plain containers and numbers load, and any other global (a class or function the pickle
+would call) is refused before it runs, with an error naming the global and the file. The only
+globals allowed beyond torch's own are listed by ``allowed_global_names``. ``trust=True`` (the
+``--trust_checkpoint`` flag) unpickles everything for files whose origin the user knows, and says
+so in the log. ``resume_context`` applies the same rule to Lightning's own resume load.
+
+Saving: atomic writes. A reader (or a resumed run) sees the old file or the new one, never half a
+file. Every writer goes through the same steps: write a temporary file in the *same* directory (so the
 final rename never crosses a filesystem), flush and fsync it, then ``os.replace`` it over the
 target (atomic on POSIX), then fsync the directory so the rename itself survives a crash.
 A process killed half-way leaves at most a stray ``.<name>.*.tmp`` file, never a truncated target.
@@ -8,12 +18,22 @@ A process killed half-way leaves at most a stray ``.<name>.*.tmp`` file, never a
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import pickle
+import re
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, IO
+from typing import Any, Callable, IO, Iterator
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_torch_save", "atomic_write_with"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_torch_save", "atomic_write_with",
+           "save_trainer_checkpoint",
+           "allowed_global_names", "CheckpointError", "UnsafeCheckpointError", "load_checkpoint",
+           "resume_context", "unsafe_globals", "check_loadable", "read_checkpoint", "check_compatible",
+           "load_pretrained"]
+
+log = logging.getLogger("cassle.checkpoint")
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -74,3 +94,177 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     import torch  # lazy: the launcher uses this module without paying for the torch import
 
     return atomic_write_with(path, lambda f: torch.save(obj, f))
+
+
+def save_trainer_checkpoint(trainer, path: str | os.PathLike) -> None:
+    """Lightning's full checkpoint (weights, optimiser, loops, callbacks) written atomically.
+
+    Every rank calls it (Lightning's writer is collective); rank 0 writes a temporary file next to
+    ``path`` and renames it (Lightning's own writer truncates the target in place).
+    """
+    tmp = f"{os.fspath(path)}.tmp"
+    trainer.save_checkpoint(tmp, weights_only=False)  # the full state: resume needs it
+    if trainer.is_global_zero:
+        os.replace(tmp, path)
+        _fsync_dir(Path(path).parent)
+    trainer.strategy.barrier()
+
+
+# --------------------------------------------------------------------------- safe loading
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: missing, unreadable, not a checkpoint, or unsafe."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """The checkpoint's pickle needs a global (class or function) outside the allowlist."""
+
+    def __init__(self, path: str, globals_: list[str]):
+        self.path, self.globals = path, globals_
+        super().__init__(
+            f"refusing to load {path!r}: it needs {', '.join(globals_)}, which is not on the "
+            "checkpoint allowlist (a pickle can run code through such globals). Nothing was "
+            "loaded. If you know where the file comes from and trust it, pass --trust_checkpoint")
+
+
+def _allowed_globals() -> list:
+    """Globals a checkpoint may use beyond torch's defaults (tensors, plain containers, numbers).
+
+    Only numpy's array reconstruction, for the numpy RNG state that checkpoints written before
+    RNG states were stored as tensors carry: it rebuilds an array of numbers from bytes and calls
+    nothing else. Checkpoints written now need no entry at all.
+    """
+    import numpy as np
+
+    reconstruct = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy's _reconstruct, whatever its module
+    entries: list = [reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+    # numpy 1.x wrote the same function under numpy.core; numpy 2 moved it to numpy._core.
+    entries += [(reconstruct, f"{mod}.multiarray._reconstruct") for mod in ("numpy.core", "numpy._core")]
+    return entries
+
+
+def allowed_global_names() -> list[str]:
+    """The allowlist, as the ``module.name`` strings that appear in checkpoints."""
+    return sorted({e[1] if isinstance(e, tuple) else f"{e.__module__}.{e.__qualname__}"
+                   for e in _allowed_globals()})
+
+
+@contextlib.contextmanager
+def resume_context() -> Iterator[None]:
+    """Lets ``torch.load(weights_only=True)`` (ours, or Lightning's resume) use the allowlist."""
+    import torch
+
+    with torch.serialization.safe_globals(_allowed_globals()):
+        yield
+
+
+_GLOBAL_IN_ERROR = re.compile(r"GLOBAL (\S+) was not an allowed global")
+
+
+def unsafe_globals(path: str | os.PathLike, error: BaseException | None = None) -> list[str]:
+    """The globals of the file that the allowlist does not cover, read without unpickling it."""
+    import torch
+
+    found: list[str] = []
+    try:
+        with resume_context():
+            found = list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # not a zip checkpoint (legacy format): the load error names the first one
+        pass
+    if error is not None:
+        found += [m for m in _GLOBAL_IN_ERROR.findall(str(error)) if m not in found]
+    return found
+
+
+def check_loadable(path: str | os.PathLike, *, trust: bool = False) -> None:
+    """Refuse (``UnsafeCheckpointError``) a file that ``load_checkpoint`` would refuse, without
+    unpickling it: the launcher checks ``PRETRAINED_PATH`` before the first task starts."""
+    if not trust and os.path.isfile(path):
+        names = unsafe_globals(path)
+        if names:
+            raise UnsafeCheckpointError(os.fspath(path), names)
+
+
+def load_checkpoint(path: str | os.PathLike, *, trust: bool = False) -> dict:
+    """Read a checkpoint file on the CPU without running code from it (unless ``trust``).
+
+    Raises ``CheckpointError`` (missing or unreadable file, not a dict) or
+    ``UnsafeCheckpointError`` (a global outside the allowlist), both naming the file.
+    """
+    import torch
+
+    path = os.fspath(path) if path else path
+    if not path or not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint not found: {path!r}")
+    if trust:
+        log.warning("--trust_checkpoint: loading %s with full unpickling; any code it carries runs",
+                    path)
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as err:
+            raise CheckpointError(f"cannot read checkpoint {path!r}: {err}") from err
+    else:
+        try:
+            with resume_context():
+                ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:
+            names = unsafe_globals(path, err)
+            if names:
+                raise UnsafeCheckpointError(path, names) from None
+            raise CheckpointError(f"cannot read checkpoint {path!r}: {_first_line(err)}") from None
+        except Exception as err:  # truncated or foreign file
+            raise CheckpointError(f"cannot read checkpoint {path!r}: {_first_line(err)}") from None
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path!r} is not a checkpoint (it holds a {type(ckpt).__name__}, "
+                              "not a dict)")
+    return ckpt
+
+
+def _first_line(err: BaseException) -> str:
+    """The line of a (long, multi-paragraph) torch.load error that says what went wrong."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    for i, line in enumerate(lines):  # torch puts the cause after "WeightsUnpickler error:"
+        if "WeightsUnpickler error:" in line:
+            rest = line.split("WeightsUnpickler error:", 1)[1].strip()
+            return rest or (lines[i + 1] if i + 1 < len(lines) else line)
+    return lines[0] if lines else type(err).__name__
+
+
+# --------------------------------------------------------------------------- a previous task's weights
+# Keys a checkpoint may lack or carry beyond the model: the CaSSLe parts exist only from task 1 on;
+# continual strategies (buffer, Fisher, PFR projector) only in runs that use them.
+DISTILL_PREFIXES = ("frozen_", "distiller.", "strategies.")
+
+
+def read_checkpoint(path: str, *, trust: bool = False) -> dict:
+    """A Lightning checkpoint (a dict with a ``state_dict``) for --pretrained_model / resume."""
+    if not path or not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint not found: {path!r} (for --pretrained_model pass the "
+                              "previous task's last.ckpt, e.g. experiments/<run>/task0/last.ckpt)")
+    ckpt = load_checkpoint(path, trust=trust)
+    if not isinstance(ckpt.get("state_dict"), dict):
+        raise CheckpointError(f"{path!r} is not a cassle/Lightning checkpoint (no state_dict)")
+    return ckpt
+
+
+def check_compatible(ckpt: dict, path: str, args) -> None:
+    """The checkpoint must come from the same method and backbone."""
+    hp = ckpt.get("hyper_parameters") or {}
+    for key in ("method", "backbone"):
+        theirs, ours = hp.get(key), getattr(args, key)
+        if theirs is not None and theirs != ours:
+            raise CheckpointError(f"checkpoint {path!r} was trained with {key}={theirs!r}, but this "
+                                  f"run uses {key}={ours!r}")
+    for key in ("output_dim", "num_classes"):
+        theirs, ours = hp.get(key), getattr(args, key, None)
+        if theirs is not None and ours is not None and theirs != ours:
+            raise CheckpointError(f"checkpoint {path!r} has {key}={theirs}, this run {key}={ours}")
+
+
+def load_pretrained(model, ckpt: dict, path: str) -> None:
+    """Load all weights; only CaSSLe parts (frozen copies, predictor) may be missing or extra."""
+    missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
+    bad_missing = [k for k in missing if not k.startswith(DISTILL_PREFIXES)]
+    bad_unexpected = [k for k in unexpected if not k.startswith(DISTILL_PREFIXES)]
+    if bad_missing or bad_unexpected:
+        raise CheckpointError(f"checkpoint {path!r} does not match the model: missing "
+                              f"{bad_missing[:5]}, unexpected {bad_unexpected[:5]}")

@@ -4,13 +4,22 @@ Every function here is the identity (or the obvious single-process value) when
 ``torch.distributed`` is unavailable, not initialised, or has a single process, so the losses
 can call them unconditionally.
 
-Gradient convention (shared by :func:`gather` and :func:`all_reduce_sum`): with ``W``
-processes, each process computes the *same* global loss ``L`` from the gathered / reduced
-tensors.  DDP then averages the parameter gradients over the ``W`` processes.  For that average
-to be the gradient of ``L``, the gradient a process gets for its local input ``x_r`` must be
-``sum_s dL_s/dx_r = W * dL/dx_r`` (the contributions of every process' copy of the loss).  Both
-autograd functions below therefore all-reduce (sum) the incoming gradient in their backward.
-Losses computed purely locally (BYOL, MoCo) need nothing: DDP's average is already right.
+Two loss semantics use these helpers (the losses' ``global_batch`` argument, the CLI's
+``--distributed_loss``):
+
+* local (the reference's, default): each process computes its loss on its own batch and DDP
+  averages the gradients. Barlow Twins alone shares its correlation matrix through
+  :func:`all_reduce_mean_local_grad`: the value is the mean over processes, the gradient that of
+  the local term only (the reference all-reduces in place, outside autograd).
+* global (opt-in): the exact loss of the concatenated batch, through :func:`gather` and
+  :func:`all_reduce_sum`.  With ``W`` processes, each process computes the *same* global loss
+  ``L``; DDP then averages the parameter gradients over the ``W`` processes.  For that average
+  to be the gradient of ``L``, the gradient a process gets for its local input ``x_r`` must be
+  ``sum_s dL_s/dx_r = W * dL/dx_r`` (the contributions of every process' copy of the loss).
+  Both autograd functions therefore all-reduce (sum) the incoming gradient in their backward.
+
+Losses computed purely locally in both semantics (BYOL, MoCo, the distill terms but the
+decorrelative one) need nothing.
 
 All processes must pass tensors of the same shape (DistributedSampler with equal per-process
 batches, as Lightning uses, guarantees it); ``all_gather`` does not support ragged inputs.
@@ -28,6 +37,7 @@ __all__ = [
     "gather",
     "all_reduce_sum",
     "all_reduce_mean",
+    "all_reduce_mean_local_grad",
     "all_reduce_max",
 ]
 
@@ -91,6 +101,22 @@ class _AllReduceSumWithGrad(torch.autograd.Function):
         return grad
 
 
+class _AllReduceMeanLocalGrad(torch.autograd.Function):
+    """Forward: the mean over processes. Backward: grad / W for the local input, no
+    communication: as if the other processes' terms were constants (the reference's in-place,
+    outside-autograd all-reduce followed by an in-autograd division by W)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        out = x.detach().contiguous().clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out / dist.get_world_size()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return grad / dist.get_world_size()
+
+
 def gather(x: torch.Tensor) -> torch.Tensor:
     """Concatenate ``x`` (N, ...) of all processes along dim 0 -> (W * N, ...), rank order.
 
@@ -114,6 +140,14 @@ def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
     if not _active():
         return x
     return _AllReduceSumWithGrad.apply(x) / dist.get_world_size()
+
+
+def all_reduce_mean_local_grad(x: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` over processes whose gradient flows to the local ``x`` only (scaled 1/W);
+    identity when single process. See :class:`_AllReduceMeanLocalGrad`."""
+    if not _active():
+        return x
+    return _AllReduceMeanLocalGrad.apply(x)
 
 
 def all_reduce_max(x: torch.Tensor) -> torch.Tensor:

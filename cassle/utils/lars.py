@@ -28,7 +28,10 @@ error. Note: a group that is *not* excluded still gets the trust ratio when its 
 
 Differences to the reference: `p.grad` is left untouched (the wrapper scaled it in place) and the
 zero-norm test is done on the device with `torch.where` (no host synchronisation); the numbers are
-the same.
+the same. The update runs as multi-tensor (`torch._foreach_*`) ops over all parameters of a group:
+a per-parameter loop launches about a dozen small kernels per parameter (some 650 per step for a
+ResNet-18 with its heads, about half of what forward + backward launch), enough for launch
+overhead to bound a fast GPU step.
 
 Why not `timm.optim.Lars` (timm 1.0): (1) it applies the trust ratio only to groups with
 weight_decay != 0 unless `always_adapt=True`, so the wd-0 classifier weight would not be scaled;
@@ -98,37 +101,65 @@ class LARS(Optimizer):
                 loss = closure()
 
         for group in self.param_groups:
-            lr, wd, m = group["lr"], group["weight_decay"], group["momentum"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad
-                if group["exclude_from_lars"]:
-                    d = g.clone()
-                else:
-                    d = self._lars_direction(p, g, group)
-
-                if m != 0:
-                    state = self.state[p]
-                    buf = state.get("momentum_buffer")
-                    if buf is None:
-                        buf = state["momentum_buffer"] = d.clone()
-                    else:
-                        buf.mul_(m).add_(d, alpha=1 - group["dampening"])
-                    d = d.add(buf, alpha=m) if group["nesterov"] else buf
-                p.add_(d, alpha=-lr)
+            params = [p for p in group["params"] if p.grad is not None]
+            # Multi-tensor (foreach) ops need one device and dtype per list.
+            by_kind: dict[tuple, list[torch.Tensor]] = {}
+            for p in params:
+                by_kind.setdefault((p.device, p.dtype), []).append(p)
+            for same_kind in by_kind.values():
+                self._step_params(same_kind, group)
         return loss
 
+    def _step_params(self, params: list[torch.Tensor], group: dict) -> None:
+        """One update of `params` (same device and dtype) with a few multi-tensor kernels.
+
+        The equations are the module docstring's; only the order of work changes: all norms at
+        once, the trust ratios as one vector, then each update as one op over all parameters.
+        """
+        lr, m = group["lr"], group["momentum"]
+        grads = [p.grad for p in params]
+        if group["exclude_from_lars"]:
+            d = grads  # read only below: p.grad is never modified
+        else:
+            d = self._lars_directions(params, grads, group)
+
+        if m != 0:
+            bufs, old_bufs, old_d = [], [], []
+            for p, d_i in zip(params, d):
+                state = self.state[p]
+                buf = state.get("momentum_buffer")
+                if buf is None:  # first step: b = d
+                    buf = state["momentum_buffer"] = d_i.clone()
+                else:
+                    old_bufs.append(buf)
+                    old_d.append(d_i)
+                bufs.append(buf)
+            if old_bufs:  # b = m * b + (1 - dampening) * d
+                torch._foreach_mul_(old_bufs, m)
+                torch._foreach_add_(old_bufs, old_d, alpha=1 - group["dampening"])
+            d = torch._foreach_add(d, bufs, alpha=m) if group["nesterov"] else bufs
+        torch._foreach_add_(params, d, alpha=-lr)
+
     @staticmethod
-    def _lars_direction(p: torch.Tensor, g: torch.Tensor, group: dict) -> torch.Tensor:
-        """d = r * (g + wd * p) when both norms are > 0, else g (see the module docstring)."""
+    def _lars_directions(params: list[torch.Tensor], grads: list[torch.Tensor],
+                         group: dict) -> list[torch.Tensor]:
+        """d = r * (g + wd * p) when ||p|| > 0 and ||g|| > 0, else g (module docstring).
+
+        Written as d = (g + wd * p) * s with s = r where both norms are > 0, s = 1 where ||p|| = 0
+        (then g + wd * p = g) and s = 0 where ||g|| = 0 (then d = 0 = g): the same numbers, with
+        the choice made on the device (no host synchronisation).
+        """
         wd, lr = group["weight_decay"], group["lr"]
-        p_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(g)
+        p_norm = torch.stack(torch._foreach_norm(params))
+        g_norm = torch.stack(torch._foreach_norm(grads))
         ratio = group["eta"] * p_norm / (g_norm + wd * p_norm + group["eps"])
         if group["clip_lr"] and lr > 0:  # lr == 0: no step anyway, avoid dividing by 0
             ratio = torch.clamp(ratio / lr, max=1.0)
-        scaled = g.add(p, alpha=wd).mul_(ratio)
-        return torch.where((p_norm > 0) & (g_norm > 0), scaled, g)
+        scale = torch.where((p_norm > 0) & (g_norm > 0), ratio,
+                            torch.where(g_norm > 0, torch.ones_like(ratio), torch.zeros_like(ratio)))
+        d = torch._foreach_add(grads, params, alpha=wd)
+        torch._foreach_mul_(d, list(scale.unbind(0)))
+        return d
 
 
 _NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)

@@ -1,22 +1,28 @@
 """Learning-rate schedules of the reference: warmup_cosine (default), cosine, step, exponential, none.
 
-warmup_cosine (per optimizer step k, for a param group with base lr b; W warmup steps, T total):
+Granularity: like the reference (whose Lightning version stepped schedulers once per epoch by
+default), warmup_cosine and cosine step once per *epoch* by default; ``interval="step"``
+(``--scheduler_interval step``) is the opt-in per-optimizer-step version of the same curves.
+step and exponential are defined per epoch only.
+
+warmup_cosine (at step k of the chosen unit, for a param group with base lr b; W warmup units,
+T total units):
 
     k < W:        lr_k = warmup_start_lr + k * (b - warmup_start_lr) / max(1, W - 1)
     W <= k < T:   lr_k = min_lr + (b - min_lr) * (1 + cos(pi * (k - W) / (T - W))) / 2
     k >= T:       lr_k = min_lr        (held; nothing should step past T)
 
-These are the closed-form equations of the reference's LinearWarmupCosineAnnealingLR (Lightning Bolts) with
-warmup_epochs = W and max_epochs = T counted in steps: the warmup reaches b at step W - 1 (the
-max(1, W - 1) denominator) and the cosine starts again from b at step W; lr_T = min_lr is never
-used by the last step T - 1. warmup_start_lr and min_lr are absolute values shared by all groups
+These are the closed-form equations of the reference's LinearWarmupCosineAnnealingLR (Lightning
+Bolts) with warmup_epochs = W and max_epochs = T, counted in epochs as the reference (or in
+optimizer steps with interval "step"): the warmup reaches b at unit W - 1 (the max(1, W - 1)
+denominator) and the cosine starts again from b at unit W; lr_T = min_lr is never used by the
+last unit T - 1. warmup_start_lr and min_lr are absolute values shared by all groups
 (reference behaviour): a group with base lr 0.1 (e.g. the online classifier) and one with 0.4 both
 start at 0.003 and both end at min_lr. W = 0 means a plain cosine from b. When W >= T the run
 ends inside the warmup (faithful; a warning is issued).
 
-Reference differences: its `cosine` stepped per epoch over max_epochs (here per step over
-max_epochs * steps_per_epoch: the same curve, smoother); its `exponential` passed the weight decay
-as gamma (a bug): here gamma is its own argument.
+The reference offered warmup_cosine, cosine and step (MultiStepLR, gamma 0.1); exponential is an
+addition here, with gamma its own argument (--scheduler_gamma).
 """
 
 import math
@@ -31,14 +37,16 @@ from torch.optim.lr_scheduler import (
     MultiStepLR,
 )
 
-# name (CLI value of --scheduler) -> how often Lightning must step it
-SCHEDULERS: dict[str, str | None] = {
-    "warmup_cosine": "step",
-    "cosine": "step",
-    "step": "epoch",
-    "exponential": "epoch",
-    "none": None,
+# name (CLI value of --scheduler) -> the intervals (Lightning's "epoch" / "step") it can run at;
+# the first is the default (the reference's).
+SCHEDULERS: dict[str, tuple[str, ...]] = {
+    "warmup_cosine": ("epoch", "step"),
+    "cosine": ("epoch", "step"),
+    "step": ("epoch",),
+    "exponential": ("epoch",),
+    "none": (),
 }
+INTERVALS = ("epoch", "step")
 
 
 def warmup_cosine_lr(
@@ -58,7 +66,8 @@ def warmup_cosine(
     optimizer: Optimizer, warmup_steps: int, total_steps: int,
     warmup_start_lr: float = 0.003, min_lr: float = 0.0,
 ) -> LambdaLR:
-    """Per-step linear warmup + cosine decay as a LambdaLR (one lambda per param group).
+    """Linear warmup + cosine decay as a LambdaLR, one lambda per param group; k counts scheduler
+    steps (epochs or optimizer steps, whichever the caller steps it at).
 
     LambdaLR multiplies each group's base lr by its lambda, so the lambda is the absolute schedule
     value divided by that group's base lr; every group's base lr must therefore be > 0.
@@ -95,25 +104,35 @@ def build_scheduler(
     min_lr: float = 0.0,
     lr_decay_steps: list[int] | None = None,
     gamma: float = 0.1,
+    interval: str = "epoch",
 ) -> tuple[LRScheduler | None, str | None]:
     """Build scheduler `name` (a key of SCHEDULERS); returns (scheduler, interval).
 
-    interval is Lightning's "step" or "epoch" (SCHEDULERS[name]); "none" returns (None, None).
-    warmup_cosine / cosine count steps: total = max_epochs * steps_per_epoch and
-    warmup = int(warmup_epochs * steps_per_epoch). step: MultiStepLR at the epochs
-    `lr_decay_steps`, factor gamma. exponential: ExponentialLR, factor gamma per epoch.
+    interval is Lightning's "epoch" (the reference's granularity, default) or "step"; "none"
+    returns (None, None). warmup_cosine / cosine count the chosen unit: per epoch, total =
+    max_epochs and warmup = warmup_epochs (a whole number); per step, total = max_epochs *
+    steps_per_epoch and warmup = int(warmup_epochs * steps_per_epoch). step: MultiStepLR at the
+    epochs `lr_decay_steps`, factor gamma. exponential: ExponentialLR, factor gamma per epoch.
     """
     if name not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {name!r}; valid names: {list(SCHEDULERS)}")
+    if interval not in INTERVALS:
+        raise ValueError(f"unknown scheduler interval {interval!r}; valid: {', '.join(INTERVALS)}")
+    if name != "none" and interval not in SCHEDULERS[name]:
+        raise ValueError(f"scheduler {name!r} steps per epoch only; --scheduler_interval step "
+                         "applies to warmup_cosine and cosine")
     if steps_per_epoch < 1 or max_epochs < 1 or warmup_epochs < 0:
         raise ValueError(
             "build_scheduler needs steps_per_epoch >= 1, max_epochs >= 1, warmup_epochs >= 0; got "
             f"{steps_per_epoch}, {max_epochs}, {warmup_epochs}"
         )
-    total_steps = max_epochs * steps_per_epoch
-    interval = SCHEDULERS[name]
+    per_step = interval == "step"
+    if name == "warmup_cosine" and not per_step and warmup_epochs != int(warmup_epochs):
+        raise ValueError(f"--warmup_epochs {warmup_epochs} is not a whole number of epochs: a "
+                         "per-epoch schedule needs one (or use --scheduler_interval step)")
+    total_steps = max_epochs * steps_per_epoch if per_step else max_epochs
     if name == "warmup_cosine":
-        warmup_steps = int(warmup_epochs * steps_per_epoch)
+        warmup_steps = int(warmup_epochs * steps_per_epoch) if per_step else int(warmup_epochs)
         sched = warmup_cosine(optimizer, warmup_steps, total_steps, warmup_start_lr, min_lr)
     elif name == "cosine":
         sched = CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=min_lr)
@@ -124,5 +143,5 @@ def build_scheduler(
     elif name == "exponential":
         sched = ExponentialLR(optimizer, gamma=gamma)
     else:  # "none"
-        sched = None
+        return None, None
     return sched, interval

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# CaSSLe paper, DomainNet domain-incremental, 6 tasks x 200 epochs, ResNet-18, 4 GPUs x 64:
+# CaSSLe paper, DomainNet domain-incremental, 6 tasks x 200 epochs, ResNet-18, 4 GPUs x 256:
 # BYOL + CaSSLe (predictive distiller). Task order: real, quickdraw, painting, sketch, infograph, clipart.
 # Run all tasks: DATA_DIR=/path/to/domainnet python job_launcher.py --script bash_files/continual/domainnet/byol_distill.sh
 # DATA_DIR holds {domain}_train.txt / {domain}_test.txt and the image folders they list.
 # The launcher drops the distiller flags for task 0 and gives task t the checkpoint of task t-1.
+# Batch 256 per GPU as the reference's script (the lr per 256 images is scaled by 4 x 256 / 256).
+# The reference ran tasks >= 1 only, from byol.sh's task-0 checkpoint (batch 64): for that,
+# PRETRAINED_PATH=<byol run>/task0/last.ckpt and --task_idx 1.
 # The paper's accuracy comes from offline linear evaluation after the last task; the online classifier
 # (validated every 10 epochs) only monitors.
 python main_continual.py \
@@ -21,7 +24,7 @@ python main_continual.py \
     --strategy ddp \
     --sync_batchnorm \
     --precision auto \
-    --batch_size 64 \
+    --batch_size 256 \
     --num_workers 5 \
     --optimizer lars \
     --eta_lars 0.02 \
