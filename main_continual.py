@@ -60,8 +60,10 @@ def build_loggers(args):
 
 def check_task_args(args) -> None:
     if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ValueError("--accelerator gpu was asked for but no CUDA GPU is visible; run on the "
-                         "CPU with --accelerator cpu (with the launcher: add `-- --accelerator cpu`)")
+        said = getattr(args, "device_request", None) or f"--accelerator {args.accelerator}"
+        raise ValueError(f"{said} asks for a GPU but no CUDA GPU is visible; run on the CPU by "
+                         "giving `--accelerator cpu --devices 1` after it (with the launcher: "
+                         "add `-- --accelerator cpu --devices 1`)")
     if not 0 <= args.task_idx < args.num_tasks:
         raise ValueError(f"--task_idx {args.task_idx} is out of range for --num_tasks "
                          f"{args.num_tasks} (valid: 0..{args.num_tasks - 1})")
@@ -76,7 +78,7 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
     """Train task `args.task_idx`; returns the trainer (tests pass extra callbacks)."""
     from cassle.data import ContinualDataModule
     from cassle.strategies import TaskEndCallback, validate_strategy_args
-    from cassle.utils.args import save_args
+    from cassle.utils.args import device_count, save_args
     from cassle.utils.callbacks import AtomicLastCheckpoint, RNGStateCheckpoint
     from cassle.utils.checkpoint import (check_compatible, load_pretrained, read_checkpoint,
                                          resume_context)
@@ -113,8 +115,7 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
     os.makedirs(args.checkpoint_dir, exist_ok=True)
     save_args(args, os.path.join(args.checkpoint_dir, "args.json"))
     strategy = args.strategy
-    if strategy == "auto" and (args.num_nodes > 1 or (isinstance(args.devices, int)
-                                                     and args.devices > 1)):
+    if strategy == "auto" and (args.num_nodes > 1 or (device_count(args.devices) or 1) > 1):
         strategy = "ddp"
     trainer = pl.Trainer(
         max_epochs=args.max_epochs, max_steps=args.max_steps,
