@@ -95,10 +95,14 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
     pretrained = None
     if args.resume_from_checkpoint:
         # Read (safely) and checked here; Lightning's own load below applies the same allowlist.
-        check_compatible(read_checkpoint(args.resume_from_checkpoint, trust=args.trust_checkpoint),
-                         args.resume_from_checkpoint, args)
+        resumed = read_checkpoint(args.resume_from_checkpoint, trust=args.trust_checkpoint, hints=args)
+        if resumed.get("original_format"):
+            raise ValueError(f"{args.resume_from_checkpoint} was written by the original cassle code: "
+                             "its trainer state cannot be resumed here; start from its weights "
+                             "with --pretrained_model instead")
+        check_compatible(resumed, args.resume_from_checkpoint, args)
     elif args.pretrained_model:
-        pretrained = read_checkpoint(args.pretrained_model, trust=args.trust_checkpoint)
+        pretrained = read_checkpoint(args.pretrained_model, trust=args.trust_checkpoint, hints=args)
         check_compatible(pretrained, args.pretrained_model, args)
     model = build_model(args)
     if pretrained is not None:
