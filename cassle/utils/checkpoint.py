@@ -304,7 +304,7 @@ def load_pretrained(model, ckpt: dict, path: str) -> None:
         raise CheckpointError(f"checkpoint {path!r} does not match the model (another backbone, "
                               f"head size or number of classes?): {shapes[:5]}")
     missing, unexpected = model.load_state_dict(state, strict=False)
-    bad_missing = [k for k in missing if not k.startswith(DISTILL_PREFIXES)]
+    bad_missing = [k for k in missing if not k.startswith(DISTILL_PREFIXES) and k not in ignored]
     bad_unexpected = [k for k in unexpected if not k.startswith(DISTILL_PREFIXES)]
     if bad_missing or bad_unexpected:
         raise CheckpointError(f"checkpoint {path!r} does not match the model (another method?): "
@@ -315,5 +315,7 @@ def load_pretrained(model, ckpt: dict, path: str) -> None:
               f"(cassle/utils/original_checkpoint.py)\n"
               f"[checkpoint]   loaded: {original.describe(loaded)}\n"
               f"[checkpoint]   ignored: {original.describe(list(unexpected) + ignored)}\n"
-              f"[checkpoint]   not in the checkpoint (initialised here): {original.describe(missing)}",
+              f"[checkpoint]   not in the checkpoint: "
+              f"{original.describe([k for k in missing if k not in ignored])} (frozen copies are "
+              "taken from the loaded weights when the task starts; the rest starts fresh)",
               flush=True)
