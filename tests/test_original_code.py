@@ -64,17 +64,19 @@ METHOD_FLAGS = {
     "simclr": ["--temperature 0.2", "--proj_hidden_dim 2048", "--output_dim 256"],
     "swav": ["--proj_hidden_dim 2048", "--output_dim 128", "--queue_size 3840", "--num_prototypes 3000",
              "--epoch_queue_starts 100", "--freeze_prototypes_epochs 5", "--min_lr 0.0006"],
+    "supcon": ["--temperature 0.1", "--proj_hidden_dim 2048", "--output_dim 256", "--supervised"],
     "vicreg": ["--proj_hidden_dim 2048", "--output_dim 2048", "--sim_loss_weight 25",
                "--var_loss_weight 25", "--cov_loss_weight 1.0", "--min_scale 0.2"],
 }
 DISTILLERS = {"barlow_twins": "decorrelative", "byol": "predictive", "mocov2plus": "contrastive",
-              "simclr": "contrastive", "swav": "knowledge", "vicreg": "predictive_mse"}
+              "simclr": "contrastive", "supcon": "contrastive", "swav": "knowledge",
+              "vicreg": "predictive_mse"}
 
 
 def original_script(setting: str, method: str, distill: bool) -> str:
     lines = ["python3 main_continual.py", *SETTINGS[setting],
              f"--name {method}-{setting}{'-distill' if distill else ''}", *COMMON,
-             f"--method {method}", *METHOD_FLAGS[method]]
+             f"--method {'simclr' if method == 'supcon' else method}", *METHOD_FLAGS[method]]
     if distill:
         lines += ["--task_idx 1", f"--distiller {DISTILLERS[method]}", "--pretrained_model $PRETRAINED_PATH"]
     return " \\\n    ".join(lines) + "\n"
@@ -120,8 +122,8 @@ def test_original_scripts_parse_and_plan(setting, env):
     """Every method, fine-tuning and CaSSLe, through the launcher's --dry_run (which validates
     every task's arguments with main_continual.py's parser) and main_continual's parser itself."""
     for method in METHOD_FLAGS:
-        if setting == "cifar" and method == "mocov2plus":
-            continue  # the original has no CIFAR MoCo scripts
+        if setting == "cifar" and method in ("mocov2plus", "supcon"):
+            continue  # the original has no CIFAR MoCo or SupCon scripts
         for distill in (False, True):
             script = env / f"{setting}-{method}-{distill}.sh"
             script.write_text(original_script(setting, method, distill))
@@ -132,7 +134,8 @@ def test_original_scripts_parse_and_plan(setting, env):
             assert f"task {first}: run" in out and "task 4: run" in out
             argv = [a for a in out.splitlines() if a.startswith(("/", "python")) and "main_continual.py" in a][0]
             args = parse_args(argv.split()[2:])
-            assert args.method == method and args.backbone == "resnet18"
+            assert args.method == method.replace("supcon", "simclr") and args.backbone == "resnet18"
+            assert args.supervised == (method == "supcon") if method in ("simclr", "supcon") else True
             gpus = next(f.split()[1] for f in SETTINGS[setting] if f.startswith("--gpus"))
             assert args.accelerator == "gpu" and args.devices == [int(g) for g in gpus.split(",")]
             assert args.strategy == ("ddp" if "--accelerator ddp" in SETTINGS[setting] else "auto")
@@ -303,6 +306,31 @@ def test_original_checkpoint_linear_evaluation(tmp_path):
     assert torch.equal(backbone.state_dict()["layer3.1.conv2.weight"], ckpt["state_dict"]["encoder.layer3.1.conv2.weight"])
     rc, out = _quiet(main_linear.main, [*argv, *cpu, "--encoder", "resnet50"])
     assert rc == 2 and "resnet18" in out and "--encoder/--backbone resnet50" in out
+
+
+def test_original_cassle_checkpoint_parts_carry_over(tmp_path):
+    """An original task-1 CaSSLe checkpoint (frozen_encoder, distill_predictor) continuing at task 2."""
+    from cassle.utils.checkpoint import load_pretrained, read_checkpoint
+    from tests.helpers import tiny_args
+
+    ckpt = original_checkpoint("byol", distiller="predictive", classes=4)
+    path = tmp_path / "byol-task1.ckpt"
+    torch.save(ckpt, path)
+    args = tiny_args("byol", "--backbone", "resnet18", "--num_tasks", "3", "--task_idx", "2",
+                     "--proj_hidden_dim", "64", "--output_dim", "32", "--pred_hidden_dim", "64",
+                     "--distill_proj_hidden_dim", "64", "--momentum_classifier", distiller="predictive")
+    args.num_classes = 4
+    model = main_continual.build_model(args)
+    loaded = read_checkpoint(str(path), hints=args)
+    _, out = _quiet(load_pretrained, model, loaded, str(path))
+    state = model.state_dict()
+    for theirs, ours in (("distill_predictor.3.weight", "distiller.predictor.3.weight"),
+                         ("momentum_encoder.layer4.1.bn2.running_var", "momentum_backbone.layer4.1.bn2.running_var"),
+                         ("momentum_classifier.weight", "momentum_classifier.weight"),
+                         ("predictor.0.weight", "predictor.0.weight")):
+        assert torch.equal(state[ours], ckpt["state_dict"][theirs]), ours
+    loaded_line = next(line for line in out.splitlines() if "loaded:" in line)
+    assert "distiller.predictor.* (9)" in loaded_line and "frozen_backbone.* (120)" in loaded_line, out
 
 
 def test_original_checkpoint_of_another_method_is_a_clear_error(tmp_path):
