@@ -64,7 +64,7 @@ def check_task_args(args) -> None:
         raise ValueError(f"{said} asks for a GPU but no CUDA GPU is visible; run on the CPU by "
                          "giving `--accelerator cpu --devices 1` after it (with the launcher: "
                          "add `-- --accelerator cpu --devices 1`)")
-    if not 0 <= args.task_idx < args.num_tasks:
+    if args.num_tasks is not None and not 0 <= args.task_idx < args.num_tasks:
         raise ValueError(f"--task_idx {args.task_idx} is out of range for --num_tasks "
                          f"{args.num_tasks} (valid: 0..{args.num_tasks - 1})")
     if (args.distiller and args.task_idx > 0 and not args.pretrained_model
@@ -90,7 +90,8 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
 
     # Everything that can fail on bad input happens before anything is written.
     datamodule = ContinualDataModule.from_args(args)
-    args.num_classes = datamodule.num_classes
+    args.num_classes = datamodule.num_classes  # from the data (and the images checked)
+    args.num_tasks = datamodule.args.num_tasks  # a domain split: one task per domain
     validate_strategy_args(args, datamodule)
     pretrained = None
     if args.resume_from_checkpoint:
@@ -145,6 +146,18 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
     return trainer
 
 
+def error_text(err: BaseException) -> str:
+    """The message of a bad-input error, one line where it can be.
+
+    An error re-raised from a DataLoader worker carries the worker's whole traceback in its
+    message; its last line is the error itself (e.g. the image that cannot be decoded).
+    """
+    text = str(err).strip()
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        text = text.splitlines()[-1]
+    return text
+
+
 def main(argv=None) -> int:
     from cassle.utils.args import parse_args
 
@@ -168,5 +181,5 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     except (ValueError, FileNotFoundError, FloatingPointError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {error_text(err)}", file=sys.stderr)
         sys.exit(2)

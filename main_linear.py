@@ -16,6 +16,13 @@ A continual run folder (fast mode by default; what ``job_launcher.py --eval`` ca
 probes the backbone after every task plus a randomly initialised one and writes the accuracy
 matrix R, A, F, T into ``<run>/eval/`` (accuracy_matrix.csv, results.json, accuracy_matrix.png,
 summary.md). Exit code 0 on success, 2 on bad input (message on stderr, nothing written).
+
+Several evaluated runs (run folders, or folders of run folders such as a launcher grid):
+
+    python main_linear.py --compare RUN [RUN ...] --output_dir DIR
+
+writes the A / F / T table (rows = strategy, columns = method, mean +- std over seeds) as
+comparison.csv / .md / .png / .json (cassle/eval/compare.py).
 """
 from __future__ import annotations
 
@@ -37,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--pretrained_feature_extractor", "--pretrained_model", "--checkpoint",
                       dest="pretrained_feature_extractor", help="one task's last.ckpt")
     what.add_argument("--run_dir", help="a job_launcher.py run folder (task*/last.ckpt, manifest.json)")
+    what.add_argument("--compare", nargs="+", metavar="RUN",
+                      help="evaluated run folders (or folders of them) to tabulate; needs --output_dir")
     what.add_argument("--trust_checkpoint", action="store_true",
                       help="unpickle the checkpoint(s) fully, running any code they carry: only for "
                            "files whose origin you know (default: data only, see README)")
@@ -59,10 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--synthetic_image_size", type=int, default=None)
     data.add_argument("--split_strategy", choices=SPLIT_STRATEGIES, default=None)
     data.add_argument("--num_tasks", type=int, default=None)
-    data.add_argument("--domain", default=None, help="DomainNet: train and test on this domain only")
+    data.add_argument("--domains", nargs="+", default=None,
+                      help="domains in task order (default: the checkpoint's; DomainNet's reference order)")
+    data.add_argument("--domain", default=None, help="data with domains: train and test on this domain only")
     data.add_argument("--domain_eval", choices=["agnostic", "aware", "both"], default="both",
-                      help="DomainNet: agnostic = one classifier on all domains, aware = one per domain")
-    data.add_argument("--crop_size", type=int, default=None, help="default: image side (CIFAR), 224 (folders)")
+                      help="domain split: agnostic = one classifier on all domains, aware = one per domain")
+    data.add_argument("--crop_size", type=int, default=None,
+                      help="test crop; default: the run's own crop size (folders: resize crop*256/224 + "
+                           "centre crop, the reference's 256/224 for 224 px runs)")
+    data.add_argument("--validate_images", action=argparse.BooleanOptionalAction, default=True,
+                      help="check every listed image exists and its header decodes before evaluating")
     data.add_argument("--label_fraction", type=float, default=None,
                       help="semi-supervised: a stratified, seeded fraction of the labels (0.01, 0.1)")
 
@@ -94,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--encoder", "--backbone", dest="backbone", default=None,
                      help="checked against the checkpoint (the architecture comes from the checkpoint)")
     run.add_argument("--dali", action="store_true", help="accepted for the reference's scripts; ignored")
+    run.add_argument("--image_cache_gb", type=float, default=4.0,
+                     help="image folders: keep the decoded, test-transformed images in memory (up to this "
+                          "size) so every checkpoint of a run reuses them; 0 decodes on every pass")
     run.add_argument("--output_dir", default=None)
     run.add_argument("--save_checkpoint", action="store_true", help="also save the trained classifier")
     run.add_argument("--progress_bar", action="store_true")
@@ -113,9 +131,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = build_parser()
     opts = parser.parse_args(argv)
     check_wandb(parser, opts)
-    if bool(opts.pretrained_feature_extractor) == bool(opts.run_dir):
-        parser.error("give exactly one of --pretrained_feature_extractor PATH (one checkpoint) "
-                     "and --run_dir DIR (every task of a run)")
+    if sum(map(bool, (opts.pretrained_feature_extractor, opts.run_dir, opts.compare))) != 1:
+        parser.error("give exactly one of --pretrained_feature_extractor PATH (one checkpoint), "
+                     "--run_dir DIR (every task of a run) and --compare RUN [RUN ...] (a table of runs)")
+    if opts.compare and not opts.output_dir:
+        parser.error("--compare needs --output_dir DIR (where the comparison files go)")
     resolve_devices(opts, argv, parser)
     if (device_count(opts.devices) or 1) > 1:
         if opts.gpus is None or "--devices" in argv or any(a.startswith("--devices=") for a in argv):
@@ -132,18 +152,29 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
+    from cassle.eval.report import format_results
     from cassle.eval.run_eval import evaluate_checkpoint, evaluate_run_dir
 
     opts = parse_args(argv)
     try:
+        if opts.compare:
+            from cassle.eval.compare import compare_runs
+
+            res = compare_runs(opts.compare, opts.output_dir)
+            print(res["markdown"])
+            print(f"-> {res['output_dir']}/comparison.{{csv,md,png,json}}")
+            return 0
         if opts.run_dir:
             res = evaluate_run_dir(opts)
+            print(format_results(res))
+            print(f"test transform: {res['protocol']['test_transform']}")
             F, T = res["F"], res["T"]
             print(f"A = {res['A']:.2f}  F = {'n/a' if F is None else f'{F:.2f}'}  "
                   f"T = {'n/a' if T is None else f'{T:.2f}'}  -> {res['output_dir']}")
         else:
             res = evaluate_checkpoint(opts)
-            print(f"{res['protocol']['name']}: top-1 {res['acc1']:.2f}")
+            print(f"{res['protocol']['name']}: top-1 {res['acc1']:.2f} (test transform: "
+                  f"{res['protocol']['test_transform']})")
             for name, acc in zip(res["task_names"], res["per_task"]):
                 print(f"  {name}: {acc:.2f}")
             for d, acc in res.get("knn", {}).items():

@@ -37,6 +37,9 @@ SETTINGS = {
     "imagenet-100/data": (SIX + ("supcon",), "imagenet100", "data", 5),
     "domainnet": (SIX + ("supcon",), "domainnet", "domain", 6),
     "digits": (SIX, "digits", "class", 5),
+    # the domain-incremental demo (and template for data with domains), and a class-folder template
+    "digits-domains": (("barlow",), "custom", "domain", 4),
+    "custom": (("barlow",), "custom", "class", 5),
 }
 # file stem -> (--method, the distiller the paper pairs with it); written here from the paper,
 # not imported from cassle.distillers, so a wrong pairing in either place fails.
@@ -51,12 +54,32 @@ PAPER = {
 }
 
 
+# Continual-strategy scripts (issue 10): file suffix -> the --cl_strategy values it must set.
+STRATEGY_SCRIPTS = {s: [s] for s in ("ewc", "replay", "der", "lump", "less_forget", "pod", "pfr")}
+STRATEGY_SCRIPTS.update({"pfr_replay": ["pfr", "replay"], "distill_replay": ["replay"]})
+# setting -> (method stems, suffixes) of the strategy grid shipped beside fine-tuning and CaSSLe
+STRATEGY_GRID = {
+    "cifar": (("barlow", "byol", "simclr"), ("ewc", "replay", "der", "lump", "less_forget", "pod", "pfr")),
+    "digits": (("barlow",), ("ewc", "replay", "der", "lump", "less_forget", "pod", "pfr", "pfr_replay",
+                             "distill_replay")),
+}
+
+
 def _setting(path: Path) -> str:
     return path.parent.relative_to(SCRIPT_ROOT).as_posix()
 
 
+def _variant(path: Path) -> str:
+    """"" (fine-tuning), "distill", or a STRATEGY_SCRIPTS suffix."""
+    for suffix in sorted(STRATEGY_SCRIPTS, key=len, reverse=True):
+        if path.stem.endswith("_" + suffix) and path.stem[: -len(suffix) - 1] in PAPER:
+            return suffix
+    return "distill" if path.stem.endswith("_distill") else ""
+
+
 def _stem(path: Path) -> str:
-    return path.stem[: -len("_distill")] if path.stem.endswith("_distill") else path.stem
+    variant = _variant(path)
+    return path.stem[: -len(variant) - 1] if variant else path.stem
 
 
 def _ids(paths):
@@ -83,6 +106,8 @@ def _args(path: Path, *extra: str):
 def test_every_expected_script_is_shipped():
     expected = {f"{setting}/{stem}{suffix}.sh" for setting, (stems, *_r) in SETTINGS.items()
                 for stem in stems for suffix in ("", "_distill")}
+    expected |= {f"{setting}/{stem}_{suffix}.sh" for setting, (stems, suffixes) in STRATEGY_GRID.items()
+                 for stem in stems for suffix in suffixes}
     shipped = set(_ids(SCRIPTS))
     assert not expected - shipped, f"missing scripts: {sorted(expected - shipped)}"
     assert not shipped - expected, f"unexpected scripts (add them to SETTINGS): {sorted(shipped - expected)}"
@@ -126,7 +151,9 @@ def test_script_arguments_match_setting_and_paper(path: Path, tmp_path):
     assert args.pretrained_model is None and args.resume_from_checkpoint is None
     if method == "simclr":
         assert args.supervised == (stem == "supcon"), f"{path.name}: --supervised only for SupCon"
-    if path.stem.endswith("_distill"):
+    variant = _variant(path)
+    assert (args.cl_strategy or []) == STRATEGY_SCRIPTS.get(variant, []), f"{path.name}: --cl_strategy"
+    if "distill" in variant:
         assert args.distiller == distiller, f"{path.name}: the paper pairs {method} with {distiller}"
     else:
         distill_flags = [f for f, _ in split_flags(_argv(path)) if f.startswith("--distill")]
@@ -141,7 +168,7 @@ def test_script_arguments_match_setting_and_paper(path: Path, tmp_path):
     runs = plan_tasks(_argv(path), None, str(tmp_path))
     assert [r.task_idx for r in runs] == list(range(num_tasks))
     assert get_flag(runs[0].argv, "--distiller") is None
-    if path.stem.endswith("_distill"):
+    if "distill" in variant:
         assert all(get_flag(r.argv, "--distiller") == distiller for r in runs[1:])
 
 
@@ -154,7 +181,7 @@ def test_model_builds_from_script_heads(path: Path):
     finally:
         sys.path.pop(0)
     args = _args(path, "--backbone", "tiny")
-    args.num_classes = {"cifar100": 100, "imagenet100": 100, "domainnet": 345, "digits": 10}[args.dataset]
+    args.num_classes = {"cifar100": 100, "imagenet100": 100, "domainnet": 345, "digits": 10, "custom": 10}[args.dataset]
     model = build_model(args)
     assert hasattr(model, "projector")
 

@@ -222,9 +222,14 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: python job_launcher.py --script bash_files/continual/digits/barlow_distill.sh "
                "-- --max_epochs 1",
     )
-    p.add_argument("--script", help="bash script with one `python main_continual.py ...` command")
+    p.add_argument("--script", nargs="+", action="extend",
+                   help="bash script with one `python main_continual.py ...` command; several "
+                        "scripts (and/or --seeds) run a grid, one folder per run (cassle/continual/grid.py)")
+    p.add_argument("--seeds", nargs="+", type=int, default=None,
+                   help="run each script once per seed (--seed k), in <experiment_dir>/<name>-seed<k>")
     p.add_argument("--experiment_dir", help="run folder (default experiments/<date>-<name>); an "
-                   "existing one is resumed (without --script: with the arguments it recorded)")
+                   "existing one is resumed (without --script: with the arguments it recorded). "
+                   "For a grid: the folder holding its runs (default experiments)")
     p.add_argument("--mode", choices=["local", "slurm"], default="local")
     p.add_argument("--eval", action="store_true", help="run `main_linear.py --run_dir <exp>` after the last task")
     p.add_argument("--force", action="store_true",
@@ -325,11 +330,25 @@ def main(argv: Sequence[str] | None = None, repo_root: str | None = None) -> int
     repo_root = repo_root or os.getcwd()
     main_script = os.path.abspath(opts.main_script or os.path.join(repo_root, "main_continual.py"))
     eval_script = os.path.abspath(opts.eval_script or os.path.join(repo_root, "main_linear.py"))
-    try:
-        return _main(opts, parser, extra, repo_root, main_script, eval_script)
-    except (PlanError, SlurmError, mf.ExperimentLocked, FileNotFoundError, ValueError) as err:
-        print(f"job_launcher.py: error: {err}", file=sys.stderr)
-        return 2
+
+    def run_one(one, one_extra) -> int:
+        try:
+            return _main(one, parser, one_extra, repo_root, main_script, eval_script)
+        except (PlanError, SlurmError, mf.ExperimentLocked, FileNotFoundError, ValueError) as err:
+            print(f"job_launcher.py: error: {err}", file=sys.stderr)
+            return 2
+
+    scripts = opts.script or []
+    if len(scripts) > 1 or opts.seeds:  # a grid: one folder per (script, seed)
+        from cassle.continual.grid import run_grid
+
+        try:
+            return run_grid(opts, extra, run_one)
+        except (PlanError, FileNotFoundError) as err:
+            print(f"job_launcher.py: error: {err}", file=sys.stderr)
+            return 2
+    opts.script = scripts[0] if scripts else None
+    return run_one(opts, extra)
 
 
 def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
@@ -367,6 +386,7 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
     if opts.mode == "slurm" and opts.nodes > 1:
         argv = set_flag(argv, "--num_nodes", str(opts.nodes))
 
+    argv = _domain_task_count(argv)
     name = get_flag(argv, "--name")
     if not isinstance(name, str) or not name:
         raise PlanError("--name is missing from the script arguments (it names the run and its folder)")
@@ -463,6 +483,29 @@ def validate_task_args(plan: Sequence[TaskRun]) -> None:
             why = lines[-1].split("error:", 1)[1].strip() if lines else str(stop.code)
             raise PlanError(f"task {run.task_idx}: main_continual.py would refuse its arguments: "
                             f"{why}") from None
+
+
+def _domain_task_count(argv: list[str]) -> list[str]:
+    """A domain split without ``--num_tasks`` or ``--domains``: one task per domain of the data.
+
+    The data layer decides (DomainNet: its reference order; other data: an error listing the
+    domains found, before anything is written); ``--num_tasks`` is then added to the arguments.
+    """
+    if (get_flag(argv, "--split_strategy") != "domain" or get_flag(argv, "--num_tasks") is not None
+            or get_flag(argv, "--domains") is not None):
+        return argv
+    from cassle.data.args import task_count  # the data layer (heavy imports): only on this path
+
+    dataset, data_dir = get_flag(argv, "--dataset"), get_flag(argv, "--data_dir")
+    count = task_count(argparse.Namespace(dataset=dataset, split_strategy="domain", domains=None, num_tasks=None))
+    if count is None and isinstance(data_dir, str):
+        from cassle.data.custom import describe, resolve_domains
+
+        count = len(resolve_domains(describe(data_dir), None, "domain"))  # raises, naming the domains found
+    if count is None:
+        raise PlanError(f"--split_strategy domain on --dataset {dataset} needs --domains (the task order) "
+                        "and --data_dir")
+    return set_flag(argv, "--num_tasks", str(count))
 
 
 def _check_external_checkpoint(argv: Sequence[str]) -> None:

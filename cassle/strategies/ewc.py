@@ -58,7 +58,9 @@ class EWC(Strategy):
         """F += mean over the task's batches of (d L_ssl / d theta)^2 (batch-level empirical Fisher)."""
         loader = trainer.train_dataloader
         if isinstance(loader, CombinedLoader):
-            loader = loader.iterables["ssl"]
+            loader = loader.iterables
+        if isinstance(loader, dict):  # with --online_eval_batch_size: {"ssl": ..., "online_eval": ...}
+            loader = loader["ssl"]
         dm = trainer.datamodule
         params = [p for _, p in ssl_parameters(model)]
         # The Fisher pass must not change the model: keep BN statistics, queues, counters.

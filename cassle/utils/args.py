@@ -94,8 +94,9 @@ def add_trainer_args(parser: argparse.ArgumentParser) -> None:
                        help="deterministic kernels (exact resume on CPU)")
     group.add_argument("--online_eval_batch_size", type=int, default=None,
                        help="train the online classifier on labelled batches of this size drawn "
-                            "from the whole training set (all tasks' classes): the reference's "
-                            "CIFAR protocol. Default: on the current task's SSL batches")
+                            "from the whole training set (all tasks' classes), augmented as set by "
+                            "--online_eval_transform: the reference's CIFAR protocol. Default: on "
+                            "the current task's SSL batches (the reference trained no classifier)")
     group.add_argument("--check_val_every_n_epoch", type=int, default=1)
     group.add_argument("--log_every_n_steps", type=int, default=50)
     group.add_argument("--num_sanity_val_steps", type=int, default=0)
@@ -163,6 +164,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
               flush=True)
     if str(args.precision) == "16":
         args.precision = "16-mixed"
+    from cassle.data.args import resolve_task_count
+
+    try:  # --num_tasks follows --domains (domain split); a contradicting value is an error
+        resolve_task_count(args)
+    except ValueError as err:
+        parser.error(str(err))
     return args
 
 

@@ -1,0 +1,218 @@
+"""Compare evaluated continual runs: ``main_linear.py --compare RUN [RUN ...] --output_dir DIR``.
+
+Each RUN is a run folder whose ``eval/results.json`` exists (``main_linear.py --run_dir RUN`` or
+``job_launcher.py --eval``), or a folder of such run folders (a launcher grid). A run is described
+by its last task's ``args.json``: method, strategy (fine-tuning, a ``--cl_strategy`` list, CaSSLe
+from ``--distiller``, or both), dataset, split, number of tasks and seed. Runs that differ only in
+their seed are repeats: their A / F / T become mean +- sample std (n >= 2) over the seeds.
+
+Writes into DIR: ``comparison.csv`` (one row per metric x strategy x method: mean, std, n, seeds,
+paper value, runs), ``comparison.md`` (one table per metric, rows = strategy, columns = method),
+``comparison.png`` (grouped bars with std error bars, one panel per metric) and
+``comparison.json``. Beside the fine-tuning and CaSSLe rows of CIFAR-100 class-incremental 5-task
+runs the paper's A is shown (Fini et al., CVPR 2022, the README figure).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Sequence
+
+from cassle.utils.checkpoint import atomic_write_text
+
+METRICS = ("A", "F", "T")
+METHOD_NAMES = {"simclr": "SimCLR", "mocov2plus": "MoCoV2+", "byol": "BYOL", "barlow_twins": "Barlow Twins",
+                "swav": "SwAV", "vicreg": "VICReg"}
+STRATEGY_NAMES = {"ewc": "EWC", "replay": "ER", "der": "DER", "lump": "LUMP", "less_forget": "Less-Forget",
+                  "pod": "POD", "pfr": "PFR"}
+ROW_ORDER = ["fine-tuning", "EWC", "ER", "DER", "LUMP", "Less-Forget", "POD", "PFR", "CaSSLe"]
+# CaSSLe paper (Fini et al., 2022), CIFAR-100, 5 class-incremental tasks, linear top-1 after the
+# last task: fine-tuning -> CaSSLe.
+PAPER_CIFAR100 = {
+    "byol": (52.7, 62.2), "barlow_twins": (54.3, 60.4), "simclr": (48.9, 58.3),
+    "mocov2plus": (47.3, 59.5), "swav": (55.5, 57.8), "vicreg": (51.5, 53.6),
+}
+
+
+class CompareError(ValueError):
+    pass
+
+
+def find_runs(paths: Sequence[str]) -> list[Path]:
+    """Run folders (with eval/results.json) named directly or one level below a named folder."""
+    runs: list[Path] = []
+    for p in map(Path, paths):
+        if (p / "eval" / "results.json").is_file():
+            runs.append(p)
+        elif p.is_dir() and any((c / "eval" / "results.json").is_file() for c in p.iterdir() if c.is_dir()):
+            runs += sorted(c for c in p.iterdir() if (c / "eval" / "results.json").is_file())
+        elif p.is_dir():
+            raise CompareError(f"{p} has no eval/results.json (evaluate it first: python main_linear.py "
+                               f"--run_dir {p}) and holds no evaluated run folders")
+        else:
+            raise CompareError(f"--compare {p}: no such folder")
+    if not runs:
+        raise CompareError("--compare found no evaluated run")
+    return runs
+
+
+def _last_task_args(run: Path) -> dict:
+    tasks = sorted((int(d.name[4:]), d) for d in run.glob("task*") if d.name[4:].isdigit()
+                   and (d / "args.json").is_file())
+    if not tasks:
+        raise CompareError(f"{run} has no task*/args.json: not a cassle run folder")
+    return json.loads((tasks[-1][1] / "args.json").read_text())
+
+
+def strategy_label(args: dict) -> str:
+    names = [STRATEGY_NAMES.get(n, n) for n in (args.get("cl_strategy") or [])]
+    if args.get("distiller"):
+        names = ["CaSSLe", *names]
+    return " + ".join(names) if names else "fine-tuning"
+
+
+def describe(run: Path) -> dict[str, Any]:
+    args = _last_task_args(run)
+    results = json.loads((run / "eval" / "results.json").read_text())
+    return {"run": str(run), "method": args.get("method"), "strategy": strategy_label(args),
+            "seed": args.get("seed"), "dataset": args.get("dataset"), "split": args.get("split_strategy"),
+            "num_tasks": args.get("num_tasks"), **{m: results.get(m) for m in METRICS}}
+
+
+def paper_value(strategy: str, method: str, setting: tuple) -> float | None:
+    if setting != ("cifar100", "class", 5) or method not in PAPER_CIFAR100:
+        return None
+    return {"fine-tuning": PAPER_CIFAR100[method][0], "CaSSLe": PAPER_CIFAR100[method][1]}.get(strategy)
+
+
+def _stats(values: list[float]) -> tuple[float | None, float | None]:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None
+    return mean, std
+
+
+def aggregate(runs: list[dict]) -> list[dict]:
+    settings = {(r["dataset"], r["split"], r["num_tasks"]) for r in runs}
+    if len(settings) > 1:
+        raise CompareError("--compare mixes settings (dataset, split, tasks): "
+                           + "; ".join(f"{d}/{s}/{t}" for d, s, t in sorted(settings, key=str)))
+    setting = settings.pop()
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in runs:
+        groups[(r["strategy"], r["method"])].append(r)
+    for (strategy, method), members in groups.items():
+        seeds = [m["seed"] for m in members]
+        if len(set(seeds)) != len(seeds):
+            raise CompareError(f"{strategy} / {method}: two runs with the same seed "
+                               f"({', '.join(m['run'] for m in members)}); compare repeats with different seeds")
+    rows = []
+    for (strategy, method), members in groups.items():
+        for metric in METRICS:
+            mean, std = _stats([m[metric] for m in members])
+            rows.append({"metric": metric, "strategy": strategy, "method": method, "mean": mean, "std": std,
+                         "n": len(members), "seeds": sorted(m["seed"] for m in members),
+                         "paper": paper_value(strategy, method, setting) if metric == "A" else None,
+                         "runs": [m["run"] for m in members]})
+    return rows
+
+
+def _order(rows):
+    strategies = sorted({r["strategy"] for r in rows},
+                        key=lambda s: (ROW_ORDER.index(s) if s in ROW_ORDER else len(ROW_ORDER), s))
+    methods = sorted({r["method"] for r in rows}, key=lambda m: list(METHOD_NAMES).index(m)
+                     if m in METHOD_NAMES else len(METHOD_NAMES))
+    return strategies, methods
+
+
+def _cell(row: dict | None) -> str:
+    if row is None or row["mean"] is None:
+        return "-"
+    text = f"{row['mean']:.2f}" + (f" ± {row['std']:.2f}" if row["std"] is not None else "")
+    text += f" (n={row['n']})" if row["n"] > 1 else ""
+    return text + (f" [paper {row['paper']:.1f}]" if row["paper"] is not None else "")
+
+
+def markdown(rows: list[dict]) -> str:
+    strategies, methods = _order(rows)
+    index = {(r["metric"], r["strategy"], r["method"]): r for r in rows}
+    lines = ["# Continual strategies compared", "",
+             "Mean ± sample std over seeds (n runs); [paper X]: the CaSSLe paper's CIFAR-100 number.", ""]
+    for metric, title in zip(METRICS, ("A (average accuracy)", "F (forgetting)", "T (forward transfer)")):
+        lines += [f"## {title}", "", "| strategy | " + " | ".join(METHOD_NAMES.get(m, m) for m in methods) + " |",
+                  "|---" * (len(methods) + 1) + "|"]
+        for s in strategies:
+            lines.append(f"| {s} | " + " | ".join(_cell(index.get((metric, s, m))) for m in methods) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def to_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["metric", "strategy", "method", "mean", "std", "n", "seeds", "paper", "runs"])
+    strategies, methods = _order(rows)
+    key = {(r["metric"], r["strategy"], r["method"]): r for r in rows}
+    for metric in METRICS:
+        for s in strategies:
+            for m in methods:
+                r = key.get((metric, s, m))
+                if r is not None:
+                    w.writerow([metric, s, m, "" if r["mean"] is None else f"{r['mean']:.4f}",
+                                "" if r["std"] is None else f"{r['std']:.4f}", r["n"],
+                                " ".join(map(str, r["seeds"])), "" if r["paper"] is None else r["paper"],
+                                " ".join(r["runs"])])
+    return buf.getvalue()
+
+
+def bar_plot(rows: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    strategies, methods = _order(rows)
+    key = {(r["metric"], r["strategy"], r["method"]): r for r in rows}
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(5 * len(METRICS), 4), dpi=100)
+    width = 0.8 / max(len(methods), 1)
+    for ax, metric in zip(axes, METRICS):
+        for j, m in enumerate(methods):
+            cells = [key.get((metric, s, m)) for s in strategies]
+            ys = [c["mean"] if c and c["mean"] is not None else 0.0 for c in cells]
+            errs = [c["std"] if c and c["std"] is not None else 0.0 for c in cells]
+            xs = [i + (j - (len(methods) - 1) / 2) * width for i in range(len(strategies))]
+            ax.bar(xs, ys, width, yerr=errs, capsize=2, label=METHOD_NAMES.get(m, m))
+            for x, c in zip(xs, cells):
+                if c and c["paper"] is not None:
+                    ax.plot([x - width / 2, x + width / 2], [c["paper"]] * 2, color="black", lw=1.5)
+        ax.set_xticks(range(len(strategies)))
+        ax.set_xticklabels(strategies, rotation=45, ha="right", fontsize=8)
+        ax.set_title(metric)
+        ax.axhline(0, color="grey", lw=0.5)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("black ticks: the paper's number", fontsize=8)
+    fig.tight_layout()
+    tmp = f"{path}.tmp.png"
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def compare_runs(paths: Sequence[str], output_dir: str) -> dict[str, Any]:
+    """Gather, aggregate and write the comparison; returns ``{"rows", "output_dir"}``."""
+    runs = [describe(r) for r in find_runs(paths)]
+    rows = aggregate(runs)
+    os.makedirs(output_dir, exist_ok=True)
+    atomic_write_text(os.path.join(output_dir, "comparison.csv"), to_csv(rows))
+    atomic_write_text(os.path.join(output_dir, "comparison.md"), markdown(rows) + "\n")
+    bar_plot(rows, os.path.join(output_dir, "comparison.png"))
+    atomic_write_text(os.path.join(output_dir, "comparison.json"),
+                      json.dumps({"runs": runs, "rows": rows}, indent=2) + "\n")
+    return {"rows": rows, "output_dir": output_dir, "markdown": markdown(rows)}

@@ -1,0 +1,62 @@
+"""main_linear.py --compare: runs -> A/F/T table by strategy x method, mean +- std over seeds."""
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from main_linear import main
+
+
+def _run(root: Path, name: str, method: str, seed: int, A: float, F: float = 1.0, T: float = 2.0,
+         dataset="cifar100", distiller=None, cl_strategy=None) -> Path:
+    run = root / name
+    for t in range(2):  # task 0 of a CaSSLe run has no distiller: the last task's args count
+        (run / f"task{t}").mkdir(parents=True)
+        args = {"method": method, "seed": seed, "dataset": dataset, "split_strategy": "class", "num_tasks": 5,
+                "distiller": distiller if t else None, "cl_strategy": cl_strategy}
+        (run / f"task{t}" / "args.json").write_text(json.dumps(args))
+    (run / "eval").mkdir()
+    (run / "eval" / "results.json").write_text(json.dumps({"A": A, "F": F, "T": T}))
+    return run
+
+
+def test_compare_table_csv_markdown_plot(tmp_path, capsys):
+    grid = tmp_path / "grid"
+    _run(grid, "byol-ft-s1", "byol", 1, 50.0)
+    _run(grid, "byol-ft-s2", "byol", 2, 54.0)
+    _run(grid, "byol-cassle", "byol", 1, 60.0, distiller="predictive")
+    _run(grid, "byol-pfr-er", "byol", 1, 58.0, cl_strategy=["pfr", "replay"])
+    simclr = _run(tmp_path, "simclr-ewc", "simclr", 1, 40.0, F=3.0, cl_strategy=["ewc"])
+    out = tmp_path / "cmp"
+    assert main(["--compare", str(grid), str(simclr), "--output_dir", str(out)]) == 0
+    rows = list(csv.DictReader((out / "comparison.csv").open()))
+    ft = next(r for r in rows if r["metric"] == "A" and r["strategy"] == "fine-tuning")
+    assert (float(ft["mean"]), float(ft["std"]), ft["n"], ft["seeds"]) == (52.0, pytest.approx(2.828, abs=1e-3), "2", "1 2")
+    assert ft["paper"] == "52.7"  # the CaSSLe paper's BYOL fine-tuning on CIFAR-100
+    cassle = next(r for r in rows if r["metric"] == "A" and r["strategy"] == "CaSSLe")
+    assert cassle["paper"] == "62.2"
+    assert {r["strategy"] for r in rows} == {"fine-tuning", "CaSSLe", "PFR + ER", "EWC"}
+    md = (out / "comparison.md").read_text()
+    assert "| strategy | SimCLR | BYOL |" in md
+    assert "| fine-tuning | - | 52.00 ± 2.83 (n=2) [paper 52.7] |" in md
+    assert "| EWC | 3.00 | - |" in md  # the F table
+    assert (out / "comparison.png").stat().st_size > 1000
+    assert "CaSSLe" in capsys.readouterr().out
+
+
+def test_compare_bad_input(tmp_path, capsys):
+    _run(tmp_path, "a", "byol", 1, 50.0)
+    _run(tmp_path, "b", "byol", 1, 51.0)
+    assert main(["--compare", str(tmp_path / "a"), str(tmp_path / "b"), "--output_dir", str(tmp_path / "o")]) == 2
+    assert "two runs with the same seed" in capsys.readouterr().err
+    _run(tmp_path, "c", "byol", 2, 51.0, dataset="cifar10")
+    assert main(["--compare", str(tmp_path / "a"), str(tmp_path / "c"), "--output_dir", str(tmp_path / "o")]) == 2
+    assert "mixes settings" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["--compare", str(tmp_path / "empty"), "--output_dir", str(tmp_path / "o")]) == 2
+    assert "has no eval/results.json" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--compare", str(tmp_path / "a")])
+    assert "--compare needs --output_dir" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
