@@ -84,6 +84,11 @@ def add_trainer_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--strategy", default="auto", help="Lightning strategy; ddp when devices > 1")
     group.add_argument("--sync_batchnorm", action=argparse.BooleanOptionalAction, default=False,
                        help="SyncBatchNorm across GPUs (--no-sync_batchnorm to undo a script)")
+    group.add_argument("--ddp_broadcast_buffers", action="store_true",
+                       help="DDP copies rank 0's buffers to every rank before each forward, as "
+                            "the reference (Lightning's default) did: SwAV's per-process queue "
+                            "becomes rank 0's, MoCo's queue is re-sent every step. Default: each "
+                            "rank keeps its own buffers")
     group.add_argument("--precision", default="auto",
                        help="auto = bf16-mixed on GPUs that support it, else 32; or 32, 16-mixed, "
                             "bf16-mixed (16 is read as 16-mixed)")
@@ -91,7 +96,8 @@ def add_trainer_args(parser: argparse.ArgumentParser) -> None:
                        help="channels_last memory format (auto: on for GPUs)")
     group.add_argument("--seed", type=int, default=5)
     group.add_argument("--deterministic", action="store_true",
-                       help="deterministic kernels (exact resume on CPU)")
+                       help="deterministic kernels where they exist, a warning where not (exact "
+                            "resume on CPU); also turns cudnn.benchmark off")
     group.add_argument("--online_eval_batch_size", type=int, default=None,
                        help="train the online classifier on labelled batches of this size drawn "
                             "from the whole training set (all tasks' classes), augmented as set by "
