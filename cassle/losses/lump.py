@@ -23,4 +23,5 @@ def sample_mixup_lambda(alpha: float, device: torch.device | str = "cpu") -> tor
     if alpha <= 0:
         raise ValueError(f"--lump_alpha must be > 0, got {alpha}")
     a = torch.tensor(float(alpha), device=device)
-    return torch.distributions.Beta(a, a).sample()
+    # validate_args=False: the argument check would read a device value on the host every step.
+    return torch.distributions.Beta(a, a, validate_args=False).sample()
