@@ -62,7 +62,7 @@ def check_task_args(args) -> None:
     if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ValueError("--accelerator gpu was asked for but no CUDA GPU is visible; run on the "
                          "CPU with --accelerator cpu (with the launcher: add `-- --accelerator cpu`)")
-    if not 0 <= args.task_idx < args.num_tasks:
+    if args.num_tasks is not None and not 0 <= args.task_idx < args.num_tasks:
         raise ValueError(f"--task_idx {args.task_idx} is out of range for --num_tasks "
                          f"{args.num_tasks} (valid: 0..{args.num_tasks - 1})")
     if (args.distiller and args.task_idx > 0 and not args.pretrained_model
@@ -70,6 +70,37 @@ def check_task_args(args) -> None:
         raise ValueError(f"task {args.task_idx} with --distiller {args.distiller} needs "
                          "--pretrained_model: the previous task's final checkpoint (its frozen "
                          "copy is what CaSSLe distils from)")
+
+
+def determinism_flags(args) -> dict:
+    """Trainer flags: cudnn autotuning (the shapes are fixed) unless --deterministic, which asks
+    for deterministic kernels in Lightning's "warn" mode: an op without one (AdaptiveAvgPool2d's
+    CUDA backward, for one) warns instead of stopping the run."""
+    if args.deterministic:
+        return {"deterministic": "warn", "benchmark": False}
+    return {"deterministic": None, "benchmark": True}
+
+
+def build_lightning_strategy(args):
+    """Lightning's strategy; DDP variants without the per-forward buffer broadcast.
+
+    Lightning's DDP (and so the reference) copies rank 0's buffers to every rank before each
+    forward: SwAV's per-process queue would hold W copies of rank 0's projections, and MoCo's
+    identical queue would be re-sent every step. --ddp_broadcast_buffers restores that behaviour.
+    """
+    from pytorch_lightning.strategies import DDPStrategy, StrategyRegistry
+
+    name = args.strategy
+    devices = args.devices
+    on_gpu = torch.cuda.is_available() and args.accelerator in ("auto", "gpu", "cuda")
+    many = (args.num_nodes > 1 or (isinstance(devices, int) and (devices > 1 or devices == -1))
+            or (devices == "auto" and on_gpu and torch.cuda.device_count() > 1))
+    if name == "auto" and many:
+        name = "ddp"
+    entry = StrategyRegistry[name] if isinstance(name, str) and name in StrategyRegistry else None
+    if entry is None or not issubclass(entry["strategy"], DDPStrategy):
+        return name
+    return entry["strategy"](**entry["init_params"], broadcast_buffers=args.ddp_broadcast_buffers)
 
 
 def run_task(args, extra_callbacks=()) -> pl.Trainer:
@@ -83,12 +114,11 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
 
     check_task_args(args)
     pl.seed_everything(args.seed, workers=True)
-    if args.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
 
     # Everything that can fail on bad input happens before anything is written.
     datamodule = ContinualDataModule.from_args(args)
-    args.num_classes = datamodule.num_classes
+    args.num_classes = datamodule.num_classes  # from the data (and the images checked)
+    args.num_tasks = datamodule.args.num_tasks  # a domain split: one task per domain
     validate_strategy_args(args, datamodule)
     pretrained = None
     if args.resume_from_checkpoint:
@@ -112,25 +142,23 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
 
     os.makedirs(args.checkpoint_dir, exist_ok=True)
     save_args(args, os.path.join(args.checkpoint_dir, "args.json"))
-    strategy = args.strategy
-    if strategy == "auto" and (args.num_nodes > 1 or (isinstance(args.devices, int)
-                                                     and args.devices > 1)):
-        strategy = "ddp"
     trainer = pl.Trainer(
         max_epochs=args.max_epochs, max_steps=args.max_steps,
         accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes,
-        strategy=strategy, sync_batchnorm=args.sync_batchnorm, precision=precision,
+        strategy=build_lightning_strategy(args), sync_batchnorm=args.sync_batchnorm,
+        precision=precision,
         logger=build_loggers(args), enable_checkpointing=False,
         # TaskEndCallback first: what it computes (EWC's Fisher) goes into the final last.ckpt.
         callbacks=[TaskEndCallback(), AtomicLastCheckpoint(args.checkpoint_dir), RNGStateCheckpoint(),
                    pl.callbacks.LearningRateMonitor(logging_interval="step"),
-                   # Reading the bar's metrics syncs the GPU; every step would stall the pipeline.
+                   # The bar shows epoch-level values only: Lightning reads every step-level bar
+                   # value with .item() after each batch, bar or no bar (see BaseMethod).
                    *([] if args.no_progress_bar else [pl.callbacks.TQDMProgressBar(refresh_rate=20)]),
                    *extra_callbacks],
         limit_train_batches=args.limit_train_batches, limit_val_batches=args.limit_val_batches,
         check_val_every_n_epoch=args.check_val_every_n_epoch,
         log_every_n_steps=args.log_every_n_steps, num_sanity_val_steps=args.num_sanity_val_steps,
-        enable_progress_bar=not args.no_progress_bar, deterministic=args.deterministic or None,
+        enable_progress_bar=not args.no_progress_bar, **determinism_flags(args),
     )
     # weights_only=True: a resumed checkpoint is data only (cassle.utils.checkpoint's allowlist),
     # unless --trust_checkpoint says the user knows where the file comes from.
@@ -138,6 +166,18 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
         trainer.fit(model, datamodule=datamodule, ckpt_path=args.resume_from_checkpoint,
                     weights_only=not args.trust_checkpoint)
     return trainer
+
+
+def error_text(err: BaseException) -> str:
+    """The message of a bad-input error, one line where it can be.
+
+    An error re-raised from a DataLoader worker carries the worker's whole traceback in its
+    message; its last line is the error itself (e.g. the image that cannot be decoded).
+    """
+    text = str(err).strip()
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        text = text.splitlines()[-1]
+    return text
 
 
 def main(argv=None) -> int:
@@ -163,5 +203,5 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     except (ValueError, FileNotFoundError, FloatingPointError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {error_text(err)}", file=sys.stderr)
         sys.exit(2)

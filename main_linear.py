@@ -67,10 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--synthetic_image_size", type=int, default=None)
     data.add_argument("--split_strategy", choices=SPLIT_STRATEGIES, default=None)
     data.add_argument("--num_tasks", type=int, default=None)
-    data.add_argument("--domain", default=None, help="DomainNet: train and test on this domain only")
+    data.add_argument("--domains", nargs="+", default=None,
+                      help="domains in task order (default: the checkpoint's; DomainNet's reference order)")
+    data.add_argument("--domain", default=None, help="data with domains: train and test on this domain only")
     data.add_argument("--domain_eval", choices=["agnostic", "aware", "both"], default="both",
-                      help="DomainNet: agnostic = one classifier on all domains, aware = one per domain")
-    data.add_argument("--crop_size", type=int, default=None, help="default: image side (CIFAR), 224 (folders)")
+                      help="domain split: agnostic = one classifier on all domains, aware = one per domain")
+    data.add_argument("--crop_size", type=int, default=None,
+                      help="test crop; default: the run's own crop size (folders: resize crop*256/224 + "
+                           "centre crop, the reference's 256/224 for 224 px runs)")
+    data.add_argument("--validate_images", action=argparse.BooleanOptionalAction, default=True,
+                      help="check every listed image exists and its header decodes before evaluating")
     data.add_argument("--label_fraction", type=float, default=None,
                       help="semi-supervised: a stratified, seeded fraction of the labels (0.01, 0.1)")
 
@@ -98,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--encoder", "--backbone", dest="backbone", default=None,
                      help="checked against the checkpoint (the architecture comes from the checkpoint)")
     run.add_argument("--dali", action="store_true", help="accepted for the reference's scripts; ignored")
+    run.add_argument("--image_cache_gb", type=float, default=4.0,
+                     help="image folders: keep the decoded, test-transformed images in memory (up to this "
+                          "size) so every checkpoint of a run reuses them; 0 decodes on every pass")
     run.add_argument("--output_dir", default=None)
     run.add_argument("--save_checkpoint", action="store_true", help="also save the trained classifier")
     run.add_argument("--progress_bar", action="store_true")
@@ -130,6 +139,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
+    from cassle.eval.report import format_results
     from cassle.eval.run_eval import evaluate_checkpoint, evaluate_run_dir
 
     opts = parse_args(argv)
@@ -143,12 +153,15 @@ def main(argv=None) -> int:
             return 0
         if opts.run_dir:
             res = evaluate_run_dir(opts)
+            print(format_results(res))
+            print(f"test transform: {res['protocol']['test_transform']}")
             F, T = res["F"], res["T"]
             print(f"A = {res['A']:.2f}  F = {'n/a' if F is None else f'{F:.2f}'}  "
                   f"T = {'n/a' if T is None else f'{T:.2f}'}  -> {res['output_dir']}")
         else:
             res = evaluate_checkpoint(opts)
-            print(f"{res['protocol']['name']}: top-1 {res['acc1']:.2f}")
+            print(f"{res['protocol']['name']}: top-1 {res['acc1']:.2f} (test transform: "
+                  f"{res['protocol']['test_transform']})")
             for name, acc in zip(res["task_names"], res["per_task"]):
                 print(f"  {name}: {acc:.2f}")
             for d, acc in res.get("knn", {}).items():

@@ -50,6 +50,10 @@ CASES = {
     "gpu without a gpu": (["--accelerator", "gpu"], "no CUDA GPU is visible"),
     "missing data dir": (["--dataset", "cifar100", "--data_dir", "/nonexistent/cifar"],
                          "/nonexistent/cifar"),
+    "per-step interval of an epoch scheduler": (
+        ["--scheduler", "step", "--lr_decay_steps", "1", "--scheduler_interval", "step"],
+        "--scheduler_interval step applies to warmup_cosine and cosine"),
+    "fractional warmup per epoch": (["--warmup_epochs", "0.5"], "not a whole number of epochs"),
 }
 
 

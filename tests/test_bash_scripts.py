@@ -37,6 +37,9 @@ SETTINGS = {
     "imagenet-100/data": (SIX + ("supcon",), "imagenet100", "data", 5),
     "domainnet": (SIX + ("supcon",), "domainnet", "domain", 6),
     "digits": (SIX, "digits", "class", 5),
+    # the domain-incremental demo (and template for data with domains), and a class-folder template
+    "digits-domains": (("barlow",), "custom", "domain", 4),
+    "custom": (("barlow",), "custom", "class", 5),
 }
 # file stem -> (--method, the distiller the paper pairs with it); written here from the paper,
 # not imported from cassle.distillers, so a wrong pairing in either place fails.
@@ -178,7 +181,7 @@ def test_model_builds_from_script_heads(path: Path):
     finally:
         sys.path.pop(0)
     args = _args(path, "--backbone", "tiny")
-    args.num_classes = {"cifar100": 100, "imagenet100": 100, "domainnet": 345, "digits": 10}[args.dataset]
+    args.num_classes = {"cifar100": 100, "imagenet100": 100, "domainnet": 345, "digits": 10, "custom": 10}[args.dataset]
     model = build_model(args)
     assert hasattr(model, "projector")
 

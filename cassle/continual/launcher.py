@@ -385,6 +385,7 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
     if opts.mode == "slurm" and opts.nodes > 1:
         argv = set_flag(argv, "--num_nodes", str(opts.nodes))
 
+    argv = _domain_task_count(argv)
     name = get_flag(argv, "--name")
     if not isinstance(name, str) or not name:
         raise PlanError("--name is missing from the script arguments (it names the run and its folder)")
@@ -456,6 +457,29 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
         if rc == 0:
             print(f"[launcher] all tasks done: {experiment_dir}")
         return rc
+
+
+def _domain_task_count(argv: list[str]) -> list[str]:
+    """A domain split without ``--num_tasks`` or ``--domains``: one task per domain of the data.
+
+    The data layer decides (DomainNet: its reference order; other data: an error listing the
+    domains found, before anything is written); ``--num_tasks`` is then added to the arguments.
+    """
+    if (get_flag(argv, "--split_strategy") != "domain" or get_flag(argv, "--num_tasks") is not None
+            or get_flag(argv, "--domains") is not None):
+        return argv
+    from cassle.data.args import task_count  # the data layer (heavy imports): only on this path
+
+    dataset, data_dir = get_flag(argv, "--dataset"), get_flag(argv, "--data_dir")
+    count = task_count(argparse.Namespace(dataset=dataset, split_strategy="domain", domains=None, num_tasks=None))
+    if count is None and isinstance(data_dir, str):
+        from cassle.data.custom import describe, resolve_domains
+
+        count = len(resolve_domains(describe(data_dir), None, "domain"))  # raises, naming the domains found
+    if count is None:
+        raise PlanError(f"--split_strategy domain on --dataset {dataset} needs --domains (the task order) "
+                        "and --data_dir")
+    return set_flag(argv, "--num_tasks", str(count))
 
 
 def _check_external_checkpoint(argv: Sequence[str]) -> None:

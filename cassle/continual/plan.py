@@ -321,6 +321,20 @@ def _int_flag(argv: Sequence[str], flag: str, default: int | None) -> int:
         raise PlanError(f"{flag} must be one integer, got {value!r}") from None
 
 
+def _num_tasks(argv: Sequence[str]) -> int:
+    """``--num_tasks``; in a domain split with ``--domains``: one task per domain (a differing
+    ``--num_tasks`` is an error)."""
+    domains = get_flag(argv, "--domains")
+    if get_flag(argv, "--split_strategy") == "domain" and isinstance(domains, (str, list)):
+        count = 1 if isinstance(domains, str) else len(domains)
+        given = get_flag(argv, "--num_tasks")
+        if given is not None and _int_flag(argv, "--num_tasks", None) != count:
+            raise PlanError(f"--num_tasks {given} does not match the {count} domains of --domains: a domain split "
+                            "has one task per domain; drop --num_tasks (it follows the domains)")
+        return count
+    return _int_flag(argv, "--num_tasks", None)
+
+
 def plan_tasks(
     argv: Sequence[str],
     manifest_state: Mapping | None,
@@ -343,7 +357,7 @@ def plan_tasks(
     ``exists`` is only there so tests can fake the filesystem.
     """
     argv = merge_args(argv, [])
-    num_tasks = _int_flag(argv, "--num_tasks", None)
+    num_tasks = _num_tasks(argv)
     start = _int_flag(argv, "--task_idx", 0)
     if num_tasks < 1:
         raise PlanError(f"--num_tasks must be >= 1, got {num_tasks}")

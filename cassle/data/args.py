@@ -24,6 +24,7 @@ DATASETS = (
     "custom",
 )
 SPLIT_STRATEGIES = ("class", "data", "domain")
+DESCRIBED_DATASETS = ("custom", "domainnet")  # image sets by description (custom.py), domains allowed
 # Where tensor datasets are augmented (see datamodule.resolve_data_device):
 #   auto: on the GPU when CUDA is available (and the trainer may use it), else CPU workers;
 #   cpu: torchvision transforms in DataLoader workers; gpu: uint8 set on the GPU, batched aug there;
@@ -105,10 +106,19 @@ def add_data_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--batch_size", type=_int_at_least(1), default=256, help="per device")
     g.add_argument("--num_workers", type=_int_at_least(0), default=4)
     g.add_argument("--split_strategy", choices=SPLIT_STRATEGIES, default="class")
-    g.add_argument("--num_tasks", type=_int_at_least(1), default=1)
+    g.add_argument("--num_tasks", type=_int_at_least(1), default=None,
+                   help="default: one task per domain for --split_strategy domain, else 1")
     g.add_argument("--task_idx", type=_int_at_least(0), default=0)
     g.add_argument("--num_classes", type=_int_at_least(1), default=None,
-                   help="override the dataset's number of classes (synthetic: classes generated)")
+                   help="default: from the data; a value that differs from the data is an error "
+                        "(synthetic: the number of classes generated)")
+    g.add_argument("--domains", nargs="+", default=None,
+                   help="domains to use, in task order (domain-incremental: one task each). Default: "
+                        "DomainNet's reference order for domainnet; other data with domains needs it "
+                        "for --split_strategy domain (the error lists the domains found)")
+    g.add_argument("--validate_images", action=argparse.BooleanOptionalAction, default=True,
+                   help="before training, check that every listed image exists and its header decodes "
+                        "(parallel; --no-validate_images skips it for huge sets)")
     g.add_argument("--synthetic_size", type=_int_at_least(1), default=1000,
                    help="synthetic dataset: training images (test set is a fifth, at least 1/class)")
     g.add_argument("--synthetic_image_size", type=_int_at_least(1), default=32)
@@ -176,6 +186,37 @@ def view_settings(args: Any, default_crop_size: int | None = None) -> list[dict[
     return views
 
 
+def task_count(args: Any) -> int | None:
+    """The number of tasks: ``--num_tasks``, which for a domain split follows the domains.
+
+    Domain split: ``len(--domains)``, or 6 for DomainNet's reference order; an explicit
+    ``--num_tasks`` that differs is an error. None when only the data can tell (a domain split of
+    other data without ``--domains``: the loader then fails listing the domains found).
+    Other splits: ``--num_tasks`` or 1.
+    """
+    from .splits import DOMAINNET_DOMAINS
+
+    given = _get(args, "num_tasks")
+    if _get(args, "split_strategy", "class") != "domain":
+        return 1 if given is None else int(given)
+    domains = _get(args, "domains")
+    order = domains or (DOMAINNET_DOMAINS if _get(args, "dataset") == "domainnet" else None)
+    if order is None:
+        return None if given is None else int(given)
+    if given is not None and int(given) != len(order):
+        source = "--domains" if domains else "DomainNet's reference order"
+        raise ValueError(f"--num_tasks {given} does not match the {len(order)} domains of {source} "
+                         f"({', '.join(order)}): a domain split has one task per domain; drop --num_tasks "
+                         "(it follows the domains)")
+    return len(order)
+
+
+def resolve_task_count(args: Any) -> Any:
+    """Set ``args.num_tasks`` to ``task_count(args)`` (a namespace, in place); returns ``args``."""
+    args.num_tasks = task_count(args)
+    return args
+
+
 def validate_data_args(args: Any) -> None:
     """Cross-flag checks that argparse cannot do on its own; raises ValueError."""
     dataset = _get(args, "dataset")
@@ -193,10 +234,14 @@ def validate_data_args(args: Any) -> None:
     strategy = _get(args, "split_strategy", "class")
     if strategy not in SPLIT_STRATEGIES:
         raise ValueError(f"unknown --split_strategy {strategy!r}; choose one of {', '.join(SPLIT_STRATEGIES)}")
-    num_tasks, task_idx = _get(args, "num_tasks", 1), _get(args, "task_idx", 0)
-    if num_tasks < 1:
+    num_tasks, task_idx = task_count(args), _get(args, "task_idx", 0)
+    if num_tasks is not None and num_tasks < 1:
         raise ValueError(f"--num_tasks must be >= 1, got {num_tasks}")
-    if not 0 <= task_idx < num_tasks:
+    domains = _get(args, "domains")
+    if domains and dataset not in DESCRIBED_DATASETS:
+        raise ValueError(f"--domains is for data with domains (--dataset {' or '.join(DESCRIBED_DATASETS)}), "
+                         f"not {dataset}")
+    if num_tasks is not None and not 0 <= task_idx < num_tasks:
         raise ValueError(f"--task_idx must be in [0, {num_tasks - 1}] for --num_tasks {num_tasks}, got {task_idx}")
     for name in ("mean", "std"):
         value = _get(args, name)

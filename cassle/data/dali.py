@@ -11,7 +11,7 @@ root) with the sample's *index in the full dataset* as its DALI "label". The loa
 back to class targets (``dataset.targets[index]``), so batches carry true dataset indexes (the
 ``indexes`` of the batch contract) and class, data and domain splits all reduce to "the task's
 indices", for image folders and DomainNet alike (the DomainNet ``{domain}_{split}.txt`` lines
-``relative/path label`` are already parsed into ``DomainNetDataset.samples``).
+``relative/path label`` are already parsed into ``ImageListDataset.samples``).
 
 Augmentation per view, from ``view_settings(args)`` (the same flags as the other paths):
 RandomResizedCrop(crop, scale=(min_scale, max_scale), ratio=(3/4, 4/3), bicubic)
@@ -57,7 +57,8 @@ def file_samples(dataset) -> tuple[str, list[str]]:
     """(root, relative paths) of a file-backed dataset, in dataset order.
 
     Accepts torchvision ``ImageFolder`` (``samples`` = (absolute path, class)) and
-    ``DomainNetDataset`` (``samples`` = (relative path, class, domain)).
+    ``custom.ImageListDataset`` (``samples`` = (relative path, class, domain); DomainNet and
+    ``--dataset custom``).
     """
     samples = getattr(dataset, "samples", None)
     root = getattr(dataset, "root", None)

@@ -32,7 +32,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .args import data_defaults, validate_data_args
+from .args import DESCRIBED_DATASETS, data_defaults, resolve_task_count, validate_data_args
 from .gpu_loader import DeviceBatchLoader, FusedViewsAugment, is_raw_train_batch
 from .args import view_settings as _view_settings
 from .datasets import TENSOR_DATASETS, TensorImageDataset, dataset_stats, load_dataset
@@ -81,21 +81,21 @@ def _resolve_args(args: Any = None, **kwargs) -> argparse.Namespace:
 
 
 def resolve_num_classes(dataset: Dataset, args: Any) -> int:
-    """``--num_classes`` if given (must cover every label), else the dataset's class count."""
+    """The dataset's class count; ``--num_classes``, when given, must equal it."""
     n = getattr(args, "num_classes", None)
-    if n is None:
-        return int(dataset.num_classes)
-    targets = torch.as_tensor(dataset.targets)
-    if len(targets) and int(targets.max()) >= n:
-        raise ValueError(f"--num_classes {n} is too small: {args.dataset} has labels up to {int(targets.max())}")
-    return int(n)
+    if n is not None and int(n) != int(dataset.num_classes):
+        targets = torch.as_tensor(dataset.targets)
+        top = f", labels up to {int(targets.max())}" if len(targets) else ""
+        raise ValueError(f"--num_classes {n} does not match the data: {args.dataset} has {dataset.num_classes} "
+                         f"classes{top}; drop --num_classes (it comes from the data)")
+    return int(dataset.num_classes)
 
 
 def task_subset(dataset: Dataset, args: Any) -> torch.Tensor:
     """Indices (into ``dataset``) of the training samples of task ``args.task_idx``.
 
     ``class``: samples of the task's classes; ``data``: a seeded random chunk; ``domain``: the
-    task's DomainNet domain (needs ``dataset.domains``).
+    task's domain (needs ``dataset.domains``; task t = ``dataset.domain_names[t]``).
     """
     strategy, num_tasks, task_idx = args.split_strategy, args.num_tasks, args.task_idx
     if strategy == "class":
@@ -105,8 +105,9 @@ def task_subset(dataset: Dataset, args: Any) -> torch.Tensor:
     if strategy == "domain":
         domains = getattr(dataset, "domains", None)
         if domains is None:
-            raise ValueError(f"--split_strategy domain needs a dataset with domains (domainnet), got {args.dataset}")
-        return domain_split_indices(domains, num_tasks, task_idx, len(dataset.domain_names))
+            raise ValueError(f"--split_strategy domain needs a dataset with domains (--dataset custom on "
+                             f"<domain>/<class>/ folders or lists, or domainnet), got {args.dataset}")
+        return domain_split_indices(domains, num_tasks, task_idx, len(dataset.domain_names), dataset.domain_names)
     raise ValueError(f"unknown --split_strategy {strategy!r}; choose one of class, data, domain")
 
 
@@ -115,7 +116,7 @@ class ContinualDataModule(pl.LightningDataModule):
 
     def __init__(self, args: Any = None, **kwargs):
         super().__init__()
-        self.args = _resolve_args(args, **kwargs)
+        self.args = resolve_task_count(_resolve_args(args, **kwargs))
         validate_data_args(self.args)
         self._train_full: Dataset | None = None
         self._val_full: Dataset | None = None
@@ -134,8 +135,9 @@ class ContinualDataModule(pl.LightningDataModule):
         a = self.args
         return load_dataset(
             a.dataset, a.data_dir, train=train, download=download, train_dir=a.train_dir, val_dir=a.val_dir,
-            num_classes=a.num_classes if a.dataset in ("synthetic", "domainnet") else None,
+            num_classes=a.num_classes if a.dataset in ("synthetic", *DESCRIBED_DATASETS) else None,
             synthetic_size=a.synthetic_size, image_size=a.synthetic_image_size if a.dataset == "synthetic" else 32,
+            domains=a.domains, split_strategy=a.split_strategy,
         )
 
     def prepare_data(self) -> None:
@@ -146,8 +148,16 @@ class ContinualDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self._train_full is None:
-            self._train_full = self._load(True, self.args.download)
-            self._val_full = self._load(False, self.args.download)
+            train, val = self._load(True, self.args.download), self._load(False, self.args.download)
+            if self.args.validate_images and not isinstance(train, TensorImageDataset):
+                from .custom import validate_images
+
+                workers = max(8, 2 * self.args.num_workers)
+                validate_images(train, "training", workers)
+                validate_images(val, "test", workers)
+            if self.args.num_tasks is None:  # a domain split: one task per domain of the data
+                self.args.num_tasks = len(getattr(train, "domain_names", []) or [None])
+            self._train_full, self._val_full = train, val
             self._task_indices = task_subset(self._train_full, self.args)
 
     @property
@@ -477,6 +487,7 @@ class ContinualDataModule(pl.LightningDataModule):
             device_id = torch.cuda.current_device()
         rank, world = self._rank_world()
         threads = max(1, self.args.num_workers)
+        self._notice(f"data: DALI pipelines on {'GPU ' + str(device_id) if device_id is not None else 'the CPU'}")
         if train:
             return DaliTrainLoader(self.train_full, self.task_indices, self.view_settings, self.mean, self.std,
                                    batch_size=self.args.batch_size, num_threads=threads, device_id=device_id,

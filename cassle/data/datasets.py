@@ -5,7 +5,9 @@ Two kinds of dataset come out of ``load_dataset``:
 * ``TensorImageDataset`` (cifar10, cifar100, digits, synthetic): the whole set held as one uint8
   tensor ``images`` (N, H, W, 3) HWC plus ``targets`` int64 (N,). Subsets are index tensors, so a
   task never copies images, and the same tensor can later be moved to the GPU and augmented there.
-* file-backed datasets (image folders, DomainNet file lists) yielding PIL images.
+* file-backed datasets yielding PIL images: ImageNet-style ``train/`` + ``val/`` folders
+  (torchvision ``ImageFolder``) and the described datasets of ``custom.py`` (``--dataset custom``
+  on a class or domain tree or on file lists; DomainNet's file lists).
 
 Every dataset exposes ``targets``, ``num_classes`` and ``classes``; ``__getitem__`` returns
 ``(image, target)`` with image a uint8 CHW tensor (tensor sets) or a PIL RGB image (file sets).
@@ -22,6 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .args import DATASETS
+from .custom import ImageListDataset, load_described
 from .splits import DOMAINNET_DOMAINS
 
 __all__ = [
@@ -31,6 +34,7 @@ __all__ = [
     "TENSOR_DATASETS",
     "TensorImageDataset",
     "DomainNetDataset",
+    "ImageListDataset",
     "load_dataset",
     "dataset_stats",
 ]
@@ -52,8 +56,8 @@ DATASET_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "custom": IMAGENET_STATS,
 }
 TENSOR_DATASETS = ("cifar10", "cifar100", "digits", "synthetic")
-FOLDER_DATASETS = ("imagenet100", "imagenet", "custom")
-DOMAINNET_NUM_CLASSES = 345
+FOLDER_DATASETS = ("imagenet100", "imagenet")
+DOMAINNET_NUM_CLASSES = 345  # of the official lists; the count used always comes from the data
 _CIFAR_CLASSES = {"cifar10": 10, "cifar100": 100}
 _TORCHVISION_FOLDER = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 
@@ -104,53 +108,8 @@ class TensorImageDataset(Dataset):
         return TensorImageDataset(self.images[idx], self.targets[idx], self.classes, self.num_classes)
 
 
-class DomainNetDataset(Dataset):
-    """Images listed as ``(relative path, label, domain index)``, read as PIL RGB on access."""
-
-    def __init__(self, root: str | Path, samples: Sequence[tuple[str, int, int]],
-                 num_classes: int = DOMAINNET_NUM_CLASSES, domains: Sequence[str] = DOMAINNET_DOMAINS):
-        self.root = Path(root)
-        self.samples = [(str(p), int(y), int(d)) for p, y, d in samples]
-        self.targets = torch.tensor([y for _, y, _ in self.samples], dtype=torch.long)
-        self.domains = torch.tensor([d for _, _, d in self.samples], dtype=torch.long)
-        self.domain_names = list(domains)
-        self.num_classes = int(num_classes)
-        self.classes = [str(i) for i in range(self.num_classes)]
-        if len(self.targets) and int(self.targets.max()) >= self.num_classes:
-            raise ValueError(f"label {int(self.targets.max())} >= num_classes {self.num_classes}")
-
-    @classmethod
-    def from_file_lists(cls, root: str | Path, train: bool, domains: Sequence[str] = DOMAINNET_DOMAINS,
-                        num_classes: int = DOMAINNET_NUM_CLASSES) -> "DomainNetDataset":
-        """Read ``{domain}_train.txt`` / ``{domain}_test.txt`` (lines ``relative/path label``)."""
-        root = Path(root)
-        split = "train" if train else "test"
-        samples = []
-        for d, domain in enumerate(domains):
-            path = root / f"{domain}_{split}.txt"
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"DomainNet file list {path} not found; --data_dir must hold "
-                    f"{{domain}}_train.txt and {{domain}}_test.txt for domains {', '.join(domains)}"
-                )
-            for n, line in enumerate(path.read_text().splitlines(), 1):
-                if not line.strip():
-                    continue
-                parts = line.strip().rsplit(maxsplit=1)  # paths may contain spaces
-                if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-                    raise ValueError(f"{path}:{n}: expected 'relative/path label', got {line!r}")
-                samples.append((parts[0], int(parts[1]), d))
-        return cls(root, samples, num_classes=num_classes, domains=domains)
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int):
-        from PIL import Image
-
-        path, label, _ = self.samples[i]
-        with Image.open(self.root / path) as img:
-            return img.convert("RGB"), label
+# DomainNet's lists are one instance of the described datasets (custom.py).
+DomainNetDataset = ImageListDataset
 
 
 # ----------------------------------------------------------------------------- CIFAR
@@ -201,20 +160,27 @@ def _load_cifar(name: str, data_dir: str | Path | None, train: bool, download: b
 
 
 # ----------------------------------------------------------------------------- digits / synthetic
+def digit_images(image_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's 1797 digits as uint8 grey (N, image_size, image_size), bilinearly upsampled
+    from 8x8 (0..16 -> 0..255), and their labels (N,)."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = torch.from_numpy(bunch.images).float().div(16.0).unsqueeze(1)  # (N, 1, 8, 8) in [0, 1]
+    x = torch.nn.functional.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    return (x * 255).round().clamp(0, 255).to(torch.uint8)[:, 0], torch.from_numpy(bunch.target).long()
+
+
 def _load_digits(train: bool, image_size: int = 32) -> TensorImageDataset:
     """scikit-learn's 8x8 digits (bundled, no download): grey 0..16 -> uint8 RGB, upsampled.
 
     Stratified 80/20 train/test split with ``random_state=0``.
     """
-    from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    bunch = load_digits()
-    x = torch.from_numpy(bunch.images).float().div(16.0).unsqueeze(1)  # (N, 1, 8, 8) in [0, 1]
-    x = torch.nn.functional.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
-    x = (x * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).repeat(1, 1, 1, 3)
-    y = torch.from_numpy(bunch.target).long()
-    train_idx, test_idx = train_test_split(np.arange(len(y)), test_size=0.2, stratify=bunch.target, random_state=0)
+    grey, y = digit_images(image_size)
+    x = grey.unsqueeze(-1).repeat(1, 1, 1, 3)
+    train_idx, test_idx = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y.numpy(), random_state=0)
     idx = torch.from_numpy(np.sort(train_idx if train else test_idx))
     return TensorImageDataset(x[idx].contiguous(), y[idx], [str(i) for i in range(10)], 10)
 
@@ -267,6 +233,12 @@ def _load_image_folder(name: str, data_dir: str | Path | None, train: bool, trai
     return ds
 
 
+def _is_split_folder(data_dir: str | Path, train_dir: str | None, val_dir: str | None) -> bool:
+    """ImageNet-style ``train/`` + ``val/`` class folders (or --train_dir / --val_dir given)."""
+    root = Path(data_dir)
+    return bool(train_dir or val_dir) or ((root / "train").is_dir() and (root / "val").is_dir())
+
+
 def load_dataset(
     name: str,
     data_dir: str | Path | None = None,
@@ -279,12 +251,16 @@ def load_dataset(
     synthetic_size: int | None = None,
     image_size: int = 32,
     seed: int = 0,
-    domains: Sequence[str] = DOMAINNET_DOMAINS,
+    domains: Sequence[str] | None = None,
+    split_strategy: str | None = None,
 ):
     """Load the train (``train=True``) or test split of dataset ``name``.
 
     ``num_classes``/``synthetic_size``/``image_size``/``seed`` shape the synthetic set (``image_size``
-    also sets the digits upsampling); ``domains`` restricts DomainNet (default all six, in task order).
+    also sets the digits upsampling). ``custom`` and ``domainnet`` are described datasets
+    (``custom.py``): ``domains`` (``--domains``) picks the domains and their task order (DomainNet
+    default: the reference order), ``num_classes`` is checked against the data, and
+    ``split_strategy`` "domain" without ``domains`` on other data fails listing the domains found.
     Raises ValueError for an unknown name and FileNotFoundError (naming the path) for missing data.
     """
     if name in _CIFAR_CLASSES:
@@ -293,11 +269,15 @@ def load_dataset(
         return _load_digits(train, image_size)
     if name == "synthetic":
         return _load_synthetic(train, num_classes or 10, synthetic_size, image_size, seed)
-    if name in FOLDER_DATASETS:
+    if name in FOLDER_DATASETS or (name == "custom" and data_dir is not None
+                                   and _is_split_folder(data_dir, train_dir, val_dir)):
         return _load_image_folder(name, data_dir, train, train_dir, val_dir)
-    if name == "domainnet":
+    if name in ("custom", "domainnet"):
         if data_dir is None:
-            raise FileNotFoundError("domainnet: --data_dir is not set; point it at the folder holding "
-                                    "{domain}_train.txt / {domain}_test.txt and the images")
-        return DomainNetDataset.from_file_lists(data_dir, train, domains, num_classes or DOMAINNET_NUM_CLASSES)
+            raise FileNotFoundError(f"{name}: --data_dir is not set; point it at the folder holding the images "
+                                    "(<class>/... or <domain>/<class>/...) or the file lists {domain}_train.txt / "
+                                    "{domain}_test.txt")
+        return load_described(data_dir, train, domains=domains, split_strategy=split_strategy,
+                              reference_order=DOMAINNET_DOMAINS if name == "domainnet" else None,
+                              num_classes=num_classes, name=name)
     raise _unknown(name)

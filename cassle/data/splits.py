@@ -7,7 +7,8 @@
   ``num_tasks`` disjoint chunks of ``N // T`` samples; task 0 takes the remainder, i.e. task 0 is
   ``perm[: N//T + N%T]`` and task t > 0 is the next ``N//T`` entries. This is exactly what
   ``torch.utils.data.random_split(range(N), [N//T + N%T, N//T, ...], generator)`` selects.
-* domain-incremental: task t is domain ``DOMAINNET_DOMAINS[t]``; there must be one task per domain.
+* domain-incremental: task t is the t-th domain of the task order (``--domains``; DomainNet's
+  reference order ``DOMAINNET_DOMAINS`` by default); there must be one task per domain.
 
 Every function leaves the global torch RNG untouched.
 """
@@ -112,14 +113,16 @@ def domain_split_indices(
     num_tasks: int,
     task_idx: int,
     num_domains: int = len(DOMAINNET_DOMAINS),
+    domain_names: Sequence[str] | None = None,
 ) -> torch.Tensor:
-    """Sorted indices of the samples of domain ``task_idx`` (task t = domain t).
+    """Sorted indices of the samples of domain ``task_idx`` (task t = domain t of the task order).
 
     One task per domain: ``num_tasks`` must equal ``num_domains`` (6 for DomainNet), otherwise
-    some domain would be silently dropped or two merged.
+    some domain would be silently dropped or two merged. ``domain_names`` only names them in errors.
     """
     _check_task(num_tasks, task_idx)
     if num_tasks != num_domains:
-        raise ValueError(f"domain split needs one task per domain: num_tasks={num_tasks} but the dataset "
-                         f"has {num_domains} domains ({', '.join(DOMAINNET_DOMAINS[:num_domains])})")
+        names = ", ".join(domain_names) if domain_names else f"{num_domains} domains"
+        raise ValueError(f"domain split needs one task per domain: num_tasks={num_tasks} but the data "
+                         f"has {num_domains} domains ({names})")
     return torch.nonzero(_as_long(domains) == task_idx, as_tuple=False).reshape(-1)

@@ -71,12 +71,15 @@ def build_multiview_transform(settings: Sequence[dict[str, Any]], mean: Sequence
 
 
 def build_eval_transform(mean: Sequence[float], std: Sequence[float], *, folder: bool,
-                         crop_size: int | None = None, image_size: int | None = None) -> v2.Compose:
+                         crop_size: int | None = None, image_size: int | None = None,
+                         normalise: bool = True) -> v2.Compose:
     """Deterministic evaluation transform.
 
     ``folder=False`` (CIFAR-like tensor sets): only scale + normalise, resizing to ``crop_size``
     if the images have another ``image_size``. ``folder=True``: Resize(256) + CenterCrop(224),
     i.e. resize to crop_size * 256/224 then centre-crop ``crop_size`` (default 224).
+    ``normalise=False`` stops at the uint8 CHW image (to cache it; scaling and normalising
+    later gives the same values).
     """
     ops: list[Callable] = []
     if folder:
@@ -84,6 +87,8 @@ def build_eval_transform(mean: Sequence[float], std: Sequence[float], *, folder:
         ops += [v2.Resize(round(crop * 256 / 224), antialias=True), v2.CenterCrop(crop)]  # bilinear, as the reference
     elif crop_size is not None and image_size is not None and crop_size != image_size:
         ops.append(v2.Resize((crop_size, crop_size), antialias=True))
-    ops += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std)),
-            v2.ToPureTensor()]
+    ops.append(v2.ToImage())
+    if normalise:
+        ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+    ops.append(v2.ToPureTensor())
     return v2.Compose(ops)

@@ -10,8 +10,9 @@ cross-entropy, SGD (momentum 0.9, weight decay 0, batch 256), lr x0.1 at 60% and
 - ``fast``: features are extracted once without augmentation and the probe is trained on the cached
   features (``cassle.eval.probe``), on the GPU when there is one.
 
-Both evaluate on the test set without augmentation (CIFAR-size: normalise only; folders: resize 256
-+ centre crop 224) and both leave the backbone bit-identical: it stays in eval mode (BatchNorm uses
+Both evaluate on the test set without augmentation, at the run's crop size (CIFAR-size: normalise
+only; folders: resize crop * 256/224 + centre crop, i.e. the reference's resize 256 + centre crop
+224 for 224 px runs) and both leave the backbone bit-identical: it stays in eval mode (BatchNorm uses
 and never updates its running statistics), its parameters do not require grad, features are
 computed under ``no_grad``, and ``assert_unchanged`` checks weights and buffers after training.
 
@@ -219,7 +220,10 @@ class LinearProbe(pl.LightningModule):
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
-        self.log("train/loss", loss, prog_bar=True)
+        # Step values stay off the progress bar (Lightning reads them with .item() after every
+        # batch, a GPU sync); the bar shows the epoch mean.
+        self.log("train/loss", loss)
+        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log("train/acc1", (logits.argmax(1) == y).float().mean() * 100)
         return loss
 
@@ -264,16 +268,20 @@ class EvalData:
     task_names: list[str] = field(default_factory=list)
     task_sizes: list[int] = field(default_factory=list)
     test_groups: torch.Tensor | None = None
+    # File-backed sets: the deterministic test transform's uint8 output is kept in memory after the
+    # first pass when it fits in ``cache_bytes`` (every checkpoint of a run reuses the decoded images).
+    cache_bytes: int = 0
+    _cache: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(cls, name: str, train_set: Dataset, test_set: Dataset, *, num_classes: int, split: str | None,
-              num_tasks: int, mean, std, crop_size: int | None = None) -> "EvalData":
+              num_tasks: int, mean, std, crop_size: int | None = None, cache_bytes: int = 0) -> "EvalData":
         from cassle.data.datasets import TensorImageDataset
         from cassle.data.splits import class_split_tasks
 
         tensor = isinstance(train_set, TensorImageDataset)
         crop = crop_size or (train_set.image_size[0] if tensor else 224)
-        data = cls(name, train_set, test_set, num_classes, split, num_tasks, mean, std, crop)
+        data = cls(name, train_set, test_set, num_classes, split, num_tasks, mean, std, crop, cache_bytes=cache_bytes)
         labels = torch.as_tensor(test_set.targets).long()
         if split == "class" and num_tasks > 1:
             tasks = class_split_tasks(num_classes, num_tasks)  # the seed-5 order of pretraining
@@ -285,7 +293,8 @@ class EvalData:
         elif split == "domain":
             domains = getattr(test_set, "domains", None)
             if domains is None:
-                raise EvalInputError(f"split_strategy domain needs a dataset with domains (domainnet), got {name}")
+                raise EvalInputError(f"split_strategy domain needs a dataset with domains (custom with domains, "
+                                     f"domainnet), got {name}")
             names = list(test_set.domain_names)
             if num_tasks != len(names):
                 raise EvalInputError(f"domain split needs one task per domain: num_tasks={num_tasks}, domains {names}")
@@ -324,12 +333,36 @@ class EvalData:
         return idx
 
     # -------------------------------------------------------------- transforms / loaders
-    def eval_transform(self):
+    def eval_transform(self, normalise: bool = True):
+        """The deterministic test transform; ``normalise=False`` stops at uint8 (the image cache)."""
         from cassle.data.transforms import build_eval_transform
 
         image = None if not self.is_tensor else self.train_set.image_size[0]
         return build_eval_transform(self.mean, self.std, folder=not self.is_tensor, crop_size=self.crop_size,
-                                    image_size=image)
+                                    image_size=image, normalise=normalise)
+
+    def transform_description(self) -> str:
+        """The test transform in words (for the report)."""
+        if not self.is_tensor:
+            return f"resize {round(self.crop_size * 256 / 224)} + centre crop {self.crop_size}"
+        if self.train_set.image_size[0] != self.crop_size:
+            return f"resize to {self.crop_size}px + normalise"
+        return f"normalise only ({self.crop_size}px)"
+
+    def _cached(self, split: str, num_workers: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """uint8 (N, 3, crop, crop) test-transformed images of a whole file-backed split, or None
+        when they would not fit in ``cache_bytes``. Decoded once, by ``num_workers`` workers."""
+        base = self.train_set if split == "train" else self.test_set
+        if self.is_tensor or len(base) * 3 * self.crop_size ** 2 > self.cache_bytes:
+            return None
+        if split not in self._cache:
+            ds = _Transformed(base, torch.arange(len(base)), self.eval_transform(normalise=False))
+            xs, ys = [], []
+            for x, y in DataLoader(ds, batch_size=256, num_workers=num_workers):
+                xs.append(x)
+                ys.append(torch.as_tensor(y))
+            self._cache[split] = (torch.cat(xs), torch.cat(ys).long())
+        return self._cache[split]
 
     def train_transform(self):
         from torchvision.transforms import v2
@@ -352,13 +385,16 @@ class EvalData:
         """Un-augmented ``(x, y)`` batches; tensor sets at their own size are normalised batch-wise on
         ``device`` (no per-image transform), anything else goes through a DataLoader."""
         base = self.train_set if split == "train" else self.test_set
-        if self.is_tensor and base.image_size[0] == self.crop_size:
+        cached = self._cached(split, num_workers)
+        if cached is not None or (self.is_tensor and base.image_size[0] == self.crop_size):
+            # uint8 images in memory: (N, 3, H, W) from the cache or (N, H, W, 3) tensor-set images
+            images, targets = cached if cached is not None else (base.images.permute(0, 3, 1, 2), base.targets)
             mean = torch.tensor(self.mean, device=device).view(1, 3, 1, 1)
             std = torch.tensor(self.std, device=device).view(1, 3, 1, 1)
             for s in range(0, len(indices), batch_size):
                 idx = indices[s:s + batch_size]
-                x = base.images[idx].to(device).permute(0, 3, 1, 2).float().div_(255)
-                yield (x - mean) / std, base.targets[idx]
+                x = images[idx].to(device).float().div_(255)
+                yield (x - mean) / std, targets[idx]
         else:
             yield from self.loader(split, indices, augment=False, batch_size=batch_size, num_workers=num_workers)
 

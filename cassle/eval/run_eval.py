@@ -40,9 +40,22 @@ def _trust(opts: argparse.Namespace | None) -> bool:
 
 
 # --------------------------------------------------------------------------- data and config
+def _trained_crop(hp: dict) -> int | None:
+    """View 1's crop size of the pretraining run (what its own validation used), if recorded."""
+    crop = hp.get("crop_size")
+    if isinstance(crop, (list, tuple)):
+        crop = crop[0] if crop else None
+    return int(crop) if crop is not None else None
+
+
 def resolve_data(opts: argparse.Namespace, hp: dict) -> EvalData:
     """Evaluation data from the flags; what is not given comes from the checkpoint's hparams
-    (only when evaluating on the pretraining dataset: a different --dataset starts from defaults)."""
+    (only when evaluating on the pretraining dataset: a different --dataset starts from defaults).
+
+    The test transform follows the run's own crop size (``--crop_size`` overrides it), so a 64 px
+    run is evaluated at 64 px, not at the 224 px of the reference's ImageNet-size protocol.
+    """
+    from cassle.data.args import DESCRIBED_DATASETS
     from cassle.data.datasets import DOMAINNET_DOMAINS, dataset_stats, load_dataset
 
     dataset = opts.dataset or hp.get("dataset")
@@ -56,30 +69,43 @@ def resolve_data(opts: argparse.Namespace, hp: dict) -> EvalData:
             return value
         return hp.get(name, default) if same and hp.get(name) is not None else default
 
-    split, num_tasks = pick("split_strategy"), int(pick("num_tasks", 1))
-    domains = tuple(DOMAINNET_DOMAINS)
+    split, num_tasks = pick("split_strategy"), pick("num_tasks")
+    domains = pick("domains")
     if getattr(opts, "domain", None):  # the reference's per-domain run: train and test on one domain
-        if opts.domain not in DOMAINNET_DOMAINS:
-            raise EvalInputError(f"unknown --domain {opts.domain!r}; valid: {', '.join(DOMAINNET_DOMAINS)}")
-        domains, split, num_tasks = (opts.domain,), None, 1
-    elif split == "domain" and dataset != "domainnet":
-        raise EvalInputError(f"split_strategy domain needs --dataset domainnet, got {dataset}")
+        valid = domains or (DOMAINNET_DOMAINS if dataset == "domainnet" else None)
+        if valid is not None and opts.domain not in valid:
+            raise EvalInputError(f"unknown --domain {opts.domain!r}; valid: {', '.join(valid)}")
+        domains, split, num_tasks = [opts.domain], None, 1
+    elif split == "domain" and dataset not in DESCRIBED_DATASETS:
+        raise EvalInputError(f"split_strategy domain needs data with domains (--dataset "
+                             f"{' or '.join(DESCRIBED_DATASETS)}), got {dataset}")
     num_classes = pick("num_classes")
     kwargs = dict(data_dir=pick("data_dir"), download=bool(getattr(opts, "download", False)),
                   train_dir=pick("train_dir"), val_dir=pick("val_dir"),
-                  num_classes=num_classes if dataset in ("synthetic", "domainnet") else None,
+                  num_classes=num_classes if dataset in ("synthetic", *DESCRIBED_DATASETS) else None,
                   synthetic_size=pick("synthetic_size", 1000),
-                  image_size=pick("synthetic_image_size", 32) if dataset == "synthetic" else 32, domains=domains)
+                  image_size=pick("synthetic_image_size", 32) if dataset == "synthetic" else 32,
+                  domains=domains, split_strategy=split)
     train_set = load_dataset(dataset, train=True, **kwargs)
     test_set = load_dataset(dataset, train=False, **kwargs)
+    if split == "domain" and num_tasks is None:  # one task per domain
+        num_tasks = len(train_set.domain_names)
+    num_tasks = int(num_tasks or 1)
+    if getattr(opts, "validate_images", True) and hasattr(train_set, "samples"):
+        from cassle.data.custom import validate_images
+
+        validate_images(train_set, "training")
+        validate_images(test_set, "test")
     n_cls = int(num_classes or train_set.num_classes)
     top = max(int(torch.as_tensor(train_set.targets).max()), int(torch.as_tensor(test_set.targets).max()))
     if top >= n_cls:
         raise EvalInputError(f"--num_classes {n_cls} is too small: {dataset} has labels up to {top}")
     mean, std = pick("mean"), pick("std")
     stats = dataset_stats(dataset)
+    crop = getattr(opts, "crop_size", None) or (_trained_crop(hp) if same else None)
     return EvalData.build(dataset, train_set, test_set, num_classes=n_cls, split=split, num_tasks=num_tasks,
-                          mean=mean or stats[0], std=std or stats[1], crop_size=getattr(opts, "crop_size", None))
+                          mean=mean or stats[0], std=std or stats[1], crop_size=crop,
+                          cache_bytes=int(float(getattr(opts, "image_cache_gb", 0) or 0) * 2 ** 30))
 
 
 def _precision(opts) -> str:
@@ -116,7 +142,6 @@ def probe_config(opts: argparse.Namespace, hp: dict, mode: str) -> tuple[ProbeCo
 
 def _protocol(opts, cfg: ProbeConfig, data: EvalData, lr_source: str, method: str | None) -> dict[str, Any]:
     online = opts.protocol == "online"
-    folder = not data.is_tensor
     milestones = list(cfg.milestones) if cfg.milestones is not None else [round(0.6 * cfg.epochs), round(0.8 * cfg.epochs)]
     probe = {
         "mode": cfg.mode, "epochs": cfg.epochs, "lr": cfg.lr, "lr_source": lr_source, "optimizer": "sgd",
@@ -137,7 +162,7 @@ def _protocol(opts, cfg: ProbeConfig, data: EvalData, lr_source: str, method: st
                               + {"class": "task j = test images of task j's classes (class order seed 5)",
                                  "domain": "task j = test images of domain j",
                                  }.get(data.split, "every task = the whole test set")),
-        "test_transform": "resize 256 + centre crop 224" if folder else f"normalise only ({data.crop_size}px)",
+        "test_transform": data.transform_description(),
         "seed": cfg.seed,
     }
     if not online:
@@ -322,7 +347,11 @@ def evaluate_run_dir(opts: argparse.Namespace) -> dict[str, Any]:
             knn[d].append(res["knn"][d])
         if "domain_aware" in res:
             aware.append(res["domain_aware"])
-        print(f"[eval] task {t}: acc1 {res['acc1']:.2f}, per task {[round(a, 2) for a in res['per_task']]}", flush=True)
+        per = ", ".join(f"{n} {a:.2f}" for n, a in zip(data.task_names, res["per_task"]))
+        line = f"[eval] after task {t} ({data.task_names[t]}): acc1 {res['acc1']:.2f}; per task: {per}"
+        if "domain_aware" in res:
+            line += "; domain-aware: " + ", ".join(f"{n} {a:.2f}" for n, a in res["domain_aware"].items())
+        print(line, flush=True)
 
     print("[eval] random-init backbone (forward-transfer baseline)", flush=True)
     rand, feat_dim = random_backbone(hp0, cfg.seed)
@@ -331,11 +360,15 @@ def evaluate_run_dir(opts: argparse.Namespace) -> dict[str, Any]:
                              "run_dir": os.path.abspath(run_dir), "num_classes": data.num_classes}
     if cfg.knn and knn["cosine"]:  # (the online protocol trains nothing and computes no kNN)
         extra["knn"] = {d: {"per_checkpoint": knn[d], "random_baseline": base["knn"][d]} for d in DISTANCES}
-    if aware:
-        extra["domain_aware"] = {"per_checkpoint": aware, "random_baseline": base.get("domain_aware")}
+    domain_aware = None
+    if aware:  # one probe per domain after every task (domain-incremental runs)
+        domains = list(aware[0])
+        baseline = base.get("domain_aware")
+        domain_aware = {"domains": domains, "matrix": [[row[d] for d in domains] for row in aware],
+                        "random_baseline": None if baseline is None else [baseline[d] for d in domains]}
     results = write_report(out_dir, R, base["per_task"], task_names=data.task_names, protocol=protocol,
                            seed=cfg.seed, checkpoints=[os.path.abspath(c) for c in plan.checkpoints],
-                           extra=extra, task_sizes=data.task_sizes)
+                           extra=extra, task_sizes=data.task_sizes, domain_aware=domain_aware)
     if run is not None:
         log_to_wandb(results, os.path.join(out_dir, "accuracy_matrix.png"), run=run)
         run.finish()

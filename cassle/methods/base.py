@@ -63,6 +63,10 @@ class BaseMethod(pl.LightningModule):
         if args.scheduler_interval == "step" and "step" not in SCHEDULERS[args.scheduler]:
             raise ValueError(f"--scheduler_interval step applies to warmup_cosine and cosine, not "
                              f"--scheduler {args.scheduler} (which steps per epoch)")
+        if (args.scheduler == "warmup_cosine" and args.scheduler_interval == "epoch"
+                and args.warmup_epochs != int(args.warmup_epochs)):
+            raise ValueError(f"--warmup_epochs {args.warmup_epochs} is not a whole number of epochs: "
+                             "a per-epoch schedule needs one (or use --scheduler_interval step)")
         cifar_stem = args.cifar_stem if args.cifar_stem is not None else (
             args.dataset in SMALL_IMAGE_DATASETS)
         self.backbone, self.features_dim = build_backbone(

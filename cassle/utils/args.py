@@ -82,6 +82,11 @@ def add_trainer_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--strategy", default="auto", help="Lightning strategy; ddp when devices > 1")
     group.add_argument("--sync_batchnorm", action=argparse.BooleanOptionalAction, default=False,
                        help="SyncBatchNorm across GPUs (--no-sync_batchnorm to undo a script)")
+    group.add_argument("--ddp_broadcast_buffers", action="store_true",
+                       help="DDP copies rank 0's buffers to every rank before each forward, as "
+                            "the reference (Lightning's default) did: SwAV's per-process queue "
+                            "becomes rank 0's, MoCo's queue is re-sent every step. Default: each "
+                            "rank keeps its own buffers")
     group.add_argument("--precision", default="auto",
                        help="auto = bf16-mixed on GPUs that support it, else 32; or 32, 16-mixed, "
                             "bf16-mixed (16 is read as 16-mixed)")
@@ -89,11 +94,13 @@ def add_trainer_args(parser: argparse.ArgumentParser) -> None:
                        help="channels_last memory format (auto: on for GPUs)")
     group.add_argument("--seed", type=int, default=5)
     group.add_argument("--deterministic", action="store_true",
-                       help="deterministic kernels (exact resume on CPU)")
+                       help="deterministic kernels where they exist, a warning where not (exact "
+                            "resume on CPU); also turns cudnn.benchmark off")
     group.add_argument("--online_eval_batch_size", type=int, default=None,
                        help="train the online classifier on labelled batches of this size drawn "
-                            "from the whole training set (all tasks' classes): the reference's "
-                            "CIFAR protocol. Default: on the current task's SSL batches")
+                            "from the whole training set (all tasks' classes), augmented as set by "
+                            "--online_eval_transform: the reference's CIFAR protocol. Default: on "
+                            "the current task's SSL batches (the reference trained no classifier)")
     group.add_argument("--check_val_every_n_epoch", type=int, default=1)
     group.add_argument("--log_every_n_steps", type=int, default=50)
     group.add_argument("--num_sanity_val_steps", type=int, default=0)
@@ -156,6 +163,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.devices = int(args.devices)
     if str(args.precision) == "16":
         args.precision = "16-mixed"
+    from cassle.data.args import resolve_task_count
+
+    try:  # --num_tasks follows --domains (domain split); a contradicting value is an error
+        resolve_task_count(args)
+    except ValueError as err:
+        parser.error(str(err))
     return args
 
 

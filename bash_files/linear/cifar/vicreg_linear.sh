@@ -7,7 +7,8 @@
 #       bash bash_files/linear/cifar/vicreg_linear.sh [extra flags]
 #
 # Extra flags are appended and win over the ones below (e.g. --mode fast, --label_fraction 0.01,
-# --knn, --wandb). PYTHON and NUM_WORKERS may be set in the environment.
+# --knn, --wandb). PYTHON, NUM_WORKERS and NUM_TASKS
+# (default: the task count recorded in the checkpoint) may be set in the environment.
 # CIFAR-100 numbers in the paper are the online classifier's top-1: append --protocol online
 # for that protocol (no training, reads the checkpoint's classifier).
 set -euo pipefail
@@ -19,7 +20,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
     --dataset cifar100 \
     --data_dir "$DATA_DIR" \
     --split_strategy class \
-    --num_tasks 5 \
+    ${NUM_TASKS:+--num_tasks "$NUM_TASKS"} \
     --mode augmented \
     --max_epochs 100 \
     --optimizer sgd \

@@ -7,7 +7,8 @@
 #       bash bash_files/linear/domainnet/swav_linear.sh [extra flags]
 #
 # Extra flags are appended and win over the ones below (e.g. --mode fast, --label_fraction 0.01,
-# --knn, --wandb). PYTHON and NUM_WORKERS may be set in the environment.
+# --knn, --wandb). PYTHON, NUM_WORKERS and NUM_TASKS
+# (default: the task count recorded in the checkpoint) may be set in the environment.
 # --domain_eval both: domain-agnostic (one classifier on all domains, per-domain accuracy)
 # and domain-aware (one classifier per domain, trained on it). Append --domain <name> for
 # the reference's single-domain run.
@@ -20,7 +21,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
     --dataset domainnet \
     --data_dir "$DATA_DIR" \
     --split_strategy domain \
-    --num_tasks 6 \
+    ${NUM_TASKS:+--num_tasks "$NUM_TASKS"} \
     --domain_eval both \
     --mode augmented \
     --max_epochs 100 \

@@ -7,7 +7,8 @@
 #       bash bash_files/linear/imagenet-100/data/barlow_linear.sh [extra flags]
 #
 # Extra flags are appended and win over the ones below (e.g. --mode fast, --label_fraction 0.01,
-# --knn, --wandb). PYTHON and NUM_WORKERS may be set in the environment.
+# --knn, --wandb). PYTHON, NUM_WORKERS and NUM_TASKS
+# (default: the task count recorded in the checkpoint) may be set in the environment.
 set -euo pipefail
 : "${PRETRAINED_PATH:?set PRETRAINED_PATH to the checkpoint to evaluate (a task checkpoint, last.ckpt)}"
 : "${DATA_DIR:?set DATA_DIR to the dataset folder}"
@@ -19,7 +20,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../../.." && pwd)"
     --train_dir "${TRAIN_DIR:-train}" \
     --val_dir "${VAL_DIR:-val}" \
     --split_strategy data \
-    --num_tasks 5 \
+    ${NUM_TASKS:+--num_tasks "$NUM_TASKS"} \
     --mode augmented \
     --max_epochs 100 \
     --optimizer sgd \
