@@ -183,7 +183,10 @@ class StepTimer(pl.Callback):
 
     def __init__(self, warmup: int, steps: int):
         self.warmup, self.steps, self.done = warmup, steps, 0
-        self.t0 = self.t1 = None
+        self.t_start = self.t0 = self.t1 = None
+
+    def on_train_start(self, trainer, pl_module):
+        self.t_start = time.perf_counter()  # after setup (data onto the device), before step 1
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.done += 1
@@ -236,13 +239,14 @@ def build(b, *, distiller: str | None, data_device: str, checkpoint_dir: str, mo
     return args, dm, model
 
 
-def timed_fit(args, model, b, *, datamodule=None, loader=None) -> float:
-    """views/s of ``b.steps`` iterations of a Lightning fit (after ``b.warmup_steps``)."""
+def timed_fit(args, model, b, *, datamodule=None, loader=None, timer: StepTimer | None = None) -> float:
+    """views/s of ``b.steps`` iterations of a Lightning fit (after ``b.warmup_steps``); pass a
+    ``timer`` to read its other stamps afterwards."""
     from pytorch_lightning.loggers import CSVLogger
 
     from main_continual import resolve_precision
 
-    timer = StepTimer(b.warmup_steps, b.steps)
+    timer = timer or StepTimer(b.warmup_steps, b.steps)
     trainer = pl.Trainer(
         max_epochs=10 ** 6, max_steps=b.warmup_steps + b.steps, accelerator=args.accelerator, devices=1,
         precision=resolve_precision(args), enable_checkpointing=False, enable_progress_bar=False,
@@ -349,8 +353,10 @@ def run(b: argparse.Namespace, log=print) -> dict:
     return {
         "smoke": b.smoke,
         "machine": machine_info(),
-        "settings": {"method": b.method, "distiller": b.distiller, "backbone": b.backbone, "dataset": args.dataset,
-                     "batch_size": b.batch_size, "num_tasks": b.num_tasks, "task_idx": 1, "steps": b.steps,
+        # what ran: cassle's resolved args (flags after `--` may override the benchmark's own)
+        "settings": {"method": args.method, "distiller": args.distiller, "backbone": args.backbone,
+                     "dataset": args.dataset, "batch_size": args.batch_size, "num_tasks": args.num_tasks,
+                     "task_idx": 1, "steps": b.steps,
                      "warmup_steps": b.warmup_steps, "precision": resolve_precision(args),
                      "channels_last": bool(model.channels_last), "num_workers": b.num_workers,
                      "batched_device": str(device), "train_size": dm.train_size, "modes": b.modes},
