@@ -131,7 +131,7 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
             raise ValueError(f"{args.resume_from_checkpoint} was written by the original cassle code: "
                              "its trainer state cannot be resumed here; start from its weights "
                              "with --pretrained_model instead")
-        check_compatible(resumed, args.resume_from_checkpoint, args)
+        check_compatible(resumed, args.resume_from_checkpoint, args, resume=True)
     elif args.pretrained_model:
         pretrained = read_checkpoint(args.pretrained_model, trust=args.trust_checkpoint, hints=args)
         check_compatible(pretrained, args.pretrained_model, args)
