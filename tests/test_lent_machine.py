@@ -111,7 +111,9 @@ def test_gpu_check_runs_without_a_gpu_wandb_or_dali(tmp_path):
     result = json.loads((out / "throughput_gpu_bs256.json").read_text())
     assert result["machine"]["device"] == "cpu" and result["machine"]["nvidia_dali"] is None
     assert result["settings"]["backbone"] == "tiny" and result["settings"]["train_size"] > 0
-    assert all(v > 0 for v in result["views_per_s"].values()) and len(result["views_per_s"]) == 6
+    views = result["views_per_s"]
+    assert {"step_premade", "e2e_gpu_augment", "e2e_torchvision_workers", "finetune_step_premade"} <= set(views)
+    assert all(v > 0 for v in views.values())
     assert "no CUDA" in done.stdout
 
 
