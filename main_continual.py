@@ -124,7 +124,7 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
     if args.resume_from_checkpoint:
         # Read (safely) and checked here; Lightning's own load below applies the same allowlist.
         check_compatible(read_checkpoint(args.resume_from_checkpoint, trust=args.trust_checkpoint),
-                         args.resume_from_checkpoint, args)
+                         args.resume_from_checkpoint, args, resume=True)
     elif args.pretrained_model:
         pretrained = read_checkpoint(args.pretrained_model, trust=args.trust_checkpoint)
         check_compatible(pretrained, args.pretrained_model, args)

@@ -94,10 +94,13 @@ def test_recorder_finds_what_it_should():
         host = torch.as_tensor([0.5, 0.5, 0.5])
         host.view(3, 1).to(device_tensor.device)
         device_tensor - host  # a host tensor mixed into a device op
+        device_tensor[device_tensor > 0]  # boolean-mask indexing: the count is read
+        f"{device_tensor.sum():.1f}"
         # not stalls: device-side work, 0-dim host scalars, reads of host tensors
         torch.where(device_tensor > 0, device_tensor, torch.zeros(()))
         torch.arange(3, device=device_tensor.device) + device_tensor
         bool(host.sum() > 0)
     kinds = [e.kind for e in recorder.events]
-    assert kinds == ["read", "read", "read", "from_data", "h2d", "h2d"], [str(e) for e in recorder.events]
+    assert kinds == ["read", "read", "read", "from_data", "h2d", "h2d", "sync", "read"], [
+        str(e) for e in recorder.events]
     assert all("tests/test_stall_free.py:" in e.where for e in recorder.events)

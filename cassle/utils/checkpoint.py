@@ -246,9 +246,20 @@ def read_checkpoint(path: str, *, trust: bool = False) -> dict:
     return ckpt
 
 
-def check_compatible(ckpt: dict, path: str, args) -> None:
-    """The checkpoint must come from the same method and backbone."""
+# Resuming continues the checkpoint's lr schedule: its saved step counter only means the same
+# thing under the same scheduler and interval (epochs or optimizer steps).
+RESUME_SAME_KEYS = ("scheduler", "scheduler_interval")
+
+
+def check_compatible(ckpt: dict, path: str, args, resume: bool = False) -> None:
+    """The checkpoint must come from the same method and backbone (a resume: also the same
+    schedule, RESUME_SAME_KEYS)."""
     hp = ckpt.get("hyper_parameters") or {}
+    for key in RESUME_SAME_KEYS if resume else ():
+        theirs, ours = hp.get(key), getattr(args, key, None)
+        if theirs is not None and ours is not None and theirs != ours:
+            raise CheckpointError(f"cannot resume from {path!r}: it was trained with --{key} {theirs}, "
+                                  f"this run uses --{key} {ours} (its lr schedule would not continue)")
     for key in ("method", "backbone"):
         theirs, ours = hp.get(key), getattr(args, key)
         if theirs is not None and theirs != ours:
