@@ -410,6 +410,7 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
         if opts.mode == "slurm":
             log_pattern = os.path.join(experiment_dir, "slurm-%j.out")
             print(sbatch_script(slurm_opts, job_command, os.getcwd(), log_pattern), end="")
+            _print_overrides(overrides, "# ")
             print("# the job will run:")
             for run in plan:
                 command = [*srun_prefix(), sys.executable, main_script, *run.argv]
