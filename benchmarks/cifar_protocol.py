@@ -1,7 +1,7 @@
 """Python side of ``benchmarks/cifar_protocol.sh`` (run that script; this file has two commands).
 
     python benchmarks/cifar_protocol.py plan --finetune_script S --cassle_script S --data_dir D \
-        --epochs 30 [--budget_s 540] [--elapsed_s 0] [--json F] -- <flags after the launcher's -->
+        --epochs 30 [--budget_s 540] [--elapsed_s 0 --count_probe] [--json F] -- <launcher's -- flags>
     python benchmarks/cifar_protocol.py report OUT_DIR --method barlow --epochs 30 [--extra "..."]
 
 ``plan``: the throughput probe and the planned wall time. It builds, from the shipped scripts and
@@ -262,7 +262,9 @@ def measure(opts) -> dict:
 
 def cmd_plan(opts) -> int:
     m = measure(opts)
-    budget = opts.budget_s - opts.elapsed_s - (time.perf_counter() - _T_START)
+    # EPOCHS=auto trains right after this probe: its own time counts; a dry run's does not.
+    spent = opts.elapsed_s + (time.perf_counter() - _T_START if opts.count_probe else 0.0)
+    budget = opts.budget_s - spent
     best = largest_epochs(m, budget)
     plan = plan_time(m, opts.epochs)
     print(f"probe on {m['device']} ({opts.steps} steps after {opts.warmup_steps} warm-up, batch {m['batch_size']}): "
@@ -272,14 +274,15 @@ def cmd_plan(opts) -> int:
     for name, r in plan["runs"].items():
         print(f"  {name:8s} {len(m['runs'][name]['tasks'])} task(s): GPU work {r['gpu_s']:7.0f} s, "
               f"start-up + checkpoints + evaluation {r['process_s']:5.0f} s")
-    fits = "fits" if opts.elapsed_s + plan["planned_s"] <= opts.budget_s else "does NOT fit"
+    fits = "fits" if spent + plan["planned_s"] <= opts.budget_s else "does NOT fit"
     print(f"planned time at EPOCHS={opts.epochs}: {plan['planned_s']:.0f} s (GPU work of the three runs "
           f"summed {plan['gpu_work_s']:.0f} s + per-process {plan['per_process_s']:.0f} s); "
           f"{fits} in the budget of {opts.budget_s:.0f} s")
-    print(f"largest EPOCHS that fits in {opts.budget_s:.0f} s: {best}")
+    print(f"largest EPOCHS that fits in {opts.budget_s:.0f} s: {best}"
+          + (f" (planned {plan_time(m, best)['planned_s']:.0f} s, after {spent:.0f} s already spent)" if best else ""))
     if opts.json:
-        out = {"epochs": opts.epochs, "budget_s": opts.budget_s, "elapsed_s": opts.elapsed_s,
-               "largest_epochs": best, "plan": plan, "measured": {k: v for k, v in m.items() if k != "runs"}}
+        out = {"epochs": opts.epochs, "budget_s": opts.budget_s, "spent_s": spent,
+               "largest_epochs": best, "plan": plan, "measured": m}
         Path(opts.json).write_text(json.dumps(out, indent=2, default=str) + "\n")
     return 0
 
@@ -390,6 +393,7 @@ def main(argv=None) -> int:
     pl_.add_argument("--offline_extra", default="--num_tasks 1")
     pl_.add_argument("--budget_s", type=float, default=540.0)
     pl_.add_argument("--elapsed_s", type=float, default=0.0, help="already spent of the budget")
+    pl_.add_argument("--count_probe", action="store_true", help="the probe's own time is spent too (auto)")
     pl_.add_argument("--steps", type=int, default=20)
     pl_.add_argument("--warmup_steps", type=int, default=5)
     pl_.add_argument("--json", default=None)

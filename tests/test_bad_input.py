@@ -91,6 +91,15 @@ def test_pretrained_from_another_method_or_backbone(task0_ckpt, precious):
     assert _unchanged(precious)
 
 
+def test_resume_with_another_schedule_interval_is_refused(task0_ckpt, precious):
+    """The checkpoint's scheduler counter counts epochs; continuing it per step would be wrong."""
+    argv = tiny_argv("barlow_twins", "--num_tasks", "2", "--resume_from_checkpoint", str(task0_ckpt),
+                     "--scheduler_interval", "step", tmp_path=precious)
+    with pytest.raises(ValueError, match="--scheduler_interval epoch, this run uses --scheduler_interval step"):
+        main(argv)
+    assert _unchanged(precious)
+
+
 def test_cli_exit_codes_are_non_zero(precious):
     for argv, message in ((["--num_tasks", "3"], "divisible"),
                           (["--not_a_flag"], "unrecognized arguments")):

@@ -100,12 +100,13 @@ def test_task0_drops_negated_distiller_switches_too(tmp_path):
     assert "--no-distill_bn_eval" in task1.argv
 
 
-def test_launcher_prints_the_override_with_the_plan(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("mode", ["local", "slurm"])
+def test_launcher_prints_the_override_with_the_plan(mode, tmp_path, monkeypatch, capsys):
     from cassle.continual.launcher import main
 
     monkeypatch.setenv("DATA_DIR", str(tmp_path))
     rc = main(["--script", str(REPO / "bash_files/continual/cifar/barlow_distill.sh"), "--experiment_dir",
-               str(tmp_path / "exp"), "--dry_run", "--", "--no-wandb", "--no-exclude_bias_n_norm"],
+               str(tmp_path / "exp"), "--mode", mode, "--dry_run", "--", "--no-wandb", "--no-exclude_bias_n_norm"],
               repo_root=str(REPO))
     out = capsys.readouterr().out
     assert rc == 0
