@@ -24,8 +24,9 @@ RECIPE = ["--lars", "--grad_clip_lars", "--exclude_bias_n_norm", "--hue", "0.1",
           "--solarization_prob", "0.0", "0.2", "--gaussian_prob", "0.5"]
 
 
-# SwAV: a queue of 2 batches, in use from step 2 on; BYOL also feeds the online kNN monitor.
-EXTRA = {"swav": ["--queue_size", "16"], "byol": ["--knn_eval"]}
+# SwAV: a queue of 2 batches, in use from step 2 on, under bf16 autocast (the GPU default);
+# BYOL also feeds the online kNN monitor.
+EXTRA = {"swav": ["--queue_size", "16", "--precision", "bf16-mixed"], "byol": ["--knn_eval"]}
 
 
 def _task0_checkpoint(method: str, tmp_path) -> str:
