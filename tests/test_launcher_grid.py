@@ -47,3 +47,14 @@ def test_grid_refuses_clashing_names_before_running(tmp_path):
     proc = _launch(tmp_path, "--script", str(a), str(a), "--experiment_dir", str(tmp_path / "g"))
     assert proc.returncode == 2 and "would share the run folder" in proc.stderr
     assert not (tmp_path / "g").exists()
+
+
+def test_grid_on_slurm_is_one_job_per_run(tmp_path):
+    a = tmp_path / "a.sh"
+    a.write_text(SCRIPT)
+    proc = _launch(tmp_path, "--script", str(a), "--seeds", "1", "2", "--experiment_dir", str(tmp_path / "g"),
+                   "--mode", "slurm", "--dry_run")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("#!/bin/bash") + proc.stdout.count("#!/usr/bin/env bash") == 2
+    assert f"--experiment_dir {tmp_path / 'g' / 'fake-seed1'}" in proc.stdout
+    assert "--seed 2" in proc.stdout

@@ -61,8 +61,9 @@ def test_every_switch_turns_on_and_off_last_one_wins():
         for flag, dest in switches.items():
             seen.add(flag)
             neg = "--no-" + flag[2:]
-            default = parser.get_default(dest)
-            assert default is False, f"{name}: {flag} defaults to {default!r}, not off"
+            action = next(a for a in parser._actions if flag in a.option_strings)
+            if isinstance(action, NegatableSwitch):  # a former store_true: off unless given
+                assert parser.get_default(dest) is False, f"{name}: {flag} is not off by default"
             assert getattr(parser.parse_args(base + [flag]), dest) is True, f"{name}: {flag}"
             assert getattr(parser.parse_args(base + [flag, neg]), dest) is False, f"{name}: {flag} {neg}"
             assert getattr(parser.parse_args(base + [neg, flag]), dest) is True, f"{name}: {neg} {flag}"
@@ -99,12 +100,13 @@ def test_task0_drops_negated_distiller_switches_too(tmp_path):
     assert "--no-distill_bn_eval" in task1.argv
 
 
-def test_launcher_prints_the_override_with_the_plan(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("mode", ["local", "slurm"])
+def test_launcher_prints_the_override_with_the_plan(mode, tmp_path, monkeypatch, capsys):
     from cassle.continual.launcher import main
 
     monkeypatch.setenv("DATA_DIR", str(tmp_path))
     rc = main(["--script", str(REPO / "bash_files/continual/cifar/barlow_distill.sh"), "--experiment_dir",
-               str(tmp_path / "exp"), "--dry_run", "--", "--no-wandb", "--no-exclude_bias_n_norm"],
+               str(tmp_path / "exp"), "--mode", mode, "--dry_run", "--", "--no-wandb", "--no-exclude_bias_n_norm"],
               repo_root=str(REPO))
     out = capsys.readouterr().out
     assert rc == 0

@@ -58,7 +58,7 @@ from cassle.continual.slurm import SlurmError, SlurmOptions, log_pattern, sbatch
 from cassle.utils.checkpoint import atomic_write_text
 
 __all__ = ["run_local", "run_eval", "run_task", "main", "build_parser", "eval_stale_reason",
-           "RESUME_NEUTRAL_FLAGS", "EVAL_RESULTS"]
+           "RESUME_NEUTRAL_FLAGS", "EVAL_RESULTS", "validate_task_args"]
 
 # Flags that may change between a run and its resume without making it a different experiment
 # (the data can move to another disk, the loader can get more workers, a checkpoint can be trusted).
@@ -597,10 +597,13 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
     complete = lambda ckpt, t: task_complete(ckpt, t, epochs, steps)  # noqa: E731
     plan = plan_tasks(argv, _checked(mf.load_manifest(experiment_dir), argv, opts.force, quiet=True),
                       experiment_dir, complete=complete)
+    if opts.main_script is None:  # the repository's main_continual.py: its parser is importable
+        validate_task_args(plan)
     _check_external_checkpoint(argv)
     if opts.dry_run:
         if opts.mode == "slurm":
             print(sbatch_script(slurm_opts, job_command, os.getcwd(), log_pattern(experiment_dir)), end="")
+            _print_overrides(overrides, "# ")
             print("# the job will run:")
             for run in plan:
                 command = [*srun_prefix(), sys.executable, main_script, *run.argv]
@@ -658,6 +661,29 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
         if rc == 0:
             print(f"[launcher] all tasks done: {experiment_dir}")
         return rc
+
+
+def validate_task_args(plan: Sequence[TaskRun]) -> None:
+    """Every task's arguments through main_continual.py's own parser, before the first task starts
+    or a job is submitted (--dry_run included): an unknown or misspelt flag fails now, naming it,
+    not after task 0 has trained."""
+    import contextlib
+    import io
+
+    from cassle.utils.args import parse_args  # imports torch: only for the real main script
+
+    for run in plan:
+        if run.action == "skip":
+            continue
+        err = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                parse_args(run.argv)
+        except SystemExit as stop:
+            lines = [line for line in err.getvalue().splitlines() if "error:" in line]
+            why = lines[-1].split("error:", 1)[1].strip() if lines else str(stop.code)
+            raise PlanError(f"task {run.task_idx}: main_continual.py would refuse its arguments: "
+                            f"{why}") from None
 
 
 def _domain_task_count(argv: list[str]) -> list[str]:
