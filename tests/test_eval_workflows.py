@@ -2,6 +2,7 @@
 protocol's forward transfer, and where --wandb writes (tiny 2-task run, CPU)."""
 from __future__ import annotations
 
+import importlib.machinery
 import json
 import shutil
 import sys
@@ -98,8 +99,10 @@ def test_wandb_files_go_to_the_output_folder(fine_tuned, tmp_path, monkeypatch):
         def finish(self):
             pass
 
-    fake = types.SimpleNamespace(init=lambda **kw: calls.append(kw) or FakeRun(), run=None,
-                                 Table=lambda **kw: kw, Image=lambda path: path)
+    fake = types.ModuleType("wandb")
+    fake.__spec__ = importlib.machinery.ModuleSpec("wandb", None)  # "installed" for the --wandb check
+    fake.init, fake.run = (lambda **kw: calls.append(kw) or FakeRun()), None
+    fake.Table, fake.Image = (lambda **kw: kw), (lambda path: path)
     monkeypatch.setitem(sys.modules, "wandb", fake)
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "run"
