@@ -60,8 +60,10 @@ def build_loggers(args):
 
 def check_task_args(args) -> None:
     if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ValueError("--accelerator gpu was asked for but no CUDA GPU is visible; run on the "
-                         "CPU with --accelerator cpu (with the launcher: add `-- --accelerator cpu`)")
+        said = getattr(args, "device_request", None) or f"--accelerator {args.accelerator}"
+        raise ValueError(f"{said} asks for a GPU but no CUDA GPU is visible; run on the CPU by "
+                         "giving `--accelerator cpu --devices 1` after it (with the launcher: "
+                         "add `-- --accelerator cpu --devices 1`)")
     if args.num_tasks is not None and not 0 <= args.task_idx < args.num_tasks:
         raise ValueError(f"--task_idx {args.task_idx} is out of range for --num_tasks "
                          f"{args.num_tasks} (valid: 0..{args.num_tasks - 1})")
@@ -94,6 +96,7 @@ def build_lightning_strategy(args):
     devices = args.devices
     on_gpu = torch.cuda.is_available() and args.accelerator in ("auto", "gpu", "cuda")
     many = (args.num_nodes > 1 or (isinstance(devices, int) and (devices > 1 or devices == -1))
+            or (isinstance(devices, list) and len(devices) > 1)  # GPU ids: --gpus 0,1
             or (devices == "auto" and on_gpu and torch.cuda.device_count() > 1))
     if name == "auto" and many:
         name = "ddp"
@@ -123,10 +126,14 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
     pretrained = None
     if args.resume_from_checkpoint:
         # Read (safely) and checked here; Lightning's own load below applies the same allowlist.
-        check_compatible(read_checkpoint(args.resume_from_checkpoint, trust=args.trust_checkpoint),
-                         args.resume_from_checkpoint, args, resume=True)
+        resumed = read_checkpoint(args.resume_from_checkpoint, trust=args.trust_checkpoint, hints=args)
+        if resumed.get("original_format"):
+            raise ValueError(f"{args.resume_from_checkpoint} was written by the original cassle code: "
+                             "its trainer state cannot be resumed here; start from its weights "
+                             "with --pretrained_model instead")
+        check_compatible(resumed, args.resume_from_checkpoint, args, resume=True)
     elif args.pretrained_model:
-        pretrained = read_checkpoint(args.pretrained_model, trust=args.trust_checkpoint)
+        pretrained = read_checkpoint(args.pretrained_model, trust=args.trust_checkpoint, hints=args)
         check_compatible(pretrained, args.pretrained_model, args)
     model = build_model(args)
     if pretrained is not None:

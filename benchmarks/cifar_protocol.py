@@ -1,7 +1,7 @@
 """Python side of ``benchmarks/cifar_protocol.sh`` (run that script; this file has two commands).
 
     python benchmarks/cifar_protocol.py plan --finetune_script S --cassle_script S --data_dir D \
-        --epochs 30 [--budget_s 540] [--elapsed_s 0] [--json F] -- <flags after the launcher's -->
+        --epochs 30 [--budget_s 540] [--elapsed_s 0 --count_probe] [--json F] -- <launcher's -- flags>
     python benchmarks/cifar_protocol.py report OUT_DIR --method barlow --epochs 30 [--extra "..."]
 
 ``plan``: the throughput probe and the planned wall time. It builds, from the shipped scripts and
@@ -121,17 +121,27 @@ def _probe_kind(argv: list[str], steps: int, warmup: int, tmp: str) -> dict:
             "build_s": build_s + setup_s}
 
 
+def _device(args):
+    """Where the runs train (Lightning moves a model back to the CPU after ``fit``)."""
+    import torch
+
+    on_gpu = torch.cuda.is_available() and args.accelerator in ("auto", "gpu", "cuda")
+    return torch.device("cuda") if on_gpu else torch.device("cpu")
+
+
 def _forward_rate(model, args, dm, batches: int = 10) -> float:
     """Images/s of the backbone alone, eval mode, no grad (validation and feature extraction)."""
     import torch
 
     from main_continual import resolve_precision
 
-    device = next(model.parameters()).device
-    backbone = model.backbone.eval()
+    device = _device(args)
+    backbone = model.backbone.to(device).eval()
     size = args.crop_size[0] if isinstance(args.crop_size, (list, tuple)) else args.crop_size
     size = size or dm.default_crop_size
     x = torch.randn(args.batch_size, 3, size, size, device=device)
+    if model.channels_last:
+        x = x.to(memory_format=torch.channels_last)
     bf16 = resolve_precision(args).startswith("bf16") and device.type == "cuda"
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         backbone(x)
@@ -226,11 +236,10 @@ def measure(opts) -> dict:
         ft = _probe_kind(ft_task0, opts.steps, opts.warmup_steps, os.path.join(tmp, "p0"))
         cs = _probe_kind(cs_tasks[1].argv, opts.steps, opts.warmup_steps, os.path.join(tmp, "p1"))
         args, dm, model = ft["args"], ft["datamodule"], ft["model"]
-        device = next(model.parameters()).device
         fwd = _forward_rate(model, args, dm)
         ckpt_s = _checkpoint_s(cs["model"], tmp)
         feat_dim = model.features_dim
-        probe_step = _probe_step_s(feat_dim, dm.num_classes, device)
+        probe_step = _probe_step_s(feat_dim, dm.num_classes, _device(args))
     sizes = _task_sizes(args, dm)
     n_train, n_test = len(dm.train_full), len(dm.val_full)
     B = args.batch_size
@@ -248,7 +257,7 @@ def measure(opts) -> dict:
         backbones = len(run["tasks"]) + 1  # every task's checkpoint and the random init
         eval_s[name] = import_s + backbones * ((n_train + n_test) / fwd + probe_steps * probe_step)
     return {
-        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "device": torch.cuda.get_device_name(0) if _device(args).type == "cuda" else "cpu",
         "views_per_s": {"finetune": ft["views_per_s"], "cassle": cs["views_per_s"]},
         "step_s": {"finetune": ft["step_s"], "cassle": cs["step_s"]},
         "startup_s": {"finetune": import_s + ft["build_s"], "cassle": import_s + cs["build_s"]},
@@ -262,7 +271,9 @@ def measure(opts) -> dict:
 
 def cmd_plan(opts) -> int:
     m = measure(opts)
-    budget = opts.budget_s - opts.elapsed_s - (time.perf_counter() - _T_START)
+    # EPOCHS=auto trains right after this probe: its own time counts; a dry run's does not.
+    spent = opts.elapsed_s + (time.perf_counter() - _T_START if opts.count_probe else 0.0)
+    budget = opts.budget_s - spent
     best = largest_epochs(m, budget)
     plan = plan_time(m, opts.epochs)
     print(f"probe on {m['device']} ({opts.steps} steps after {opts.warmup_steps} warm-up, batch {m['batch_size']}): "
@@ -272,14 +283,15 @@ def cmd_plan(opts) -> int:
     for name, r in plan["runs"].items():
         print(f"  {name:8s} {len(m['runs'][name]['tasks'])} task(s): GPU work {r['gpu_s']:7.0f} s, "
               f"start-up + checkpoints + evaluation {r['process_s']:5.0f} s")
-    fits = "fits" if opts.elapsed_s + plan["planned_s"] <= opts.budget_s else "does NOT fit"
+    fits = "fits" if spent + plan["planned_s"] <= opts.budget_s else "does NOT fit"
     print(f"planned time at EPOCHS={opts.epochs}: {plan['planned_s']:.0f} s (GPU work of the three runs "
           f"summed {plan['gpu_work_s']:.0f} s + per-process {plan['per_process_s']:.0f} s); "
           f"{fits} in the budget of {opts.budget_s:.0f} s")
-    print(f"largest EPOCHS that fits in {opts.budget_s:.0f} s: {best}")
+    print(f"largest EPOCHS that fits in {opts.budget_s:.0f} s: {best}"
+          + (f" (planned {plan_time(m, best)['planned_s']:.0f} s, after {spent:.0f} s already spent)" if best else ""))
     if opts.json:
-        out = {"epochs": opts.epochs, "budget_s": opts.budget_s, "elapsed_s": opts.elapsed_s,
-               "largest_epochs": best, "plan": plan, "measured": {k: v for k, v in m.items() if k != "runs"}}
+        out = {"epochs": opts.epochs, "budget_s": opts.budget_s, "spent_s": spent,
+               "largest_epochs": best, "plan": plan, "measured": m}
         Path(opts.json).write_text(json.dumps(out, indent=2, default=str) + "\n")
     return 0
 
@@ -390,6 +402,7 @@ def main(argv=None) -> int:
     pl_.add_argument("--offline_extra", default="--num_tasks 1")
     pl_.add_argument("--budget_s", type=float, default=540.0)
     pl_.add_argument("--elapsed_s", type=float, default=0.0, help="already spent of the budget")
+    pl_.add_argument("--count_probe", action="store_true", help="the probe's own time is spent too (auto)")
     pl_.add_argument("--steps", type=int, default=20)
     pl_.add_argument("--warmup_steps", type=int, default=5)
     pl_.add_argument("--json", default=None)

@@ -77,11 +77,13 @@ OFFLINE_EXTRA="--num_tasks 1"
 elapsed() { awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
 
 if [ "$DRY_RUN" = 1 ] || [ "$EPOCHS" = auto ]; then
-    PLAN_EPOCHS=$EPOCHS; [ "$EPOCHS" = auto ] && PLAN_EPOCHS=1
+    # a dry run plans a later run (its own time is not spent); auto trains right after the probe
+    PLAN_EPOCHS=$EPOCHS SPENT=(--elapsed_s 0)
+    [ "$EPOCHS" = auto ] && PLAN_EPOCHS=1 SPENT=(--elapsed_s "$(elapsed)" --count_probe)
     echo "== throughput probe ($METHOD; budget ${BUDGET_S} s)"
     "$PYTHON" benchmarks/cifar_protocol.py plan --finetune_script "$FT_SCRIPT" --cassle_script "$CS_SCRIPT" \
         --data_dir "$DATA" --epochs "$PLAN_EPOCHS" --offline_extra "$OFFLINE_EXTRA" --budget_s "$BUDGET_S" \
-        --elapsed_s "$(elapsed)" --json "$OUT_DIR/plan.json" -- --max_epochs "$PLAN_EPOCHS" "${COMMON[@]}" \
+        "${SPENT[@]}" --json "$OUT_DIR/plan.json" -- --max_epochs "$PLAN_EPOCHS" "${COMMON[@]}" \
         2>&1 | tee "$OUT_DIR/plan.log"
     [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "error: the throughput probe failed; see $OUT_DIR/plan.log" >&2; exit 1; }
     [ "$DRY_RUN" = 1 ] && exit 0
