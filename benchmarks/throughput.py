@@ -244,7 +244,7 @@ def timed_fit(args, model, b, *, datamodule=None, loader=None, timer: StepTimer 
     ``timer`` to read its other stamps afterwards."""
     from pytorch_lightning.loggers import CSVLogger
 
-    from main_continual import resolve_precision
+    from main_continual import determinism_flags, resolve_precision
 
     timer = timer or StepTimer(b.warmup_steps, b.steps)
     trainer = pl.Trainer(
@@ -252,7 +252,8 @@ def timed_fit(args, model, b, *, datamodule=None, loader=None, timer: StepTimer 
         precision=resolve_precision(args), enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
         logger=CSVLogger(args.checkpoint_dir, name="logs"), log_every_n_steps=args.log_every_n_steps,
-        callbacks=[timer, pl.callbacks.LearningRateMonitor(logging_interval="step")])
+        callbacks=[timer, pl.callbacks.LearningRateMonitor(logging_interval="step")],
+        **determinism_flags(args))  # cudnn autotuning as in the runner
     if datamodule is not None:
         trainer.fit(model, datamodule=datamodule)
     else:

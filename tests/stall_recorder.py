@@ -12,8 +12,8 @@ serialises with the stream), so the CPU stops queueing work ahead and the GPU id
   * host -> device copies of *fresh* host tensors: a tensor made on the host during the run (a
     factory call without ``device=``, ``from_numpy``, or anything computed from those) that is then
     moved with ``.to(device) / .cuda()`` or mixed into an op with device tensors (``copy_``,
-    indexing, arithmetic...). Zero-dimensional host tensors are exempt: CUDA kernels take them by
-    value.
+    indexing, arithmetic...). Mixing in a zero-dimensional host tensor is exempt: CUDA kernels
+    take it by value.
 
 Everything runs on the CPU (``--data_device cpu_batched`` runs the GPU code), so "device" means "not
 fresh": tensors that existed before recording started (parameters, buffers, data on the device) or
@@ -160,7 +160,7 @@ class StallRecorder(TorchFunctionMode):
             self._record("from_data", f"torch.{name}(python data, device=...)")
         elif name == "new_tensor" and args and not _is_fresh(args[0]):
             self._record("from_data", "Tensor.new_tensor(python data) on a device tensor")
-        elif name in ("to", "cuda") and args and _is_fresh(args[0]) and args[0].dim() > 0 and (
+        elif name in ("to", "cuda") and args and _is_fresh(args[0]) and (
                 name == "cuda" or _names_device(args, kwargs)):
             self._record("h2d", f"Tensor.{name} of a fresh host tensor")
         elif name not in ("to", "cuda"):

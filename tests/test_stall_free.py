@@ -1,10 +1,10 @@
 """The training step queues GPU work without waiting for it: no blocking call per step.
 
-Each method runs task 1 with its CaSSLe distiller (and one run a continual strategy with per-step
-random draws) on the batched path's CPU twin
-(`--data_device cpu_batched`, the code that runs on GPUs) through the real runner, under a recorder
-of the calls that would block a CUDA stream (tests/stall_recorder.py). Between logging and
-checkpoint boundaries every step must make none; a failure names the file and line of each call.
+Each method runs task 1 with its CaSSLe distiller (one run also with a continual strategy that
+draws random numbers per step) on the batched path's CPU twin (`--data_device cpu_batched`, the
+code that runs on GPUs) through the real runner, under a recorder of the calls that would block a
+CUDA stream (tests/stall_recorder.py). Between logging and checkpoint boundaries every step must
+make none; a failure names the file and line of each call.
 """
 from __future__ import annotations
 
@@ -18,14 +18,15 @@ from tests.helpers import tiny_args
 from tests.stall_recorder import StallRecorder, StepWindows
 
 STEPS = 5  # window 0 holds the first step's one-off work; window 4 is cut short by the end
-# The reference's CIFAR recipe where it costs something per step: LARS with clipping and
-# exclusion, hue jitter, solarisation.
+# Flags that add per-step work: the CIFAR recipes' LARS (clipping, exclusion), hue jitter and
+# solarisation, and blur.
 RECIPE = ["--lars", "--grad_clip_lars", "--exclude_bias_n_norm", "--hue", "0.1",
           "--solarization_prob", "0.0", "0.2", "--gaussian_prob", "0.5"]
 
 
-# SwAV: a queue of 2 batches, in use from step 2 on; BYOL also feeds the online kNN monitor.
-EXTRA = {"swav": ["--queue_size", "16"], "byol": ["--knn_eval"]}
+# SwAV: a queue of 2 batches, in use from step 2 on, under bf16 autocast (the GPU default);
+# BYOL also feeds the online kNN monitor.
+EXTRA = {"swav": ["--queue_size", "16", "--precision", "bf16-mixed"], "byol": ["--knn_eval"]}
 
 
 def _task0_checkpoint(method: str, tmp_path) -> str:
