@@ -121,17 +121,27 @@ def _probe_kind(argv: list[str], steps: int, warmup: int, tmp: str) -> dict:
             "build_s": build_s + setup_s}
 
 
+def _device(args):
+    """Where the runs train (Lightning moves a model back to the CPU after ``fit``)."""
+    import torch
+
+    on_gpu = torch.cuda.is_available() and args.accelerator in ("auto", "gpu", "cuda")
+    return torch.device("cuda") if on_gpu else torch.device("cpu")
+
+
 def _forward_rate(model, args, dm, batches: int = 10) -> float:
     """Images/s of the backbone alone, eval mode, no grad (validation and feature extraction)."""
     import torch
 
     from main_continual import resolve_precision
 
-    device = next(model.parameters()).device
-    backbone = model.backbone.eval()
+    device = _device(args)
+    backbone = model.backbone.to(device).eval()
     size = args.crop_size[0] if isinstance(args.crop_size, (list, tuple)) else args.crop_size
     size = size or dm.default_crop_size
     x = torch.randn(args.batch_size, 3, size, size, device=device)
+    if model.channels_last:
+        x = x.to(memory_format=torch.channels_last)
     bf16 = resolve_precision(args).startswith("bf16") and device.type == "cuda"
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         backbone(x)
@@ -226,11 +236,10 @@ def measure(opts) -> dict:
         ft = _probe_kind(ft_task0, opts.steps, opts.warmup_steps, os.path.join(tmp, "p0"))
         cs = _probe_kind(cs_tasks[1].argv, opts.steps, opts.warmup_steps, os.path.join(tmp, "p1"))
         args, dm, model = ft["args"], ft["datamodule"], ft["model"]
-        device = next(model.parameters()).device
         fwd = _forward_rate(model, args, dm)
         ckpt_s = _checkpoint_s(cs["model"], tmp)
         feat_dim = model.features_dim
-        probe_step = _probe_step_s(feat_dim, dm.num_classes, device)
+        probe_step = _probe_step_s(feat_dim, dm.num_classes, _device(args))
     sizes = _task_sizes(args, dm)
     n_train, n_test = len(dm.train_full), len(dm.val_full)
     B = args.batch_size
@@ -248,7 +257,7 @@ def measure(opts) -> dict:
         backbones = len(run["tasks"]) + 1  # every task's checkpoint and the random init
         eval_s[name] = import_s + backbones * ((n_train + n_test) / fwd + probe_steps * probe_step)
     return {
-        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "device": torch.cuda.get_device_name(0) if _device(args).type == "cuda" else "cpu",
         "views_per_s": {"finetune": ft["views_per_s"], "cassle": cs["views_per_s"]},
         "step_s": {"finetune": ft["step_s"], "cassle": cs["step_s"]},
         "startup_s": {"finetune": import_s + ft["build_s"], "cassle": import_s + cs["build_s"]},

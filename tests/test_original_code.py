@@ -151,7 +151,7 @@ def test_original_linear_scripts_parse(setting, env, monkeypatch):
     text = original_linear_script(setting, 3.0).replace("$PRETRAINED_PATH", "x.ckpt")
     text = text.replace("$DATA_DIR", "/data")
     argv = text.replace("\\\n", " ").split()[2:]
-    opts = main_linear.parse_args(argv)
+    opts = main_linear.parse_args(argv + ([] if module_available("wandb") else ["--no-wandb"]))
     assert opts.accelerator == "gpu" and opts.devices == 1 and opts.backbone == "resnet18"
     assert opts.lr == 3.0 and opts.lr_decay_steps == [60, 80] and opts.pretrained_feature_extractor == "x.ckpt"
 
@@ -308,6 +308,26 @@ def test_original_checkpoint_linear_evaluation(tmp_path):
     assert rc == 2 and "resnet18" in out and "--encoder/--backbone resnet50" in out
 
 
+def test_original_swav_checkpoint_loads(tmp_path):
+    """Weight-normalised prototypes map 1:1; the original's per-process queue (another size) is
+    ignored and reported, as this code refills its queue every task."""
+    from cassle.utils.checkpoint import load_pretrained, read_checkpoint
+    from tests.helpers import tiny_args
+
+    ckpt = original_checkpoint("swav", classes=4)
+    path = tmp_path / "swav-task0.ckpt"
+    torch.save(ckpt, path)
+    args = tiny_args("swav", "--backbone", "resnet18", "--num_tasks", "2", "--task_idx", "1",
+                     "--proj_hidden_dim", "64", "--output_dim", "32", distiller="knowledge")
+    args.num_classes = 4
+    model = main_continual.build_model(args)
+    _, out = _quiet(load_pretrained, model, read_checkpoint(str(path), hints=args), str(path))
+    state = model.state_dict()
+    for key in ("prototypes.weight_g", "prototypes.weight_v", "projector.3.weight", "backbone.conv1.weight"):
+        assert torch.equal(state[key], ckpt["state_dict"][key.replace("backbone.", "encoder.")]), key
+    assert "ignored: queue" in out, out
+
+
 def test_original_cassle_checkpoint_parts_carry_over(tmp_path):
     """An original task-1 CaSSLe checkpoint (frozen_encoder, distill_predictor) continuing at task 2."""
     from cassle.utils.checkpoint import load_pretrained, read_checkpoint
@@ -370,8 +390,8 @@ def _exit_code_of_main(argv):
 
 
 @pytest.mark.parametrize("method", [
-    "byol", "swav",  # momentum classifier and momentum encoder; weight-normalised prototypes, queue
-    *(pytest.param(m, marks=pytest.mark.slow) for m in ("barlow_twins", "simclr", "vicreg"))])
+    "byol",  # momentum encoder, momentum classifier, predictor
+    *(pytest.param(m, marks=pytest.mark.slow) for m in ("swav", "barlow_twins", "simclr", "vicreg"))])
 def test_original_cifar_scripts_run_from_original_checkpoints(method, env, monkeypatch):
     """The original CIFAR CaSSLe scripts (task 1 from PRETRAINED_PATH = an original checkpoint)
     through the launcher with `-- --accelerator cpu --devices 1` and small sizes: a few steps each

@@ -129,3 +129,18 @@ def test_wandb_flag_without_wandb_installed_names_the_way_out(which, monkeypatch
     msg = capsys.readouterr().err
     assert "wandb package is not installed" in msg and "--no-wandb" in msg
     assert parse(base + ["--wandb", "--no-wandb"]).wandb is False  # the way out works
+
+
+def test_launcher_refuses_wandb_without_wandb_before_writing_anything(tmp_path, monkeypatch, capsys):
+    from cassle.continual.launcher import main
+
+    monkeypatch.setitem(sys.modules, "wandb", None)  # as on a machine without wandb
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    script = str(REPO / "bash_files/continual/cifar/barlow.sh")  # says --wandb
+    exp = tmp_path / "exp"
+    assert main(["--script", script, "--experiment_dir", str(exp)], repo_root=str(REPO)) == 2
+    err = capsys.readouterr().err
+    assert "wandb package is not installed" in err and "-- --no-wandb" in err
+    assert not exp.exists()
+    assert main(["--script", script, "--experiment_dir", str(exp), "--dry_run", "--", "--no-wandb"],
+                repo_root=str(REPO)) == 0

@@ -55,6 +55,7 @@ from cassle.continual.plan import (
 )
 from cassle.continual.progress import task_complete
 from cassle.continual.slurm import SlurmError, SlurmOptions, log_pattern, sbatch_script, srun_prefix, submit
+from cassle.utils.args import WANDB_MISSING, wandb_missing
 from cassle.utils.checkpoint import atomic_write_text
 
 __all__ = ["run_local", "run_eval", "run_task", "main", "build_parser", "eval_stale_reason",
@@ -600,6 +601,9 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
     if opts.main_script is None:  # the repository's main_continual.py: its parser is importable
         validate_task_args(plan)
     _check_external_checkpoint(argv)
+    # Before the folder or any task exists; a SLURM job checks on its node (it runs this locally).
+    if opts.mode == "local" and wandb_missing(get_flag(argv, "--wandb") is True):
+        raise PlanError(WANDB_MISSING)
     if opts.dry_run:
         if opts.mode == "slurm":
             print(sbatch_script(slurm_opts, job_command, os.getcwd(), log_pattern(experiment_dir)), end="")

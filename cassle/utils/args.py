@@ -49,12 +49,20 @@ def module_available(name: str) -> bool:
         return False
 
 
+WANDB_MISSING = ("--wandb asks for Weights & Biases logging, but the wandb package is not installed "
+                 "here; install it (pip install wandb) or turn it off with --no-wandb (through the "
+                 "launcher: job_launcher.py --script S -- --no-wandb)")
+
+
+def wandb_missing(wants_wandb: bool) -> bool:
+    """True when ``--wandb`` is asked for on a machine without wandb (the launcher checks it too)."""
+    return bool(wants_wandb) and not module_available("wandb")
+
+
 def check_wandb(parser: argparse.ArgumentParser, opts: argparse.Namespace) -> None:
     """``--wandb`` on a machine without wandb fails now, before any training, naming the way out."""
-    if getattr(opts, "wandb", False) and not module_available("wandb"):
-        parser.error("--wandb asks for Weights & Biases logging, but the wandb package is not "
-                     "installed here; install it (pip install wandb) or turn it off with --no-wandb "
-                     "(through the launcher: job_launcher.py --script S -- --no-wandb)")
+    if wandb_missing(getattr(opts, "wandb", False)):
+        parser.error(WANDB_MISSING)
 
 
 def add_trainer_args(parser: argparse.ArgumentParser) -> None:
