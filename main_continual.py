@@ -60,8 +60,10 @@ def build_loggers(args):
 
 def check_task_args(args) -> None:
     if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ValueError("--accelerator gpu was asked for but no CUDA GPU is visible; run on the "
-                         "CPU with --accelerator cpu (with the launcher: add `-- --accelerator cpu`)")
+        said = getattr(args, "device_request", None) or f"--accelerator {args.accelerator}"
+        raise ValueError(f"{said} asks for a GPU but no CUDA GPU is visible; run on the CPU by "
+                         "giving `--accelerator cpu --devices 1` after it (with the launcher: "
+                         "add `-- --accelerator cpu --devices 1`)")
     if args.num_tasks is not None and not 0 <= args.task_idx < args.num_tasks:
         raise ValueError(f"--task_idx {args.task_idx} is out of range for --num_tasks "
                          f"{args.num_tasks} (valid: 0..{args.num_tasks - 1})")
@@ -70,6 +72,38 @@ def check_task_args(args) -> None:
         raise ValueError(f"task {args.task_idx} with --distiller {args.distiller} needs "
                          "--pretrained_model: the previous task's final checkpoint (its frozen "
                          "copy is what CaSSLe distils from)")
+
+
+def determinism_flags(args) -> dict:
+    """Trainer flags: cudnn autotuning (the shapes are fixed) unless --deterministic, which asks
+    for deterministic kernels in Lightning's "warn" mode: an op without one (AdaptiveAvgPool2d's
+    CUDA backward, for one) warns instead of stopping the run."""
+    if args.deterministic:
+        return {"deterministic": "warn", "benchmark": False}
+    return {"deterministic": None, "benchmark": True}
+
+
+def build_lightning_strategy(args):
+    """Lightning's strategy; DDP variants without the per-forward buffer broadcast.
+
+    Lightning's DDP (and so the reference) copies rank 0's buffers to every rank before each
+    forward: SwAV's per-process queue would hold W copies of rank 0's projections, and MoCo's
+    identical queue would be re-sent every step. --ddp_broadcast_buffers restores that behaviour.
+    """
+    from pytorch_lightning.strategies import DDPStrategy, StrategyRegistry
+
+    name = args.strategy
+    devices = args.devices
+    on_gpu = torch.cuda.is_available() and args.accelerator in ("auto", "gpu", "cuda")
+    many = (args.num_nodes > 1 or (isinstance(devices, int) and (devices > 1 or devices == -1))
+            or (isinstance(devices, list) and len(devices) > 1)  # GPU ids: --gpus 0,1
+            or (devices == "auto" and on_gpu and torch.cuda.device_count() > 1))
+    if name == "auto" and many:
+        name = "ddp"
+    entry = StrategyRegistry[name] if isinstance(name, str) and name in StrategyRegistry else None
+    if entry is None or not issubclass(entry["strategy"], DDPStrategy):
+        return name
+    return entry["strategy"](**entry["init_params"], broadcast_buffers=args.ddp_broadcast_buffers)
 
 
 def run_task(args, extra_callbacks=()) -> pl.Trainer:
@@ -83,8 +117,6 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
 
     check_task_args(args)
     pl.seed_everything(args.seed, workers=True)
-    if args.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
 
     # Everything that can fail on bad input happens before anything is written.
     datamodule = ContinualDataModule.from_args(args)
@@ -94,10 +126,14 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
     pretrained = None
     if args.resume_from_checkpoint:
         # Read (safely) and checked here; Lightning's own load below applies the same allowlist.
-        check_compatible(read_checkpoint(args.resume_from_checkpoint, trust=args.trust_checkpoint),
-                         args.resume_from_checkpoint, args)
+        resumed = read_checkpoint(args.resume_from_checkpoint, trust=args.trust_checkpoint, hints=args)
+        if resumed.get("original_format"):
+            raise ValueError(f"{args.resume_from_checkpoint} was written by the original cassle code: "
+                             "its trainer state cannot be resumed here; start from its weights "
+                             "with --pretrained_model instead")
+        check_compatible(resumed, args.resume_from_checkpoint, args, resume=True)
     elif args.pretrained_model:
-        pretrained = read_checkpoint(args.pretrained_model, trust=args.trust_checkpoint)
+        pretrained = read_checkpoint(args.pretrained_model, trust=args.trust_checkpoint, hints=args)
         check_compatible(pretrained, args.pretrained_model, args)
     model = build_model(args)
     if pretrained is not None:
@@ -113,25 +149,23 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
 
     os.makedirs(args.checkpoint_dir, exist_ok=True)
     save_args(args, os.path.join(args.checkpoint_dir, "args.json"))
-    strategy = args.strategy
-    if strategy == "auto" and (args.num_nodes > 1 or (isinstance(args.devices, int)
-                                                     and args.devices > 1)):
-        strategy = "ddp"
     trainer = pl.Trainer(
         max_epochs=args.max_epochs, max_steps=args.max_steps,
         accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes,
-        strategy=strategy, sync_batchnorm=args.sync_batchnorm, precision=precision,
+        strategy=build_lightning_strategy(args), sync_batchnorm=args.sync_batchnorm,
+        precision=precision,
         logger=build_loggers(args), enable_checkpointing=False,
         # TaskEndCallback first: what it computes (EWC's Fisher) goes into the final last.ckpt.
         callbacks=[TaskEndCallback(), AtomicLastCheckpoint(args.checkpoint_dir), RNGStateCheckpoint(),
                    pl.callbacks.LearningRateMonitor(logging_interval="step"),
-                   # Reading the bar's metrics syncs the GPU; every step would stall the pipeline.
+                   # The bar shows epoch-level values only: Lightning reads every step-level bar
+                   # value with .item() after each batch, bar or no bar (see BaseMethod).
                    *([] if args.no_progress_bar else [pl.callbacks.TQDMProgressBar(refresh_rate=20)]),
                    *extra_callbacks],
         limit_train_batches=args.limit_train_batches, limit_val_batches=args.limit_val_batches,
         check_val_every_n_epoch=args.check_val_every_n_epoch,
         log_every_n_steps=args.log_every_n_steps, num_sanity_val_steps=args.num_sanity_val_steps,
-        enable_progress_bar=not args.no_progress_bar, deterministic=args.deterministic or None,
+        enable_progress_bar=not args.no_progress_bar, **determinism_flags(args),
     )
     # weights_only=True: a resumed checkpoint is data only (cassle.utils.checkpoint's allowlist),
     # unless --trust_checkpoint says the user knows where the file comes from.

@@ -27,6 +27,7 @@ comparison.csv / .md / .png / .json (cassle/eval/compare.py).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 
@@ -35,7 +36,7 @@ EXIT_BAD_INPUT = 2
 
 def build_parser() -> argparse.ArgumentParser:
     from cassle.data.args import DATASETS, SPLIT_STRATEGIES
-    from cassle.utils.args import new_parser
+    from cassle.utils.args import add_original_flags, new_parser
 
     p = new_parser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -97,9 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = p.add_argument_group("hardware and output")
     run.add_argument("--num_workers", type=int, default=None, help="default: the checkpoint's")
-    run.add_argument("--accelerator", choices=["auto", "cpu", "gpu", "cuda"], default="auto")
-    run.add_argument("--gpus", default=None, help="reference spelling: any value means one GPU")
+    run.add_argument("--accelerator", default="auto",
+                     help="auto, cpu, gpu (the last of --gpus / --accelerator / --devices wins)")
+    run.add_argument("--gpus", default=None,
+                     help="the original's spelling: GPU ids; linear evaluation uses one GPU")
     run.add_argument("--devices", default="1", help="linear evaluation uses one device")
+    run.add_argument("--lars", action="store_true",
+                     help="not supported: the probe uses SGD, as the reference's linear scripts")
     run.add_argument("--precision", default="auto", help="auto (bf16 on GPUs that support it), 32, 16, bf16")
     run.add_argument("--encoder", "--backbone", dest="backbone", default=None,
                      help="checked against the checkpoint (the architecture comes from the checkpoint)")
@@ -115,12 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--wandb_online", action="store_true", help="default: offline, `wandb sync` later")
     run.add_argument("--project", default="cassle")
     run.add_argument("--entity", default=None)
+    add_original_flags(p, linear=True)
     return p
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from cassle.utils.args import check_wandb
+    from cassle.utils.args import check_wandb, device_count, resolve_devices
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     opts = parser.parse_args(argv)
     check_wandb(parser, opts)
@@ -129,10 +136,16 @@ def parse_args(argv=None) -> argparse.Namespace:
                      "--run_dir DIR (every task of a run) and --compare RUN [RUN ...] (a table of runs)")
     if opts.compare and not opts.output_dir:
         parser.error("--compare needs --output_dir DIR (where the comparison files go)")
-    if opts.gpus is not None:
-        opts.accelerator = "gpu"
-    if str(opts.devices) not in ("1", "auto"):
-        parser.error(f"--devices {opts.devices}: linear evaluation runs on one device")
+    resolve_devices(opts, argv, parser)
+    if (device_count(opts.devices) or 1) > 1:
+        if opts.gpus is None or "--devices" in argv or any(a.startswith("--devices=") for a in argv):
+            parser.error(f"--devices {opts.devices}: linear evaluation runs on one device")
+        print(f"note: --gpus {opts.gpus}: linear evaluation runs on one GPU", file=sys.stderr)
+    opts.devices = 1
+    if opts.lars:
+        parser.error("--lars: the linear probe uses SGD (as the reference's linear scripts); drop --lars")
+    if opts.checkpoint_dir and not opts.output_dir:  # the original wrote to CHECKPOINT_DIR/linear
+        opts.output_dir = os.path.join(opts.checkpoint_dir, "linear")
     if opts.dali:
         warnings.warn("--dali is ignored: this implementation loads data with torchvision")
     return opts

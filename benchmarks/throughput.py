@@ -20,6 +20,8 @@ the runner's precision / channels_last resolution, CSV logger and LR monitor. A 
   workers   end to end with torchvision transforms in ``--num_workers`` DataLoader workers
   finetune  the step on pre-made tensors without the distiller (for the CaSSLe overhead:
             frozen forward + predictor + distillation loss)
+  optim     the step on pre-made tensors with LARS and with SGD (same parameter groups), in ms
+            per step: what the LARS update costs beside plain SGD
   augment   the batched augmentation alone (no model): as the hook runs it (both views in one
             fused pass) and view by view (``MultiViewBatchAugment``)
 
@@ -47,7 +49,9 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
 
-MODES = ("step", "gpu", "workers", "finetune", "augment")
+MODES = ("step", "gpu", "workers", "finetune", "augment", "optim")
+# The optimiser variants of the "optim" mode (flags after the recipe's, so they win).
+OPTIMIZER_FLAGS = {"lars": ["--lars"], "sgd": ["--no-lars", "--optimizer", "sgd"]}
 TARGETS = {"e2e_gpu_vs_step": 0.85, "e2e_gpu_vs_workers": 2.0}
 # CIFAR recipe of the reference (REFERENCE.md section 4) for the method being measured: the
 # optimiser (LARS) and augmentation settings change the cost of a step, so use the real ones.
@@ -107,7 +111,8 @@ def parse_bench_args(argv=None) -> argparse.Namespace:
     return b
 
 
-def cassle_argv(b: argparse.Namespace, *, distiller: str | None, data_device: str, checkpoint_dir: str) -> list[str]:
+def cassle_argv(b: argparse.Namespace, *, distiller: str | None, data_device: str, checkpoint_dir: str,
+                more: tuple[str, ...] = ()) -> list[str]:
     """The main_continual command line this benchmark measures."""
     argv = ["--method", b.method, "--backbone", b.backbone, "--batch_size", str(b.batch_size),
             "--num_tasks", str(b.num_tasks), "--task_idx", "1", "--num_workers", str(b.num_workers),
@@ -122,7 +127,7 @@ def cassle_argv(b: argparse.Namespace, *, distiller: str | None, data_device: st
         argv += ["--distiller", distiller]
     if b.smoke:
         argv += SMOKE_FLAGS
-    return argv + list(b.extra)
+    return argv + list(b.extra) + list(more)
 
 
 def machine_info() -> dict:
@@ -178,7 +183,10 @@ class StepTimer(pl.Callback):
 
     def __init__(self, warmup: int, steps: int):
         self.warmup, self.steps, self.done = warmup, steps, 0
-        self.t0 = self.t1 = None
+        self.t_start = self.t0 = self.t1 = None
+
+    def on_train_start(self, trainer, pl_module):
+        self.t_start = time.perf_counter()  # after setup (data onto the device), before step 1
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.done += 1
@@ -210,13 +218,15 @@ class RepeatBatch:
             yield self.batch
 
 
-def build(b, *, distiller: str | None, data_device: str, checkpoint_dir: str):
-    """(args, datamodule, model) exactly as main_continual.run_task builds them."""
+def build(b, *, distiller: str | None, data_device: str, checkpoint_dir: str, more: tuple[str, ...] = ()):
+    """(args, datamodule, model) exactly as main_continual.run_task builds them; `more`: flags
+    appended to the command line."""
     from cassle.data import ContinualDataModule
     from cassle.utils.args import parse_args
     from main_continual import build_model
 
-    args = parse_args(cassle_argv(b, distiller=distiller, data_device=data_device, checkpoint_dir=checkpoint_dir))
+    args = parse_args(cassle_argv(b, distiller=distiller, data_device=data_device, checkpoint_dir=checkpoint_dir,
+                                  more=more))
     pl.seed_everything(args.seed, workers=True, verbose=False)
     dm = ContinualDataModule.from_args(args)
     args.num_classes = dm.num_classes
@@ -229,19 +239,21 @@ def build(b, *, distiller: str | None, data_device: str, checkpoint_dir: str):
     return args, dm, model
 
 
-def timed_fit(args, model, b, *, datamodule=None, loader=None) -> float:
-    """views/s of ``b.steps`` iterations of a Lightning fit (after ``b.warmup_steps``)."""
+def timed_fit(args, model, b, *, datamodule=None, loader=None, timer: StepTimer | None = None) -> float:
+    """views/s of ``b.steps`` iterations of a Lightning fit (after ``b.warmup_steps``); pass a
+    ``timer`` to read its other stamps afterwards."""
     from pytorch_lightning.loggers import CSVLogger
 
-    from main_continual import resolve_precision
+    from main_continual import determinism_flags, resolve_precision
 
-    timer = StepTimer(b.warmup_steps, b.steps)
+    timer = timer or StepTimer(b.warmup_steps, b.steps)
     trainer = pl.Trainer(
         max_epochs=10 ** 6, max_steps=b.warmup_steps + b.steps, accelerator=args.accelerator, devices=1,
         precision=resolve_precision(args), enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
         logger=CSVLogger(args.checkpoint_dir, name="logs"), log_every_n_steps=args.log_every_n_steps,
-        callbacks=[timer, pl.callbacks.LearningRateMonitor(logging_interval="step")])
+        callbacks=[timer, pl.callbacks.LearningRateMonitor(logging_interval="step")],
+        **determinism_flags(args))  # cudnn autotuning as in the runner
     if datamodule is not None:
         trainer.fit(model, datamodule=datamodule)
     else:
@@ -285,7 +297,7 @@ def run(b: argparse.Namespace, log=print) -> dict:
         length = b.warmup_steps + b.steps
         commands["cassle_args"] = shlex.join(cassle_argv(b, distiller=b.distiller, data_device=batched,
                                                          checkpoint_dir="DIR"))
-        if "step" in b.modes or "finetune" in b.modes:
+        if {"step", "finetune", "optim"} & set(b.modes):
             batch = premade_batch(dm, device)
         if "step" in b.modes:
             views["step_premade"] = timed_fit(args, model, b, loader=RepeatBatch(batch, length))
@@ -309,6 +321,16 @@ def run(b: argparse.Namespace, log=print) -> dict:
             fmodel.to(device)
             views["finetune_step_premade"] = timed_fit(fargs, fmodel, b, loader=RepeatBatch(batch, length))
             log(f"fine-tuning step (no CaSSLe)  {views['finetune_step_premade']:>12,.0f} views/s")
+        if "optim" in b.modes:
+            for name, flags in OPTIMIZER_FLAGS.items():
+                oargs, _, omodel = build(b, distiller=b.distiller, data_device=batched, checkpoint_dir=tmp,
+                                         more=tuple(flags))
+                omodel.to(device)
+                views[f"step_premade_{name}"] = timed_fit(oargs, omodel, b, loader=RepeatBatch(batch, length))
+            step_ms = {name: 1000 * 2 * b.batch_size / views[f"step_premade_{name}"] for name in OPTIMIZER_FLAGS}
+            step_ms["lars_extra_fraction"] = step_ms["lars"] / step_ms["sgd"] - 1
+            log(f"step with LARS / with SGD     {step_ms['lars']:>9.2f} / {step_ms['sgd']:.2f} ms "
+                f"(LARS {100 * step_ms['lars_extra_fraction']:+.1f} %)")
 
     ratios, meets = {}, {}
     if "e2e_gpu_augment" in views and "step_premade" in views:
@@ -317,6 +339,8 @@ def run(b: argparse.Namespace, log=print) -> dict:
         ratios["e2e_gpu_vs_workers"] = views["e2e_gpu_augment"] / views["e2e_torchvision_workers"]
     for k, v in ratios.items():
         meets[k] = v >= TARGETS[k]
+    if "optim" not in b.modes:
+        step_ms = {}
     overhead = {}
     if "step_premade" in views and "finetune_step_premade" in views:
         overhead = {"distill_step_views_per_s": views["step_premade"],
@@ -330,8 +354,10 @@ def run(b: argparse.Namespace, log=print) -> dict:
     return {
         "smoke": b.smoke,
         "machine": machine_info(),
-        "settings": {"method": b.method, "distiller": b.distiller, "backbone": b.backbone, "dataset": args.dataset,
-                     "batch_size": b.batch_size, "num_tasks": b.num_tasks, "task_idx": 1, "steps": b.steps,
+        # what ran: cassle's resolved args (flags after `--` may override the benchmark's own)
+        "settings": {"method": args.method, "distiller": args.distiller, "backbone": args.backbone,
+                     "dataset": args.dataset, "batch_size": args.batch_size, "num_tasks": args.num_tasks,
+                     "task_idx": 1, "steps": b.steps,
                      "warmup_steps": b.warmup_steps, "precision": resolve_precision(args),
                      "channels_last": bool(model.channels_last), "num_workers": b.num_workers,
                      "batched_device": str(device), "train_size": dm.train_size, "modes": b.modes},
@@ -339,6 +365,7 @@ def run(b: argparse.Namespace, log=print) -> dict:
         "cassle_args": commands["cassle_args"],
         "views_per_s": views,
         "cassle_overhead": overhead,
+        "step_ms_by_optimizer": step_ms,
         "ratios": ratios,
         "targets": TARGETS,
         "meets_targets": meets,

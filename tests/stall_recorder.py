@@ -3,14 +3,17 @@
 On a GPU these calls make the host wait for the device (or copy from pageable host memory, which
 serialises with the stream), so the CPU stops queueing work ahead and the GPU idles:
 
-  * ``Tensor.item / tolist / numpy / cpu`` and the conversions ``bool / int / float / index`` of a
-    tensor (device -> host reads);
+  * ``Tensor.item / tolist / numpy / cpu`` and the conversions ``bool / int / float / index`` (and
+    formatting) of a tensor (device -> host reads);
+  * ops whose output size depends on the data (``nonzero``, boolean-mask indexing,
+    ``masked_select``, ``unique``, ``bincount``, ``repeat_interleave`` with tensor repeats, one-
+    argument ``where``): the host must read a count before it can allocate the result;
   * ``torch.tensor / as_tensor / new_tensor`` of Python data with a device (a host -> device copy);
   * host -> device copies of *fresh* host tensors: a tensor made on the host during the run (a
     factory call without ``device=``, ``from_numpy``, or anything computed from those) that is then
     moved with ``.to(device) / .cuda()`` or mixed into an op with device tensors (``copy_``,
-    indexing, arithmetic...). Zero-dimensional host tensors are exempt: CUDA kernels take them by
-    value.
+    indexing, arithmetic...). Mixing in a zero-dimensional host tensor is exempt: CUDA kernels
+    take it by value.
 
 Everything runs on the CPU (``--data_device cpu_batched`` runs the GPU code), so "device" means "not
 fresh": tensors that existed before recording started (parameters, buffers, data on the device) or
@@ -32,7 +35,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _HERE = os.path.abspath(__file__)
 
-_READS = {"item", "tolist", "numpy", "cpu", "__bool__", "__int__", "__float__", "__index__"}
+_READS = {"item", "tolist", "numpy", "cpu", "__bool__", "__int__", "__float__", "__index__",
+          "__format__", "__repr__", "__array__"}
+_DATA_DEPENDENT = {"nonzero", "argwhere", "masked_select", "unique", "unique_consecutive",
+                   "bincount"}
 _FROM_DATA = {"tensor", "as_tensor", "asarray", "new_tensor"}
 _FACTORIES = {"tensor", "as_tensor", "asarray", "zeros", "ones", "empty", "full", "arange", "range",
               "linspace", "logspace", "eye", "rand", "randn", "randint", "randperm", "empty_strided",
@@ -64,6 +70,24 @@ def _mark(obj) -> None:
             setattr(t, _FRESH, True)
         except (AttributeError, RuntimeError):
             pass
+
+
+def _has_bool_index(index) -> bool:
+    return any(t.dtype in (torch.bool, torch.uint8) for t in _tensors(index))
+
+
+def _data_dependent(name: str, args, kwargs) -> bool:
+    if name in _DATA_DEPENDENT:
+        return True
+    if name == "where":
+        return len(args) + len(kwargs) == 1
+    if name == "repeat_interleave":
+        repeats = args[1] if len(args) > 1 else kwargs.get("repeats")
+        return (isinstance(repeats, torch.Tensor) and repeats.numel() > 1
+                and kwargs.get("output_size") is None)
+    if name in ("__getitem__", "__setitem__", "index_put_", "index_put"):
+        return len(args) > 1 and _has_bool_index(args[1])
+    return False
 
 
 def _has_python_data(obj) -> bool:
@@ -103,7 +127,7 @@ def where() -> str:
 
 @dataclass
 class Event:
-    kind: str   # "read", "from_data", "h2d"
+    kind: str   # "read", "sync", "from_data", "h2d"
     call: str   # the torch call
     where: str  # file:line (function)
 
@@ -128,12 +152,15 @@ class StallRecorder(TorchFunctionMode):
         name = getattr(func, "__name__", str(func))
         if name in _READS and args and isinstance(args[0], torch.Tensor) and not _is_fresh(args[0]):
             self._record("read", f"Tensor.{name}")
+        elif (_data_dependent(name, args, kwargs) and args and isinstance(args[0], torch.Tensor)
+              and not _is_fresh(args[0])):
+            self._record("sync", f"{name} (output size read from the device)")
         elif name in _FROM_DATA and kwargs.get("device") is not None and (
                 name == "new_tensor" or _has_python_data(args[0] if args else kwargs.get("data"))):
             self._record("from_data", f"torch.{name}(python data, device=...)")
         elif name == "new_tensor" and args and not _is_fresh(args[0]):
             self._record("from_data", "Tensor.new_tensor(python data) on a device tensor")
-        elif name in ("to", "cuda") and args and _is_fresh(args[0]) and args[0].dim() > 0 and (
+        elif name in ("to", "cuda") and args and _is_fresh(args[0]) and (
                 name == "cuda" or _names_device(args, kwargs)):
             self._record("h2d", f"Tensor.{name} of a fresh host tensor")
         elif name not in ("to", "cuda"):

@@ -50,6 +50,10 @@ CASES = {
     "gpu without a gpu": (["--accelerator", "gpu"], "no CUDA GPU is visible"),
     "missing data dir": (["--dataset", "cifar100", "--data_dir", "/nonexistent/cifar"],
                          "/nonexistent/cifar"),
+    "per-step interval of an epoch scheduler": (
+        ["--scheduler", "step", "--lr_decay_steps", "1", "--scheduler_interval", "step"],
+        "--scheduler_interval step applies to warmup_cosine and cosine"),
+    "fractional warmup per epoch": (["--warmup_epochs", "0.5"], "not a whole number of epochs"),
 }
 
 
@@ -83,6 +87,15 @@ def test_pretrained_from_another_method_or_backbone(task0_ckpt, precious):
     argv = tiny_argv("barlow_twins", "--num_tasks", "2", "--task_idx", "1", "--pretrained_model",
                      str(garbage), distiller="decorrelative", tmp_path=precious)
     with pytest.raises(ValueError, match="cannot read checkpoint"):
+        main(argv)
+    assert _unchanged(precious)
+
+
+def test_resume_with_another_schedule_interval_is_refused(task0_ckpt, precious):
+    """The checkpoint's scheduler counter counts epochs; continuing it per step would be wrong."""
+    argv = tiny_argv("barlow_twins", "--num_tasks", "2", "--resume_from_checkpoint", str(task0_ckpt),
+                     "--scheduler_interval", "step", tmp_path=precious)
+    with pytest.raises(ValueError, match="--scheduler_interval epoch, this run uses --scheduler_interval step"):
         main(argv)
     assert _unchanged(precious)
 

@@ -316,3 +316,16 @@ def test_digits_demo_end_to_end(tmp_path):
     acc = _final_val_acc(exp, 4)
     assert 0.0 <= acc <= 100.0
     shutil.rmtree(exp, ignore_errors=True)
+
+
+@pytest.mark.parametrize("path", [p for p in SCRIPTS if _variant(p) in STRATEGY_SCRIPTS],
+                         ids=_ids([p for p in SCRIPTS if _variant(p) in STRATEGY_SCRIPTS]))
+def test_strategy_script_is_its_base_script_plus_the_strategy(path: Path):
+    """A strategy script = the fine-tuning (or CaSSLe) script of its method + strategy flags, so a
+    recipe change in the base script that is not carried over fails here."""
+    base = path.with_name(f"{_stem(path)}{'_distill' if 'distill' in _variant(path) else ''}.sh")
+    strategy_flags = ("--cl_strategy", "--buffer_size", "--name")
+    ours = [(f, v) for f, v in split_flags(_argv(path)) if f not in strategy_flags]
+    theirs = [(f, v) for f, v in split_flags(_argv(base)) if f != "--name"]
+    assert ours == theirs, f"{path.name} differs from {base.name} beyond the strategy flags"
+    assert get_flag(_argv(path), "--name").startswith(get_flag(_argv(base), "--name"))

@@ -15,7 +15,7 @@ throughput = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(throughput)
 
 VIEW_KEYS = {"step_premade", "e2e_gpu_augment", "e2e_torchvision_workers", "finetune_step_premade", "augment_only",
-             "augment_only_per_view"}
+             "augment_only_per_view", "step_premade_lars", "step_premade_sgd"}
 
 
 def test_smoke_run_writes_positive_figures(tmp_path):
@@ -38,6 +38,11 @@ def test_smoke_run_writes_positive_figures(tmp_path):
     overhead = result["cassle_overhead"]
     assert overhead["extra_time_fraction"] == pytest.approx(
         views["finetune_step_premade"] / views["step_premade"] - 1)
+    step_ms = result["step_ms_by_optimizer"]
+    assert step_ms["lars"] == pytest.approx(1000 * 2 * result["settings"]["batch_size"] / views["step_premade_lars"])
+    assert step_ms["sgd"] == pytest.approx(1000 * 2 * result["settings"]["batch_size"] / views["step_premade_sgd"])
+    assert step_ms["lars_extra_fraction"] == pytest.approx(step_ms["lars"] / step_ms["sgd"] - 1)
+    assert "step with LARS / with SGD" in done.stdout
     machine = result["machine"]
     for key in ("device", "torch", "pytorch_lightning", "cpu_count", "git_sha", "python"):
         assert key in machine

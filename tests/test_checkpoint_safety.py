@@ -138,7 +138,7 @@ def test_own_checkpoint_needs_no_global_and_no_weights_only_message(own):
 
     assert get_unsafe_globals_in_checkpoint(own) == []
     ckpt = torch.load(own, map_location="cpu", weights_only=True)  # torch's defaults, no allowlist
-    assert isinstance(ckpt["rng_states"]["numpy"]["keys"], torch.Tensor)
+    assert isinstance(ckpt["rng_states"]["per_rank"][0]["numpy"]["keys"], torch.Tensor)
     assert type(ckpt["hyper_parameters"]) is dict
     assert "weights_only" not in (own.parent / "log_messages.txt").read_text()
 
@@ -158,8 +158,9 @@ def test_numpy_rng_state_round_trip():
 def test_old_format_own_checkpoint_still_loads_everywhere(own, tmp_path, capsys):
     """Written before RNG states were tensors: the numpy state is an array (on the allowlist)."""
     ckpt = torch.load(own, map_location="cpu", weights_only=True)
-    ckpt["rng_states"]["numpy"] = np.random.get_state()
-    ckpt["rng_states"]["python"] = random.getstate()
+    # the layout of then: one set of states, not one per process
+    ckpt["rng_states"] = {"python": random.getstate(), "numpy": np.random.get_state(),
+                          "torch": torch.get_rng_state()}
     old = tmp_path / "old" / "task0" / "last.ckpt"
     old.parent.mkdir(parents=True)
     torch.save(ckpt, old)

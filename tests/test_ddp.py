@@ -32,6 +32,10 @@ def test_two_process_ddp_cassle_task(tmp_path, method, distiller):
     # Task 1 holds 2 of the 4 classes, 64 of the 128 images: 64 / (16 per device x 2 devices)
     # = 2 steps, so the two processes did split the epoch.
     assert ckpt["global_step"] == 2
+    if method == "swav":  # each process keeps queue_size // world_size rows (reference)
+        assert ckpt["state_dict"]["queue"].shape == (2, 32 // 2, 16)
+    # Each process' RNG states are in the checkpoint that rank 0 wrote (gathered at save time).
+    assert len(ckpt["rng_states"]["per_rank"]) == 2
     task0 = torch.load(tmp_path / "task0" / "last.ckpt", map_location="cpu", weights_only=False)
     for key, value in ckpt["state_dict"].items():
         if key.startswith("frozen_backbone.") and "running" not in key and "num_batches" not in key:

@@ -299,10 +299,11 @@ def test_pretrained_path_from_environment_when_the_script_omits_it(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PRETRAINED_PATH"}
     cmd = [sys.executable, str(REPO / "job_launcher.py"), "--script", str(script),
            "--experiment_dir", str(tmp_path / "exp"), "--dry_run", "--", "--task_idx", "1"]
-    missing = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    # (timeouts: the launcher imports main_continual's parser, hence torch, to validate arguments)
+    missing = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert missing.returncode != 0 and "set PRETRAINED_PATH" in missing.stderr
     given = subprocess.run(cmd, env={**env, "PRETRAINED_PATH": str(ckpt)}, capture_output=True,
-                           text=True, timeout=60)
+                           text=True, timeout=300)
     assert given.returncode == 0, given.stderr
     task1 = [line for line in given.stdout.splitlines() if "--task_idx 1" in line]
     assert task1 and f"--pretrained_model {ckpt}" in task1[0] and "--distiller predictive" in task1[0]

@@ -9,9 +9,13 @@ from tests.helpers import tiny_args
 
 def test_csv_and_offline_wandb_logs(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
-    run_task(tiny_args("simclr", "--wandb", "--name", "logcheck", tmp_path=tmp_path))
+    trainer = run_task(tiny_args("simclr", "--wandb", "--name", "logcheck", tmp_path=tmp_path))
     rows = list(csv.DictReader(open(tmp_path / "logs" / "metrics.csv")))
     assert any(row.get("val/acc1") for row in rows) and any(row.get("train/ssl_loss") for row in rows)
+    # the loss users see: its epoch mean in the logs and on the progress bar (the per-step value
+    # goes to the logs every --log_every_n_steps, more than this run has)
+    assert any(row.get("train/loss_epoch") for row in rows)
+    assert "train/loss_epoch" in trainer.progress_bar_metrics and "train/loss" in trainer.callback_metrics
     offline_runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert offline_runs, "wandb did not write an offline run"
 

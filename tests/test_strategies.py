@@ -169,3 +169,33 @@ def test_replay_on_the_batched_device_path(tmp_path):
     (_, trainer1), (_, task1) = _sequence(tmp_path, ["--cl_strategy", "lump", "--data_device", "cpu_batched"])
     assert int(task1["strategies.lump.buffer.num_seen"]) == 64
     assert torch.isfinite(trainer1.callback_metrics["train/loss"])
+
+
+# ------------------------------------------------------------------ every method
+@pytest.mark.parametrize("method", ["simclr", "mocov2plus", "byol", "barlow_twins", "swav", "vicreg"])
+def test_every_method_takes_every_kind_of_strategy(method):
+    """One task-1 step of each method with a regulariser of each kind, a penalty and DER replay."""
+    from main_continual import build_model
+    from tests.helpers import fake_batch
+
+    args = tiny_args(method, "--num_tasks", "2", "--task_idx", "1", "--cl_strategy", "ewc", "der", "pod",
+                     "pfr", "less_forget")
+    args.num_classes = 4
+    model = build_model(args)
+    der = model.strategies["der"]
+
+    class Source:  # stands in for the datamodule's ReplaySource (needs a trainer)
+        def views(self, indices):
+            return [torch.randn(len(indices), 3, 16, 16) for _ in range(2)]
+
+    der.__dict__.update(source=Source(), has_data=True)
+    der.buffer.add(torch.arange(8), torch.zeros(8, dtype=torch.long), 0, z=torch.randn(8, 16))
+    indexes, views, targets = fake_batch()
+    model._step_indexes = indexes
+    out = model.ssl_step(views, targets)
+    assert {f"{n}_loss" for n in ("ewc", "der", "pod", "pfr", "less_forget")} <= set(out.logs)
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    assert model.strategies["pfr"].projector[0].weight.grad is not None
+    assert all(p.grad is None for p in model.frozen_backbone.parameters())
+    assert int(der.buffer.num_seen) == 16 and out.feats[0].shape[0] == 8

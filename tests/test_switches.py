@@ -61,8 +61,9 @@ def test_every_switch_turns_on_and_off_last_one_wins():
         for flag, dest in switches.items():
             seen.add(flag)
             neg = "--no-" + flag[2:]
-            default = parser.get_default(dest)
-            assert default is False, f"{name}: {flag} defaults to {default!r}, not off"
+            action = next(a for a in parser._actions if flag in a.option_strings)
+            if isinstance(action, NegatableSwitch):  # a former store_true: off unless given
+                assert parser.get_default(dest) is False, f"{name}: {flag} is not off by default"
             assert getattr(parser.parse_args(base + [flag]), dest) is True, f"{name}: {flag}"
             assert getattr(parser.parse_args(base + [flag, neg]), dest) is False, f"{name}: {flag} {neg}"
             assert getattr(parser.parse_args(base + [neg, flag]), dest) is True, f"{name}: {neg} {flag}"
@@ -99,12 +100,13 @@ def test_task0_drops_negated_distiller_switches_too(tmp_path):
     assert "--no-distill_bn_eval" in task1.argv
 
 
-def test_launcher_prints_the_override_with_the_plan(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("mode", ["local", "slurm"])
+def test_launcher_prints_the_override_with_the_plan(mode, tmp_path, monkeypatch, capsys):
     from cassle.continual.launcher import main
 
     monkeypatch.setenv("DATA_DIR", str(tmp_path))
     rc = main(["--script", str(REPO / "bash_files/continual/cifar/barlow_distill.sh"), "--experiment_dir",
-               str(tmp_path / "exp"), "--dry_run", "--", "--no-wandb", "--no-exclude_bias_n_norm"],
+               str(tmp_path / "exp"), "--mode", mode, "--dry_run", "--", "--no-wandb", "--no-exclude_bias_n_norm"],
               repo_root=str(REPO))
     out = capsys.readouterr().out
     assert rc == 0
@@ -127,3 +129,18 @@ def test_wandb_flag_without_wandb_installed_names_the_way_out(which, monkeypatch
     msg = capsys.readouterr().err
     assert "wandb package is not installed" in msg and "--no-wandb" in msg
     assert parse(base + ["--wandb", "--no-wandb"]).wandb is False  # the way out works
+
+
+def test_launcher_refuses_wandb_without_wandb_before_writing_anything(tmp_path, monkeypatch, capsys):
+    from cassle.continual.launcher import main
+
+    monkeypatch.setitem(sys.modules, "wandb", None)  # as on a machine without wandb
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    script = str(REPO / "bash_files/continual/cifar/barlow.sh")  # says --wandb
+    exp = tmp_path / "exp"
+    assert main(["--script", script, "--experiment_dir", str(exp)], repo_root=str(REPO)) == 2
+    err = capsys.readouterr().err
+    assert "wandb package is not installed" in err and "-- --no-wandb" in err
+    assert not exp.exists()
+    assert main(["--script", script, "--experiment_dir", str(exp), "--dry_run", "--", "--no-wandb"],
+                repo_root=str(REPO)) == 0

@@ -42,9 +42,11 @@ from cassle.continual.plan import (
     split_flags,
 )
 from cassle.continual.slurm import SlurmError, SlurmOptions, sbatch_script, srun_prefix, submit
+from cassle.utils.args import WANDB_MISSING, wandb_missing
 from cassle.utils.checkpoint import atomic_write_text
 
-__all__ = ["run_local", "run_eval", "run_task", "main", "build_parser", "RESUME_NEUTRAL_FLAGS"]
+__all__ = ["run_local", "run_eval", "run_task", "main", "build_parser", "RESUME_NEUTRAL_FLAGS",
+           "validate_task_args"]
 
 # Flags that may change between a run and its resume without making it a different experiment
 # (the data can move to another disk, the loader can get more workers, a checkpoint can be trusted).
@@ -402,11 +404,17 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
     # Every check (arguments, manifest, pretrained file) runs before anything is written.
     plan = plan_tasks(argv, _checked(mf.load_manifest(experiment_dir), argv, opts.force, quiet=True),
                       experiment_dir)
+    if opts.main_script is None:  # the repository's main_continual.py: its parser is importable
+        validate_task_args(plan)
     _check_external_checkpoint(argv)
+    # Before the folder or any task exists; a SLURM job checks on its node (it runs this locally).
+    if opts.mode == "local" and wandb_missing(get_flag(argv, "--wandb") is True):
+        raise PlanError(WANDB_MISSING)
     if opts.dry_run:
         if opts.mode == "slurm":
             log_pattern = os.path.join(experiment_dir, "slurm-%j.out")
             print(sbatch_script(slurm_opts, job_command, os.getcwd(), log_pattern), end="")
+            _print_overrides(overrides, "# ")
             print("# the job will run:")
             for run in plan:
                 command = [*srun_prefix(), sys.executable, main_script, *run.argv]
@@ -457,6 +465,29 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
         if rc == 0:
             print(f"[launcher] all tasks done: {experiment_dir}")
         return rc
+
+
+def validate_task_args(plan: Sequence[TaskRun]) -> None:
+    """Every task's arguments through main_continual.py's own parser, before the first task starts
+    or a job is submitted (--dry_run included): an unknown or misspelt flag fails now, naming it,
+    not after task 0 has trained."""
+    import contextlib
+    import io
+
+    from cassle.utils.args import parse_args  # imports torch: only for the real main script
+
+    for run in plan:
+        if run.action == "skip":
+            continue
+        err = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                parse_args(run.argv)
+        except SystemExit as stop:
+            lines = [line for line in err.getvalue().splitlines() if "error:" in line]
+            why = lines[-1].split("error:", 1)[1].strip() if lines else str(stop.code)
+            raise PlanError(f"task {run.task_idx}: main_continual.py would refuse its arguments: "
+                            f"{why}") from None
 
 
 def _domain_task_count(argv: list[str]) -> list[str]:

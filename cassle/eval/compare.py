@@ -19,6 +19,7 @@ import io
 import json
 import math
 import os
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
@@ -51,6 +52,11 @@ def find_runs(paths: Sequence[str]) -> list[Path]:
             runs.append(p)
         elif p.is_dir() and any((c / "eval" / "results.json").is_file() for c in p.iterdir() if c.is_dir()):
             runs += sorted(c for c in p.iterdir() if (c / "eval" / "results.json").is_file())
+            pending = sorted(c.name for c in p.iterdir() if (c / "manifest.json").is_file()
+                             and not (c / "eval" / "results.json").is_file())
+            if pending:  # a grid still running, or runs never evaluated: say so, use the others
+                print(f"[compare] {p}: skipping {len(pending)} run(s) without eval/results.json: "
+                      f"{', '.join(pending)}", file=sys.stderr)
         elif p.is_dir():
             raise CompareError(f"{p} has no eval/results.json (evaluate it first: python main_linear.py "
                                f"--run_dir {p}) and holds no evaluated run folders")

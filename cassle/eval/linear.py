@@ -67,18 +67,19 @@ def reference_lr(method: str | None) -> float:
 
 
 # --------------------------------------------------------------------------- checkpoints
-def read_checkpoint_file(path: str, trust: bool = False) -> dict:
+def read_checkpoint_file(path: str, trust: bool = False, hints: dict | None = None) -> dict:
     """A Lightning checkpoint read on the CPU without running code from it (``cassle.utils.checkpoint``;
-    ``trust``: ``--trust_checkpoint``), with errors that name the file."""
-    from cassle.utils.checkpoint import CheckpointError, load_checkpoint
+    ``trust``: ``--trust_checkpoint``), with errors that name the file. A checkpoint of the original
+    cassle code comes back in this code's names; ``hints`` (``backbone``, ``dataset`` from the flags)
+    describe it where its args.json and weights do not."""
+    from cassle.utils.checkpoint import CheckpointError, read_checkpoint
 
+    if not path or not os.path.isfile(path):
+        raise EvalInputError(f"checkpoint not found: {path!r}")
     try:
-        ckpt = load_checkpoint(path, trust=trust)
+        return read_checkpoint(path, trust=trust, hints=hints)
     except CheckpointError as err:
         raise EvalInputError(str(err)) from None
-    if not isinstance(ckpt.get("state_dict"), dict):
-        raise EvalInputError(f"{path!r} is not a cassle/Lightning checkpoint (no state_dict)")
-    return ckpt
 
 
 def checkpoint_hparams(ckpt: dict, path: str) -> dict:
@@ -137,10 +138,23 @@ def load_backbone_from_checkpoint(path: str, num_classes: int | None = None, ckp
         raise EvalInputError(f"num_classes mismatch: checkpoint {path} was pretrained with num_classes="
                              f"{hp['num_classes']} but the evaluation data has {num_classes} classes")
     backbone, feat_dim = _build_backbone(hp)
+    own = backbone.state_dict()
+    shapes = [f"{k} {tuple(v.shape)} (here: {tuple(own[k].shape)})" for k, v in state.items()
+              if k in own and v.shape != own[k].shape]
+    if shapes:
+        raise EvalInputError(f"checkpoint {path}: backbone.* weights do not fit a {hp['backbone']} "
+                             f"(cifar_stem={_cifar_stem(hp)}): {shapes[:3]}")
     missing, unexpected = backbone.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise EvalInputError(f"checkpoint {path}: backbone.* weights do not fit a {hp['backbone']} "
                              f"(cifar_stem={_cifar_stem(hp)}): missing {missing[:5]}, unexpected {unexpected[:5]}")
+    if ckpt.get("original_format"):
+        from cassle.utils.original_checkpoint import describe
+
+        rest = [k for k in ckpt["state_dict"] if not k.startswith("backbone.")]
+        print(f"[checkpoint] {path}: original cassle checkpoint ({hp['backbone']}, "
+              f"cifar_stem={_cifar_stem(hp)}); loaded: backbone.* ({len(state)}, from encoder.*); "
+              f"ignored: {describe(rest)}", flush=True)
     return _freeze(backbone), feat_dim, hp
 
 
@@ -220,7 +234,10 @@ class LinearProbe(pl.LightningModule):
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
-        self.log("train/loss", loss, prog_bar=True)
+        # Step values stay off the progress bar (Lightning reads them with .item() after every
+        # batch, a GPU sync); the bar shows the epoch mean.
+        self.log("train/loss", loss)
+        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log("train/acc1", (logits.argmax(1) == y).float().mean() * 100)
         return loss
 

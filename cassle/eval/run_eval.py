@@ -191,7 +191,8 @@ def _wandb_init(opts, name: str, config: dict):
 def evaluate_checkpoint(opts: argparse.Namespace) -> dict[str, Any]:
     """Evaluate one checkpoint; writes ``<output_dir>/results.json`` and returns its content."""
     path = opts.pretrained_feature_extractor
-    ckpt = read_checkpoint_file(path, _trust(opts))
+    ckpt = read_checkpoint_file(path, _trust(opts), {"backbone": getattr(opts, "backbone", None),
+                                                     "dataset": getattr(opts, "dataset", None)})
     hp = checkpoint_hparams(ckpt, path)
     _check_backbone_flag(opts, hp, path)
     data = resolve_data(opts, hp)

@@ -22,5 +22,7 @@ def sample_mixup_lambda(alpha: float, device: torch.device | str = "cpu") -> tor
     """lambda ~ Beta(alpha, alpha), a 0-dim tensor drawn on ``device`` (no host sync)."""
     if alpha <= 0:
         raise ValueError(f"--lump_alpha must be > 0, got {alpha}")
-    a = torch.tensor(float(alpha), device=device)
-    return torch.distributions.Beta(a, a).sample()
+    # torch.full, not torch.tensor (a host-to-device copy), and no argument validation (a
+    # device-to-host read): both would stall the GPU every step.
+    a = torch.full((), float(alpha), device=device)
+    return torch.distributions.Beta(a, a, validate_args=False).sample()

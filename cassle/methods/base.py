@@ -43,6 +43,8 @@ class StepOutput:
     z: list[torch.Tensor]  # projector outputs per view, (B, D), what the distillers work on
     #                        (MoCoV2+: L2-normalised, as in the reference)
     logs: dict[str, torch.Tensor] = field(default_factory=dict)
+    # momentum-encoder features per view (no grad), for methods that have one (--momentum_classifier)
+    momentum_feats: list[torch.Tensor] | None = None
 
 
 class BaseMethod(pl.LightningModule):
@@ -63,6 +65,10 @@ class BaseMethod(pl.LightningModule):
         if args.scheduler_interval == "step" and "step" not in SCHEDULERS[args.scheduler]:
             raise ValueError(f"--scheduler_interval step applies to warmup_cosine and cosine, not "
                              f"--scheduler {args.scheduler} (which steps per epoch)")
+        if (args.scheduler == "warmup_cosine" and args.scheduler_interval == "epoch"
+                and args.warmup_epochs != int(args.warmup_epochs)):
+            raise ValueError(f"--warmup_epochs {args.warmup_epochs} is not a whole number of epochs: "
+                             "a per-epoch schedule needs one (or use --scheduler_interval step)")
         cifar_stem = args.cifar_stem if args.cifar_stem is not None else (
             args.dataset in SMALL_IMAGE_DATASETS)
         self.backbone, self.features_dim = build_backbone(
@@ -221,6 +227,9 @@ class BaseMethod(pl.LightningModule):
         if self.knn is not None:
             self.knn.update("train", out.feats[0].detach(), targets)
         loss = out.loss + class_loss
+        monitor_loss = self.monitor_loss(views, targets, out, online_eval)
+        if monitor_loss is not None:
+            loss = loss + monitor_loss
         self.log_dict({"train/ssl_loss": out.loss, "train/class_loss": class_loss,
                        "train/online_acc": torch.stack(accs).mean(),
                        **{f"train/{k}": v for k, v in out.logs.items()}},
@@ -232,6 +241,10 @@ class BaseMethod(pl.LightningModule):
         self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, prog_bar=True,
                  sync_dist=True)
         return loss
+
+    def monitor_loss(self, views, targets, out: StepOutput, online_eval) -> torch.Tensor | None:
+        """Loss of extra monitoring heads on detached features (none here; see BaseMomentumMethod)."""
+        return None
 
     # A NaN check per step would force a GPU sync per step; instead, accumulate a device flag and
     # read it every NAN_CHECK_EVERY steps and before every checkpoint (AtomicLastCheckpoint).

@@ -39,6 +39,7 @@ class BYOL(BaseMomentumMethod):
         z = [self.projector(f) for f in feats]
         p = [self.predictor(zi) for zi in z]
         with torch.no_grad():
-            z_momentum = [self.momentum_projector(self.momentum_backbone(v)) for v in views]
+            momentum_feats = [self.momentum_backbone(v) for v in views]
+            z_momentum = [self.momentum_projector(f) for f in momentum_feats]
         loss = byol_loss_func(p[0], z_momentum[1]) + byol_loss_func(p[1], z_momentum[0])
-        return StepOutput(loss=loss, feats=feats, z=z)
+        return StepOutput(loss=loss, feats=feats, z=z, momentum_feats=momentum_feats)

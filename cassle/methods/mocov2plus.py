@@ -57,12 +57,12 @@ class MoCoV2Plus(BaseMomentumMethod):
         z = [self.projector(f) for f in feats]
         q = [F.normalize(zi, dim=-1) for zi in z]
         with torch.no_grad():
-            k = [F.normalize(self.momentum_projector(self.momentum_backbone(v)), dim=-1)
-                 for v in views]
+            momentum_feats = [self.momentum_backbone(v) for v in views]
+            k = [F.normalize(self.momentum_projector(f), dim=-1) for f in momentum_feats]
         queue = self.queue.clone().detach()
         T = self.hparams.temperature
         loss = (moco_loss_func(q[0], k[1], queue[1], temperature=T)
                 + moco_loss_func(q[1], k[0], queue[0], temperature=T)) / 2
         self._enqueue(torch.stack([gather(k[0]), gather(k[1])]))
         # The distillers get the L2-normalised q, as in the reference (its MoCo's "z").
-        return StepOutput(loss=loss, feats=feats, z=q)
+        return StepOutput(loss=loss, feats=feats, z=q, momentum_feats=momentum_feats)

@@ -7,11 +7,13 @@ update follows each optimiser step; the momentum networks start as copies of the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from cassle.methods.base import BaseMethod
 
@@ -40,11 +42,32 @@ def momentum_copy(module: nn.Module) -> nn.Module:
     return copy_
 
 
+@contextlib.contextmanager
+def _buffers_kept(module: nn.Module):
+    """Run a forward pass that leaves the module's buffers (BatchNorm running stats) untouched,
+    so a monitoring head never changes what training sees."""
+    saved = [(b, b.detach().clone()) for b in module.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buf, value in saved:
+                buf.copy_(value)
+
+
 class BaseMomentumMethod(BaseMethod):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.momentum_backbone = momentum_copy(self.backbone)
         self.current_tau = self.hparams.base_tau_momentum
+        # --momentum_classifier (as the original): a linear classifier on the momentum encoder's
+        # features, trained like the online one (detached, classifier lr, no weight decay) and
+        # used for monitoring only: it never changes any encoder.
+        # Initialised from a forked RNG so that turning the monitor on changes no other init.
+        self.momentum_classifier = None
+        if self.hparams.get("momentum_classifier"):
+            with torch.random.fork_rng(devices=[]):
+                self.momentum_classifier = nn.Linear(self.features_dim, self.hparams.num_classes)
         # tau is logged from a device scalar updated in place: a Python float logged per step
         # becomes a host-to-device copy per step.
         self.register_buffer("_tau_logged", torch.zeros(()), persistent=False)
@@ -55,6 +78,52 @@ class BaseMomentumMethod(BaseMethod):
         group = parser.add_argument_group("momentum")
         group.add_argument("--base_tau_momentum", type=float, default=0.99)
         group.add_argument("--final_tau_momentum", type=float, default=1.0)
+        group.add_argument("--momentum_classifier", action="store_true",
+                           help="monitor: an online classifier on the momentum encoder's features "
+                                "(train/momentum_online_acc, val/momentum_acc1), as the original")
+
+    def learnable_params(self) -> list[dict]:
+        groups = super().learnable_params()
+        if self.momentum_classifier is not None:
+            groups.append({"name": "momentum_classifier",
+                           "params": list(self.momentum_classifier.parameters()),
+                           "lr": self.hparams.classifier_lr, "weight_decay": 0.0})
+        return groups
+
+    def monitor_loss(self, views, targets, out, online_eval):
+        """Cross-entropy of the momentum classifier, on the images the online classifier uses."""
+        if self.momentum_classifier is None:
+            return super().monitor_loss(views, targets, out, online_eval)
+        if online_eval is not None:
+            x, labels = online_eval
+            with torch.no_grad(), _buffers_kept(self.momentum_backbone):
+                pairs = [(self.momentum_backbone(self._memory_format(x)), labels)]
+        else:
+            feats = out.momentum_feats
+            if feats is None:
+                with torch.no_grad():
+                    feats = [self.momentum_backbone(v) for v in views]
+            pairs = [(f, targets) for f in feats]
+        losses, accs = [], []
+        for feats, labels in pairs:
+            logits = self.momentum_classifier(feats.detach())
+            losses.append(F.cross_entropy(logits, labels))
+            accs.append((logits.argmax(1) == labels).float().mean() * 100)
+        loss = torch.stack(losses).mean()
+        self.log_dict({"train/momentum_class_loss": loss,
+                       "train/momentum_online_acc": torch.stack(accs).mean()},
+                      on_epoch=True, on_step=False, sync_dist=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        loss = super().validation_step(batch, batch_idx)
+        if self.momentum_classifier is not None:
+            x, targets = batch
+            logits = self.momentum_classifier(self.momentum_backbone(self._memory_format(x)))
+            self.log_dict({"val/momentum_loss": F.cross_entropy(logits, targets),
+                           "val/momentum_acc1": (logits.argmax(1) == targets).float().mean() * 100},
+                          sync_dist=True)
+        return loss
 
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         """(online, momentum) module pairs; subclasses add their projectors."""

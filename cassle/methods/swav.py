@@ -18,8 +18,8 @@ __all__ = ["SwAV", "Prototypes"]
 def prototype_scores(prototypes: nn.Module, z: torch.Tensor) -> torch.Tensor:
     """(N, D) -> (N, K) prototype scores in float32, also under autocast.
 
-    Sinkhorn-Knopp takes exp(score / 0.05): a bf16 rounding of a score (up to 2^-9 of it) would
-    become up to ~8% in a code. The layer is small next to the backbone.
+    Sinkhorn-Knopp takes exp(score / 0.05): a bf16 rounding of a score (up to 2^-8 of it, 0.004
+    for a score near 1) would become up to ~8% in a code. The layer is small next to the backbone.
     """
     with torch.autocast(device_type=z.device.type, enabled=False):
         return prototypes(z.float())

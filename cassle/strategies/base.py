@@ -141,7 +141,9 @@ class StrategyMixin:
             term, logs = s.loss(self, views, out, ctx)
             if term is not None:
                 out.loss = out.loss + term
-                out.logs[f"{s.name}_loss"] = term.detach()
+            # Logged at every step (0 while inactive): a key first logged mid-epoch makes Lightning
+            # allocate its accumulators from host data, a stall on GPUs.
+            out.logs[f"{s.name}_loss"] = term.detach() if term is not None else out.loss.new_zeros(())
             out.logs.update(logs)
         for s in self.strategies.values():
             s.after_step(self, self._step_indexes, targets, out, ctx)

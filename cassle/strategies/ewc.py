@@ -50,8 +50,11 @@ class EWC(Strategy):
 
     @torch.no_grad()
     def _restore(self, model, saved):
+        # Through load_state_dict, so that methods' load hooks run (SwAV recounts its queue).
+        persistent = set(model.state_dict().keys())
+        model.load_state_dict({k: v for k, v in saved.items() if k in persistent}, strict=False)
         for name, buf in model.named_buffers():
-            if name in saved:
+            if name in saved and name not in persistent:
                 buf.copy_(saved[name])
 
     def on_task_end(self, model, trainer) -> None:

@@ -49,12 +49,20 @@ def module_available(name: str) -> bool:
         return False
 
 
+WANDB_MISSING = ("--wandb asks for Weights & Biases logging, but the wandb package is not installed "
+                 "here; install it (pip install wandb) or turn it off with --no-wandb (through the "
+                 "launcher: job_launcher.py --script S -- --no-wandb)")
+
+
+def wandb_missing(wants_wandb: bool) -> bool:
+    """True when ``--wandb`` is asked for on a machine without wandb (the launcher checks it too)."""
+    return bool(wants_wandb) and not module_available("wandb")
+
+
 def check_wandb(parser: argparse.ArgumentParser, opts: argparse.Namespace) -> None:
     """``--wandb`` on a machine without wandb fails now, before any training, naming the way out."""
-    if getattr(opts, "wandb", False) and not module_available("wandb"):
-        parser.error("--wandb asks for Weights & Biases logging, but the wandb package is not "
-                     "installed here; install it (pip install wandb) or turn it off with --no-wandb "
-                     "(through the launcher: job_launcher.py --script S -- --no-wandb)")
+    if wandb_missing(getattr(opts, "wandb", False)):
+        parser.error(WANDB_MISSING)
 
 
 def add_trainer_args(parser: argparse.ArgumentParser) -> None:
@@ -75,13 +83,20 @@ def add_trainer_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max_steps", type=int, default=-1, help="stop a task early (smoke runs)")
     group.add_argument("--limit_train_batches", type=float, default=None)
     group.add_argument("--limit_val_batches", type=float, default=None)
-    group.add_argument("--accelerator", default="auto", help="cpu, gpu, auto")
-    group.add_argument("--devices", default="auto", help="number of devices, or auto")
-    group.add_argument("--gpus", default=None, help=argparse.SUPPRESS)  # reference spelling
+    group.add_argument("--accelerator", default="auto",
+                       help="cpu, gpu, auto (the last of --gpus / --accelerator / --devices wins)")
+    group.add_argument("--devices", default="auto", help="number of devices, GPU ids (0,1), or auto")
+    group.add_argument("--gpus", default=None,
+                       help="the original's spelling: comma-separated GPU ids (--gpus 0,1)")
     group.add_argument("--num_nodes", type=int, default=1)
     group.add_argument("--strategy", default="auto", help="Lightning strategy; ddp when devices > 1")
     group.add_argument("--sync_batchnorm", action=argparse.BooleanOptionalAction, default=False,
                        help="SyncBatchNorm across GPUs (--no-sync_batchnorm to undo a script)")
+    group.add_argument("--ddp_broadcast_buffers", action="store_true",
+                       help="DDP copies rank 0's buffers to every rank before each forward, as "
+                            "the reference (Lightning's default) did: SwAV's per-process queue "
+                            "becomes rank 0's, MoCo's queue is re-sent every step. Default: each "
+                            "rank keeps its own buffers")
     group.add_argument("--precision", default="auto",
                        help="auto = bf16-mixed on GPUs that support it, else 32; or 32, 16-mixed, "
                             "bf16-mixed (16 is read as 16-mixed)")
@@ -89,11 +104,13 @@ def add_trainer_args(parser: argparse.ArgumentParser) -> None:
                        help="channels_last memory format (auto: on for GPUs)")
     group.add_argument("--seed", type=int, default=5)
     group.add_argument("--deterministic", action="store_true",
-                       help="deterministic kernels (exact resume on CPU)")
+                       help="deterministic kernels where they exist, a warning where not (exact "
+                            "resume on CPU); also turns cudnn.benchmark off")
     group.add_argument("--online_eval_batch_size", type=int, default=None,
                        help="train the online classifier on labelled batches of this size drawn "
-                            "from the whole training set (all tasks' classes): the reference's "
-                            "CIFAR protocol. Default: on the current task's SSL batches")
+                            "from the whole training set (all tasks' classes), augmented as set by "
+                            "--online_eval_transform: the reference's CIFAR protocol. Default: on "
+                            "the current task's SSL batches (the reference trained no classifier)")
     group.add_argument("--check_val_every_n_epoch", type=int, default=1)
     group.add_argument("--log_every_n_steps", type=int, default=50)
     group.add_argument("--num_sanity_val_steps", type=int, default=0)
@@ -136,12 +153,16 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     METHODS[known.method].add_model_specific_args(parser)
     add_distiller_args(parser)
     add_strategy_args(parser)
+    add_original_flags(parser)
     return parser
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     from cassle.strategies import check_strategy_names
 
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
@@ -149,11 +170,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     except ValueError as err:
         parser.error(str(err))
     check_wandb(parser, args)
-    if args.gpus is not None:  # reference scripts say `--gpus 0,1`
-        ids = [g for g in str(args.gpus).split(",") if g.strip() != ""]
-        args.accelerator, args.devices = "gpu", len(ids)
-    if args.devices != "auto":
-        args.devices = int(args.devices)
+    resolve_devices(args, argv, parser)
+    if args.debug_augmentations:
+        from cassle.data.args import VIEW_SPECS
+
+        print("augmentations per view: " + ", ".join(f"{k}={getattr(args, k)}" for k in VIEW_SPECS),
+              flush=True)
     if str(args.precision) == "16":
         args.precision = "16-mixed"
     from cassle.data.args import resolve_task_count
@@ -172,3 +194,144 @@ def save_args(args: argparse.Namespace, path: str) -> None:
     with open(tmp, "w") as f:
         json.dump(vars(args), f, indent=2, sort_keys=True, default=str)
     os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- the original code's flags
+# Flags of the original cassle code (its bash scripts, main_pretrain.py and main_linear.py) that this
+# code spells differently or does not need. Each keeps its original meaning here, or is a clear error
+# when this project does not implement what it did. (Flags with the same name and meaning in both,
+# e.g. --encoder, --lars, --momentum_classifier, are defined where they belong.)
+ORIGINAL_NOOP_HELP = "original code's flag, accepted: {}"
+UNSUPPORTED_ORIGINAL_FLAGS = {
+    "--multicrop": "multi-crop views are not implemented here (the CaSSLe methods use two crops)",
+    "--no_labels": "unlabelled custom datasets are not supported (the online classifier needs labels)",
+    "--auto_umap": "UMAP plots are not part of this project",
+    "--auto_umap_dir": "UMAP plots are not part of this project",
+    "--auto_umap_frequency": "UMAP plots are not part of this project",
+}
+# Lightning 1.5's --accelerator took strategy names; they meant distributed training on GPUs.
+LIGHTNING15_DISTRIBUTED = ("ddp", "ddp_spawn", "ddp2", "dp", "ddp_sharded", "ddp_cpu")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+
+
+class _Unsupported(argparse.Action):
+    def __init__(self, option_strings, dest, nargs="?", **kwargs):
+        super().__init__(option_strings, dest, nargs=nargs, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} (a flag of the original cassle code): "
+                     f"{UNSUPPORTED_ORIGINAL_FLAGS[option_string]}; remove it from the script")
+
+
+def add_original_flags(parser: argparse.ArgumentParser, *, linear: bool = False) -> None:
+    """The original code's flags (see the table above) for main_continual.py or main_linear.py."""
+    from cassle.data.args import _PerViewAction
+
+    g = parser.add_argument_group("flags of the original cassle code (accepted with their meaning)")
+    g.add_argument("--offline", dest="wandb_online", action="store_const", const=False,
+                   help="wandb offline (the default here; --wandb_online syncs)")
+    g.add_argument("--dali_device", choices=["gpu", "cpu"], default=None,
+                   help=ORIGINAL_NOOP_HELP.format("DALI decodes on the device the run uses"))
+    g.add_argument("--checkpoint_frequency", type=int, default=None,
+                   help=ORIGINAL_NOOP_HELP.format("last.ckpt is written at every epoch end"))
+    for flag in ("--no_labels", "--auto_umap", "--auto_umap_dir", "--auto_umap_frequency"):
+        g.add_argument(flag, action=_Unsupported, help=argparse.SUPPRESS)
+    if linear:
+        g.add_argument("--semi_supervised", dest="label_fraction", type=float,
+                       help="the original spelling of --label_fraction")
+        g.add_argument("--checkpoint_dir", default=None,
+                       help="the original's output folder: results go to CHECKPOINT_DIR/linear "
+                            "unless --output_dir is given")
+        for flag, why in (("--zero_init_residual", "the weights come from the checkpoint"),
+                          ("--classifier_lr", "the probe's lr is --lr, as in the original"),
+                          ("--exclude_bias_n_norm", "the probe uses --weight_decay 0 by default"),
+                          ("--sync_batchnorm", "the frozen backbone's BatchNorm is in eval mode"),
+                          ("--check_val_every_n_epoch", "the probe is evaluated when it is trained")):
+            if flag in ("--classifier_lr", "--check_val_every_n_epoch"):
+                g.add_argument(flag, type=float, default=None, help=ORIGINAL_NOOP_HELP.format(why))
+            else:
+                g.add_argument(flag, action="store_true", help=ORIGINAL_NOOP_HELP.format(why))
+        g.add_argument("--num_nodes", type=int, default=1, choices=[1],
+                       help="linear evaluation runs on one device")
+        return
+    g.add_argument("--disable_knn_eval", dest="knn_eval", action="store_const", const=False,
+                   help="no online kNN monitor (the default here; --knn_eval turns it on)")
+    g.add_argument("--size", dest="crop_size", type=int, nargs="+", default=argparse.SUPPRESS,
+                   action=_PerViewAction, help="the original spelling of --crop_size")
+    g.add_argument("--num_crops", type=int, choices=[2], default=2,
+                   help="the CaSSLe methods use two crops")
+    g.add_argument("--num_small_crops", type=int, choices=[0], default=0,
+                   help="multi-crop views are not implemented here")
+    g.add_argument("--multicrop", action=_Unsupported, help=argparse.SUPPRESS)
+    g.add_argument("--semi_supervised", type=float, default=None,
+                   help=ORIGINAL_NOOP_HELP.format("it had no effect on pretraining"))
+    g.add_argument("--encode_indexes_into_labels", action="store_true",
+                   help=ORIGINAL_NOOP_HELP.format("no CaSSLe method used it"))
+    g.add_argument("--debug_augmentations", action="store_true",
+                   help="print the per-view augmentation settings at start")
+
+
+def _flag_values(argv: Sequence[str], flags: Sequence[str]) -> list[tuple[str, str]]:
+    """``(flag, value)`` for every occurrence of one of ``flags`` in argv, in order."""
+    found = []
+    for i, token in enumerate(argv):
+        name, eq, value = str(token).partition("=")
+        if name in flags:
+            if not eq:
+                value = argv[i + 1] if i + 1 < len(argv) else ""
+            found.append((name, value))
+    return found
+
+
+def _devices_value(text: str):
+    text = str(text).strip()
+    if text == "auto":
+        return text
+    if "," in text:
+        return [int(t) for t in text.split(",") if t.strip()]
+    return int(text)
+
+
+def resolve_devices(args: argparse.Namespace, argv: Sequence[str], parser: argparse.ArgumentParser) -> None:
+    """``--gpus`` / ``--accelerator`` / ``--devices``: the last one given wins, as for any flag.
+
+    ``--gpus 0,1`` (the original's Lightning 1.5 spelling) means GPUs with ids 0 and 1; a later
+    ``--accelerator cpu`` replaces it (and its ids), a later ``--devices N`` sets the count.
+    ``--accelerator ddp`` (Lightning 1.5: a strategy) means DDP on GPUs. ``args.device_request``
+    keeps what the user typed, for messages.
+    """
+    accelerator, devices, said, from_gpus = "auto", "auto", None, False
+    try:
+        for flag, value in _flag_values(argv, ("--gpus", "--accelerator", "--devices")):
+            if flag == "--gpus":
+                accelerator, devices, from_gpus = "gpu", _devices_value(value), True
+                if isinstance(devices, int):  # Lightning 1.5 + the original: "--gpus 2" is GPU id 2
+                    devices = [devices]
+                said = f"--gpus {value}"
+            elif flag == "--accelerator":
+                if value in LIGHTNING15_DISTRIBUTED:
+                    accelerator = "gpu"
+                    if getattr(args, "strategy", None) == "auto":
+                        args.strategy = "ddp"
+                    said = f"--accelerator {value}"
+                    continue
+                if value not in ACCELERATORS:
+                    parser.error(f"--accelerator {value}: choose one of {', '.join(ACCELERATORS)} "
+                                 f"(or a Lightning 1.5 strategy name: {', '.join(LIGHTNING15_DISTRIBUTED)})")
+                if from_gpus and value not in ("gpu", "cuda"):
+                    devices, from_gpus = "auto", False  # the GPU ids went with --gpus
+                accelerator, said = value, f"--accelerator {value}"
+            else:
+                devices, from_gpus = _devices_value(value), False
+    except ValueError:
+        parser.error(f"{flag} {value}: expected a number, comma-separated GPU ids or auto")
+    args.accelerator, args.devices, args.device_request = accelerator, devices, said
+    if isinstance(devices, list) and not devices:
+        parser.error(f"{said}: no GPU id given")
+
+
+def device_count(devices) -> int | None:
+    """How many devices ``devices`` asks for (None: auto)."""
+    if isinstance(devices, list):
+        return len(devices)
+    return None if devices == "auto" else int(devices)

@@ -231,24 +231,55 @@ def _first_line(err: BaseException) -> str:
 
 # --------------------------------------------------------------------------- a previous task's weights
 # Keys a checkpoint may lack or carry beyond the model: the CaSSLe parts exist only from task 1 on;
-# continual strategies (buffer, Fisher, PFR projector) only in runs that use them.
-DISTILL_PREFIXES = ("frozen_", "distiller.", "strategies.")
+# continual strategies (buffer, Fisher, PFR projector) only in runs that use them; the
+# --momentum_classifier monitor only when asked for (it starts afresh otherwise).
+DISTILL_PREFIXES = ("frozen_", "distiller.", "strategies.", "momentum_classifier.")
 
 
-def read_checkpoint(path: str, *, trust: bool = False) -> dict:
-    """A Lightning checkpoint (a dict with a ``state_dict``) for --pretrained_model / resume."""
+def read_checkpoint(path: str, *, trust: bool = False, hints=None) -> dict:
+    """A Lightning checkpoint (a dict with a ``state_dict``) for --pretrained_model / resume.
+
+    A checkpoint of the original cassle code comes back in this code's names (the mapping table of
+    ``cassle.utils.original_checkpoint``), with ``hyper_parameters`` from its args.json, its weights
+    and ``hints`` (the run's ``backbone`` / ``method``, which must fit)."""
+    from cassle.utils import original_checkpoint as original
+
     if not path or not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path!r} (for --pretrained_model pass the "
                               "previous task's last.ckpt, e.g. experiments/<run>/task0/last.ckpt)")
     ckpt = load_checkpoint(path, trust=trust)
     if not isinstance(ckpt.get("state_dict"), dict):
         raise CheckpointError(f"{path!r} is not a cassle/Lightning checkpoint (no state_dict)")
+    if original.is_original(ckpt["state_dict"]):
+        try:
+            ckpt = original.convert(ckpt, path, _hints(hints))
+        except original.OriginalCheckpointError as err:
+            raise CheckpointError(str(err)) from None
     return ckpt
 
 
-def check_compatible(ckpt: dict, path: str, args) -> None:
-    """The checkpoint must come from the same method and backbone."""
+def _hints(source) -> dict:
+    """backbone / method / dataset from an argparse namespace or a dict (None entries dropped)."""
+    if source is None:
+        return {}
+    get = source.get if isinstance(source, dict) else lambda k: getattr(source, k, None)
+    return {k: get(k) for k in ("backbone", "method", "dataset") if get(k) is not None}
+
+
+# Resuming continues the checkpoint's lr schedule: its saved step counter only means the same
+# thing under the same scheduler and interval (epochs or optimizer steps).
+RESUME_SAME_KEYS = ("scheduler", "scheduler_interval")
+
+
+def check_compatible(ckpt: dict, path: str, args, resume: bool = False) -> None:
+    """The checkpoint must come from the same method and backbone (a resume: also the same
+    schedule, RESUME_SAME_KEYS)."""
     hp = ckpt.get("hyper_parameters") or {}
+    for key in RESUME_SAME_KEYS if resume else ():
+        theirs, ours = hp.get(key), getattr(args, key, None)
+        if theirs is not None and ours is not None and theirs != ours:
+            raise CheckpointError(f"cannot resume from {path!r}: it was trained with --{key} {theirs}, "
+                                  f"this run uses --{key} {ours} (its lr schedule would not continue)")
     for key in ("method", "backbone"):
         theirs, ours = hp.get(key), getattr(args, key)
         if theirs is not None and theirs != ours:
@@ -260,11 +291,42 @@ def check_compatible(ckpt: dict, path: str, args) -> None:
             raise CheckpointError(f"checkpoint {path!r} has {key}={theirs}, this run {key}={ours}")
 
 
+# A buffer refilled during training: a checkpoint's copy of another size (the original kept
+# queue_size // world_size rows per process for SwAV) is not loaded.
+REFILLED_BUFFERS = ("queue",)
+
+
 def load_pretrained(model, ckpt: dict, path: str) -> None:
-    """Load all weights; only CaSSLe parts (frozen copies, predictor) may be missing or extra."""
-    missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
-    bad_missing = [k for k in missing if not k.startswith(DISTILL_PREFIXES)]
+    """Load all weights; only CaSSLe parts (frozen copies, predictor) may be missing or extra.
+
+    Every other missing, unexpected or differently shaped key is an error naming the keys. For a
+    checkpoint of the original code, the loaded, ignored and freshly initialised keys are printed.
+    """
+    from cassle.utils import original_checkpoint as original
+
+    own = model.state_dict()
+    state = dict(ckpt["state_dict"])
+    ignored = [k for k in REFILLED_BUFFERS if k in state and k in own and state[k].shape != own[k].shape]
+    for k in ignored:
+        del state[k]
+    shapes = [f"{k} {tuple(v.shape)} (model: {tuple(own[k].shape)})" for k, v in state.items()
+              if k in own and hasattr(v, "shape") and v.shape != own[k].shape]
+    if shapes:
+        raise CheckpointError(f"checkpoint {path!r} does not match the model (another backbone, "
+                              f"head size or number of classes?): {shapes[:5]}")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    bad_missing = [k for k in missing if not k.startswith(DISTILL_PREFIXES) and k not in ignored]
     bad_unexpected = [k for k in unexpected if not k.startswith(DISTILL_PREFIXES)]
     if bad_missing or bad_unexpected:
-        raise CheckpointError(f"checkpoint {path!r} does not match the model: missing "
-                              f"{bad_missing[:5]}, unexpected {bad_unexpected[:5]}")
+        raise CheckpointError(f"checkpoint {path!r} does not match the model (another method?): "
+                              f"missing {bad_missing[:8]}, unexpected {bad_unexpected[:8]}")
+    if ckpt.get("original_format"):
+        loaded = [k for k in state if k not in unexpected]
+        print(f"[checkpoint] {path}: original cassle checkpoint, mapped to this code's names "
+              f"(cassle/utils/original_checkpoint.py)\n"
+              f"[checkpoint]   loaded: {original.describe(loaded)}\n"
+              f"[checkpoint]   ignored: {original.describe(list(unexpected) + ignored)}\n"
+              f"[checkpoint]   not in the checkpoint: "
+              f"{original.describe([k for k in missing if k not in ignored])} (frozen copies are "
+              "taken from the loaded weights when the task starts; the rest starts fresh)",
+              flush=True)

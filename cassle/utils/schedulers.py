@@ -12,16 +12,17 @@ T total units):
     W <= k < T:   lr_k = min_lr + (b - min_lr) * (1 + cos(pi * (k - W) / (T - W))) / 2
     k >= T:       lr_k = min_lr        (held; nothing should step past T)
 
-These are the closed-form equations of the reference's LinearWarmupCosineAnnealingLR (Lightning Bolts) with
-warmup_epochs = W and max_epochs = T counted in steps: the warmup reaches b at step W - 1 (the
-max(1, W - 1) denominator) and the cosine starts again from b at step W; lr_T = min_lr is never
-used by the last step T - 1. warmup_start_lr and min_lr are absolute values shared by all groups
+These are the closed-form equations of the reference's LinearWarmupCosineAnnealingLR (Lightning
+Bolts) with warmup_epochs = W and max_epochs = T, counted in epochs as the reference (or in
+optimizer steps with interval "step"): the warmup reaches b at unit W - 1 (the max(1, W - 1)
+denominator) and the cosine starts again from b at unit W; lr_T = min_lr is never used by the
+last unit T - 1. warmup_start_lr and min_lr are absolute values shared by all groups
 (reference behaviour): a group with base lr 0.1 (e.g. the online classifier) and one with 0.4 both
 start at 0.003 and both end at min_lr. W = 0 means a plain cosine from b. When W >= T the run
 ends inside the warmup (faithful; a warning is issued).
 
-Reference difference: its `exponential` passed the weight decay as gamma (a bug): here gamma is
-its own argument.
+The reference offered warmup_cosine, cosine and step (MultiStepLR, gamma 0.1); exponential is an
+addition here, with gamma its own argument (--scheduler_gamma).
 """
 
 import math

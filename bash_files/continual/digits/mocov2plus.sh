@@ -20,7 +20,7 @@ python main_continual.py \
     --num_workers 0 \
     --optimizer sgd \
     --lr 0.3 \
-    --classifier_lr 1.0 \
+    --classifier_lr 0.125 \
     --weight_decay 1e-4 \
     --scheduler warmup_cosine \
     --warmup_epochs 1 \

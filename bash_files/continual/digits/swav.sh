@@ -23,7 +23,7 @@ python main_continual.py \
     --grad_clip_lars \
     --lr 0.6 \
     --min_lr 6e-4 \
-    --classifier_lr 1.0 \
+    --classifier_lr 0.125 \
     --weight_decay 1e-6 \
     --scheduler warmup_cosine \
     --warmup_epochs 1 \

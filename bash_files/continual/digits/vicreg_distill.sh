@@ -24,7 +24,7 @@ python main_continual.py \
     --grad_clip_lars \
     --exclude_bias_n_norm \
     --lr 0.3 \
-    --classifier_lr 1.0 \
+    --classifier_lr 0.125 \
     --weight_decay 1e-4 \
     --scheduler warmup_cosine \
     --warmup_epochs 1 \
