@@ -4,12 +4,15 @@
         --num_tasks 5 --task_idx 1 --pretrained_model RUN/task0/last.ckpt \
         --distiller decorrelative --checkpoint_dir RUN/task1 ...
 
-`job_launcher.py` runs the whole sequence (and resumes it); this script is one step of it. It exits
-0 only when the task completed and `<checkpoint_dir>/last.ckpt` holds its final weights.
+`job_launcher.py` runs the whole sequence (and resumes it); this script is one step of it. Exit
+codes: 0 only when the task completed and `<checkpoint_dir>/last.ckpt` holds its whole schedule;
+143 after SIGTERM and 130 after SIGINT (128 + signal, as a shell reports a killed command), whatever
+point of the task the signal hit; 1 for any other unfinished task; 2 for bad input.
 """
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import warnings
 
@@ -111,7 +114,7 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
     from cassle.data import ContinualDataModule
     from cassle.strategies import TaskEndCallback, validate_strategy_args
     from cassle.utils.args import save_args
-    from cassle.utils.callbacks import AtomicLastCheckpoint, RNGStateCheckpoint
+    from cassle.utils.callbacks import AtomicLastCheckpoint, ConsoleProgress, RNGStateCheckpoint
     from cassle.utils.checkpoint import (check_compatible, load_pretrained, read_checkpoint,
                                          resume_context)
 
@@ -156,7 +159,8 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
         precision=precision,
         logger=build_loggers(args), enable_checkpointing=False,
         # TaskEndCallback first: what it computes (EWC's Fisher) goes into the final last.ckpt.
-        callbacks=[TaskEndCallback(), AtomicLastCheckpoint(args.checkpoint_dir), RNGStateCheckpoint(),
+        callbacks=[TaskEndCallback(), AtomicLastCheckpoint(args.checkpoint_dir, task_idx=args.task_idx),
+                   RNGStateCheckpoint(), ConsoleProgress(args.task_idx),
                    pl.callbacks.LearningRateMonitor(logging_interval="step"),
                    # The bar shows epoch-level values only: Lightning reads every step-level bar
                    # value with .item() after each batch, bar or no bar (see BaseMethod).
@@ -175,6 +179,41 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
     return trainer
 
 
+class StopSignals:
+    """SIGTERM / SIGINT -> a non-zero exit, wherever they land.
+
+    Lightning turns SIGTERM during fit into a `SystemExit` *without a code* (exit 0) and Ctrl-C
+    into `sys.exit(1)`; a task stopped either way must never look finished. The handlers record
+    the signal; outside fit they stop the process at once (SIGTERM raises `SystemExit(143)`, SIGINT
+    Python's `KeyboardInterrupt`); inside fit Lightning's own SIGTERM handler, which calls ours,
+    stops the loop at the next batch end (all DDP ranks together). `exit_code` is 128 + signal.
+    """
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        self.signum = self.signum or signum
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        if signal.getsignal(signal.SIGTERM) == self._handle:  # not inside Lightning's fit
+            raise SystemExit(128 + signum)
+
+    def __enter__(self) -> "StopSignals":
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    @property
+    def exit_code(self) -> int | None:
+        return None if self.signum is None else 128 + self.signum
+
+
 def error_text(err: BaseException) -> str:
     """The message of a bad-input error, one line where it can be.
 
@@ -188,11 +227,23 @@ def error_text(err: BaseException) -> str:
 
 
 def main(argv=None) -> int:
+    from cassle.continual.progress import task_complete
     from cassle.utils.args import parse_args
 
     args = parse_args(argv)
-    trainer = run_task(args)
     last = os.path.join(args.checkpoint_dir, "last.ckpt")
+    with StopSignals() as stop:
+        try:
+            trainer = run_task(args)
+        except (SystemExit, KeyboardInterrupt):
+            if stop.exit_code is None:
+                raise
+            trainer = None
+    if stop.exit_code is not None:
+        name = signal.Signals(stop.signum).name
+        print(f"task {args.task_idx} stopped by {name}; the launcher resumes it from {last} "
+              f"(or pass --resume_from_checkpoint {last})", file=sys.stderr)
+        return stop.exit_code
     if trainer.interrupted:
         print(f"task {args.task_idx} was interrupted; resume with --resume_from_checkpoint {last}",
               file=sys.stderr)
@@ -200,6 +251,10 @@ def main(argv=None) -> int:
     if not os.path.isfile(last):
         print(f"error: task {args.task_idx} ran no training step (no {last}); check "
               "--limit_train_batches, --batch_size and the task's data size", file=sys.stderr)
+        return 1
+    complete, why = task_complete(last, args.task_idx, args.max_epochs, args.max_steps)
+    if not complete:
+        print(f"error: task {args.task_idx} ended before its schedule: {why}", file=sys.stderr)
         return 1
     return 0
 

@@ -169,8 +169,9 @@ def main(argv=None) -> int:
             print(format_results(res))
             print(f"test transform: {res['protocol']['test_transform']}")
             F, T = res["F"], res["T"]
-            print(f"A = {res['A']:.2f}  F = {'n/a' if F is None else f'{F:.2f}'}  "
-                  f"T = {'n/a' if T is None else f'{T:.2f}'}  -> {res['output_dir']}")
+            why_no_t = " (not defined for --protocol online)" if res["extra"].get("T_undefined") else ""
+            print(f"[eval] A = {res['A']:.2f}  F = {'n/a' if F is None else f'{F:.2f}'}  "
+                  f"T = {'n/a' if T is None else f'{T:.2f}'}{why_no_t}  -> {res['output_dir']}")
         else:
             res = evaluate_checkpoint(opts)
             print(f"{res['protocol']['name']}: top-1 {res['acc1']:.2f} (test transform: "

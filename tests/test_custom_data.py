@@ -328,3 +328,21 @@ def test_digits_domains_demo_through_dali(digit_domains, tmp_path):
     _launch(digit_domains, exp, ["--domains", "plain", "--dali", "--num_workers", "1"], eval_=False)
     log = (exp / "task0" / "train.log").read_text()
     assert "data: DALI pipelines on the CPU" in log and (exp / "task0" / "last.ckpt").is_file()
+
+
+def test_truncated_image_through_dali_names_the_file(tmp_path):
+    from cassle.data.dali import DaliTrainLoader, dali_available
+
+    if not dali_available():
+        pytest.skip("NVIDIA DALI not installed (pip install nvidia-dali-cuda120)")
+    for k in range(4):
+        Image.fromarray(np.random.default_rng(k).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / f"{k}.jpg")
+    data = (tmp_path / "2.jpg").read_bytes()
+    (tmp_path / "2.jpg").write_bytes(data[: len(data) // 3])
+    ds = ImageListDataset(tmp_path, [(f"{k}.jpg", 0, 0) for k in range(4)], num_classes=1)
+    view = dict(crop_size=8, min_scale=0.5, max_scale=1.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0,
+                color_jitter_prob=0.0, gray_scale_prob=0.0, horizontal_flip_prob=0.0, gaussian_prob=0.0,
+                solarization_prob=0.0)
+    with pytest.raises(ImageDecodeError, match=f"cannot decode image {tmp_path / '2.jpg'}"):
+        for _ in DaliTrainLoader(ds, torch.arange(4), [view, view], (0.5,) * 3, (0.5,) * 3, batch_size=4):
+            pass

@@ -247,3 +247,20 @@ def test_run_task_trains_through_dali(tmp_path):
     trainer = run_task(args)
     assert isinstance(trainer.train_dataloader, dali_mod.DaliTrainLoader)
     assert trainer.global_step == 3 and (tmp_path / "run" / "last.ckpt").is_file()
+
+
+@pytest.mark.parametrize("dali_device, expected", [("gpu", 0), ("cpu", None)])
+def test_dali_device_picks_where_the_pipeline_runs(folder, monkeypatch, dali_device, expected):
+    """On a GPU run, --dali_device gpu decodes on that GPU; cpu keeps DALI on the CPU (original flag)."""
+    built = {}
+
+    class Recorder:
+        def __init__(self, *args, device_id=None, **kwargs):
+            built["device_id"] = device_id
+
+    monkeypatch.setattr(dali_mod, "DaliTrainLoader", Recorder)
+    dm = ContinualDataModule(dataset="custom", data_dir=str(folder), dali=True, dali_device=dali_device,
+                             batch_size=4, num_workers=1, crop_size=[8])
+    monkeypatch.setattr(dm, "_trainer_device", lambda: torch.device("cuda", 0))
+    dm._dali_loader(train=True)
+    assert built["device_id"] == expected

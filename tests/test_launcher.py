@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from cassle.continual.progress import read_checkpoint_record
+
 REPO = Path(__file__).resolve().parents[1]
 FAKE = REPO / "tests" / "fake_main_continual.py"
 
@@ -65,7 +67,7 @@ class Run:
         return [self.manifest()["tasks"][str(t)]["status"] for t in range(3)]
 
     def ckpt(self, t):
-        return json.loads((self.exp / f"task{t}" / "last.ckpt").read_text())
+        return read_checkpoint_record(str(self.exp / f"task{t}" / "last.ckpt"))
 
     def called_tasks(self):
         if not self.calls.exists():
@@ -100,9 +102,11 @@ def test_full_sequence(run):
     m = run.manifest()
     assert m["name"] == "fake" and m["script"] == str(run.script)
     assert m["argv"][m["argv"].index("--data_dir") + 1] == str(run.dir / "data")
-    # the trainer's output is on the console and in the per-task log
-    assert "fake task 1: epoch 2 saved" in proc.stdout
+    # the trainer's full output is in the per-task log, the console shows its progress lines only
     assert "fake task 1: epoch 2 saved" in (run.exp / "task1" / "train.log").read_text()
+    assert "fake task 1: epoch 2 saved" not in proc.stdout
+    assert "[cassle] task 1 | epoch 2/2 | ssl_loss 0.5" in proc.stdout
+    assert "--distiller" not in proc.stdout  # the full command lines stay in the logs
     # command.sh reruns exactly this experiment (and then skips everything)
     command_sh = (run.exp / "command.sh").read_text()
     assert f"--experiment_dir {run.exp}" in command_sh and "DATA_DIR=" in command_sh

@@ -1,10 +1,17 @@
 """Run a continual sequence: one ``main_continual.py`` process per task, strictly in order.
 
 ``run_local`` executes a plan (``cassle.continual.plan``): before each task the manifest says
-"running", the trainer's output goes to the console and to ``<exp>/task{t}/train.log``, and a task
-counts as done only when it exits 0 *and* left ``last.ckpt``. The first failure stops the sequence
-(the reference fed a crashed task's stale checkpoint to the next task; this never does) and the
-launcher exits non-zero; rerunning the same command resumes.
+"running"; everything the trainer prints goes to ``<exp>/task{t}/train.log`` and the console shows
+only its progress lines (``cassle.continual.console``; ``--verbose`` shows everything). A task
+counts as done only when it exits 0 *and* its ``last.ckpt`` shows the whole planned schedule
+(``cassle.continual.progress``). The first failure stops the sequence (the reference fed a
+crashed task's stale checkpoint to the next task; this never does) and the launcher exits
+non-zero; rerunning the same command resumes.
+
+Signals: SIGTERM / SIGINT to the launcher are passed on to the running task (60 s to stop), the
+task is recorded as interrupted and the launcher exits 128 + signal; between tasks it stops at
+once. ``--eval`` reruns the evaluation whenever its results do not describe the checkpoints on disk
+(``eval_stale_reason``); ``--reeval`` forces it.
 
 ``main`` is the ``job_launcher.py`` command line (see ``build_parser``). SLURM mode writes an sbatch
 file that runs this same local launcher inside the allocation, so sequencing, resume and
@@ -18,6 +25,7 @@ Test-only options (hidden from ``--help``): ``--main_script`` / ``--eval_script`
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import re
@@ -25,10 +33,12 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 from datetime import datetime
 from typing import Sequence
 
 from cassle.continual import manifest as mf
+from cassle.continual.console import for_console, format_duration
 from cassle.continual.plan import (
     PlanError,
     TaskRun,
@@ -38,25 +48,69 @@ from cassle.continual.plan import (
     merge_args,
     parse_script,
     plan_tasks,
+    script_exports,
     set_flag,
     split_flags,
+    task_schedule,
 )
-from cassle.continual.slurm import SlurmError, SlurmOptions, sbatch_script, srun_prefix, submit
+from cassle.continual.progress import task_complete
+from cassle.continual.slurm import SlurmError, SlurmOptions, log_pattern, sbatch_script, srun_prefix, submit
 from cassle.utils.args import WANDB_MISSING, wandb_missing
 from cassle.utils.checkpoint import atomic_write_text
 
-__all__ = ["run_local", "run_eval", "run_task", "main", "build_parser", "RESUME_NEUTRAL_FLAGS",
-           "validate_task_args"]
+__all__ = ["run_local", "run_eval", "run_task", "main", "build_parser", "eval_stale_reason",
+           "RESUME_NEUTRAL_FLAGS", "EVAL_RESULTS", "validate_task_args"]
 
 # Flags that may change between a run and its resume without making it a different experiment
 # (the data can move to another disk, the loader can get more workers, a checkpoint can be trusted).
 RESUME_NEUTRAL_FLAGS = ("--data_dir", "--num_workers", "--trust_checkpoint")
+EVAL_RESULTS = os.path.join("eval", "results.json")  # written by main_linear.py --run_dir
+STOP_GRACE_SECONDS = 60  # how long a signalled task gets to save and exit before SIGKILL
+LOG_TAIL_LINES = 25  # lines of a failed task's output repeated on the console
 
 
 class _Interrupted(Exception):
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
+
+
+class _StopSignals:
+    """The launcher's SIGTERM / SIGINT handling for the whole run (main thread only).
+
+    While a task runs the signal is passed on to it and recorded (``run_task`` raises
+    ``_Interrupted`` once the task has stopped); otherwise ``_Interrupted`` is raised at once.
+    """
+
+    def __init__(self):
+        self.child: subprocess.Popen | None = None
+        self.starting = False
+        self.received: list[int] = []
+        self._previous: dict = {}
+
+    def _handle(self, signum, _frame):
+        self.received.append(signum)
+        if self.starting:
+            return  # run_task passes it on as soon as the child exists
+        if self.child is not None and self.child.poll() is None:
+            self.child.send_signal(signum)
+            return
+        raise _Interrupted(signum)
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signal handling alone
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+_STOP = _StopSignals()  # installed by main(); run_task also works without it (library use)
 
 
 def _console_write(data: bytes) -> None:
@@ -68,34 +122,62 @@ def _console_write(data: bytes) -> None:
     sys.stdout.flush()
 
 
-def run_task(command: Sequence[str], log_path: str, header: str = "") -> int:
-    """Run ``command``; tee its stdout+stderr to the console and (appended) to ``log_path``.
+def _child_setup(parent: int, received_before: int) -> None:
+    """In the child, between fork and exec.
 
-    Returns the exit code (negative = killed by that signal, as ``subprocess``). SIGTERM / SIGINT
-    received by the launcher are passed on to the child, which gets 60 s to stop; then
-    ``_Interrupted`` is raised so the caller can record it.
+    The forked child still has the launcher's Python signal handlers: a SIGTERM / SIGINT sent to
+    it in that window would only be recorded there and lost at exec. Restore the defaults, and
+    act on one that already arrived. Then ask for SIGTERM when the launcher dies (even by SIGKILL),
+    so a task never runs on unsupervised (Linux; elsewhere a no-op).
+    """
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
+    if len(_STOP.received) > received_before:
+        os.kill(os.getpid(), _STOP.received[-1])
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the launcher died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def run_task(command: Sequence[str], log_path: str, header: str = "", env: dict | None = None,
+             verbose: bool = False, tail: list[str] | None = None, lock_fd: int | None = None) -> int:
+    """Run ``command``; append its stdout+stderr to ``log_path`` and show its console lines.
+
+    ``env``: extra environment variables for the command. ``verbose``: the console gets every
+    byte, not only the progress lines. ``tail`` (a list) receives the last output lines.
+    ``lock_fd``: the experiment lock, inherited by the command (see ``manifest.lock``). The command
+    gets SIGTERM if the launcher dies. Returns the exit code (negative = killed by that signal, as
+    ``subprocess``). A SIGTERM / SIGINT received by the launcher meanwhile is passed on to the
+    command, which gets ``STOP_GRACE_SECONDS`` to stop; then ``_Interrupted`` is raised so the
+    caller can record it.
     """
     os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
+    received_before = len(_STOP.received)
     with open(log_path, "ab") as log:
         if header:
             log.write(header.encode())
-            _console_write(header.encode())
         # Same process group as the launcher: killing the group (Ctrl-C, scancel) stops both.
-        proc = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        received: list[int] = []
-
-        def forward(signum, _frame):
-            received.append(signum)
-            if proc.poll() is None:
-                proc.send_signal(signum)
-
-        previous = {}
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                previous[sig] = signal.signal(sig, forward)
-            except ValueError:  # not the main thread: leave signal handling alone
-                pass
+        _STOP.starting = True
+        try:
+            parent = os.getpid()
+            proc = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
+                                    pass_fds=() if lock_fd is None else (lock_fd,),
+                                    preexec_fn=lambda: _child_setup(parent, received_before))
+            _STOP.child = proc
+        finally:
+            _STOP.starting = False
+        if len(_STOP.received) > received_before:  # arrived while the child was starting
+            proc.send_signal(_STOP.received[-1])
+        lines = collections.deque(maxlen=LOG_TAIL_LINES)
+        pending = b""
         try:
             fd = proc.stdout.fileno()
             while True:
@@ -103,22 +185,36 @@ def run_task(command: Sequence[str], log_path: str, header: str = "") -> int:
                     chunk = os.read(fd, 65536)
                 except InterruptedError:
                     continue
+                if chunk:
+                    log.write(chunk)
+                    log.flush()
+                    if verbose:
+                        _console_write(chunk)
+                pending += chunk if chunk else b"\n"  # at the end, flush an unterminated line
+                *complete, pending = pending.split(b"\n")
+                for raw in complete:
+                    text = raw.decode(errors="replace")
+                    lines.append(text.rsplit("\r", 1)[-1])
+                    shown = None if verbose else for_console(text)
+                    if shown is not None:
+                        _console_write(f"  {shown}\n".encode())
                 if not chunk:
                     break
-                log.write(chunk)
-                log.flush()
-                _console_write(chunk)
             try:
-                rc = proc.wait(timeout=60 if received else None)
+                rc = proc.wait(timeout=STOP_GRACE_SECONDS if len(_STOP.received) > received_before else None)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 rc = proc.wait()
         finally:
+            _STOP.child = None
             proc.stdout.close()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-    if received:
-        raise _Interrupted(received[0])
+            if proc.poll() is None:  # the launcher itself is being torn down: never orphan the task
+                proc.kill()
+                proc.wait()
+    if tail is not None:
+        tail[:] = [line for line in lines if line.strip()]
+    if len(_STOP.received) > received_before:
+        raise _Interrupted(_STOP.received[received_before])
     return rc
 
 
@@ -129,21 +225,45 @@ def _set_aside(path: str) -> None:
         print(f"[launcher] moved stale {path} to {path}.stale (its predecessor task is being redone)")
 
 
+def _show_tail(tail: Sequence[str], log_path: str) -> None:
+    if tail:
+        print(f"[launcher] last lines of {log_path}:\n" + "\n".join(f"    {line}" for line in tail),
+              file=sys.stderr)
+
+
+def _exit_reason(rc: int) -> str:
+    """What an exit code means (a shell reports a command killed by signal N as 128 + N)."""
+    signum = -rc if rc < 0 else rc - 128 if rc in (128 + signal.SIGTERM, 128 + signal.SIGINT) else None
+    if signum is not None:
+        try:
+            return f"was stopped by {signal.Signals(signum).name} (exit code {rc})"
+        except ValueError:
+            pass
+    return f"failed with exit code {rc}"
+
+
 def run_local(
     plan: Sequence[TaskRun],
     experiment_dir: str,
     python: str = sys.executable,
     main_script: str = "main_continual.py",
     prefix: Sequence[str] = (),
+    env: dict | None = None,
+    verbose: bool = False,
+    lock_fd: int | None = None,
 ) -> int:
     """Execute ``plan`` in order, recording each task in ``<experiment_dir>/manifest.json``.
 
-    Returns 0 when every task is done, 1 after the first failed task (later tasks never start),
-    128 + signal number when the launcher itself was interrupted.
+    A task is recorded "done" only when it exited 0 and its checkpoint shows the whole schedule
+    (``task_complete`` against the task's own ``--max_epochs`` / ``--max_steps``). ``env`` holds
+    the script's exported variables, passed to every task. Returns 0 when every task is done, 1
+    after the first failed task (later tasks never start), 128 + signal number when the launcher
+    itself was interrupted.
     """
     manifest = mf.load_manifest(experiment_dir)
     if manifest is None:
         raise FileNotFoundError(f"{experiment_dir} has no {mf.MANIFEST_NAME}; create it before run_local")
+    total = len(plan)
     for run in plan:
         t = run.task_idx
         if run.action == "skip":
@@ -155,12 +275,15 @@ def run_local(
             raise ValueError(f"unknown action {run.action!r} for task {t}; valid: run, resume, skip")
         command = [*prefix, python, main_script, *run.argv]
         verb = f"resuming from {run.resume_from}" if run.action == "resume" else "starting"
-        print(f"[launcher] task {t}: {verb}; log: {run.log_path}", flush=True)
+        note = f" ({run.note})" if run.note else ""
+        print(f"[launcher] task {t} ({t + 1 - plan[0].task_idx}/{total}): {verb}{note}; log: {run.log_path}",
+              flush=True)
         mf.update_task(experiment_dir, manifest, t, "running", checkpoint=None)
         header = (f"\n=== [launcher {datetime.now():%Y-%m-%d %H:%M:%S}] task {t} {run.action}: "
                   f"{shlex.join(command)}\n")
+        started, tail = time.monotonic(), []
         try:
-            rc = run_task(command, run.log_path, header)
+            rc = run_task(command, run.log_path, header, env=env, verbose=verbose, tail=tail, lock_fd=lock_fd)
         except _Interrupted as stop:
             mf.update_task(experiment_dir, manifest, t, "failed", returncode=-stop.signum, interrupted=True)
             print(f"[launcher] interrupted by {stop} during task {t}; rerun the same command to resume",
@@ -168,44 +291,96 @@ def run_local(
             return 128 + stop.signum
         if rc != 0:
             mf.update_task(experiment_dir, manifest, t, "failed", returncode=rc)
-            print(f"[launcher] task {t} failed with exit code {rc}; see {run.log_path}; "
+            _show_tail(tail, run.log_path)
+            print(f"[launcher] task {t} {_exit_reason(rc)}; see {run.log_path}; "
                   f"rerun the same command to resume", file=sys.stderr)
             return 1
         if not os.path.exists(run.checkpoint):
             mf.update_task(experiment_dir, manifest, t, "failed", returncode=rc)
+            _show_tail(tail, run.log_path)
             print(f"[launcher] task {t} exited 0 but wrote no {run.checkpoint}; see {run.log_path}; "
                   f"treating it as failed (rerun the same command to retry)", file=sys.stderr)
             return 1
+        done, why = task_complete(run.checkpoint, t, *task_schedule(run.argv))
+        if not done:
+            mf.update_task(experiment_dir, manifest, t, "failed", returncode=rc, truncated=why)
+            _show_tail(tail, run.log_path)
+            print(f"[launcher] task {t} exited 0 but {why}: not done (a truncated task never feeds "
+                  f"the next one); rerun the same command to resume it", file=sys.stderr)
+            return 1
         mf.update_task(experiment_dir, manifest, t, "done", returncode=0, checkpoint=run.checkpoint)
-        print(f"[launcher] task {t}: done -> {run.checkpoint}", flush=True)
+        print(f"[launcher] task {t}: done ({why}) in {format_duration(time.monotonic() - started)} "
+              f"-> {run.checkpoint}", flush=True)
     return 0
 
 
+def eval_stale_reason(experiment_dir: str, manifest: dict) -> str | None:
+    """Why ``<exp>/eval/results.json`` does not describe the run's checkpoints (None: it does).
+
+    Current means: the last recorded evaluation finished, its results exist, list every task
+    checkpoint of this run, and were written after each checkpoint they list.
+    """
+    if manifest.get("eval", {}).get("status") != "done":
+        return "no finished evaluation is recorded"
+    path = os.path.join(experiment_dir, EVAL_RESULTS)
+    try:
+        with open(path, encoding="utf-8") as f:
+            results = json.load(f)
+        written = os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        return f"{path} is missing"
+    except (OSError, ValueError) as err:
+        return f"{path} is unreadable ({err})"
+    listed = [os.path.abspath(c) for c in results.get("checkpoints", [])]
+    for t in sorted(manifest["tasks"], key=int):
+        ckpt = os.path.abspath(os.path.join(experiment_dir, f"task{t}", "last.ckpt"))
+        if ckpt not in listed:
+            return f"the results do not cover {ckpt}"
+    for ckpt in listed:
+        try:
+            if os.stat(ckpt).st_mtime_ns > written:
+                return f"{ckpt} is newer than the results"
+        except FileNotFoundError:
+            return f"{ckpt}, which the results describe, is missing"
+    return None
+
+
 def run_eval(experiment_dir: str, python: str = sys.executable, eval_script: str = "main_linear.py",
-             trust_checkpoint: bool = False) -> int:
-    """``python main_linear.py --run_dir <exp>`` after the last task; recorded as manifest["eval"].
-    ``trust_checkpoint``: the tasks ran with --trust_checkpoint, so the evaluation does too."""
+             force: bool = False, tasks_ran: bool = False, env: dict | None = None,
+             verbose: bool = False, lock_fd: int | None = None, trust_checkpoint: bool = False) -> int:
+    """``python main_linear.py --run_dir <exp>`` after the last task, recorded as manifest["eval"].
+
+    Skipped only when the existing results describe the checkpoints on disk; any task run by this
+    launcher, ``force`` (``--reeval``), missing or older results make it run again.
+    ``trust_checkpoint``: the tasks ran with --trust_checkpoint, so the evaluation does too.
+    """
     if not os.path.exists(eval_script):
         print(f"[launcher] {eval_script} does not exist (yet); skipping the evaluation")
         return 0
     manifest = mf.load_manifest(experiment_dir)
-    if manifest.get("eval", {}).get("status") == "done":
-        print(f"[launcher] evaluation already done (manifest); skipping it")
+    why = ("--reeval" if force else "tasks ran" if tasks_ran else eval_stale_reason(experiment_dir, manifest))
+    if why is None:
+        print(f"[launcher] evaluation is up to date ({os.path.join(experiment_dir, EVAL_RESULTS)} describes "
+              f"the checkpoints on disk); skipping it (--reeval forces it)")
         return 0
     command = [python, eval_script, "--run_dir", experiment_dir,
                *(["--trust_checkpoint"] if trust_checkpoint else [])]
     log_path = os.path.join(experiment_dir, "eval", "eval.log")
-    print(f"[launcher] evaluating: {shlex.join(command)}; log: {log_path}", flush=True)
+    print(f"[launcher] evaluating ({why}); log: {log_path}", flush=True)
     mf.update_task(experiment_dir, manifest, "eval", "running")
+    tail: list[str] = []
     try:
         header = f"\n=== [launcher {datetime.now():%Y-%m-%d %H:%M:%S}] {shlex.join(command)}\n"
-        rc = run_task(command, log_path, header)
+        rc = run_task(command, log_path, header, env=env, verbose=verbose, tail=tail, lock_fd=lock_fd)
     except _Interrupted as stop:
         mf.update_task(experiment_dir, manifest, "eval", "failed", returncode=-stop.signum, interrupted=True)
+        print(f"[launcher] interrupted by {stop} during the evaluation; rerun the same command to redo it",
+              file=sys.stderr)
         return 128 + stop.signum
     mf.update_task(experiment_dir, manifest, "eval", "done" if rc == 0 else "failed", returncode=rc)
     if rc != 0:
-        print(f"[launcher] evaluation failed with exit code {rc}; see {log_path}", file=sys.stderr)
+        _show_tail(tail, log_path)
+        print(f"[launcher] evaluation {_exit_reason(rc)}; see {log_path}", file=sys.stderr)
         return 1
     return 0
 
@@ -232,7 +407,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "existing one is resumed (without --script: with the arguments it recorded). "
                    "For a grid: the folder holding its runs (default experiments)")
     p.add_argument("--mode", choices=["local", "slurm"], default="local")
-    p.add_argument("--eval", action="store_true", help="run `main_linear.py --run_dir <exp>` after the last task")
+    p.add_argument("--eval", action="store_true",
+                   help="run `main_linear.py --run_dir <exp>` after the last task (again whenever its "
+                        "results do not describe the checkpoints on disk)")
+    p.add_argument("--reeval", action="store_true", help="with --eval: evaluate even when the results are current")
+    p.add_argument("--verbose", action="store_true",
+                   help="show the tasks' full output on the console (it always goes to task*/train.log)")
     p.add_argument("--force", action="store_true",
                    help="resume a folder even though its recorded arguments differ from the new ones")
     p.add_argument("--dry_run", action="store_true",
@@ -274,6 +454,8 @@ def _launcher_command(opts: argparse.Namespace, parser: argparse.ArgumentParser,
     cmd = [sys.executable, os.path.join(repo_root, "job_launcher.py")]
     values = dict(vars(opts), experiment_dir=experiment_dir, mode=mode or opts.mode, srun=srun,
                   force=False, dry_run=False)
+    if mode is None:  # command.sh: a rerun evaluates again only when the results are stale
+        values["reeval"] = False
     if mode == "local":  # the job inside the allocation: no slurm options, arguments from the manifest
         values.update(script=None, **{k: parser.get_default(k) for k in _SLURM_FLAGS})
         extra = ()
@@ -340,16 +522,21 @@ def main(argv: Sequence[str] | None = None, repo_root: str | None = None) -> int
             return 2
 
     scripts = opts.script or []
-    if len(scripts) > 1 or opts.seeds:  # a grid: one folder per (script, seed)
-        from cassle.continual.grid import run_grid
+    try:
+        with _STOP:
+            if len(scripts) > 1 or opts.seeds:  # a grid: one folder per (script, seed)
+                from cassle.continual.grid import run_grid
 
-        try:
-            return run_grid(opts, extra, run_one)
-        except (PlanError, FileNotFoundError) as err:
-            print(f"job_launcher.py: error: {err}", file=sys.stderr)
-            return 2
-    opts.script = scripts[0] if scripts else None
-    return run_one(opts, extra)
+                try:
+                    return run_grid(opts, extra, run_one)
+                except (PlanError, FileNotFoundError) as err:
+                    print(f"job_launcher.py: error: {err}", file=sys.stderr)
+                    return 2
+            opts.script = scripts[0] if scripts else None
+            return run_one(opts, extra)
+    except _Interrupted as stop:  # between tasks: the manifest already says where things stand
+        print(f"[launcher] interrupted by {stop}; rerun the same command to resume", file=sys.stderr)
+        return 128 + stop.signum
 
 
 def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
@@ -362,6 +549,8 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
     if not opts.script and not opts.experiment_dir:
         raise PlanError("give --script (a new or resumed run) or --experiment_dir (resume a recorded run)")
 
+    if opts.reeval and not opts.eval:
+        raise PlanError("--reeval only makes sense with --eval")
     script_text = None
     if opts.script:
         if not os.path.isfile(opts.script):
@@ -370,8 +559,10 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
             script_text = f.read()
         base_argv = parse_script(script_text, os.environ)
         argv = merge_args(base_argv, extra)
+        exports = script_exports(script_text, os.environ)
         # The reference workflow: PRETRAINED_PATH names the checkpoint a run starting at
-        # --task_idx > 0 builds on, also when the script does not mention the variable.
+        # --task_idx > 0 builds on, also when the script does not mention the variable
+        # (plan_tasks refuses it for a run starting at task 0).
         if get_flag(argv, "--pretrained_model") is None and os.environ.get("PRETRAINED_PATH"):
             argv = set_flag(argv, "--pretrained_model", os.environ["PRETRAINED_PATH"])
     else:
@@ -380,6 +571,7 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
             raise FileNotFoundError(f"{opts.experiment_dir} has no {mf.MANIFEST_NAME}; start it with --script")
         base_argv = recorded["argv"]
         argv = merge_args(base_argv, extra)
+        exports = dict(recorded.get("env", {}))
     # What `--` changed, shown with the plan (e.g. `--wandb: (switch) -> --no-wandb`).
     overrides = diff_args(base_argv, merge_args(base_argv, extra))
     if opts.mode == "slurm" and opts.num_gpus > 0:
@@ -398,12 +590,14 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
     slurm_opts = SlurmOptions(
         job_name=opts.job_name or f"cassle-{name}", partition=opts.partition, account=opts.account,
         qos=opts.qos, num_gpus=opts.num_gpus, cpus_per_task=opts.cpus_per_task, mem=opts.mem,
-        time=opts.time, nodes=opts.nodes, requeue=opts.requeue)
+        time=opts.time, nodes=opts.nodes, requeue=opts.requeue, env=exports)
     job_command = _launcher_command(opts, parser, repo_root, experiment_dir, extra, mode="local", srun=True)
 
     # Every check (arguments, manifest, pretrained file) runs before anything is written.
+    epochs, steps = task_schedule(argv)
+    complete = lambda ckpt, t: task_complete(ckpt, t, epochs, steps)  # noqa: E731
     plan = plan_tasks(argv, _checked(mf.load_manifest(experiment_dir), argv, opts.force, quiet=True),
-                      experiment_dir)
+                      experiment_dir, complete=complete)
     if opts.main_script is None:  # the repository's main_continual.py: its parser is importable
         validate_task_args(plan)
     _check_external_checkpoint(argv)
@@ -412,8 +606,7 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
         raise PlanError(WANDB_MISSING)
     if opts.dry_run:
         if opts.mode == "slurm":
-            log_pattern = os.path.join(experiment_dir, "slurm-%j.out")
-            print(sbatch_script(slurm_opts, job_command, os.getcwd(), log_pattern), end="")
+            print(sbatch_script(slurm_opts, job_command, os.getcwd(), log_pattern(experiment_dir)), end="")
             _print_overrides(overrides, "# ")
             print("# the job will run:")
             for run in plan:
@@ -425,9 +618,9 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
         return 0
 
     os.makedirs(experiment_dir, exist_ok=True)
-    with mf.lock(experiment_dir):
+    with mf.lock(experiment_dir) as lock_fd:
         manifest = _checked(mf.load_manifest(experiment_dir), argv, opts.force)  # again, now locked
-        plan = plan_tasks(argv, manifest, experiment_dir)
+        plan = plan_tasks(argv, manifest, experiment_dir, complete=complete)
         if manifest is None:
             manifest = mf.new_manifest(name, opts.script and os.path.abspath(opts.script), argv,
                                        [run.task_idx for run in plan])
@@ -435,32 +628,39 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
             manifest["argv"] = argv
             for run in plan:
                 manifest["tasks"].setdefault(str(run.task_idx), mf.empty_task())
+        manifest["env"] = exports
         mf.save_manifest(experiment_dir, manifest)
         if script_text is not None:  # a user invocation (not the job inside an allocation)
             atomic_write_text(os.path.join(experiment_dir, "args.json"), _args_json(argv))
+            # Every variable the arguments were built from, PRETRAINED_PATH included: command.sh
+            # must rerun this experiment by itself, from any shell.
             command_sh = _write_command_sh(
                 experiment_dir, _launcher_command(opts, parser, repo_root, experiment_dir, extra),
-                _script_vars(script_text))
+                sorted(set(_script_vars(script_text)) | {"PRETRAINED_PATH"}))
         else:
             command_sh = os.path.join(experiment_dir, "command.sh")
         print(f"[launcher] experiment: {experiment_dir}\n[launcher] rerun / resume: bash {command_sh}", flush=True)
 
         if opts.mode == "slurm":
             sbatch_path = os.path.join(experiment_dir, "job.sbatch")
-            log_pattern = os.path.join(experiment_dir, "slurm-%j.out")
-            atomic_write_text(sbatch_path, sbatch_script(slurm_opts, job_command, os.getcwd(), log_pattern))
+            atomic_write_text(sbatch_path, sbatch_script(slurm_opts, job_command, os.getcwd(),
+                                                         log_pattern(experiment_dir)))
             job_id = submit(sbatch_path)
             job = {"job_id": job_id, "submitted": mf.now(), "sbatch": sbatch_path}
             manifest.setdefault("slurm_jobs", []).append(job)
             mf.save_manifest(experiment_dir, manifest)
-            print(f"[launcher] submitted SLURM job {job_id}; log: {log_pattern.replace('%j', job_id)}")
+            log = os.path.join(experiment_dir, f"slurm-{job_id}.out")
+            print(f"[launcher] submitted SLURM job {job_id}; log: {log}")
             return 0
 
         _print_overrides(overrides, "[launcher] ")
         _print_plan_summary(plan)
-        rc = run_local(plan, experiment_dir, sys.executable, main_script, prefix)
+        rc = run_local(plan, experiment_dir, sys.executable, main_script, prefix, env=exports,
+                       verbose=opts.verbose, lock_fd=lock_fd)
         if rc == 0 and opts.eval:
-            rc = run_eval(experiment_dir, sys.executable, eval_script,
+            rc = run_eval(experiment_dir, sys.executable, eval_script, force=opts.reeval,
+                          tasks_ran=any(run.action != "skip" for run in plan), env=exports,
+                          verbose=opts.verbose, lock_fd=lock_fd,
                           trust_checkpoint=get_flag(argv, "--trust_checkpoint") is True)
         if rc == 0:
             print(f"[launcher] all tasks done: {experiment_dir}")

@@ -105,8 +105,12 @@ def update_task(experiment_dir: str, manifest: dict, key: int | str, status: str
 
 
 @contextlib.contextmanager
-def lock(experiment_dir: str) -> Iterator[None]:
-    """Exclusive lock on the folder for this process (released by the kernel even on SIGKILL)."""
+def lock(experiment_dir: str) -> Iterator[int]:
+    """Exclusive lock on the folder for this process (released by the kernel even on SIGKILL).
+
+    Yields the lock's file descriptor: a task started with it (``pass_fds``) keeps the folder
+    locked until it has exited too, so a relaunch never runs beside a task that is still stopping.
+    """
     os.makedirs(experiment_dir, exist_ok=True)
     path = os.path.join(experiment_dir, ".launcher.lock")
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -116,11 +120,11 @@ def lock(experiment_dir: str) -> Iterator[None]:
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
             raise ExperimentLocked(
-                f"{experiment_dir} is in use by another launcher (pid {holder}); wait for it to finish "
-                f"(or stop it) before rerunning"
+                f"{experiment_dir} is in use by another launcher (pid {holder}) or by a task it started "
+                f"that is still stopping; wait for it to finish (or stop it) before rerunning"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
+        yield fd
     finally:
         os.close(fd)

@@ -28,6 +28,7 @@ __all__ = [
     "PlanError",
     "TaskRun",
     "parse_script",
+    "script_exports",
     "split_flags",
     "join_flags",
     "get_flag",
@@ -37,6 +38,7 @@ __all__ = [
     "diff_args",
     "flag_key",
     "plan_tasks",
+    "task_schedule",
     "task_dir",
     "CHECKPOINT_NAME",
 ]
@@ -49,6 +51,7 @@ _PER_TASK_FLAGS = ("--task_idx", "--checkpoint_dir", "--name", "--pretrained_mod
 
 _VAR = re.compile(r"\$(?:\{(?P<braced>[A-Za-z_]\w*)(?::-(?P<default>[^}]*))?\}|(?P<plain>[A-Za-z_]\w*))")
 _ASSIGN = re.compile(r"^[A-Za-z_]\w*=")
+_NAME = re.compile(r"^[A-Za-z_]\w*$")
 
 
 class PlanError(ValueError):
@@ -129,13 +132,26 @@ def parse_script(text: str, env: Mapping[str, str]) -> list[str]:
     """Return the argv of the script's ``python main_continual.py ...`` command, variables expanded.
 
     Accepted lines: comments, ``[export] VAR=value`` (applied in order on top of ``env``, as bash
-    would), ``set ...``, and exactly one ``python``/``python3 main_continual.py`` command whose
-    flags may span lines with trailing backslashes. ``$VAR`` / ``${VAR}`` / ``${VAR:-default}`` are
-    expanded from the environment; single quotes do not protect ``$`` here. A flag whose value uses
-    an unset variable from ``OPTIONAL_VARS`` (``PRETRAINED_PATH``) is dropped; any other unset
-    variable is an error naming it.
+    would), ``export VAR``, ``set ...``, and exactly one ``python``/``python3 main_continual.py``
+    command whose flags may span lines with trailing backslashes. ``$VAR`` / ``${VAR}`` /
+    ``${VAR:-default}`` are expanded from the environment; single quotes do not protect ``$`` here.
+    A flag whose value uses an unset variable from ``OPTIONAL_VARS`` (``PRETRAINED_PATH``) is
+    dropped; any other unset variable is an error naming it.
     """
+    return _read_script(text, env)[0]
+
+
+def script_exports(text: str, env: Mapping[str, str]) -> dict[str, str]:
+    """The variables the script's assignments put into its command's environment, as bash does:
+    ``export VAR=value``, ``VAR=value`` + ``export VAR``, and ``VAR=value`` for a VAR that ``env``
+    (the launcher's environment) already exports. The launcher passes them to every task."""
+    return _read_script(text, env)[1]
+
+
+def _read_script(text: str, env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
     env = dict(env)
+    exported = set(env)  # what the calling shell exports
+    assigned: set[str] = set()
     command: list[str] | None = None
     command_line = 0
     for number, line in _logical_lines(text):
@@ -147,11 +163,21 @@ def parse_script(text: str, env: Mapping[str, str]) -> list[str]:
             continue
         if tokens[0] == "set":
             continue
-        words = tokens[1:] if tokens[0] == "export" else tokens
+        export = tokens[0] == "export"
+        words = tokens[1:] if export else tokens
+        if export and words and all(_NAME.match(w) or _ASSIGN.match(w) for w in words):
+            for w in words:
+                name = w.split("=", 1)[0]
+                if "=" in w:
+                    env[name] = _expand(w.split("=", 1)[1], env)[0]
+                assigned.add(name)
+                exported.add(name)
+            continue
         if words and all(_ASSIGN.match(w) for w in words):
             for w in words:
                 name, value = w.split("=", 1)
                 env[name] = _expand(value, env)[0]
+                assigned.add(name)
             continue
         main_at = next((i for i, tok in enumerate(tokens) if _is_main_token(tok)), None)
         if main_at is None:
@@ -195,7 +221,8 @@ def parse_script(text: str, env: Mapping[str, str]) -> list[str]:
         if dropped & set(indexes):
             continue  # e.g. --pretrained_model $PRETRAINED_PATH with PRETRAINED_PATH unset
         kept.append((flag, values))
-    return join_flags(kept)
+    exports = {name: env[name] for name in sorted(assigned & exported) if name in env}
+    return join_flags(kept), exports
 
 
 # --------------------------------------------------------------------------- flag groups
@@ -297,6 +324,7 @@ class TaskRun:
     checkpoint_dir: str
     action: str  # "run" (from scratch), "resume" (from resume_from), "skip" (already done)
     resume_from: str | None = None
+    note: str = ""  # why the plan chose this action, when it is not the obvious one
 
     @property
     def checkpoint(self) -> str:
@@ -321,6 +349,16 @@ def _int_flag(argv: Sequence[str], flag: str, default: int | None) -> int:
         raise PlanError(f"{flag} must be one integer, got {value!r}") from None
 
 
+def task_schedule(argv: Sequence[str]) -> tuple[int | None, int | None]:
+    """(max_epochs, max_steps) the argv plans for each task; None where the flag is absent (the
+    trainer's default applies, and the checkpoint records it)."""
+    epochs, steps = get_flag(argv, "--max_epochs"), get_flag(argv, "--max_steps")
+    try:
+        return (None if epochs is None else int(epochs)), (None if steps is None else int(steps))
+    except (TypeError, ValueError):
+        raise PlanError(f"--max_epochs / --max_steps must be integers, got {epochs!r} / {steps!r}") from None
+
+
 def _num_tasks(argv: Sequence[str]) -> int:
     """``--num_tasks``; in a domain split with ``--domains``: one task per domain (a differing
     ``--num_tasks`` is an error)."""
@@ -340,6 +378,7 @@ def plan_tasks(
     manifest_state: Mapping | None,
     experiment_dir: str,
     exists: Callable[[str], bool] = os.path.exists,
+    complete: Callable[[str, int], tuple[bool, str]] | None = None,
 ) -> list[TaskRun]:
     """The per-task commands for tasks ``task_idx .. num_tasks - 1`` of the (merged) script argv.
 
@@ -350,11 +389,14 @@ def plan_tasks(
       task's *final* checkpoint; the launcher runs t only after t-1 is done);
     * a start task s > 0 (the reference workflow) uses the script's ``--pretrained_model``
       (``$PRETRAINED_PATH``), which must then be given and exist;
-    * manifest status "done" + checkpoint on disk -> skip; otherwise an existing
+    * ``--pretrained_model`` (``PRETRAINED_PATH``) with start task 0 is an error;
+    * manifest status "done" + checkpoint on disk (+ ``complete(checkpoint, t)`` when given: the
+      checkpoint shows the whole schedule) -> skip; otherwise an existing
       ``<exp>/task{t}/last.ckpt`` (a killed or failed attempt) -> resume from it; otherwise run;
     * once a task is not skipped, later tasks are never skipped or resumed: their old state (if
       any) was built on a predecessor that is being redone, so they run from scratch.
-    ``exists`` is only there so tests can fake the filesystem.
+    ``exists`` is only there so tests can fake the filesystem; a task skipped or resumed for a
+    reason worth telling carries it in ``TaskRun.note``.
     """
     argv = merge_args(argv, [])
     num_tasks = _num_tasks(argv)
@@ -372,6 +414,14 @@ def plan_tasks(
             f"--task_idx {start} starts after task 0, so it needs the checkpoint of task {start - 1}: "
             f"set PRETRAINED_PATH (or --pretrained_model) to it"
         )
+    if start == 0 and pretrained is not None:
+        # Task 0 trains from scratch: a leftover PRETRAINED_PATH would silently start it from
+        # another run's weights.
+        raise PlanError(
+            f"PRETRAINED_PATH / --pretrained_model is set ({pretrained}) but the run starts at task 0, "
+            f"which trains from scratch; unset PRETRAINED_PATH (or drop --pretrained_model), or start "
+            f"after task 0 with `-- --task_idx N` to build on that checkpoint"
+        )
 
     base = drop_flags(argv, lambda f: f in _PER_TASK_FLAGS)
     tasks_state = (manifest_state or {}).get("tasks", {})
@@ -387,14 +437,19 @@ def plan_tasks(
             task_argv += ["--pretrained_model", prev]
 
         status = tasks_state.get(str(t), {}).get("status", "pending")
+        note = ""
         if not redoing and status == "done" and exists(ckpt):
-            runs.append(TaskRun(t, task_argv, ckpt_dir, "skip"))
-            continue
+            verdict = complete(ckpt, t) if complete is not None else (True, "")
+            if verdict[0]:
+                runs.append(TaskRun(t, task_argv, ckpt_dir, "skip"))
+                continue
+            note = f"recorded done, but {verdict[1]}"
         if t == start and prev and not exists(prev):
             raise PlanError(f"pretrained model for task {t} not found: {prev} "
                             f"(from PRETRAINED_PATH / --pretrained_model)")
         if not redoing and exists(ckpt):
-            runs.append(TaskRun(t, task_argv + ["--resume_from_checkpoint", ckpt], ckpt_dir, "resume", ckpt))
+            runs.append(TaskRun(t, task_argv + ["--resume_from_checkpoint", ckpt], ckpt_dir, "resume",
+                                ckpt, note))
         else:
             runs.append(TaskRun(t, task_argv, ckpt_dir, "run"))
         redoing = True

@@ -5,18 +5,26 @@ code checks), starting each task under ``srun`` so that Lightning sees one SLURM
 (``--ntasks-per-node`` = GPUs per node, and the tasks get ``--devices N`` / ``--num_nodes N``).
 With ``--requeue`` a preempted job is requeued by SLURM and its relaunch resumes from the manifest;
 the log is opened in append mode so both attempts stay readable. Nothing site-specific: every
-cluster option is passed through as given.
+cluster option is passed through as given. ``#SBATCH`` values are quoted for sbatch's own parser
+(whitespace splits words, quotes group them, a backslash escapes the next character), so a run name
+or folder with spaces or quotes stays one value; the script's exported variables (``env``) are
+exported by the job before the launcher starts.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import shlex
 import shutil
 import subprocess
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
 
-__all__ = ["SlurmError", "SlurmOptions", "sbatch_script", "submit", "srun_prefix"]
+__all__ = ["SlurmError", "SlurmOptions", "sbatch_script", "sbatch_quote", "log_pattern", "submit", "srun_prefix"]
+
+
+_PLAIN = re.compile(r"[\w@%+=:,./-]+")  # needs no quoting for sbatch
 
 
 class SlurmError(RuntimeError):
@@ -35,6 +43,7 @@ class SlurmOptions:
     time: str | None = None  # sbatch syntax (2-00:00:00)
     nodes: int = 1
     requeue: bool = False
+    env: Mapping[str, str] = field(default_factory=dict)  # exported to the job, as the script would
 
     def __post_init__(self):
         if self.num_gpus < 0:
@@ -45,12 +54,29 @@ class SlurmOptions:
             raise SlurmError(f"cpus_per_task must be >= 1, got {self.cpus_per_task}")
 
 
+def sbatch_quote(value) -> str:
+    """One ``#SBATCH`` value as sbatch reads it back: as is when plain, else double-quoted with
+    backslashes and quotes escaped."""
+    text = str(value)
+    if "\n" in text or "\r" in text:
+        raise SlurmError(f"a SLURM option value cannot hold a line break: {text!r}")
+    if _PLAIN.fullmatch(text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def log_pattern(folder: str) -> str:
+    """``<folder>/slurm-%j.out`` as an sbatch filename pattern (a literal ``%`` is written ``%%``)."""
+    return os.path.join(folder.replace("%", "%%"), "slurm-%j.out")
+
+
 def sbatch_script(opts: SlurmOptions, command: Sequence[str], workdir: str, log_path: str) -> str:
-    """The sbatch file: ``#SBATCH`` header from ``opts``, then ``cd workdir && exec command``."""
+    """The sbatch file: ``#SBATCH`` header from ``opts``, then ``cd workdir && exec command``.
+    ``log_path`` is an sbatch filename pattern (see ``log_pattern``)."""
     lines = [
         "#!/bin/bash",
-        f"#SBATCH --job-name={opts.job_name}",
-        f"#SBATCH --output={log_path}",
+        f"#SBATCH --job-name={sbatch_quote(opts.job_name)}",
+        f"#SBATCH --output={sbatch_quote(log_path)}",
         f"#SBATCH --nodes={opts.nodes}",
         # One SLURM task per GPU: srun starts the DDP processes, Lightning reads their ranks.
         f"#SBATCH --ntasks-per-node={max(opts.num_gpus, 1)}",
@@ -60,7 +86,7 @@ def sbatch_script(opts: SlurmOptions, command: Sequence[str], workdir: str, log_
     for key, value in (("cpus-per-task", opts.cpus_per_task), ("mem", opts.mem), ("time", opts.time),
                        ("partition", opts.partition), ("account", opts.account), ("qos", opts.qos)):
         if value is not None:
-            lines.append(f"#SBATCH --{key}={value}")
+            lines.append(f"#SBATCH --{key}={sbatch_quote(value)}")
     if opts.requeue:
         lines += ["#SBATCH --requeue", "#SBATCH --open-mode=append"]
     lines += [
@@ -69,6 +95,7 @@ def sbatch_script(opts: SlurmOptions, command: Sequence[str], workdir: str, log_
         "# manifest.json, skips finished tasks and resumes an interrupted one (also after a requeue).",
         "set -euo pipefail",
         "export PYTHONUNBUFFERED=1",
+        *(f"export {name}={shlex.quote(value)}" for name, value in sorted(opts.env.items())),
         f"cd {shlex.quote(workdir)}",
         f"exec {shlex.join(command)}",
         "",

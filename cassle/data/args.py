@@ -132,6 +132,10 @@ def add_data_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--dali", action=argparse.BooleanOptionalAction, default=False,
                    help="image folders / DomainNet: decode and augment with NVIDIA DALI when it is "
                         "installed (GPU decoding on GPUs); without DALI a notice and torchvision")
+    g.add_argument("--dali_device", choices=["gpu", "cpu"], default="gpu",
+                   help="with --dali on a GPU run: gpu = nvJPEG decoding and augmentation on the "
+                        "GPU; cpu = DALI's CPU pipeline, batches copied to the GPU (the original "
+                        "code's flag, same meaning)")
     return parser
 
 

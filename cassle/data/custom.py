@@ -26,6 +26,7 @@ raises ``ImageDecodeError`` naming the file (and its list line).
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import re
@@ -40,7 +41,8 @@ from torch.utils.data import Dataset
 __all__ = [
     "IMAGE_EXTENSIONS", "CLASSES_FILE", "DEFAULT_TEST_FRACTION", "DEFAULT_SPLIT_SEED", "DataError",
     "ImageDecodeError", "Sample", "Description", "ImageListDataset", "describe", "read_list",
-    "scan_tree", "split_samples", "resolve_domains", "load_described", "validate_images", "list_name",
+    "scan_tree", "split_samples", "resolve_domains", "load_described", "validate_images", "first_undecodable",
+    "list_name",
 ]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -49,6 +51,8 @@ DEFAULT_TEST_FRACTION = 0.2
 DEFAULT_SPLIT_SEED = 0
 _LIST = re.compile(r"^(?P<domain>.+)_(?P<split>train|test)\.txt$")
 _MAX_REPORTED = 10  # problems listed in one error message
+log = logging.getLogger(__name__)
+_noticed: set[str] = set()  # one notice per folder and process
 
 
 class DataError(ValueError):
@@ -347,6 +351,11 @@ def load_described(root: str | Path, train: bool, *, domains: Sequence[str] | No
     else:
         everything = scan_tree(desc, order)
         pair = split_samples(everything, test_fraction, seed, order)
+        if str(desc.root) not in _noticed:
+            _noticed.add(str(desc.root))
+            log.warning(f"{desc.root} has no file lists: train/test split made in memory (test fraction "
+                        f"{test_fraction} per domain and class, seed {seed}), the split that "
+                        f"`python -m cassle.data.prepare {desc.root}` writes")
         samples = pair[0] if train else pair[1]
     if desc.classes is not None:
         count, why = len(desc.classes), (f"{desc.root / CLASSES_FILE}" if desc.kind == "lists" else "the class folders")
@@ -377,6 +386,33 @@ def _check_header(path: Path) -> str | None:
         return "file not found"
     except Exception as err:
         return f"{type(err).__name__}: {err}"
+    return None
+
+
+def _full_decode_fails(path: Path) -> bool:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+    except Exception:
+        return True
+    return False
+
+
+def first_undecodable(root: str | Path, files: Sequence[str], workers: int = 16) -> Path | None:
+    """The first of ``files`` (relative to ``root``) that PIL cannot fully decode, or None.
+
+    For error messages only (a decoder that failed without naming its file): decodes in
+    parallel, in chunks, and stops at the chunk holding the first failure.
+    """
+    paths = [Path(root) / f for f in files]
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for start in range(0, len(paths), 1024):
+            chunk = paths[start:start + 1024]
+            for path, bad in zip(chunk, pool.map(_full_decode_fails, chunk)):
+                if bad:
+                    return path
     return None
 
 

@@ -25,8 +25,10 @@ blur is computed for every sample and blended in by the coin (no per-sample skip
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,6 +37,7 @@ import torch
 from .gpu_loader import stream_seed
 
 CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)
+_DECODE_FAILURE = re.compile(r"Failed to decode sample[^:\n]*:\s*(?P<file>[^\n]+)")
 BLUR_SIGMA = (0.1, 2.0)
 
 
@@ -170,6 +173,26 @@ def build_eval_pipeline(root: str, files: list[str], indexes: list[int], mean: S
     return pipe()
 
 
+@contextlib.contextmanager
+def _named_decode_errors(root: str, files: Sequence[str]):
+    """DALI's decoder failure (a long RuntimeError that names the file only sometimes) as one
+    ``ImageDecodeError`` naming the image: from DALI's message, else by decoding ``files`` again
+    with PIL until one fails (on this error path only)."""
+    try:
+        yield
+    except RuntimeError as err:
+        text = str(err)
+        if "decoders" not in text and "decode" not in text:
+            raise
+        from .custom import ImageDecodeError, first_undecodable
+
+        found = _DECODE_FAILURE.search(text)
+        path = Path(root) / found["file"].strip() if found else first_undecodable(root, files)
+        if path is None:
+            raise
+        raise ImageDecodeError(f"cannot decode image {path} (DALI decoder)") from None
+
+
 class _DaliLoader:
     """Shared plumbing: a DALI iterator behind a sized Python iterable."""
 
@@ -187,11 +210,14 @@ class _DaliLoader:
         if seed is not None:  # DALI reshuffles *after* each epoch: shuffle epoch 0 ourselves
             perm = torch.randperm(len(order), generator=torch.Generator().manual_seed(seed)).tolist()
             order = [order[i] for i in perm]
-        self.pipe = pipeline_fn(root, [files[i] for i in order], order, **kwargs)
+        self.files = [files[i] for i in order]
+        self.pipe = pipeline_fn(root, self.files, order, **kwargs)
         self.pipe.build()
         self.batch_size = kwargs["batch_size"]
-        self._iter = DALIGenericIterator([self.pipe], output_map, reader_name="Reader", auto_reset=True,
-                                         last_batch_policy=getattr(LastBatchPolicy, policy))
+        self.root = root
+        with _named_decode_errors(root, self.files):  # the iterator decodes its first batch right away
+            self._iter = DALIGenericIterator([self.pipe], output_map, reader_name="Reader", auto_reset=True,
+                                             last_batch_policy=getattr(LastBatchPolicy, policy))
         self._pending = False  # an epoch left unfinished (max_steps / limit_train_batches)
 
     def __len__(self) -> int:
@@ -202,8 +228,9 @@ class _DaliLoader:
             for _ in self._iter:
                 pass
         self._pending = True
-        for out in self._iter:
-            yield out[0]
+        with _named_decode_errors(self.root, self.files):
+            for out in self._iter:
+                yield out[0]
         self._pending = False
 
     def _targets(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

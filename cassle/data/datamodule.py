@@ -485,6 +485,8 @@ class ContinualDataModule(pl.LightningDataModule):
         device_id = device.index if device is not None and device.type == "cuda" else None
         if device_id is None and device is None and self.args.data_device == "gpu" and torch.cuda.is_available():
             device_id = torch.cuda.current_device()
+        if self.args.dali_device == "cpu":
+            device_id = None  # decode + augment on the CPU; Lightning moves the batches to the GPU
         rank, world = self._rank_world()
         threads = max(1, self.args.num_workers)
         self._notice(f"data: DALI pipelines on {'GPU ' + str(device_id) if device_id is not None else 'the CPU'}")

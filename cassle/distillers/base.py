@@ -1,7 +1,10 @@
 """The CaSSLe distillation mixin: what the paper adds to any SSL method.
 
 At the start of task t > 0 the encoder and projector as they ended task t-1 are snapshotted into
-`frozen_backbone` / `frozen_projector` (requires_grad off, never in the optimiser). A predictor g
+`frozen_backbone` / `frozen_projector` (requires_grad off, never in the optimiser). At task 0 there
+is nothing to distil and the mixin adds nothing at all (no predictor, no parameter group): a model
+built with a distiller at task 0 is the plain method, so DDP finds no unused parameters and the
+weights match a run without the flags. From task 1 a predictor g
 maps the current projection z of each view to the frozen projection z_bar of the same view, and the
 training loss becomes  L_ssl + distill_lamb * L_distill(g(z), z_bar)  where L_distill is the
 method's own kind of loss (a `Distiller`). The frozen modules live in the state dict, so a mid-task
@@ -14,6 +17,7 @@ import copy
 
 import torch
 import torch.nn as nn
+from pytorch_lightning.utilities import rank_zero_info
 
 from cassle.methods.base import BaseMethod, StepOutput, mlp
 
@@ -46,8 +50,13 @@ class Distiller(nn.Module):
     default_temperature: float | None = None
     frozen_attrs: tuple[str, ...] = ()
 
+    @classmethod
+    def check_method(cls, method: BaseMethod, args) -> None:
+        """Raise ValueError when `method` cannot use this distiller (checked at every task)."""
+
     def __init__(self, method: BaseMethod, args):
         super().__init__()
+        self.check_method(method, args)
         out_dim = args.output_dim
         # g = Lin(out, hidden)-BN-ReLU-Lin(hidden, out) (REFERENCE section 2).
         self.predictor = mlp(out_dim, args.distill_proj_hidden_dim, out_dim)
@@ -79,14 +88,19 @@ class DistillMixin:
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         args = self.hparams
-        self.distiller = self.distiller_cls(self, args)
-        # Nothing to distil at task 0; from task 1 the frozen copies exist from construction so
+        # Nothing to distil at task 0: no distiller module (its parameters would never get a
+        # gradient, which DDP rejects). From task 1 the frozen copies exist from construction so
         # that a resumed checkpoint restores them.
         self.distill_active = args.task_idx > 0
-        self.frozen_names = ["backbone", "projector", *self.distiller.frozen_attrs]
+        self.distiller = self.distiller_cls(self, args) if self.distill_active else None
+        self.frozen_names = ["backbone", "projector", *self.distiller_cls.frozen_attrs]
         if self.distill_active:
             for name in self.frozen_names:
                 setattr(self, f"frozen_{name}", freeze(getattr(self, name)))
+        else:
+            self.distiller_cls.check_method(self, args)
+            rank_zero_info(f"task 0: nothing to distil yet, --distiller {args.distiller} and the "
+                           "--distill_* flags take effect from task 1")
 
     def frozen_modules(self) -> dict[str, nn.Module]:
         return {n: getattr(self, f"frozen_{n}") for n in self.frozen_names
@@ -99,6 +113,8 @@ class DistillMixin:
             frozen.load_state_dict(getattr(self, name).state_dict())
 
     def learnable_params(self) -> list[dict]:
+        if self.distiller is None:  # task 0: nothing to distil, nothing to optimise
+            return super().learnable_params()
         return super().learnable_params() + self.distiller.param_groups()
 
     def _apply_frozen_bn_mode(self) -> None:

@@ -11,11 +11,14 @@ class KnowledgeDistiller(Distiller):
     default_temperature = 0.1
     frozen_attrs = ("prototypes",)
 
-    def __init__(self, method, args):
-        super().__init__(method, args)
+    @classmethod
+    def check_method(cls, method, args) -> None:
         if not hasattr(method, "prototypes"):
             raise ValueError("the knowledge distiller needs a method with prototypes (swav), "
                              f"not {args.method!r}")
+
+    def __init__(self, method, args):
+        super().__init__(method, args)
         from cassle.methods.prototypes import Prototypes
         self.prototypes = Prototypes(args.output_dim, args.num_prototypes)
 

@@ -134,7 +134,8 @@ def _write_summary(path: Path, results: dict[str, Any]) -> None:
         lines.append("| random init | " + " | ".join(f"{v:.2f}" for v in results["random_baseline"]) + " |")
     lines += ["", f"- A (average accuracy, %): {_fmt(results['A'])}",
               f"- F (forgetting, %): {_fmt(results['F'])}",
-              f"- T (forward transfer, %): {_fmt(results['T'])}"]
+              f"- T (forward transfer, %): {_fmt(results['T'])}"
+              + (f" ({results['extra']['T_undefined']})" if results["extra"].get("T_undefined") else "")]
     if aware is not None:
         domains = aware["domains"]
         lines += ["", "## Domain-aware (one classifier per domain, trained and tested on it)", "",

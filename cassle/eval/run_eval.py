@@ -30,6 +30,10 @@ from cassle.utils.checkpoint import atomic_torch_save
 
 __all__ = ["evaluate_checkpoint", "evaluate_run_dir", "check_run_dir", "resolve_data", "probe_config", "RunPlan"]
 
+ONLINE_T_UNDEFINED = ("forward transfer is not defined for --protocol online: the rows of R come from the "
+                      "checkpoints' online classifiers, and a randomly initialised network has none (a "
+                      "linear probe on it is another protocol, not a baseline for these rows)")
+
 # Keys every task checkpoint of one run must share.
 RUN_CONSISTENT_KEYS = ("method", "backbone", "dataset", "num_classes", "num_tasks", "split_strategy", "seed")
 
@@ -181,10 +185,11 @@ def _write_json(path: str, payload: dict) -> None:
     atomic_write_text(path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
 
 
-def _wandb_init(opts, name: str, config: dict):
+def _wandb_init(opts, name: str, config: dict, out_dir: str):
+    """A wandb run whose files (``wandb/``) go into the evaluation's output folder, not the cwd."""
     import wandb  # lazy: optional dependency
 
-    return wandb.init(project=opts.project, entity=opts.entity, name=name, config=config,
+    return wandb.init(project=opts.project, entity=opts.entity, name=name, config=config, dir=out_dir,
                       mode="online" if opts.wandb_online else "offline")
 
 
@@ -213,7 +218,8 @@ def evaluate_checkpoint(opts: argparse.Namespace) -> dict[str, Any]:
     protocol = _protocol(opts, cfg, data, lr_source, hp.get("method"))
     run = None
     if opts.wandb:
-        run = _wandb_init(opts, opts.name or f"{hp.get('name', 'run')}-linear", {**vars(opts), "protocol": protocol})
+        run = _wandb_init(opts, opts.name or f"{hp.get('name', 'run')}-linear", {**vars(opts), "protocol": protocol},
+                          out_dir)
         if mode == "augmented" and not online:
             from pytorch_lightning.loggers import WandbLogger
 
@@ -268,35 +274,67 @@ def _task_checkpoint(run_dir: str, t: int, entry: dict | None) -> str:
                          "rerun the launcher to finish the run")
 
 
+def _first_task(run_dir: str, manifest: dict | None) -> int:
+    """The task the run started at: 0, or the ``--task_idx`` of a run started from PRETRAINED_PATH."""
+    if manifest is not None and manifest.get("tasks"):
+        return min(int(t) for t in manifest["tasks"])
+    found = [int(m.group(1)) for d in glob.glob(os.path.join(run_dir, "task*"))
+             if (m := re.fullmatch(r"task(\d+)", os.path.basename(d))) and os.path.isfile(os.path.join(d, "last.ckpt"))]
+    return min(found) if found else 0
+
+
+def _predecessor(path: str, hp: dict, t: int) -> str:
+    """The checkpoint task ``t`` (at ``path``) was built on: the ``--pretrained_model`` it recorded.
+    For a run started at task t from PRETRAINED_PATH this is how rows 0..t-1 of the matrix are found."""
+    prev = hp.get("pretrained_model")
+    if not prev:
+        raise EvalInputError(f"{path} (task {t}) records no --pretrained_model, so the checkpoint of task "
+                             f"{t - 1} that the accuracy matrix needs is unknown")
+    if not os.path.isfile(prev):
+        raise EvalInputError(f"task {t - 1} of the accuracy matrix is the checkpoint task {t} started from "
+                             f"({prev}, recorded in {path}), and it is missing; put it back at that path")
+    return prev
+
+
 def check_run_dir(run_dir: str, opts: argparse.Namespace | None = None) -> RunPlan:
-    """Every task checkpoint of the run, present, readable, with backbone weights and consistent hparams."""
+    """Every task checkpoint of the run, present, readable, with backbone weights and consistent hparams.
+
+    A run started at task s > 0 from PRETRAINED_PATH (the reference workflow) holds tasks s..T-1;
+    the rows before s come from the checkpoint it started from and, going back, from the
+    ``--pretrained_model`` each of those recorded.
+    """
     from cassle.continual.manifest import load_manifest
 
     if not os.path.isdir(run_dir):
         raise EvalInputError(f"run folder {run_dir!r} does not exist")
     manifest = load_manifest(run_dir)
     tasks = (manifest or {}).get("tasks", {})
-    first = _task_checkpoint(run_dir, 0, tasks.get("0"))
+    start = _first_task(run_dir, manifest)
+    first = _task_checkpoint(run_dir, start, tasks.get(str(start)))
     hp0 = checkpoint_hparams(read_checkpoint_file(first, _trust(opts)), first)
     num_tasks = int(hp0.get("num_tasks") or 1)
     task_dirs = sorted(d for d in glob.glob(os.path.join(run_dir, "task*")) if re.fullmatch(r"task\d+", os.path.basename(d)))
     if manifest is not None:
         problems = [f"task {t}: {tasks[str(t)]['status'] if str(t) in tasks else 'not in the manifest'}"
-                    for t in range(num_tasks) if tasks.get(str(t), {}).get("status") != "done"]
+                    for t in range(start, num_tasks) if tasks.get(str(t), {}).get("status") != "done"]
         if problems:
             raise EvalInputError(f"run {run_dir} is not finished (num_tasks={num_tasks}): {'; '.join(problems)}; "
                                  "rerun the launcher to finish it before evaluating")
-    elif len(task_dirs) < num_tasks:
+    elif len(task_dirs) < num_tasks - start:
         raise EvalInputError(f"run {run_dir} has {len(task_dirs)} task folder(s) ({', '.join(map(os.path.basename, task_dirs))}) "
                              f"but its checkpoints say num_tasks={num_tasks}")
+    paths = {t: _task_checkpoint(run_dir, t, tasks.get(str(t))) for t in range(start, num_tasks)}
+    for t in range(start - 1, -1, -1):  # the lineage before the run's first task
+        nxt = paths[t + 1]
+        paths[t] = _predecessor(nxt, checkpoint_hparams(read_checkpoint_file(nxt, _trust(opts)), nxt), t + 1)
     checkpoints, hparams = [], []
     for t in range(num_tasks):
-        path = _task_checkpoint(run_dir, t, tasks.get(str(t)))
+        path = paths[t]
         ckpt = read_checkpoint_file(path, _trust(opts))
         hp = checkpoint_hparams(ckpt, path)
         for key in RUN_CONSISTENT_KEYS:
             if key in hp and key in hp0 and hp[key] != hp0[key]:
-                raise EvalInputError(f"{path} has {key}={hp[key]!r} but task 0 has {key}={hp0[key]!r}: "
+                raise EvalInputError(f"{path} has {key}={hp[key]!r} but task {start} has {key}={hp0[key]!r}: "
                                      "the checkpoints are not from one run")
         if hp.get("task_idx") is not None and int(hp["task_idx"]) != t:
             raise EvalInputError(f"{path} was trained as task_idx={hp['task_idx']}, expected {t}")
@@ -330,7 +368,7 @@ def evaluate_run_dir(opts: argparse.Namespace) -> dict[str, Any]:
     run = None
     if opts.wandb:
         run = _wandb_init(opts, opts.name or f"{os.path.basename(os.path.abspath(run_dir))}-eval",
-                          {**vars(opts), "protocol": protocol})
+                          {**vars(opts), "protocol": protocol}, out_dir)
 
     R, acc1, knn, aware = [], [], {d: [] for d in DISTANCES}, []
     for t, path in enumerate(plan.checkpoints):
@@ -354,11 +392,18 @@ def evaluate_run_dir(opts: argparse.Namespace) -> dict[str, Any]:
             line += "; domain-aware: " + ", ".join(f"{n} {a:.2f}" for n, a in res["domain_aware"].items())
         print(line, flush=True)
 
-    print("[eval] random-init backbone (forward-transfer baseline)", flush=True)
-    rand, feat_dim = random_backbone(hp0, cfg.seed)
-    base = evaluate_backbone(rand, feat_dim, data, cfg)  # always a linear probe: a random net has no online head
-    extra: dict[str, Any] = {"acc1_whole_test_set": acc1, "random_baseline_acc1": base["acc1"],
-                             "run_dir": os.path.abspath(run_dir), "num_classes": data.num_classes}
+    extra: dict[str, Any] = {"acc1_whole_test_set": acc1, "run_dir": os.path.abspath(run_dir),
+                             "num_classes": data.num_classes}
+    base: dict[str, Any] = {}
+    if opts.protocol == "online":
+        # R[j-1][j] is the online classifier's accuracy; a random network has no online classifier,
+        # and a linear probe on it measures something else, so the difference would mean nothing.
+        extra["T_undefined"] = ONLINE_T_UNDEFINED
+    else:
+        print("[eval] random-init backbone (forward-transfer baseline)", flush=True)
+        rand, feat_dim = random_backbone(hp0, cfg.seed)
+        base = evaluate_backbone(rand, feat_dim, data, cfg)  # the same probe as the rows of R
+        extra["random_baseline_acc1"] = base["acc1"]
     if cfg.knn and knn["cosine"]:  # (the online protocol trains nothing and computes no kNN)
         extra["knn"] = {d: {"per_checkpoint": knn[d], "random_baseline": base["knn"][d]} for d in DISTANCES}
     domain_aware = None
@@ -367,7 +412,7 @@ def evaluate_run_dir(opts: argparse.Namespace) -> dict[str, Any]:
         baseline = base.get("domain_aware")
         domain_aware = {"domains": domains, "matrix": [[row[d] for d in domains] for row in aware],
                         "random_baseline": None if baseline is None else [baseline[d] for d in domains]}
-    results = write_report(out_dir, R, base["per_task"], task_names=data.task_names, protocol=protocol,
+    results = write_report(out_dir, R, base.get("per_task"), task_names=data.task_names, protocol=protocol,
                            seed=cfg.seed, checkpoints=[os.path.abspath(c) for c in plan.checkpoints],
                            extra=extra, task_sizes=data.task_sizes, domain_aware=domain_aware)
     if run is not None:

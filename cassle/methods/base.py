@@ -227,19 +227,21 @@ class BaseMethod(pl.LightningModule):
         if self.knn is not None:
             self.knn.update("train", out.feats[0].detach(), targets)
         loss = out.loss + class_loss
+        # batch_size given: Lightning cannot infer it from the (indexes, views, targets) batch.
+        batch_size = targets.shape[0]
         monitor_loss = self.monitor_loss(views, targets, out, online_eval)
         if monitor_loss is not None:
             loss = loss + monitor_loss
         self.log_dict({"train/ssl_loss": out.loss, "train/class_loss": class_loss,
                        "train/online_acc": torch.stack(accs).mean(),
                        **{f"train/{k}": v for k, v in out.logs.items()}},
-                      on_epoch=True, on_step=False, sync_dist=True)
+                      on_epoch=True, on_step=False, sync_dist=True, batch_size=batch_size)
         # Not on the progress bar per step: Lightning reads every step-level bar value with
         # .item() after every batch (bar or no bar), a GPU sync per step. The epoch mean is on
         # the bar instead; the step value still reaches the loggers every log_every_n_steps.
-        self.log("train/loss", loss, on_step=True, on_epoch=False)
+        self.log("train/loss", loss, on_step=True, on_epoch=False, batch_size=batch_size)
         self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, prog_bar=True,
-                 sync_dist=True)
+                 sync_dist=True, batch_size=batch_size)
         return loss
 
     def monitor_loss(self, views, targets, out: StepOutput, online_eval) -> torch.Tensor | None:
@@ -268,7 +270,8 @@ class BaseMethod(pl.LightningModule):
         logits = self.classifier(feats)
         loss = F.cross_entropy(logits, targets)
         acc = (logits.argmax(1) == targets).float().mean() * 100
-        self.log_dict({"val/loss": loss, "val/acc1": acc}, prog_bar=True, sync_dist=True)
+        self.log_dict({"val/loss": loss, "val/acc1": acc}, prog_bar=True, sync_dist=True,
+                      batch_size=targets.shape[0])
         if self.knn is not None:
             self.knn.update("test", feats.detach(), targets)
         return loss

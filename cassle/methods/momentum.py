@@ -112,7 +112,7 @@ class BaseMomentumMethod(BaseMethod):
         loss = torch.stack(losses).mean()
         self.log_dict({"train/momentum_class_loss": loss,
                        "train/momentum_online_acc": torch.stack(accs).mean()},
-                      on_epoch=True, on_step=False, sync_dist=True)
+                      on_epoch=True, on_step=False, sync_dist=True, batch_size=pairs[0][1].shape[0])
         return loss
 
     def validation_step(self, batch, batch_idx):
@@ -122,7 +122,7 @@ class BaseMomentumMethod(BaseMethod):
             logits = self.momentum_classifier(self.momentum_backbone(self._memory_format(x)))
             self.log_dict({"val/momentum_loss": F.cross_entropy(logits, targets),
                            "val/momentum_acc1": (logits.argmax(1) == targets).float().mean() * 100},
-                          sync_dist=True)
+                          sync_dist=True, batch_size=targets.shape[0])
         return loss
 
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
@@ -141,7 +141,9 @@ class BaseMomentumMethod(BaseMethod):
             self.global_step, int(self.trainer.estimated_stepping_batches),
             self.hparams.base_tau_momentum, self.hparams.final_tau_momentum)
         self._tau_logged.fill_(self.current_tau)
-        self.log("train/tau", self._tau_logged, on_step=False, on_epoch=True, sync_dist=True)
+        # batch_size=1: one value per step, each step weighs the same in the epoch mean (and
+        # Lightning need not infer a batch size from the batch).
+        self.log("train/tau", self._tau_logged, on_step=False, on_epoch=True, sync_dist=True, batch_size=1)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)

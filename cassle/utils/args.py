@@ -230,8 +230,6 @@ def add_original_flags(parser: argparse.ArgumentParser, *, linear: bool = False)
     g = parser.add_argument_group("flags of the original cassle code (accepted with their meaning)")
     g.add_argument("--offline", dest="wandb_online", action="store_const", const=False,
                    help="wandb offline (the default here; --wandb_online syncs)")
-    g.add_argument("--dali_device", choices=["gpu", "cpu"], default=None,
-                   help=ORIGINAL_NOOP_HELP.format("DALI decodes on the device the run uses"))
     g.add_argument("--checkpoint_frequency", type=int, default=None,
                    help=ORIGINAL_NOOP_HELP.format("last.ckpt is written at every epoch end"))
     for flag in ("--no_labels", "--auto_umap", "--auto_umap_dir", "--auto_umap_frequency"):

@@ -1,13 +1,16 @@
-"""Lightning callbacks of the task runner: atomic last.ckpt and exact-resume RNG state."""
+"""Lightning callbacks of the task runner: atomic last.ckpt, exact-resume RNG state, console lines."""
 from __future__ import annotations
 
 import os
 import random
+import time
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from cassle.continual.console import epoch_line, task_line
+from cassle.continual.progress import PROGRESS_KEY, progress_record
 from cassle.utils.checkpoint import save_trainer_checkpoint
 
 
@@ -15,26 +18,38 @@ class AtomicLastCheckpoint(pl.Callback):
     """Writes `<dirpath>/last.ckpt` at every epoch end and when training ends.
 
     Written to a temporary file and renamed, so a kill during the write leaves the previous
-    checkpoint intact (Lightning's own writer truncates the target in place).
+    checkpoint intact (Lightning's own writer truncates the target in place). Each checkpoint
+    carries a progress record (`cassle.continual.progress`): how many epochs and steps of the
+    planned schedule it holds, which is what the launcher checks before calling a task done.
     """
 
-    def __init__(self, dirpath: str, filename: str = "last.ckpt"):
+    def __init__(self, dirpath: str, filename: str = "last.ckpt", task_idx: int = 0):
         self.path = os.path.join(dirpath, filename)
+        self.task_idx = task_idx
+        self._epochs_done = 0
 
-    def save(self, trainer: pl.Trainer) -> None:
+    def save(self, trainer: pl.Trainer, epochs_done: int) -> None:
         # Never write weights that a NaN loss has already corrupted.
         check = getattr(trainer.lightning_module, "check_finite_loss", None)
         if check is not None:
             check()
+        self._epochs_done = epochs_done  # read by on_save_checkpoint (the progress record)
+        # Full training state (optimizer, schedule, loops), atomically: what an exact resume needs.
         save_trainer_checkpoint(trainer, self.path)
 
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        checkpoint[PROGRESS_KEY] = progress_record(
+            self.task_idx, self._epochs_done, trainer.max_epochs, trainer.global_step,
+            trainer.max_steps)
+
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        if not trainer.sanity_checking:
-            self.save(trainer)
+        if not trainer.sanity_checking:  # the loop counts this epoch as completed right after
+            self.save(trainer, trainer.current_epoch + 1)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        # A run stopped by max_steps ends mid-epoch; save its final state too.
-        self.save(trainer)
+        # Reached only when fit ran to its end (not after an interrupt). A run stopped by
+        # max_steps ends mid-epoch; save its final state too.
+        self.save(trainer, trainer.current_epoch)
 
 
 def _gather_objects(obj) -> list:
@@ -106,3 +121,41 @@ def numpy_state_from_plain(state) -> tuple:
         return tuple(state)
     keys = state["keys"].numpy().astype(np.uint32)
     return (state["bit_generator"], keys, state["pos"], state["has_gauss"], state["cached_gaussian"])
+
+
+class ConsoleProgress(pl.Callback):
+    """One compact line per epoch (epoch, SSL loss, val accuracy, time, ETA) and one at the end of
+    the task, marked for the launcher's console (`cassle.continual.console`). Reads the metrics once
+    per epoch (one device sync per epoch, not per step)."""
+
+    METRICS = {"train/ssl_loss": "ssl_loss", "val/acc1": "val/acc1"}
+
+    def __init__(self, task_idx: int):
+        self.task_idx = task_idx
+        self._start = self._epoch_start = 0.0
+        self._epochs_run = 0
+
+    def _values(self, trainer) -> dict[str, float]:
+        metrics = trainer.callback_metrics
+        return {short: float(metrics[key]) for key, short in self.METRICS.items() if key in metrics}
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._start = time.monotonic()
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._epoch_start = time.monotonic()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        now = time.monotonic()
+        self._epochs_run += 1
+        epoch = trainer.current_epoch + 1
+        eta = (now - self._start) / self._epochs_run * max(0, trainer.max_epochs - epoch)
+        print(epoch_line(self.task_idx, epoch, trainer.max_epochs, self._values(trainer),
+                         now - self._epoch_start, eta), flush=True)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if trainer.is_global_zero:
+            print(task_line(self.task_idx, trainer.current_epoch, time.monotonic() - self._start,
+                            self._values(trainer)), flush=True)
