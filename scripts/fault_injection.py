@@ -55,6 +55,9 @@ def parse_args(argv=None):
     p.add_argument("--kills", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", default=None, help="default: experiments/fault_injection-<date>")
+    p.add_argument("--reference", default=None,
+                   help="an uninterrupted run of the same command (same code) to compare with, instead of "
+                        "running one first")
     p.add_argument("extra", nargs="*", help="after --: overrides for the script (as with job_launcher.py)")
     return p.parse_args(argv)
 
@@ -203,12 +206,18 @@ def main(argv=None) -> int:
         cmd = [sys.executable, str(REPO / "job_launcher.py"), "--script", script, "--experiment_dir", str(exp), "--eval"]
         return cmd + (["--", *opts.extra] if opts.extra else [])
 
-    ref_exp, exp = workdir / "reference", workdir / "chaos"
+    ref_exp, exp = Path(opts.reference or workdir / "reference"), workdir / "chaos"
     print(f"[fault_injection] reference run: {ref_exp}", flush=True)
     started = time.monotonic()
-    ref = Launch(command(ref_exp), workdir / "reference.console.log")
+    ref = Launch(command(ref_exp), workdir / "reference.console.log")  # a finished one: skips, or resumes
     assert ref.finish(timeout=7200) == 0, f"the reference run failed; see {workdir / 'reference.console.log'}"
-    epoch_seconds = (time.monotonic() - started) / (num_tasks * epochs)
+    if opts.reference:  # its duration from the manifest: first start to last finish
+        tasks = json.loads((ref_exp / "manifest.json").read_text())["tasks"].values()
+        span = max(datetime.fromisoformat(t["finished"]) for t in tasks) - min(
+            datetime.fromisoformat(t["started"]) for t in tasks)
+        epoch_seconds = span.total_seconds() / (num_tasks * epochs)
+    else:
+        epoch_seconds = (time.monotonic() - started) / (num_tasks * epochs)
     print(f"[fault_injection] reference done in {time.monotonic() - started:.0f}s "
           f"(~{epoch_seconds:.1f}s per epoch incl. start-up)", flush=True)
 
@@ -217,11 +226,16 @@ def main(argv=None) -> int:
     rows, launch = [], None
     console = workdir / "chaos.console.log"
     for task, epoch, kind, fraction, sig, target in kills:
-        if launch is None:
-            launch = Launch(command(exp), console)
-        where = reach(launch, exp, task, epoch, kind, fraction, epoch_seconds, epochs)
+        where = None
+        for _ in range(60):  # a folder still locked by a task that is stopping: retry, as a user would
+            if launch is None:
+                launch = Launch(command(exp), console)
+            where = reach(launch, exp, task, epoch, kind, fraction, epoch_seconds, epochs)
+            if where is not None or launch.finish() != 2:
+                break
+            launch = None
+            time.sleep(2)
         if where is None:  # the run got past this point (or ended) before it was reached
-            rc = launch.finish()
             launch = None
             rows.append([kind, sig.name, target, "skipped (point passed)", "-", task])
             continue

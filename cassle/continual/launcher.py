@@ -153,10 +153,10 @@ def run_task(command: Sequence[str], log_path: str, header: str = "", env: dict 
     ``env``: extra environment variables for the command. ``verbose``: the console gets every
     byte, not only the progress lines. ``tail`` (a list) receives the last output lines.
     ``lock_fd``: the experiment lock, inherited by the command (see ``manifest.lock``). The command
-    gets SIGTERM if the launcher dies. Returns
-    the exit code (negative = killed by that signal, as ``subprocess``). A SIGTERM / SIGINT
-    received by the launcher meanwhile is passed on to the command, which gets
-    ``STOP_GRACE_SECONDS`` to stop; then ``_Interrupted`` is raised so the caller can record it.
+    gets SIGTERM if the launcher dies. Returns the exit code (negative = killed by that signal, as
+    ``subprocess``). A SIGTERM / SIGINT received by the launcher meanwhile is passed on to the
+    command, which gets ``STOP_GRACE_SECONDS`` to stop; then ``_Interrupted`` is raised so the
+    caller can record it.
     """
     os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
     received_before = len(_STOP.received)
