@@ -179,26 +179,43 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
     return trainer
 
 
-class StopSignals:
+class StopSignals(pl.Callback):
     """SIGTERM / SIGINT -> a non-zero exit, wherever they land.
 
     Lightning turns SIGTERM during fit into a `SystemExit` *without a code* (exit 0) and Ctrl-C
     into `sys.exit(1)`; a task stopped either way must never look finished. The handlers record
-    the signal; outside fit they stop the process at once (SIGTERM raises `SystemExit(143)`, SIGINT
-    Python's `KeyboardInterrupt`); inside fit Lightning's own SIGTERM handler, which calls ours,
-    stops the loop at the next batch end (all DDP ranks together). `exit_code` is 128 + signal.
+    the signal; outside training they stop the process at once (`SystemExit(128 + signal)`, or
+    Python's `KeyboardInterrupt` for SIGINT); during training (this object is also the callback
+    that marks it) the loop stops at the next batch end, raised from the callback, not from
+    wherever the signal happened to land (an exception raised asynchronously inside library code
+    can be swallowed there). `exit_code` is 128 + signal.
     """
 
     def __init__(self):
         self.signum: int | None = None
+        self.training = False
         self._previous = {}
 
     def _handle(self, signum, frame):
         self.signum = self.signum or signum
+        if self.training:
+            return  # on_*_batch_end stops the loop
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
-        if signal.getsignal(signal.SIGTERM) == self._handle:  # not inside Lightning's fit
-            raise SystemExit(128 + signum)
+        raise SystemExit(128 + signum)
+
+    def _stop_if_signalled(self, *_args, **_kwargs) -> None:
+        if self.signum is not None:
+            raise SystemExit(128 + self.signum)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.training = True
+        self._stop_if_signalled()
+
+    on_train_batch_end = on_validation_batch_end = on_train_epoch_end = _stop_if_signalled
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.training = False
 
     def __enter__(self) -> "StopSignals":
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -234,7 +251,7 @@ def main(argv=None) -> int:
     last = os.path.join(args.checkpoint_dir, "last.ckpt")
     with StopSignals() as stop:
         try:
-            trainer = run_task(args)
+            trainer = run_task(args, extra_callbacks=[stop])
         except (SystemExit, KeyboardInterrupt):
             if stop.exit_code is None:
                 raise

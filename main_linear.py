@@ -166,8 +166,9 @@ def main(argv=None) -> int:
             return 0
         if opts.run_dir:
             res = evaluate_run_dir(opts)
-            print(format_results(res))
-            print(f"test transform: {res['protocol']['test_transform']}")
+            # "[eval]" lines are the ones job_launcher.py shows on its console
+            print("\n".join(f"[eval] {line}" for line in format_results(res).splitlines()))
+            print(f"[eval] test transform: {res['protocol']['test_transform']}")
             F, T = res["F"], res["T"]
             why_no_t = " (not defined for --protocol online)" if res["extra"].get("T_undefined") else ""
             print(f"[eval] A = {res['A']:.2f}  F = {'n/a' if F is None else f'{F:.2f}'}  "

@@ -85,7 +85,8 @@ def _write_csv(path: Path, arr: np.ndarray, names: list[str], cols: list[str] | 
             w.writerow([name, *(repr(float(v)) for v in row)])
 
 
-def _heatmap(fig, ax, arr: np.ndarray, rows: list[str], cols: list[str], xlabel: str, title: str) -> None:
+def _heatmap(fig, ax, arr: np.ndarray, rows: list[str], cols: list[str], xlabel: str, title: str,
+             title_size: float | None = None) -> None:
     im = ax.imshow(arr, cmap="viridis", vmin=0.0, vmax=max(100.0, float(arr.max())))
     fig.colorbar(im, ax=ax, label="top-1 accuracy (%)")
     many = len(cols) > 6
@@ -93,7 +94,7 @@ def _heatmap(fig, ax, arr: np.ndarray, rows: list[str], cols: list[str], xlabel:
     ax.set_yticks(range(len(rows)), labels=rows)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("trained up to task i")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=title_size)
     size = max(6.0, 14.0 - max(arr.shape))  # shrink the annotations as the matrix grows
     for i in range(arr.shape[0]):
         for j in range(arr.shape[1]):
@@ -112,11 +113,13 @@ def _write_png(path: Path, arr: np.ndarray, names: list[str], A, F, T, aware: di
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1 if aware is None else 2, 1)
     title = f"A = {_fmt(A)}   F = {_fmt(F)}   T = {_fmt(T)}"
-    _heatmap(fig, ax, arr, names, names, "evaluated on task j", title if aware is None else f"domain-agnostic: {title}")
-    if aware is not None:
+    if aware is None:
+        _heatmap(fig, ax, arr, names, names, "evaluated on task j", title)
+    else:  # two panels: smaller titles so they stay clear of the colour bars
+        _heatmap(fig, ax, arr, names, names, "evaluated on task j", f"domain-agnostic: {title}", 10)
         matrix = np.asarray(aware["matrix"], dtype=np.float64)
         _heatmap(fig, fig.add_subplot(1, 2, 2), matrix, names, list(aware["domains"]), "domain (its own probe)",
-                 f"domain-aware: mean after last task = {_fmt(aware['final_mean'])}")
+                 f"domain-aware: mean after the last task = {_fmt(aware['final_mean'])}", 10)
     fig.tight_layout()
     fig.savefig(path, dpi=PNG_DPI, format="png")
 

@@ -162,6 +162,10 @@ class TaskEndCallback(pl.Callback):
     computes (EWC's Fisher) is in the task's final ``last.ckpt``."""
 
     def on_train_end(self, trainer, pl_module) -> None:
+        # Only at the end of the task's whole schedule: a Fisher added by a stopped attempt would
+        # be added again when the resumed attempt ends.
+        done = trainer.current_epoch >= trainer.max_epochs or (
+            trainer.max_steps is not None and 0 < trainer.max_steps <= trainer.global_step)
         hook = getattr(pl_module, "on_task_end", None)
-        if hook is not None:
+        if hook is not None and done:
             hook(trainer)

@@ -50,6 +50,12 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_with(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
     """Call ``write(f)`` on a temporary binary file next to ``path``, then atomically move it there.
 
@@ -60,6 +66,7 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results should read like any file
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
