@@ -118,7 +118,7 @@ def _with_extra(split, extra):
 
 
 @pytest.mark.parametrize("setting", list(SETTINGS))
-def test_original_scripts_parse_and_plan(setting, env):
+def test_original_scripts_parse_and_plan(setting, env, monkeypatch):
     """Every method, fine-tuning and CaSSLe, through the launcher's --dry_run (which validates
     every task's arguments with main_continual.py's parser) and main_continual's parser itself."""
     for method in METHOD_FLAGS:
@@ -127,6 +127,10 @@ def test_original_scripts_parse_and_plan(setting, env):
         for distill in (False, True):
             script = env / f"{setting}-{method}-{distill}.sh"
             script.write_text(original_script(setting, method, distill))
+            if distill:  # the original's CaSSLe scripts start at task 1 from PRETRAINED_PATH
+                monkeypatch.setenv("PRETRAINED_PATH", str(env / "previous.ckpt"))
+            else:  # fine-tuning starts at task 0: a leftover PRETRAINED_PATH is refused (issue 9)
+                monkeypatch.delenv("PRETRAINED_PATH", raising=False)
             rc, out = _quiet(launcher.main, ["--script", str(script), "--experiment_dir",
                                              str(env / "exp" / script.stem), "--dry_run"], repo_root=str(REPO))
             assert rc == 0, out
@@ -203,6 +207,7 @@ def _exit_code(fn, *args):
 def test_launcher_validates_task_args_before_starting(env, monkeypatch):
     script = env / "byol.sh"
     script.write_text(original_script("cifar", "byol", False))
+    monkeypatch.delenv("PRETRAINED_PATH")  # a fine-tuning run from task 0
     started = []
     monkeypatch.setattr(launcher, "run_task", lambda *a, **k: started.append(a) or 0)
     for extra in (["--dry_run"], []):
@@ -373,7 +378,7 @@ def cpu_overrides(method: str) -> list[str]:
     return extra + {"byol": ["--pred_hidden_dim", "64"], "swav": ["--num_prototypes", "20"]}.get(method, [])
 
 
-def _in_process(command, log_path, header=""):
+def _in_process(command, log_path, header="", **_runner_options):
     """The launcher's task runner, without a subprocess: main_continual.main on the task's argv."""
     rc, out = _quiet(_exit_code_of_main, command[2:])
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
