@@ -32,11 +32,20 @@ def build_model(args):
     return method_cls(**vars(args))
 
 
+def runs_on_gpu(args) -> bool:
+    return torch.cuda.is_available() and args.accelerator in ("auto", "gpu", "cuda")
+
+
+def apply_memory_format(model, args):
+    """channels_last when asked (`on`) or on GPUs (`auto`); the runner and the benchmarks share it."""
+    model.channels_last = args.channels_last == "on" or (args.channels_last == "auto" and runs_on_gpu(args))
+    return model.to(memory_format=torch.channels_last) if model.channels_last else model
+
+
 def resolve_precision(args) -> str:
     if args.precision != "auto":
         return str(args.precision)
-    on_gpu = torch.cuda.is_available() and args.accelerator in ("auto", "gpu", "cuda")
-    if on_gpu and torch.cuda.is_bf16_supported():
+    if runs_on_gpu(args) and torch.cuda.is_bf16_supported():
         return "bf16-mixed"
     return "32-true"
 
@@ -97,7 +106,7 @@ def build_lightning_strategy(args):
 
     name = args.strategy
     devices = args.devices
-    on_gpu = torch.cuda.is_available() and args.accelerator in ("auto", "gpu", "cuda")
+    on_gpu = runs_on_gpu(args)
     many = (args.num_nodes > 1 or (isinstance(devices, int) and (devices > 1 or devices == -1))
             or (isinstance(devices, list) and len(devices) > 1)  # GPU ids: --gpus 0,1
             or (devices == "auto" and on_gpu and torch.cuda.device_count() > 1))
@@ -145,10 +154,7 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
         model.start_new_task()  # snapshots the frozen model, resets per-task state
 
     precision = resolve_precision(args)
-    on_gpu = torch.cuda.is_available() and args.accelerator in ("auto", "gpu", "cuda")
-    model.channels_last = args.channels_last == "on" or (args.channels_last == "auto" and on_gpu)
-    if model.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = apply_memory_format(model, args)
 
     os.makedirs(args.checkpoint_dir, exist_ok=True)
     save_args(args, os.path.join(args.checkpoint_dir, "args.json"))

@@ -96,7 +96,7 @@ def _probe_kind(argv: list[str], steps: int, warmup: int, tmp: str) -> dict:
     import throughput
     from cassle.data import ContinualDataModule
     from cassle.utils.args import parse_args
-    from main_continual import build_model
+    from main_continual import apply_memory_format, build_model
 
     t0 = time.perf_counter()
     args = parse_args(argv + ["--checkpoint_dir", tmp])
@@ -105,10 +105,7 @@ def _probe_kind(argv: list[str], steps: int, warmup: int, tmp: str) -> dict:
     args.num_classes = dm.num_classes
     model = build_model(args)
     model.start_new_task()
-    on_gpu = torch.cuda.is_available() and args.accelerator in ("auto", "gpu", "cuda")
-    model.channels_last = args.channels_last == "on" or (args.channels_last == "auto" and on_gpu)
-    if model.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = apply_memory_format(model, args)
     build_s = time.perf_counter() - t0
     timer = throughput.StepTimer(warmup, steps)
     t_fit = time.perf_counter()
@@ -125,8 +122,9 @@ def _device(args):
     """Where the runs train (Lightning moves a model back to the CPU after ``fit``)."""
     import torch
 
-    on_gpu = torch.cuda.is_available() and args.accelerator in ("auto", "gpu", "cuda")
-    return torch.device("cuda") if on_gpu else torch.device("cpu")
+    from main_continual import runs_on_gpu
+
+    return torch.device("cuda") if runs_on_gpu(args) else torch.device("cpu")
 
 
 def _forward_rate(model, args, dm, batches: int = 10) -> float:

@@ -223,7 +223,7 @@ def build(b, *, distiller: str | None, data_device: str, checkpoint_dir: str, mo
     appended to the command line."""
     from cassle.data import ContinualDataModule
     from cassle.utils.args import parse_args
-    from main_continual import build_model
+    from main_continual import apply_memory_format, build_model
 
     args = parse_args(cassle_argv(b, distiller=distiller, data_device=data_device, checkpoint_dir=checkpoint_dir,
                                   more=more))
@@ -232,10 +232,7 @@ def build(b, *, distiller: str | None, data_device: str, checkpoint_dir: str, mo
     args.num_classes = dm.num_classes
     model = build_model(args)
     model.start_new_task()
-    on_gpu = torch.cuda.is_available() and args.accelerator in ("auto", "gpu", "cuda")
-    model.channels_last = args.channels_last == "on" or (args.channels_last == "auto" and on_gpu)
-    if model.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = apply_memory_format(model, args)
     return args, dm, model
 
 
