@@ -189,7 +189,7 @@ def test_every_method_takes_every_kind_of_strategy(method):
             return [torch.randn(len(indices), 3, 16, 16) for _ in range(2)]
 
     der.__dict__.update(source=Source(), has_data=True)
-    der.buffer.add(torch.arange(8), torch.zeros(8, dtype=torch.long), 0, z=torch.randn(8, 16))
+    der.buffer.add(torch.arange(8), torch.zeros(8, dtype=torch.long), 0, z=torch.randn(8, model.features_dim))
     indexes, views, targets = fake_batch()
     model._step_indexes = indexes
     out = model.ssl_step(views, targets)

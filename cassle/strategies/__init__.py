@@ -38,6 +38,9 @@ def add_strategy_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--der_alpha", type=float, default=0.4,
                    help="DER weight alpha (Buzzega et al. 2020); 0.4: Madaan et al. 2022's SSL "
                         "adaptation of DER")
+    g.add_argument("--der_target", choices=("backbone", "projector"), default="backbone",
+                   help="what DER stores and matches: backbone features (default: UCL, Madaan et al. "
+                        "2022, where alpha 0.4 was tuned) or the method's projector output z")
     g.add_argument("--lump_alpha", type=float, default=0.4,
                    help="mixup lambda ~ Beta(alpha, alpha) (Madaan et al. 2022: 0.4)")
     g.add_argument("--ewc_lamb", type=float, default=100.0,

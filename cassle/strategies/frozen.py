@@ -46,10 +46,14 @@ class PFR(_FrozenRegularizer):
 
     def __init__(self, model, args):
         super().__init__(model, args)
-        d = model.features_dim
-        hidden = args.pfr_proj_hidden_dim or d // 2
-        self.projector = nn.Sequential(nn.Linear(d, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
-                                       nn.Linear(hidden, d))
+        # Built from task 1 on only: at task 0 nothing uses it (DDP rejects unused parameters) and
+        # building it would draw random numbers, so task 0 would differ from the plain method's.
+        self.projector = None
+        if self.task_idx > 0:
+            d = model.features_dim
+            hidden = args.pfr_proj_hidden_dim or d // 2
+            self.projector = nn.Sequential(nn.Linear(d, hidden), nn.BatchNorm1d(hidden),
+                                           nn.ReLU(inplace=True), nn.Linear(hidden, d))
         self.lamb = args.pfr_lamb
 
     def loss(self, model, views, out, ctx):

@@ -22,10 +22,17 @@ class _Replay(Strategy):
     def __init__(self, model, args):
         super().__init__(model, args)
         size = args.buffer_size or self.default_buffer_size
-        self.buffer = ReservoirBuffer(size, z_dim=args.output_dim if self.stores_z else None)
+        self.buffer = ReservoirBuffer(size, z_dim=self.stored_dim(model, args) if self.stores_z else None)
         self.replay_batch_size = args.replay_batch_size or args.batch_size
         self.__dict__["source"] = None
         self.__dict__["has_data"] = False
+
+    def stored_dim(self, model, args) -> int:
+        return args.output_dim
+
+    def stored(self, model, out, n: int) -> torch.Tensor:
+        """What the buffer keeps of the current batch (DER: the target of its term)."""
+        return out.z[0][:n]
 
     def on_train_start(self, model) -> None:
         dm = model.trainer.datamodule
@@ -38,7 +45,7 @@ class _Replay(Strategy):
 
     def after_step(self, model, indexes, targets, out, ctx) -> None:
         n = ctx["n"]
-        z = out.z[0][:n] if self.stores_z else None
+        z = self.stored(model, out, n).detach() if self.stores_z else None
         self.buffer.add(indexes, targets, self.task_idx, z=z)
         self.__dict__["has_data"] = True
 
@@ -57,22 +64,38 @@ class Replay(_Replay):
 
 
 class DER(_Replay):
-    """alpha * MSE between today's projection of buffer images and the one stored at insertion."""
+    """alpha * MSE between today's output for buffer images and the one stored at insertion.
+
+    ``--der_target backbone`` (default, as UCL's SSL DER, Madaan et al. 2022, whose alpha 0.4 was
+    tuned with it): the backbone features f(x) of the first view. ``projector``: the method's ``z``
+    (``model.project(f(x))``, e.g. L2-normalised for MoCoV2+). The stored and the recomputed
+    quantity are the same function of the weights, so the term is 0 while the weights do not move.
+    """
 
     name = "der"
     stores_z = True
 
     def __init__(self, model, args):
+        self.target = getattr(args, "der_target", "backbone")
         super().__init__(model, args)
         self.alpha = args.der_alpha
+
+    def stored_dim(self, model, args) -> int:
+        return model.features_dim if self.target == "backbone" else args.output_dim
+
+    def stored(self, model, out, n):
+        return (out.feats if self.target == "backbone" else out.z)[0][:n]
+
+    def recompute(self, model, x: torch.Tensor) -> torch.Tensor:
+        feats = model.backbone(x)
+        return feats if self.target == "backbone" else model.project(feats)
 
     def loss(self, model, views, out, ctx):
         if not self.has_data:
             return None, {}
         replayed, slots = self.replay_views(self.replay_batch_size)
         x = model._memory_format(replayed[0])
-        z = model.projector(model.backbone(x))
-        return self.alpha * der_loss(z, self.buffer.z[slots]), {}
+        return self.alpha * der_loss(self.recompute(model, x), self.buffer.z[slots]), {}
 
 
 class LUMP(_Replay):
