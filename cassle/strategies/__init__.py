@@ -52,9 +52,14 @@ def add_strategy_args(parser: argparse.ArgumentParser) -> None:
                         "Kirkpatrick et al. 2017)")
     g.add_argument("--less_forget_lamb", type=float, default=5.0,
                    help="lambda_base of Less-Forget (Hou et al. 2019: 5), times sqrt(old/new tasks)")
+    g.add_argument("--less_forget_features", choices=("pre_relu", "post_relu"), default="pre_relu",
+                   help="Less-Forget's features: the pooled last stage before its final ReLU (LUCIR) "
+                        "or the backbone output after it")
     g.add_argument("--pod_lamb", type=float, default=3.0,
                    help="POD-spatial weight (Douillard et al. 2020, CIFAR-100: 3), times "
-                        "sqrt(old/new tasks)")
+                        "sqrt(seen/task classes) = sqrt(t + 1) at task t")
+    g.add_argument("--pod_flat_lamb", type=float, default=0.0,
+                   help="POD-flat weight, times sqrt(t + 1) (0: off; PODNet's CIFAR-100 config: 1)")
     g.add_argument("--pfr_lamb", type=float, default=1.0,
                    help="PFR weight (Gomez-Villa et al. 2022 weight the term with lambda; 1.0, the "
                         "weight of the CaSSLe distillers)")

@@ -1,0 +1,143 @@
+"""Each strategy against its source's formula, written out here (float64, fixed tensors, 1e-6):
+PODNet's POD-spatial / POD-flat and its weight, LUCIR's Less-Forget on pre-ReLU features, the
+pre-ReLU stage maps of our backbones, EWC's per-sample Fisher (mammoth's ``ewc_on``) and LUMP's
+buffer views (UCL's ``mixup.py``)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from cassle.backbones import build_backbone
+from cassle.losses.pod import pod_flat_loss, pod_spatial_loss
+from cassle.strategies.frozen import podnet_factor
+from cassle.strategies.stages import PreReluRecorder
+from main_continual import build_model
+from tests.helpers import fake_batch, tiny_args
+
+ATOL = 1e-6
+
+
+def rand(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+# ------------------------------------------------------------------ POD (PODNet)
+def podnet_spatial(old_maps, new_maps):
+    """PODNet's pod(collapse_channels="spatial", normalize=True) written out with Python floats."""
+    total = 0.0
+    for a_map, b_map in zip(old_maps, new_maps):
+        per_image = []
+        for a, b in zip(a_map.tolist(), b_map.tolist()):
+            def pooled(m):
+                C, H, W = len(m), len(m[0]), len(m[0][0])
+                sq = [[[m[c][y][x] ** 2 for x in range(W)] for y in range(H)] for c in range(C)]
+                a_h = [sum(sq[c][y][x] for x in range(W)) for c in range(C) for y in range(H)]  # sum(dim=3)
+                a_w = [sum(sq[c][y][x] for y in range(H)) for c in range(C) for x in range(W)]  # sum(dim=2)
+                v = a_h + a_w
+                norm = math.sqrt(sum(t * t for t in v))
+                return [t / norm for t in v]
+            pa, pb = pooled(a), pooled(b)
+            per_image.append(math.sqrt(sum((x - y) ** 2 for x, y in zip(pa, pb))))  # frobenius_norm(a - b)
+        total += sum(per_image) / len(per_image)
+    return total / len(old_maps)
+
+
+def test_pod_spatial_is_podnets_formula():
+    new = [rand(3, 4, 5, 6, seed=1), rand(3, 2, 3, 3, seed=2)]
+    old = [rand(3, 4, 5, 6, seed=3), rand(3, 2, 3, 3, seed=4)]
+    assert float(pod_spatial_loss(new, old)) == pytest.approx(podnet_spatial(old, new), abs=ATOL)
+    # signs are lost by the squares: a map and its negative are the same attention
+    assert float(pod_spatial_loss([-old[0]], [old[0]])) == pytest.approx(0.0, abs=ATOL)
+
+
+def test_pod_flat_is_a_cosine_embedding_loss_of_the_pooled_maps():
+    new, old = rand(4, 3, 2, 2, seed=5), rand(4, 3, 2, 2, seed=6)
+    expected = 0.0
+    for a, b in zip(new.tolist(), old.tolist()):
+        fa = [sum(sum(row) for row in ch) / 4 for ch in a]
+        fb = [sum(sum(row) for row in ch) / 4 for ch in b]
+        dot = sum(x * y for x, y in zip(fa, fb))
+        expected += 1 - dot / (math.sqrt(sum(x * x for x in fa)) * math.sqrt(sum(y * y for y in fb)))
+    assert float(pod_flat_loss(new, old)) == pytest.approx(expected / 4, abs=ATOL)
+
+
+def test_pod_weight_counts_the_current_task():
+    # PODNet: scheduled_factor * sqrt(n_classes / task_size), n_classes including the new task's
+    for t in range(5):
+        assert podnet_factor(t) == pytest.approx(math.sqrt((t + 1) * 20 / 20))
+    args = tiny_args("barlow_twins", "--num_tasks", "5", "--task_idx", "2", "--cl_strategy", "pod",
+                     "--pod_flat_lamb", "1")
+    args.num_classes = 4
+    pod = build_model(args).strategies["pod"]
+    assert pod.lamb == pytest.approx(3 * math.sqrt(3)) and pod.flat_lamb == pytest.approx(math.sqrt(3))
+
+
+# ------------------------------------------------------------------ pre-ReLU stage maps
+def test_tiny_stage_maps_are_taken_before_the_relu():
+    net, _ = build_backbone("tiny", cifar=True)
+    net = net.double()
+    rec = PreReluRecorder(net)
+    x = rand(2, 3, 8, 8, seed=7)
+    maps = rec.record(lambda: net(x))
+    h, expected = x, []
+    for stage in net.features:
+        pre = stage[1](stage[0](h))  # conv, BN: the map before the ReLU
+        expected.append(pre)
+        h = torch.relu(pre)
+    assert len(maps) == 3 and any((m < 0).any() for m in maps)
+    for m, e in zip(maps, expected):
+        torch.testing.assert_close(m, e, atol=ATOL, rtol=0)
+
+
+def test_resnet_stage_maps_are_out_plus_identity_before_the_last_relu():
+    net, _ = build_backbone("resnet18", cifar=True)
+    net = net.double().eval()
+    rec = PreReluRecorder(net, stages=[-1])
+    x = rand(2, 3, 16, 16, seed=8)
+    (m,) = rec.record(lambda: net(x))
+    h = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+    h = net.layer3(net.layer2(net.layer1(h)))
+    h = net.layer4[0](h)
+    block = net.layer4[1]  # torchvision BasicBlock: relu(bn2(conv2(relu(bn1(conv1(x))))) + x)
+    pre = block.bn2(block.conv2(torch.relu(block.bn1(block.conv1(h))))) + h
+    torch.testing.assert_close(m, pre, atol=ATOL, rtol=0)
+    assert (m < 0).any()
+
+
+def test_an_unknown_backbone_is_a_clear_error():
+    with pytest.raises(ValueError, match="no known stages before a final ReLU"):
+        PreReluRecorder(nn.Sequential(nn.Conv2d(3, 4, 3)))
+
+
+# ------------------------------------------------------------------ Less-Forget (LUCIR)
+def test_less_forget_compares_pooled_pre_relu_features_as_lucir():
+    """LUCIR: CosineEmbeddingLoss(cur_features, ref_features, 1) * lamda_base * sqrt(old / new),
+    the features being the pooled last-block output without its ReLU."""
+    args = tiny_args("barlow_twins", "--num_tasks", "4", "--task_idx", "2", "--cl_strategy", "less_forget")
+    args.num_classes = 4
+    torch.manual_seed(0)
+    model = build_model(args).double()
+    with torch.no_grad():  # a frozen model that differs from the current one
+        for p in model.frozen_backbone.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    _, views, targets = fake_batch()
+    views = [v.double() for v in views]
+    model._step_indexes = torch.arange(8)
+    out = model.ssl_step(views, targets)
+    expected = 0.0
+    for v in views:
+        feats = []
+        for net in (model.backbone, model.frozen_backbone):
+            h = v
+            for stage in net.features[:-1]:
+                h = stage(h)
+            last = net.features[-1]
+            feats.append(last[1](last[0](h)).mean(dim=(2, 3)).tolist())  # no final ReLU
+        cos = [sum(a * b for a, b in zip(fa, fb)) / (math.sqrt(sum(a * a for a in fa)) * math.sqrt(sum(b * b for b in fb)))
+               for fa, fb in zip(*feats)]
+        expected += sum(1 - c for c in cos) / len(cos)
+    expected = 5.0 * math.sqrt(2) * expected / len(views)
+    assert float(out.logs["less_forget_loss"]) == pytest.approx(expected, abs=ATOL)
