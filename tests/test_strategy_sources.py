@@ -141,3 +141,86 @@ def test_less_forget_compares_pooled_pre_relu_features_as_lucir():
         expected += sum(1 - c for c in cos) / len(cos)
     expected = 5.0 * math.sqrt(2) * expected / len(views)
     assert float(out.logs["less_forget_loss"]) == pytest.approx(expected, abs=ATOL)
+
+
+# ------------------------------------------------------------------ EWC: per-sample Fisher
+def _net():
+    from cassle.methods.prototypes import Prototypes
+
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(4, 5), nn.BatchNorm1d(5), nn.ReLU(inplace=True),
+                         Prototypes(5, 3)).double()
+
+
+def _two_view_loss(net, x1, x2):
+    """mean_i l_i with l_i = sum(tanh(net(x1_i))^2) + sum(sin(net(x2_i))): a per-sample loss."""
+    return ((torch.tanh(net(x1)) ** 2).sum(1) + torch.sin(net(x2)).sum(1)).mean()
+
+
+def test_per_sample_fisher_is_the_mean_squared_per_sample_gradient():
+    """mammoth's ewc_on loop written out: for each example alone, backward, fish += grad^2; / N."""
+    from cassle.strategies.fisher import sample_fisher
+
+    net = _net()
+    net.train()
+    for m in net.modules():  # running statistics: each sample's loss depends on that sample only
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 1.5)
+            m.eval()
+    params = dict(net.named_parameters())
+    batches = [(rand(6, 3, 5, 5, seed=s), rand(6, 3, 5, 5, seed=s + 10)) for s in range(2)]
+    sums, seen = sample_fisher(net, params, [(6, lambda b=b: _two_view_loss(net, *b)) for b in batches],
+                               max_samples=10, chunk=4)
+    assert seen == 10  # 6 + the first 4 of the second batch
+    expected = {n: torch.zeros_like(p) for n, p in params.items()}
+    for b, (x1, x2) in enumerate(batches):
+        for i in range(6 if b == 0 else 4):
+            g = torch.autograd.grad(_two_view_loss(net, x1[i:i + 1], x2[i:i + 1]), list(params.values()))
+            for n, gi in zip(params, g):
+                expected[n] += gi ** 2
+    for n in params:
+        torch.testing.assert_close(sums[n].double() / seen, expected[n] / 10, atol=ATOL, rtol=1e-6)
+
+
+def test_per_sample_contributions_of_a_coupled_loss_add_up_to_the_batch_gradient():
+    """Train-mode BatchNorm and a Barlow-like cross-correlation couple the batch: B * g_i is image
+    i's share, and mean_i B * g_i = sum_i g_i is the gradient of the batch loss."""
+    from cassle.strategies.fisher import PerSampleGrads
+
+    net = _net()
+    x1, x2 = rand(6, 3, 5, 5, seed=1), rand(6, 3, 5, 5, seed=2)
+
+    def loss():
+        a, b = net(x1), net(x2)
+        a, b = (a - a.mean(0)) / a.std(0), (b - b.mean(0)) / b.std(0)
+        c = a.T @ b / 6
+        return ((1 - c.diagonal()) ** 2).sum() + 0.1 * (c ** 2).sum()
+
+    params = dict(net.named_parameters())
+    batch_grad = dict(zip(params, torch.autograd.grad(loss(), list(params.values()))))
+    taps = PerSampleGrads(net, params, chunk=4)
+    total = {n: torch.zeros_like(p) for n, p in params.items()}
+    for name, images, g in taps.per_sample(loss, batch_size=6):
+        total[name] += g.sum(dim=0)
+    for n in params:
+        torch.testing.assert_close(total[n], batch_grad[n], atol=ATOL, rtol=1e-6)
+
+
+def test_online_ewc_decays_the_old_fisher(monkeypatch):
+    from cassle.strategies import ewc as ewc_module
+
+    args = tiny_args("barlow_twins", "--num_tasks", "2", "--cl_strategy", "ewc", "--ewc_gamma", "0.25")
+    args.num_classes = 4
+    ewc = build_model(args).strategies["ewc"]
+    model = build_model(args)
+    ewc = model.strategies["ewc"]
+    for f in ewc._tensors("fisher"):
+        f.fill_(4.0)
+    monkeypatch.setattr(ewc_module, "sample_fisher",
+                        lambda root, named, batches, max_samples: ({n: torch.full_like(p, 6.0) for n, p in named.items()}, 3))
+    monkeypatch.setattr(ewc_module.EWC, "_batches", lambda self, model, trainer: iter(()))
+    ewc.on_task_end(model, trainer=None)
+    for f in ewc._tensors("fisher"):  # 0.25 * 4 + 6 / 3
+        assert torch.all(f == 3.0)

@@ -43,13 +43,23 @@ def add_strategy_args(parser: argparse.ArgumentParser) -> None:
                         "2022, where alpha 0.4 was tuned) or the method's projector output z")
     g.add_argument("--lump_alpha", type=float, default=0.4,
                    help="mixup lambda ~ Beta(alpha, alpha) (Madaan et al. 2022: 0.4)")
-    g.add_argument("--ewc_lamb", type=float, default=100.0,
-                   help="EWC penalty weight lambda. Kirkpatrick et al. 2017 tune it per benchmark and "
-                        "give no value for SSL losses; with 100 the penalty was 3-15%% of the Barlow "
-                        "Twins loss in this repo's CPU checks (digits, CIFAR-100): tune it on a grid")
+    g.add_argument("--ewc_lamb", type=float, default=20.0,
+                   help="EWC penalty weight lambda in lambda/2 sum_i F_i (theta_i - theta*_i)^2. 20: "
+                        "mammoth's tuned seq-cifar10 ewc_on (e_lambda 10 in e_lambda sum F dtheta^2, "
+                        "per-sample Fisher); tuned there for a cross-entropy loss, not an SSL loss: "
+                        "sweep it for a new method")
+    g.add_argument("--ewc_fisher", choices=("sample", "batch"), default="sample",
+                   help="EWC's Fisher: per-sample empirical Fisher mean_i (grad l_i)^2 (default, as "
+                        "Kirkpatrick et al. 2017 and mammoth's ewc_on) or the squared batch-mean "
+                        "gradient averaged over batches (this project's earlier variant, ~1/B of it)")
+    g.add_argument("--ewc_fisher_samples", type=int, default=1024,
+                   help="images of the finished task for the per-sample Fisher (0: all)")
     g.add_argument("--ewc_fisher_batches", type=int, default=0,
-                   help="batches of the finished task for the Fisher (0: all, one pass, as "
-                        "Kirkpatrick et al. 2017)")
+                   help="batches of the finished task for --ewc_fisher batch (0: all, one pass)")
+    g.add_argument("--ewc_gamma", type=float, default=1.0,
+                   help="online EWC decay: F <- gamma F + F_task (Schwarz et al. 2018; mammoth's "
+                        "ewc_on; 1.0: the Fishers of all tasks summed, as Kirkpatrick et al. 2017 "
+                        "and mammoth's tuned CIFAR-10 / Tiny-ImageNet runs)")
     g.add_argument("--less_forget_lamb", type=float, default=5.0,
                    help="lambda_base of Less-Forget (Hou et al. 2019: 5), times sqrt(old/new tasks)")
     g.add_argument("--less_forget_features", choices=("pre_relu", "post_relu"), default="pre_relu",
@@ -115,6 +125,10 @@ def validate_strategy_args(args, datamodule) -> None:
                              f"task {args.task_idx}; use at most {seen}")
     if "ewc" in names and args.ewc_lamb < 0:
         raise ValueError(f"--ewc_lamb must be >= 0, got {args.ewc_lamb}")
+    if "ewc" in names and not 0 <= args.ewc_gamma <= 1:
+        raise ValueError(f"--ewc_gamma must be in [0, 1], got {args.ewc_gamma}")
+    if "ewc" in names and args.ewc_fisher_samples < 0:
+        raise ValueError(f"--ewc_fisher_samples must be >= 0, got {args.ewc_fisher_samples}")
 
 
 def strategy_wrapper(method_cls: type, names, base_method: type | None = None) -> type:
