@@ -224,3 +224,40 @@ def test_online_ewc_decays_the_old_fisher(monkeypatch):
     ewc.on_task_end(model, trainer=None)
     for f in ewc._tensors("fisher"):  # 0.25 * 4 + 6 / 3
         assert torch.all(f == 3.0)
+
+
+# ------------------------------------------------------------------ LUMP: UCL's buffer views
+def test_lump_ucl_views_are_a_fresh_crop_flip_and_the_stored_second_view():
+    """UCL mixup.py: mixed_x = lam x1 + (1 - lam) transform(buffered image),
+    mixed_x_aug = lam x2 + (1 - lam) (x2 stored when the image was buffered)."""
+    from cassle.data import ContinualDataModule
+
+    args = tiny_args("barlow_twins", "--num_tasks", "2", "--cl_strategy", "lump", "--lump_views", "ucl")
+    args.num_classes = 4
+    model = build_model(args)
+    lump = model.strategies["lump"]
+    dm = ContinualDataModule(args)
+    lump.stored_views.on_train_start(dm, "cpu")
+    color = torch.tensor([200, 40, 90], dtype=torch.uint8)
+
+    class Source:  # one flat colour per image: any crop + flip of it is that colour
+        def gather(self, indices):
+            return color.expand(len(indices), 20, 20, 3).clone()
+
+    lump.__dict__["source"] = Source()
+    idx, views_a, targets = fake_batch(seed=1)
+    ctx = {}
+    assert lump.batch_hook(model, views_a, ctx) is views_a  # empty buffer: nothing mixed
+    lump.after_step(model, idx, targets, None, ctx)
+    lump.__dict__["has_data"] = True
+    slots = torch.tensor([3, 1, 0, 2, 7, 6, 5, 4])
+    lump.buffer.sample = lambda n: slots
+    _, views_b, _ = fake_batch(seed=2)
+    ctx = {}
+    mixed = lump.batch_hook(model, views_b, ctx)
+    lam = float(ctx["lump_lambda"])
+    mean, std = torch.tensor(dm.mean).view(3, 1, 1), torch.tensor(dm.std).view(3, 1, 1)
+    fresh = ((color.float() / 255).view(3, 1, 1) - mean) / std
+    torch.testing.assert_close(mixed[0], lam * views_b[0] + (1 - lam) * fresh.expand_as(views_b[0]),
+                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(mixed[1], lam * views_b[1] + (1 - lam) * views_a[1][slots], atol=1e-6, rtol=0)

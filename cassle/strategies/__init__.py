@@ -43,6 +43,10 @@ def add_strategy_args(parser: argparse.ArgumentParser) -> None:
                         "2022, where alpha 0.4 was tuned) or the method's projector output z")
     g.add_argument("--lump_alpha", type=float, default=0.4,
                    help="mixup lambda ~ Beta(alpha, alpha) (Madaan et al. 2022: 0.4)")
+    g.add_argument("--lump_views", choices=("ssl", "ucl"), default="ssl",
+                   help="LUMP's buffer views: two fresh views of the method's SSL augmentation "
+                        "(default) or UCL's (Madaan et al. 2022's code): a fresh crop + flip and the "
+                        "second view stored when the image was buffered")
     g.add_argument("--ewc_lamb", type=float, default=20.0,
                    help="EWC penalty weight lambda in lambda/2 sum_i F_i (theta_i - theta*_i)^2. 20: "
                         "mammoth's tuned seq-cifar10 ewc_on (e_lambda 10 in e_lambda sum F dtheta^2, "
@@ -123,6 +127,8 @@ def validate_strategy_args(args, datamodule) -> None:
         if size > seen:
             raise ValueError(f"--buffer_size {size} is larger than the {seen} training images seen up to "
                              f"task {args.task_idx}; use at most {seen}")
+    if "lump" in names and getattr(args, "lump_views", "ssl") == "ucl":
+        args.lump_view_crop = datamodule.view_settings[1]["crop_size"]  # the stored view's size
     if "ewc" in names and args.ewc_lamb < 0:
         raise ValueError(f"--ewc_lamb must be >= 0, got {args.ewc_lamb}")
     if "ewc" in names and not 0 <= args.ewc_gamma <= 1:

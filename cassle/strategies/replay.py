@@ -99,7 +99,13 @@ class DER(_Replay):
 
 
 class LUMP(_Replay):
-    """Each view mixed with a view of buffer images, lambda ~ Beta(alpha, alpha) per step."""
+    """Each view mixed with a view of buffer images, lambda ~ Beta(alpha, alpha) per step.
+
+    ``--lump_views ssl`` (default): both buffer views are fresh views of the method's own SSL
+    augmentation. ``ucl``: UCL's ``mixup.py`` (Madaan et al. 2022's code): view 1 a fresh
+    RandomResizedCrop(scale 0.08-1, bicubic) + flip of the buffered image, view 2 the second view
+    the image had when it was buffered (kept in the buffer, ``cassle.strategies.lump_views``).
+    """
 
     name = "lump"
     default_buffer_size = 256  # Madaan et al. (2022), CIFAR / Tiny-ImageNet configs
@@ -108,11 +114,33 @@ class LUMP(_Replay):
         super().__init__(model, args)
         self.alpha = args.lump_alpha
         self.replay_batch_size = args.batch_size  # mixes one buffer image into each current one
+        self.ucl = getattr(args, "lump_views", "ssl") == "ucl"
+        if self.ucl:
+            from cassle.strategies.lump_views import StoredViews
+
+            self.stored_views = StoredViews(self.buffer.capacity, args)
+
+    def on_train_start(self, model) -> None:
+        super().on_train_start(model)
+        if self.ucl:
+            self.stored_views.on_train_start(model.trainer.datamodule, model.device)
 
     def batch_hook(self, model, views, ctx):
+        if self.ucl:
+            ctx["lump_view2"] = views[1][:views[0].shape[0]]  # buffered with the image, unmixed
         if not self.has_data:
             return views
-        replayed, _ = self.replay_views(views[0].shape[0])
+        if self.ucl:
+            slots = self.buffer.sample(views[0].shape[0])
+            replayed = self.stored_views.views(self.source.gather(self.buffer.indices[slots]), slots)
+        else:
+            replayed, _ = self.replay_views(views[0].shape[0])
         lam = sample_mixup_lambda(self.alpha, views[0].device)
         ctx["lump_lambda"] = lam
         return [mixup(v, model._memory_format(r).to(v.dtype), lam) for v, r in zip(views, replayed)]
+
+    def after_step(self, model, indexes, targets, out, ctx) -> None:
+        slot = self.buffer.add(indexes, targets, self.task_idx)
+        if self.ucl:
+            self.stored_views.add(slot, ctx["lump_view2"])
+        self.__dict__["has_data"] = True
