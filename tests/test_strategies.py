@@ -20,7 +20,8 @@ CASES["ewc"] += ["--online_eval_batch_size", "16"]  # the Fisher pass reads the 
 CASES["cassle+replay"] = ["--cl_strategy", "replay", "--distiller", "decorrelative"]
 CASES["pfr+replay"] = ["--cl_strategy", "pfr", "replay"]
 CASES["lump_ucl_views"] = ["--cl_strategy", "lump", "--lump_views", "ucl"]
-CASES["der_projector+pod_flat"] = ["--cl_strategy", "der", "pod", "--der_target", "projector", "--pod_flat_lamb", "1"]
+CASES["der_projector_ucl_views+pod_flat"] = ["--cl_strategy", "der", "pod", "--der_target", "projector",
+                                           "--der_views", "ucl", "--pod_flat_lamb", "1"]
 
 
 def _state(path):

@@ -261,3 +261,28 @@ def test_lump_ucl_views_are_a_fresh_crop_flip_and_the_stored_second_view():
     torch.testing.assert_close(mixed[0], lam * views_b[0] + (1 - lam) * fresh.expand_as(views_b[0]),
                                atol=1e-5, rtol=0)
     torch.testing.assert_close(mixed[1], lam * views_b[1] + (1 - lam) * views_a[1][slots], atol=1e-6, rtol=0)
+
+
+def test_der_ucl_views_replay_a_crop_flip_of_the_buffered_image():
+    """UCL der.py: buf_outputs = backbone(transform(buffered image)), transform = crop + flip."""
+    from cassle.strategies.lump_views import crop_flip_augment
+    from cassle.data import ContinualDataModule
+
+    args = tiny_args("barlow_twins", "--num_tasks", "2", "--cl_strategy", "der", "--der_views", "ucl")
+    args.num_classes = 4
+    der = build_model(args).strategies["der"]
+    dm = ContinualDataModule(args)
+    der.__dict__["crop_flip"] = crop_flip_augment(dm, 16, "cpu")
+    color = torch.tensor([10, 250, 128], dtype=torch.uint8)
+
+    class Source:
+        def gather(self, indices):
+            return color.expand(len(indices), 20, 20, 3).clone()
+
+    der.__dict__["source"] = Source()
+    der.buffer.add(torch.arange(8), torch.zeros(8, dtype=torch.long), 0, z=torch.zeros(8, 64))
+    x, slots = der.replay_input(8)
+    mean, std = torch.tensor(dm.mean).view(3, 1, 1), torch.tensor(dm.std).view(3, 1, 1)
+    expected = ((color.float() / 255).view(3, 1, 1) - mean) / std
+    assert x.shape == (8, 3, 16, 16) and sorted(slots.tolist()) == list(range(8))
+    torch.testing.assert_close(x, expected.expand_as(x), atol=1e-5, rtol=0)

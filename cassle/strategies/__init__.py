@@ -41,6 +41,9 @@ def add_strategy_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--der_target", choices=("backbone", "projector"), default="backbone",
                    help="what DER stores and matches: backbone features (default: UCL, Madaan et al. "
                         "2022, where alpha 0.4 was tuned) or the method's projector output z")
+    g.add_argument("--der_views", choices=("ssl", "ucl"), default="ssl",
+                   help="DER's replayed views: view 1 of the method's SSL augmentation (default) or "
+                        "UCL's buffer transform, a RandomResizedCrop(0.08-1) + flip without colour")
     g.add_argument("--lump_alpha", type=float, default=0.4,
                    help="mixup lambda ~ Beta(alpha, alpha) (Madaan et al. 2022: 0.4)")
     g.add_argument("--lump_views", choices=("ssl", "ucl"), default="ssl",

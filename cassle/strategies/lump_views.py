@@ -1,4 +1,5 @@
-"""UCL's buffer views for LUMP (``--lump_views ucl``; Madaan et al. 2022, UCL ``models/mixup.py``).
+"""UCL's buffer views for LUMP (``--lump_views ucl``; Madaan et al. 2022, UCL ``models/mixup.py``)
+and DER (``--der_views ucl``: ``models/der.py`` replays ``transform(buffered image)``).
 
 UCL's buffer keeps, with each image, the second augmented view it had when it was buffered; a
 replayed image is mixed into the current views as view 1 = a fresh ``RandomResizedCrop(32, scale
@@ -21,6 +22,17 @@ def view_crop_size(args) -> int:
     return int(crop or 32)
 
 
+def crop_flip_augment(datamodule, crop: int, device):
+    """UCL's buffer transform: RandomResizedCrop(crop, scale (0.08, 1), bicubic) + flip, normalised."""
+    from cassle.data.gpu_augment import BatchAugment
+
+    settings = {**datamodule.view_settings[0], "min_scale": 0.08, "max_scale": 1.0,
+                "horizontal_flip_prob": 0.5, "color_jitter_prob": 0.0, "gray_scale_prob": 0.0,
+                "gaussian_prob": 0.0, "solarization_prob": 0.0, "interpolation": "bicubic",
+                "crop_size": int(crop)}
+    return BatchAugment(settings, datamodule.mean, datamodule.std).to(device)
+
+
 class StoredViews(nn.Module):
     def __init__(self, capacity: int, args):
         super().__init__()
@@ -29,14 +41,7 @@ class StoredViews(nn.Module):
         self.__dict__["augment"] = None
 
     def on_train_start(self, datamodule, device) -> None:
-        from cassle.data.gpu_augment import BatchAugment
-
-        base = datamodule.view_settings[0]
-        settings = {**base, "min_scale": 0.08, "max_scale": 1.0, "horizontal_flip_prob": 0.5,
-                    "color_jitter_prob": 0.0, "gray_scale_prob": 0.0, "gaussian_prob": 0.0,
-                    "solarization_prob": 0.0, "interpolation": "bicubic",
-                    "crop_size": self.views_2.shape[-1]}
-        self.__dict__["augment"] = BatchAugment(settings, datamodule.mean, datamodule.std).to(device)
+        self.__dict__["augment"] = crop_flip_augment(datamodule, self.views_2.shape[-1], device)
 
     def add(self, slot: torch.Tensor, view_2: torch.Tensor) -> None:
         if view_2.shape[1:] != self.views_2.shape[1:]:

@@ -79,6 +79,24 @@ class DER(_Replay):
         self.target = getattr(args, "der_target", "backbone")
         super().__init__(model, args)
         self.alpha = args.der_alpha
+        self.ucl_views = getattr(args, "der_views", "ssl") == "ucl"
+        self.__dict__["crop_flip"] = None
+
+    def on_train_start(self, model) -> None:
+        super().on_train_start(model)
+        if self.ucl_views:  # UCL: transform(buffered image) = a fresh crop + flip, no colour
+            from cassle.strategies.lump_views import crop_flip_augment
+
+            dm = model.trainer.datamodule
+            self.__dict__["crop_flip"] = crop_flip_augment(dm, dm.view_settings[0]["crop_size"], model.device)
+
+    def replay_input(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A buffered batch as DER sees it: view 1 of the SSL augmentation, or UCL's crop + flip."""
+        if self.crop_flip is None:
+            replayed, slots = self.replay_views(n)
+            return replayed[0], slots
+        slots = self.buffer.sample(n)
+        return self.crop_flip(self.source.gather(self.buffer.indices[slots])), slots
 
     def stored_dim(self, model, args) -> int:
         return model.features_dim if self.target == "backbone" else args.output_dim
@@ -93,8 +111,8 @@ class DER(_Replay):
     def loss(self, model, views, out, ctx):
         if not self.has_data:
             return None, {}
-        replayed, slots = self.replay_views(self.replay_batch_size)
-        x = model._memory_format(replayed[0])
+        x, slots = self.replay_input(self.replay_batch_size)
+        x = model._memory_format(x)
         return self.alpha * der_loss(self.recompute(model, x), self.buffer.z[slots]), {}
 
 
