@@ -25,8 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 NOT_MODEL = ("strategies.",)  # the strategies' own state (buffers, Fisher), not the SSL model
 
 
-def _build(*flags):
-    args = tiny_args("barlow_twins", "--num_tasks", "2", "--task_idx", "0", *flags)
+def _build(*flags, method="barlow_twins"):
+    args = tiny_args(method, "--num_tasks", "2", "--task_idx", "0", *flags)
     args.num_classes = 4
     torch.manual_seed(0)
     model = build_model(args)
@@ -45,6 +45,20 @@ def test_task0_strategy_builds_the_plain_model_and_draws_no_random_number(name):
     assert state.keys() == plain.state_dict().keys()
     for k, v in plain.state_dict().items():
         assert torch.equal(state[k], v), f"{name} changed {k} at task 0"
+
+
+DISTILLER_METHOD = {"knowledge": "swav", "contrastive": "mocov2plus", "predictive": "byol"}
+
+
+def test_task0_distillers_draw_no_random_number_either():
+    from cassle.distillers import DISTILLERS
+
+    for name in DISTILLERS:
+        method = DISTILLER_METHOD.get(name, "barlow_twins")
+        plain, plain_rng = _build(method=method)
+        model, rng = _build("--distiller", name, method=method)
+        assert torch.equal(rng, plain_rng), f"building the {name} distiller at task 0 drew random numbers"
+        assert model.state_dict().keys() == plain.state_dict().keys()
 
 
 def test_task0_with_every_regulariser_trains_exactly_like_the_plain_method(tmp_path):
