@@ -20,7 +20,7 @@ def main(out: Path, groups: list[list[str]]) -> None:
         name = "+".join(group)
         prev = None
         for task in range(2):
-            argv = ["--num_tasks", "2", "--synthetic_size", "64", "--buffer_size", "8",
+            argv = ["--num_tasks", "2", "--synthetic_size", "128", "--buffer_size", "8",
                     "--devices", "2", "--strategy", "ddp", "--task_idx", str(task), "--cl_strategy", *group]
             if prev is not None:
                 argv += ["--pretrained_model", str(prev)]
