@@ -18,10 +18,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cassle.strategies.ewc import ssl_parameters  # noqa: E402
-from cassle.strategies.fisher import sample_fisher  # noqa: E402
-from main_continual import build_model  # noqa: E402
-from tests.helpers import tiny_args  # noqa: E402
+from cassle.strategies.ewc import ssl_parameters
+from cassle.strategies.fisher import sample_fisher
+from main_continual import build_model
+from tests.helpers import tiny_args
 
 
 def _timed(fn, device) -> float:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from main_continual import run_task  # noqa: E402
-from tests.helpers import tiny_args  # noqa: E402
+from main_continual import run_task
+from tests.helpers import tiny_args
 
 
 def main(out: Path, groups: list[list[str]]) -> None:

@@ -19,6 +19,7 @@ CASES = {name: ["--cl_strategy", name] for name in STRATEGIES}
 CASES["ewc"] += ["--online_eval_batch_size", "16"]  # the Fisher pass reads the task's SSL stream only
 CASES["cassle+replay"] = ["--cl_strategy", "replay", "--distiller", "decorrelative"]
 CASES["pfr+replay"] = ["--cl_strategy", "pfr", "replay"]
+CASES["ewc_batch_fisher"] = ["--cl_strategy", "ewc", "--ewc_fisher", "batch"]
 CASES["lump_ucl_views"] = ["--cl_strategy", "lump", "--lump_views", "ucl"]
 CASES["der_projector_ucl_views+pod_flat"] = ["--cl_strategy", "der", "pod", "--der_target", "projector",
                                            "--der_views", "ucl", "--pod_flat_lamb", "1"]

@@ -265,8 +265,8 @@ def test_lump_ucl_views_are_a_fresh_crop_flip_and_the_stored_second_view():
 
 def test_der_ucl_views_replay_a_crop_flip_of_the_buffered_image():
     """UCL der.py: buf_outputs = backbone(transform(buffered image)), transform = crop + flip."""
-    from cassle.strategies.lump_views import crop_flip_augment
     from cassle.data import ContinualDataModule
+    from cassle.strategies.lump_views import crop_flip_augment
 
     args = tiny_args("barlow_twins", "--num_tasks", "2", "--cl_strategy", "der", "--der_views", "ucl")
     args.num_classes = 4

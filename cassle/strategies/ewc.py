@@ -103,7 +103,8 @@ class EWC(Strategy):
                     grads.append([torch.zeros_like(p) if gi is None else gi.float() for gi, p in zip(g, params)])
                 if not grads:
                     raise ValueError("--cl_strategy ewc: the task has no training batch to estimate the Fisher on")
-                new = fisher_from_grads(grads)
+                new = _mean_over_processes([f * len(grads) for f in fisher_from_grads(grads)], len(grads),
+                                           model.device)
             else:
                 def batches():
                     for views, targets in self._batches(model, trainer):
@@ -111,7 +112,9 @@ class EWC(Strategy):
                             with torch.enable_grad(), trainer.precision_plugin.forward_context():
                                 return model.plain_ssl_loss(views, targets)
                         yield views[0].shape[0], loss_fn
-                sums, seen = sample_fisher(model, named, batches(), max_samples=self.max_samples)
+                world = max(int(getattr(trainer, "world_size", 1) or 1), 1)  # each process: its share
+                per_process = -(-self.max_samples // world) if self.max_samples else 0
+                sums, seen = sample_fisher(model, named, batches(), max_samples=per_process)
                 new = _mean_over_processes([sums[n] for n in named], seen, model.device)
         finally:
             self._restore(model, saved)
@@ -128,5 +131,5 @@ def _mean_over_processes(sums: list[torch.Tensor], seen: int, device) -> list[to
             torch.distributed.all_reduce(s)
         torch.distributed.all_reduce(count)
     if float(count) == 0:
-        raise ValueError("--cl_strategy ewc: the task has no training image to estimate the Fisher on")
+        raise ValueError("--cl_strategy ewc: the task has no training batch to estimate the Fisher on")
     return [s / count for s in sums]

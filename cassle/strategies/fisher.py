@@ -20,7 +20,6 @@ memory: chunk x the largest layer's parameter count).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vjp, vmap
 
