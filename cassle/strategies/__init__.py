@@ -3,6 +3,9 @@
 The key is the CLI value. Combinations: at most one replay strategy (replay, der, lump) with any
 regularisers, and any of them with a CaSSLe ``--distiller`` (e.g. ``--distiller predictive
 --cl_strategy replay``, ``--cl_strategy pfr replay``).
+
+Layer: model, above methods. One file per strategy over ``Strategy``; imports methods, losses
+and data (buffers, task subsets); never continual or eval.
 """
 from __future__ import annotations
 
