@@ -114,8 +114,10 @@ def resolve_data(opts: argparse.Namespace, hp: dict) -> EvalData:
 
 def _precision(opts) -> str:
     p = str(getattr(opts, "precision", "auto") or "auto")
-    if p == "auto":
-        return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32"
+    if p == "auto":  # the rule of cassle.utils.precision (native bf16 only)
+        from cassle.utils.precision import native_bf16
+
+        return "bf16-mixed" if native_bf16() else "32"
     return {"16": "16-mixed", "bf16": "bf16-mixed", "32-true": "32"}.get(p, p)
 
 
