@@ -108,7 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--precision", default="auto", help="auto (bf16 on GPUs that support it), 32, 16, bf16")
     run.add_argument("--encoder", "--backbone", dest="backbone", default=None,
                      help="checked against the checkpoint (the architecture comes from the checkpoint)")
-    run.add_argument("--dali", action="store_true", help="accepted for the reference's scripts; ignored")
+    run.add_argument("--dali", action="store_true",
+                     help="augmented probe on image folders / DomainNet: batches through NVIDIA DALI when it "
+                          "is installed (bicubic crop, flip, last batch dropped, as the reference); without "
+                          "DALI the same augmentation in torchvision workers")
     run.add_argument("--image_cache_gb", type=float, default=4.0,
                      help="image folders: keep the decoded, test-transformed images in memory (up to this "
                           "size) so every checkpoint of a run reuses them; 0 decodes on every pass")
@@ -146,8 +149,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--lars: the linear probe uses SGD (as the reference's linear scripts); drop --lars")
     if opts.checkpoint_dir and not opts.output_dir:  # the original wrote to CHECKPOINT_DIR/linear
         opts.output_dir = os.path.join(opts.checkpoint_dir, "linear")
-    if opts.dali:
-        warnings.warn("--dali is ignored: this implementation loads data with torchvision")
     return opts
 
 

@@ -26,6 +26,7 @@ from cassle.eval.linear import (
     evaluate_backbone, evaluate_online, load_backbone_from_checkpoint, load_online_classifier, random_backbone,
     read_checkpoint_file, reference_lr,
 )
+from cassle.eval.offline_loader import describe as describe_augmentation
 from cassle.utils.checkpoint import atomic_torch_save
 
 __all__ = ["evaluate_checkpoint", "evaluate_run_dir", "check_run_dir", "resolve_data", "probe_config", "RunPlan"]
@@ -142,6 +143,7 @@ def probe_config(opts: argparse.Namespace, hp: dict, mode: str) -> tuple[ProbeCo
         seed=seed, num_workers=opts.num_workers if opts.num_workers is not None else int(hp.get("num_workers", 4)),
         accelerator=opts.accelerator, precision=_precision(opts), knn=opts.knn,
         domain_aware=opts.domain_eval in ("aware", "both"), progress_bar=opts.progress_bar,
+        dali=bool(getattr(opts, "dali", False)),
     )
     return cfg, lr_source
 
@@ -153,8 +155,7 @@ def _protocol(opts, cfg: ProbeConfig, data: EvalData, lr_source: str, method: st
         "mode": cfg.mode, "epochs": cfg.epochs, "lr": cfg.lr, "lr_source": lr_source, "optimizer": "sgd",
         "momentum": cfg.momentum, "weight_decay": cfg.weight_decay, "batch_size": cfg.batch_size,
         "lr_milestones": milestones, "lr_gamma": 0.1,
-        "train_augmentation": (f"RandomResizedCrop({data.crop_size}, scale=(0.08, 1)) + horizontal flip"
-                               if cfg.mode == "augmented" else "none: features extracted once, probe on cached features"),
+        "train_augmentation": (describe_augmentation(data, cfg.dali) if cfg.mode == "augmented" else "none: features extracted once, probe on cached features"),
         "label_fraction": cfg.label_fraction if cfg.label_fraction is not None else 1.0,
         "feature_standardization": cfg.mode == "fast",
     }
