@@ -87,3 +87,102 @@ def test_2_readme_row_on_dali_names_main_linear():
     text = (REPO / "README.md").read_text()
     row = next(line for line in text.splitlines() if line.startswith("| DomainNet/ImageNet-100 without DALI"))
     assert "main_linear.py" in row and "bicubic" in row and "dropped" in row
+
+
+# --------------------------------------------------------------------------- 3. --eval_protocol
+def _run_folder(tmp_path, dataset):
+    import json
+
+    run = tmp_path / dataset
+    (run / "task0").mkdir(parents=True, exist_ok=True)
+    (run / "task0" / "args.json").write_text(json.dumps({"dataset": dataset, "method": "byol"}))
+    return str(run)
+
+
+@pytest.mark.parametrize("dataset,protocol,mode", [("cifar100", "online", None), ("imagenet100", "linear", "augmented"),
+                                                   ("domainnet", "linear", "augmented")])
+def test_3_paper_protocol_is_the_papers_for_the_dataset(tmp_path, dataset, protocol, mode):
+    import main_linear
+
+    opts = main_linear.parse_args(["--run_dir", _run_folder(tmp_path, dataset), "--eval_protocol", "paper"])
+    assert (opts.protocol, opts.mode, opts.lr, opts.max_epochs) == (protocol, mode, None, 100)  # lr: per method
+    fast = main_linear.parse_args(["--run_dir", _run_folder(tmp_path, dataset)])
+    assert (fast.eval_protocol, fast.protocol, fast.mode) == ("fast", "linear", "fast")
+
+
+def test_3_paper_protocol_refuses_contradicting_flags(tmp_path, capsys):
+    import main_linear
+
+    run = _run_folder(tmp_path, "cifar100")
+    for extra in (["--mode", "fast"], ["--protocol", "online"]):
+        with pytest.raises(SystemExit):
+            main_linear.parse_args(["--run_dir", run, "--eval_protocol", "paper", *extra])
+        assert "drop --mode / --protocol" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main_linear.parse_args(["--pretrained_feature_extractor", "x.ckpt", "--eval_protocol", "paper"])
+
+
+def test_3_results_name_their_protocol():
+    from cassle.eval.eval_protocol import tags
+
+    fast = tags({"name": "linear-fast", "dataset": "cifar100"})
+    assert fast["eval_protocol"] == "fast" and "not the paper's" in fast["label"]
+    online = tags({"name": "online", "dataset": "cifar100"})
+    assert online == {"eval_protocol": "paper", "label": "paper protocol: online classifier"}
+    probe = {"name": "linear-augmented", "dataset": "imagenet100", "lr": 3.0, "lr_source": "reference lr of byol",
+             "epochs": 100, "label_fraction": 1.0}
+    assert tags(probe)["label"] == "paper protocol: offline augmented probe, lr 3.0"
+    assert tags({**probe, "lr_source": "--lr"})["eval_protocol"] == "custom"
+    assert tags({**probe, "dataset": "cifar100"})["eval_protocol"] == "custom"  # CIFAR's is the online one
+    assert tags({"name": "online", "dataset": "domainnet"})["eval_protocol"] == "custom"
+
+
+def test_3_every_report_names_the_protocol(tmp_path, monkeypatch):
+    import json
+
+    from cassle.eval import report
+
+    titles = []
+    heatmap = report._heatmap
+    monkeypatch.setattr(report, "_heatmap", lambda *a, **k: titles.append(a[6]) or heatmap(*a, **k))
+    proto = {"name": "linear-fast", "dataset": "cifar100", "eval_protocol": "fast",
+             "label": "fast protocol: fast probe on cached standardised features (not the paper's)"}
+    res = report.write_report(tmp_path, [[50.0, 10.0], [40.0, 45.0]], [10.0, 10.0], protocol=proto, seed=5,
+                              checkpoints=["a", "b"])
+    label = proto["label"]
+    assert label in titles[0]  # the PNG title
+    summary = (tmp_path / "summary.md").read_text()
+    assert all(f"{x} [{label}]" in summary for x in (f"{res['A']:.2f}", f"{res['F']:.2f}", f"{res['T']:.2f}"))
+    assert label in report.format_results(res).splitlines()[-1]  # the console
+    saved = json.loads((tmp_path / "results.json").read_text())["protocol"]
+    assert (saved["eval_protocol"], saved["label"]) == ("fast", label)
+
+
+def test_3_launcher_passes_the_protocol_and_reevaluates_when_it_changes(tmp_path, monkeypatch):
+    import json
+
+    from cassle.continual import launcher
+
+    assert launcher.build_parser().parse_args(["--script", "s.sh", "--eval", "--eval_protocol", "paper"]).eval_protocol == "paper"
+    assert launcher.build_parser().parse_args(["--script", "s.sh"]).eval_protocol == "fast"
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "results.json").write_text(json.dumps(
+        {"checkpoints": [], "protocol": {"name": "linear-fast", "eval_protocol": "fast"}}))
+    manifest = {"eval": {"status": "done"}, "tasks": {}}
+    assert launcher.eval_stale_reason(str(tmp_path), manifest, "fast") is None
+    assert "fast protocol, --eval_protocol paper asked" in launcher.eval_stale_reason(str(tmp_path), manifest, "paper")
+    seen = []
+    script = tmp_path / "main_linear.py"
+    script.write_text("")
+    monkeypatch.setattr(launcher, "run_task", lambda command, *a, **k: seen.append(command) or 0)
+    monkeypatch.setattr(launcher.mf, "load_manifest", lambda d: manifest)
+    monkeypatch.setattr(launcher.mf, "update_task", lambda *a, **k: None)
+    assert launcher.run_eval(str(tmp_path), "python", str(script), eval_protocol="paper") == 0
+    assert seen[0][-2:] == ["--eval_protocol", "paper"] or seen[0][4:6] == ["--eval_protocol", "paper"]
+
+
+def test_3_readme_lists_the_fast_probe():
+    text = (REPO / "README.md").read_text()
+    start = text.index("## Behaviours of the reference")
+    row = next(line for line in text[start:].splitlines() if "fast probe" in line and line.startswith("|"))
+    assert "--eval_protocol paper" in row

@@ -26,6 +26,7 @@ from cassle.eval.linear import (
     evaluate_backbone, evaluate_online, load_backbone_from_checkpoint, load_online_classifier, random_backbone,
     read_checkpoint_file, reference_lr,
 )
+from cassle.eval.eval_protocol import tags as protocol_tags
 from cassle.eval.offline_loader import describe as describe_augmentation
 from cassle.utils.checkpoint import atomic_torch_save
 
@@ -178,6 +179,7 @@ def _protocol(opts, cfg: ProbeConfig, data: EvalData, lr_source: str, method: st
         proto["random_baseline_probe"] = probe
     if cfg.knn:
         proto["knn"] = {"k": KNN_K, "T": KNN_T, "distances": list(DISTANCES), "weighted": True}
+    proto.update(protocol_tags(proto))  # eval_protocol (paper / fast / custom) and its label
     return proto
 
 
