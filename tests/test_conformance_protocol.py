@@ -186,3 +186,71 @@ def test_3_readme_lists_the_fast_probe():
     start = text.index("## Behaviours of the reference")
     row = next(line for line in text[start:].splitlines() if "fast probe" in line and line.startswith("|"))
     assert "--eval_protocol paper" in row
+
+
+# --------------------------------------------------------------------------- 4. smaller points
+MOMENTUM_CLASSIFIER_SCRIPTS = (  # the original set --momentum_classifier in these
+    "cifar/byol", "cifar/byol_distill", "domainnet/byol", "domainnet/byol_distill", "domainnet/mocov2plus",
+    "domainnet/mocov2plus_distill", "imagenet-100/class/byol_distill", "imagenet-100/class/mocov2plus_distill",
+    "imagenet-100/data/byol", "imagenet-100/data/mocov2plus", "imagenet-100/data/mocov2plus_distill")
+
+
+def _shipped(name):
+    from cassle.continual.plan import parse_script
+    from cassle.utils.args import parse_args
+
+    text = (REPO / "bash_files" / "continual" / f"{name}.sh").read_text()
+    return text, parse_args(parse_script(text, {"DATA_DIR": "/data", "PRETRAINED_PATH": "p.ckpt"}) + ["--no-wandb"])
+
+
+@pytest.mark.parametrize("name", MOMENTUM_CLASSIFIER_SCRIPTS)
+def test_4_momentum_classifier_where_the_original_set_it(name):
+    text, args = _shipped(name)
+    assert args.momentum_classifier is True
+    assert "no equivalent" not in text
+
+
+def test_4_big_scripts_validate_as_rarely_as_the_original():
+    """The original never validated during ImageNet-100 / DomainNet pretraining (9999; 999 for
+    ImageNet-100 class BYOL)."""
+    scripts = sorted((REPO / "bash_files" / "continual").glob("domainnet/*.sh"))
+    scripts += sorted((REPO / "bash_files" / "continual").glob("imagenet-100/*/*.sh"))
+    assert len(scripts) == 42
+    for path in scripts:
+        name = str(path.relative_to(REPO / "bash_files" / "continual"))[:-3]
+        _, args = _shipped(name)
+        want = 999 if name == "imagenet-100/class/byol" else 9999
+        assert args.check_val_every_n_epoch == want > args.max_epochs, name
+
+
+@pytest.mark.parametrize("capability,bf16", [((7, 0), False), ((8, 0), True), ((9, 0), True)])
+def test_4_precision_auto_needs_native_bf16_and_16_is_fp16(monkeypatch, capability, bf16):
+    """A V100 (capability 7.0, the reference's GPU) reports bf16 as supported (emulated): auto must
+    still train fp32 there, and --precision 16 gives the reference's fp16."""
+    import main_continual
+    from cassle.eval import run_eval
+    from cassle.utils.args import parse_args
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(main_continual, "runs_on_gpu", lambda args: True)
+    base = ["--method", "byol", "--dataset", "synthetic", "--accelerator", "gpu", "--devices", "1"]
+    auto = parse_args(base)
+    assert main_continual.resolve_precision(auto) == ("bf16-mixed" if bf16 else "32-true")
+    assert main_continual.resolve_precision(parse_args(base + ["--precision", "16"])) == "16-mixed"
+    from types import SimpleNamespace
+
+    assert run_eval._precision(SimpleNamespace(precision="auto")) == ("bf16-mixed" if bf16 else "32")
+    assert run_eval._precision(SimpleNamespace(precision="16")) == "16-mixed"
+
+
+def test_4_readme_says_what_auto_does_without_bf16():
+    text = (REPO / "README.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| `--precision auto`"))
+    assert "fp32 on GPUs without it" in row and "`--precision 16`" in row and "fp16" in row
+
+
+def test_4_results_md_quotes_no_machine_specific_path():
+    text = (REPO / "benchmarks" / "RESULTS.md").read_text()
+    assert not re.findall(r"(?:^|[\s`(=\"'])/(?:work|tmp|root|home|mnt|scratch)/", text, flags=re.M)
