@@ -106,8 +106,19 @@ def test_3_paper_protocol_is_the_papers_for_the_dataset(tmp_path, dataset, proto
 
     opts = main_linear.parse_args(["--run_dir", _run_folder(tmp_path, dataset), "--eval_protocol", "paper"])
     assert (opts.protocol, opts.mode, opts.lr, opts.max_epochs) == (protocol, mode, None, 100)  # lr: per method
+    assert opts.dali is False  # the run did not use DALI
     fast = main_linear.parse_args(["--run_dir", _run_folder(tmp_path, dataset)])
     assert (fast.eval_protocol, fast.protocol, fast.mode) == ("fast", "linear", "fast")
+
+
+def test_3_paper_protocol_probes_through_dali_when_the_run_did(tmp_path):
+    import json
+
+    import main_linear
+
+    run = _run_folder(tmp_path, "imagenet100")
+    (tmp_path / "imagenet100" / "task0" / "args.json").write_text(json.dumps({"dataset": "imagenet100", "dali": True}))
+    assert main_linear.parse_args(["--run_dir", run, "--eval_protocol", "paper"]).dali is True
 
 
 def test_3_paper_protocol_refuses_contradicting_flags(tmp_path, capsys):

@@ -31,16 +31,22 @@ def paper_protocol(dataset: str | None) -> dict[str, Any]:
     return {"protocol": "linear", "mode": "augmented"}
 
 
-def run_dataset(run_dir: str) -> str | None:
-    """The dataset of a run folder (its first task's args.json), None when no args.json is readable."""
+def run_args(run_dir: str) -> dict[str, Any]:
+    """The first readable task*/args.json of a run folder ({} when there is none)."""
     for args_path in sorted(Path(run_dir).glob("task*/args.json")):
         try:
-            value = json.loads(args_path.read_text()).get("dataset")
-        except (OSError, ValueError, AttributeError):
+            value = json.loads(args_path.read_text())
+        except (OSError, ValueError):
             continue
-        if value:
-            return str(value)
-    return None
+        if isinstance(value, dict) and value.get("dataset"):
+            return value
+    return {}
+
+
+def run_dataset(run_dir: str) -> str | None:
+    """The dataset of a run folder (its first task's args.json), None when no args.json is readable."""
+    value = run_args(run_dir).get("dataset")
+    return str(value) if value else None
 
 
 def apply(opts, parser=None) -> None:
@@ -75,6 +81,8 @@ def apply(opts, parser=None) -> None:
              "give --dataset")
     chosen = paper_protocol(dataset)
     opts.protocol, opts.mode = chosen["protocol"], chosen["mode"]
+    if chosen["mode"] == "augmented" and run_args(opts.run_dir).get("dali"):
+        opts.dali = True  # the run pretrained through DALI: its probe does too (when DALI is installed)
 
 
 def tags(proto: Mapping[str, Any]) -> dict[str, Any]:
