@@ -26,6 +26,34 @@ from cassle.losses import (
     swav_loss_func,
     vicreg_loss_func,
 )
+from main_continual import build_model
+from tests.helpers import tiny_args
+
+LR = 0.05  # the SGD steps of the step-level tests
+
+
+def task1_model(method: str, *extra: str, distiller: str | None = None, seed: int = 0):
+    """A model at task 1 whose current weights have moved away from the frozen snapshot (as after
+    some training), so every term and its gradient is non-zero."""
+    args = tiny_args(method, "--num_tasks", "3", "--task_idx", "1", *extra, distiller=distiller)
+    args.num_classes = 4
+    torch.manual_seed(seed)
+    model = build_model(args)
+    with torch.no_grad():
+        for p in [*model.backbone.parameters(), *model.projector.parameters()]:
+            p.add_(0.05 * torch.randn_like(p))
+    return model.train()
+
+
+def sgd_step(model, loss):
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.grad = None
+    loss.backward()
+    with torch.no_grad():
+        for p in params:
+            if p.grad is not None:
+                p.sub_(LR * p.grad)
 
 
 def _z(model, views):

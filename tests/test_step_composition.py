@@ -15,39 +15,14 @@ from cassle.distillers import DISTILLERS
 from cassle.methods import METHODS
 from main_continual import build_model
 from tests.helpers import fake_batch, tiny_args
-from tests.step_reference import distill_reference, ssl_reference
+from tests.step_reference import distill_reference, sgd_step, ssl_reference, task1_model
 
 LAMB = 0.7  # not the default of any distiller, so a dropped or wrong weight shows
 TOL = dict(rtol=1e-5, atol=1e-6)
-LR = 0.05
-
-
-def task1_model(method: str, *extra: str, distiller: str | None = None, seed: int = 0):
-    """A model at task 1 whose current weights have moved away from the frozen snapshot (as after
-    some training), so every term and its gradient is non-zero."""
-    args = tiny_args(method, "--num_tasks", "3", "--task_idx", "1", *extra, distiller=distiller)
-    args.num_classes = 4
-    torch.manual_seed(seed)
-    model = build_model(args)
-    with torch.no_grad():
-        for p in [*model.backbone.parameters(), *model.projector.parameters()]:
-            p.add_(0.05 * torch.randn_like(p))
-    return model.train()
 
 
 def compatible(method: str, distiller: str) -> bool:
     return distiller != "knowledge" or method == "swav"
-
-
-def sgd_step(model, loss):
-    params = [p for p in model.parameters() if p.requires_grad]
-    for p in params:
-        p.grad = None
-    loss.backward()
-    with torch.no_grad():
-        for p in params:
-            if p.grad is not None:
-                p.sub_(LR * p.grad)
 
 
 PAIRS = [(m, d) for m in METHODS for d in DISTILLERS]
