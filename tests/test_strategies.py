@@ -64,6 +64,11 @@ def test_strategy_trains_two_tasks_and_carries_its_state(case, tmp_path):
             assert all((b >= a).all() for a, b in zip(fisher0, fisher1))  # accumulated over tasks
             anchors = {k.split("anchor_")[1]: v for k, v in task1.items() if ".anchor_" in k}
             assert torch.equal(anchors["0"], task0["backbone.features.0.0.weight"])  # theta* = task 0's end
+        if name == "si":  # importance from task 0's path integral, summed into task 1's
+            imp0 = [v for k, v in task0.items() if ".importance_" in k]
+            imp1 = [v for k, v in task1.items() if ".importance_" in k]
+            assert any(w.abs().sum() > 0 for w in imp0)
+            assert all((b >= a).all() for a, b in zip(imp0, imp1))
         if STRATEGIES[name].needs_frozen:  # the frozen model is task 0's backbone, untouched
             assert torch.equal(task1["frozen_backbone.features.0.0.weight"], task0["backbone.features.0.0.weight"])
 
@@ -96,7 +101,7 @@ def test_killed_task_resumes_to_identical_weights_and_buffer(tmp_path):
 
 # ------------------------------------------------------------------ bad input
 @pytest.mark.parametrize("flags, message", [
-    (["--cl_strategy", "si"], "unknown --cl_strategy 'si'; valid strategies: ewc, replay"),
+    (["--cl_strategy", "gem"], "unknown --cl_strategy 'gem'; valid strategies: ewc, replay"),
     (["--cl_strategy", "replay", "lump"], "choose one replay strategy"),
     (["--cl_strategy", "ewc", "ewc"], "names a strategy twice"),
 ])

@@ -12,6 +12,7 @@ from cassle.strategies.base import Strategy, StrategyMixin, TaskEndCallback, ada
 from cassle.strategies.ewc import EWC
 from cassle.strategies.frozen import POD, PFR, LessForget
 from cassle.strategies.replay import DER, LUMP, Replay
+from cassle.strategies.si import SI, add_si_args
 
 STRATEGIES: dict[str, type[Strategy]] = {
     "ewc": EWC,
@@ -21,6 +22,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "less_forget": LessForget,
     "pod": POD,
     "pfr": PFR,
+    "si": SI,
 }
 
 
@@ -57,6 +59,7 @@ def add_strategy_args(parser: argparse.ArgumentParser) -> None:
                         "weight of the CaSSLe distillers)")
     g.add_argument("--pfr_proj_hidden_dim", type=int, default=None,
                    help="hidden width of PFR's temporal projector (default d/2, Gomez-Villa et al.)")
+    add_si_args(g)
 
 
 def check_strategy_names(names) -> list[str]:
@@ -105,6 +108,9 @@ def validate_strategy_args(args, datamodule) -> None:
         if size > seen:
             raise ValueError(f"--buffer_size {size} is larger than the {seen} training images seen up to "
                              f"task {args.task_idx}; use at most {seen}")
+    for c in classes:  # a strategy's own flag checks (SI, DER++, Co2L)
+        if hasattr(c, "check_args"):
+            c.check_args(args)
     if "ewc" in names and args.ewc_lamb < 0:
         raise ValueError(f"--ewc_lamb must be >= 0, got {args.ewc_lamb}")
 
