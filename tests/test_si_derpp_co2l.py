@@ -127,3 +127,150 @@ def test_si_regularises_the_backbone_only_by_default_and_checks_its_flags():
         SI(model, _si_args(si_xi=0.0))
     with pytest.raises(ValueError, match="--si_c must be >= 0"):
         SI(model, _si_args(si_c=-1.0))
+
+
+# ------------------------------------------------------------------ Co2L's IRD (Cha et al. 2021)
+from cassle.losses.ird import ird_loss  # noqa: E402
+
+
+def naive_ird(z, z_past, kc, kp):
+    def norm(rows):
+        return [[x / math.sqrt(sum(y * y for y in r)) for x in r] for r in rows]
+
+    def relations(rows, t):
+        rows = norm(rows)
+        out = []
+        for i, a in enumerate(rows):
+            e = {j: math.exp(sum(x * y for x, y in zip(a, b)) / t) for j, b in enumerate(rows) if j != i}
+            s = sum(e.values())
+            out.append({j: v / s for j, v in e.items()})
+        return out
+
+    p, q = relations(z.tolist(), kc), relations(z_past.tolist(), kp)
+    return sum(-q[i][j] * math.log(p[i][j]) for i in range(len(p)) for j in p[i]) / len(p)
+
+
+def test_ird_is_cross_entropy_of_past_and_current_relation_distributions():
+    z, z_past = rand(6, 5, seed=1), rand(6, 5, seed=2)
+    close(ird_loss(z, z_past, 0.2, 0.01), naive_ird(z, z_past, 0.2, 0.01))
+    close(ird_loss(z, z_past, 0.5, 0.3), naive_ird(z, z_past, 0.5, 0.3))
+    # Invariant: with equal temperatures the current relations equal to the past ones minimise
+    # the cross-entropy, so the gradient vanishes at z = z_past (and not elsewhere).
+    at = z_past.clone().requires_grad_()
+    ird_loss(at, z_past, 0.3, 0.3).backward()
+    assert float(at.grad.abs().max()) < 1e-10
+    away = z.clone().requires_grad_()
+    ird_loss(away, z_past, 0.3, 0.3).backward()
+    assert float(away.grad.abs().max()) > 1e-3
+
+
+def _built(*flags):
+    from main_continual import build_model
+    from tests.helpers import tiny_args
+
+    args = tiny_args("barlow_twins", "--num_tasks", "2", *flags)
+    args.num_classes = 4
+    return build_model(args)
+
+
+def test_co2l_strategy_is_lamb_ird_over_all_views_with_the_frozen_backbone_and_projector():
+    model = _built("--task_idx", "1", "--cl_strategy", "co2l", "--co2l_lamb", "0.7").double()
+    co2l = model.strategies["co2l"]
+    with torch.no_grad():  # the previous task's model differs from the current one
+        for p in model.projector.parameters():
+            p.add_(0.1)
+    g = torch.Generator().manual_seed(0)
+    views = [torch.randn(8, 3, 16, 16, generator=g, dtype=torch.float64) for _ in range(2)]
+    out = model.method_cls.ssl_step(model, views, torch.zeros(8, dtype=torch.long))
+    term, _ = co2l.loss(model, views, out, {})
+    with torch.no_grad():
+        past = torch.cat([co2l.frozen_projector(model.frozen_backbone(v)) for v in views])
+    close(term.detach(), 0.7 * naive_ird(torch.cat(out.z).detach(), past, 0.2, 0.01))
+    # task 0: inactive, and nothing is built (the plain method's state and parameters)
+    plain = _built("--task_idx", "0")
+    with_co2l = _built("--task_idx", "0", "--cl_strategy", "co2l")
+    assert set(with_co2l.state_dict()) == set(plain.state_dict())
+
+
+# ------------------------------------------------------------------ DER++ (Buzzega et al. 2020)
+class _Source:
+    """Buffer indices -> fixed float64 views (stands in for the datamodule's ReplaySource)."""
+
+    def __init__(self):
+        g = torch.Generator().manual_seed(5)
+        self.images = [torch.randn(16, 3, 16, 16, generator=g, dtype=torch.float64) for _ in range(2)]
+        self.calls = []
+
+    def views(self, indices):
+        self.calls.append(indices.clone())
+        return [im[indices] for im in self.images]
+
+
+def test_derpp_is_der_plus_beta_times_the_ssl_loss_of_a_second_buffer_batch():
+    model = _built("--task_idx", "1", "--cl_strategy", "derpp", "--derpp_alpha", "0.3",
+                   "--derpp_beta", "0.5", "--buffer_size", "16", "--replay_batch_size", "4").double()
+    derpp = model.strategies["derpp"]
+    derpp.buffer.add(torch.arange(12), torch.arange(12) % 4, 0, z=rand(12, derpp.buffer.z.shape[1], seed=3))
+    derpp.buffer.z = derpp.buffer.z.double()
+    source = _Source()
+    derpp.__dict__.update(source=source, has_data=True)
+    views = [torch.zeros(8, 3, 16, 16, dtype=torch.float64)] * 2
+    out = model.method_cls.ssl_step(model, views, torch.zeros(8, dtype=torch.long))
+    torch.manual_seed(11)
+    term, logs = derpp.loss(model, views, out, {})
+    first, second = source.calls
+    assert len(first) == len(second) == 4 and not torch.equal(first, second)  # two independent draws
+    # alpha * (DER's own term with weight 1, on the same first draw) ...
+    der_unit = type(derpp).__mro__[1]
+    derpp.alpha = 1.0
+    torch.manual_seed(11)
+    unit, _ = der_unit.loss(derpp, model, views, out, {})
+    # ... + beta * the method's SSL loss on the second draw's views (Barlow Twins, written out)
+    x = [im[second] for im in source.images]
+    z1, z2 = (model.projector(model.backbone(v)) for v in x)
+    replay = naive_barlow(z1, z2, lamb=model.hparams.lamb, scale=model.hparams.scale_loss)
+    close(term.detach(), 0.3 * float(unit) + 0.5 * replay)
+    close(logs["derpp_replay"], 0.5 * replay)
+
+
+def naive_barlow(z1, z2, lamb, scale):
+    """Zbontar et al. 2021: scale * [sum_i (1 - c_ii)^2 + lamb sum_{i != j} c_ij^2], c from batch-standardised z."""
+    def standardise(z):
+        cols = list(zip(*z.tolist()))
+        n = len(cols[0])
+        out = []
+        for c in cols:
+            m = sum(c) / n
+            sd = math.sqrt(sum((x - m) ** 2 for x in c) / n + 1e-5)  # BatchNorm1d's eps, as the reference
+            out.append([(x - m) / sd for x in c])
+        return out  # D x N
+
+    a, b = standardise(z1), standardise(z2)
+    n = len(a[0])
+    c = [[sum(x * y for x, y in zip(ai, bj)) / n for bj in b] for ai in a]
+    d = len(c)
+    return scale * (sum((1 - c[i][i]) ** 2 for i in range(d))
+                    + lamb * sum(c[i][j] ** 2 for i in range(d) for j in range(d) if i != j))
+
+
+# ------------------------------------------------------------------ every strategy shows it is active
+def test_replay_share_loss_terms_and_buffer_report_reach_metrics_csv_and_the_console(tmp_path, capsys):
+    import csv
+
+    from tests.test_strategies import _sequence
+
+    _sequence(tmp_path, ["--cl_strategy", "derpp", "si"])
+    console = capsys.readouterr().out
+    rows = list(csv.DictReader(open(next((tmp_path / "task1").rglob("metrics.csv")))))
+    cols = set(rows[0])
+    assert {"train/replay_share", "train/derpp_loss", "train/derpp_der", "train/derpp_replay", "train/si_loss",
+            "buffer/fill", "buffer/size", "buffer/task_0", "buffer/task_1", "si/importance_mean"} <= cols
+    share = [float(r["train/replay_share"]) for r in rows if r["train/replay_share"]]
+    # batch 16, two buffer batches of 16 (--replay_batch_size = batch size): 32 / 48 once the buffer has data
+    assert share and max(share) == pytest.approx(32 / 48, abs=1e-6)
+    report = [r for r in rows if r["buffer/fill"]]
+    assert len(report) == 1 and float(report[0]["buffer/fill"]) == 1.0  # 16 slots, 64 images seen
+    counts = [float(report[0][k]) for k in cols if k.startswith("buffer/class_") and report[0][k]]
+    assert sum(counts) == 16
+    assert "task 1 buffer (derpp): 16/16 | task 0:" in console and "derpp_replay" in console
+    assert "task 1 si: omega_sum" in console
