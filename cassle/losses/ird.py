@@ -20,13 +20,13 @@ from cassle.losses._checks import check_pair
 from cassle.losses._precision import full_precision
 
 
-def _relations(z: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Row-wise log-softmax of z z^T / T over the other samples: (N, N - 1)."""
+def _log_relations(z: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Row-wise log-softmax of z z^T / T over the other samples, (N, N); the diagonal (self,
+    excluded) is 0 here and has probability 0. Masked, not indexed: no data-dependent shapes."""
     z = F.normalize(z, dim=1)
-    n = z.shape[0]
-    sim = z @ z.T / temperature
-    off_diagonal = ~torch.eye(n, dtype=torch.bool, device=z.device)
-    return F.log_softmax(sim[off_diagonal].view(n, n - 1), dim=1)
+    self_mask = torch.eye(z.shape[0], dtype=torch.bool, device=z.device)
+    sim = (z @ z.T / temperature).masked_fill(self_mask, float("-inf"))
+    return F.log_softmax(sim, dim=1).masked_fill(self_mask, 0.0)
 
 
 @full_precision
@@ -36,7 +36,8 @@ def ird_loss(z: torch.Tensor, z_past: torch.Tensor, current_temp: float = 0.2,
     check_pair("z", z, "z_past", z_past)
     if z.shape[0] < 2:
         raise ValueError(f"ird_loss needs at least 2 samples, got {z.shape[0]}")
-    log_p = _relations(z, current_temp)
+    log_p = _log_relations(z, current_temp)
     with torch.no_grad():
-        p_past = _relations(z_past.detach(), past_temp).exp()
+        eye = torch.eye(z.shape[0], dtype=torch.bool, device=z.device)
+        p_past = _log_relations(z_past.detach(), past_temp).exp().masked_fill(eye, 0.0)
     return -(p_past * log_p).sum(1).mean()
