@@ -229,7 +229,7 @@ def test_derpp_is_der_plus_beta_times_the_ssl_loss_of_a_second_buffer_batch():
     x = [im[second] for im in source.images]
     z1, z2 = (model.projector(model.backbone(v)) for v in x)
     replay = naive_barlow(z1, z2, lamb=model.hparams.lamb, scale=model.hparams.scale_loss)
-    close(term.detach(), 0.3 * float(unit) + 0.5 * replay)
+    close(term.detach(), 0.3 * float(unit.detach()) + 0.5 * replay)
     close(logs["derpp_replay"], 0.5 * replay)
 
 
@@ -274,3 +274,13 @@ def test_replay_share_loss_terms_and_buffer_report_reach_metrics_csv_and_the_con
     assert sum(counts) == 16
     assert "task 1 buffer (derpp): 16/16 | task 0:" in console and "derpp_replay" in console
     assert "task 1 si: omega_sum" in console
+
+
+def test_lump_logs_its_lambda_and_the_buffer_weight_as_replay_share(tmp_path):
+    from tests.test_strategies import _sequence
+
+    (_, trainer1), _ = _sequence(tmp_path, ["--cl_strategy", "lump"])
+    m = trainer1.callback_metrics
+    lam, share = float(m["train/lump_lambda"]), float(m["train/replay_share"])
+    assert 0.0 < lam < 1.0 and share == pytest.approx(1.0 - lam, abs=1e-6)  # task 1: every step mixes
+    assert {"train/lump_loss", "train/lump_lambda", "train/replay_share"} <= set(trainer1.lightning_module.console_metrics)

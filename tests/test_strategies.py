@@ -82,8 +82,9 @@ class _Kill(pl.Callback):
         raise _Killed
 
 
-def test_killed_task_resumes_to_identical_weights_and_buffer(tmp_path):
-    flags = ["--cl_strategy", "ewc", "der", "pod", "pfr", "less_forget"]
+@pytest.mark.parametrize("names", [["ewc", "der", "pod", "pfr", "less_forget"], ["si", "derpp", "co2l"]])
+def test_killed_task_resumes_to_identical_weights_and_buffer(names, tmp_path):
+    flags = ["--cl_strategy", *names]
     _, (_, reference) = _sequence(tmp_path / "ref", flags, epochs=2)
     killed = tmp_path / "killed"
     with pytest.raises(_Killed):
@@ -96,7 +97,8 @@ def test_killed_task_resumes_to_identical_weights_and_buffer(tmp_path):
     assert resumed.keys() == reference.keys()
     different = [k for k in reference if not torch.equal(resumed[k], reference[k])]
     assert not different, f"resumed run differs from the uninterrupted one: {different[:5]}"
-    assert int(resumed["strategies.der.buffer.num_seen"]) == 2 * 2 * 32
+    replay = next(n for n in names if STRATEGIES[n].kind == "replay")
+    assert int(resumed[f"strategies.{replay}.buffer.num_seen"]) == 2 * 2 * 32
 
 
 # ------------------------------------------------------------------ bad input
