@@ -10,10 +10,11 @@ import pytest
 import torch
 from torch import nn
 
+from cassle.losses.ird import ird_loss
 from cassle.losses.si import si_consolidate, si_omega_path, si_omega_sgd, si_penalty
 from cassle.strategies.si import SI
 
-TOL = dict(rtol=1e-6, atol=1e-6)
+TOL = {"rtol": 1e-6, "atol": 1e-6}
 
 
 def rand(*shape, seed=0):
@@ -130,7 +131,6 @@ def test_si_regularises_the_backbone_only_by_default_and_checks_its_flags():
 
 
 # ------------------------------------------------------------------ Co2L's IRD (Cha et al. 2021)
-from cassle.losses.ird import ird_loss  # noqa: E402
 
 
 def naive_ird(z, z_past, kc, kp):
@@ -261,7 +261,8 @@ def test_replay_share_loss_terms_and_buffer_report_reach_metrics_csv_and_the_con
 
     _sequence(tmp_path, ["--cl_strategy", "derpp", "si"])
     console = capsys.readouterr().out
-    rows = list(csv.DictReader(open(next((tmp_path / "task1").rglob("metrics.csv")))))
+    with open(next((tmp_path / "task1").rglob("metrics.csv"))) as f:
+        rows = list(csv.DictReader(f))
     cols = set(rows[0])
     assert {"train/replay_share", "train/derpp_loss", "train/derpp_der", "train/derpp_replay", "train/si_loss",
             "buffer/fill", "buffer/size", "buffer/task_0", "buffer/task_1", "si/importance_mean"} <= cols

@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 
 from cassle.strategies.base import Strategy, StrategyMixin, TaskEndCallback, adaptive_factor
+from cassle.strategies.co2l import Co2L, add_co2l_args
+from cassle.strategies.derpp import DERPP, add_derpp_args
 from cassle.strategies.ewc import EWC
 from cassle.strategies.frozen import POD, PFR, LessForget
 from cassle.strategies.replay import DER, LUMP, Replay
-from cassle.strategies.co2l import Co2L, add_co2l_args
-from cassle.strategies.derpp import DERPP, add_derpp_args
 from cassle.strategies.si import SI, add_si_args
 
 STRATEGIES: dict[str, type[Strategy]] = {

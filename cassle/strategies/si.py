@@ -24,7 +24,13 @@ import logging
 
 import torch
 
-from cassle.losses.si import si_consolidate, si_omega_path, si_omega_sgd, si_penalty, si_penalty_grad
+from cassle.losses.si import (
+    si_consolidate,
+    si_omega_path,
+    si_omega_sgd,
+    si_penalty,
+    si_penalty_grad,
+)
 from cassle.strategies.base import Strategy
 from cassle.strategies.ewc import ssl_parameters
 
