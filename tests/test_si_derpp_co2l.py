@@ -121,6 +121,32 @@ def test_si_strategy_path_integral_over_sgd_steps_uses_the_unregularised_gradien
     assert set(si.task_end_metrics(model)) == {"si/omega_sum", "si/importance_mean", "si/importance_max"}
 
 
+def test_si_ucl_mode_accumulates_base_lr_times_the_squared_full_gradient():
+    """divyam3897/UCL: small_omega += base_lr * g^2, g the gradient of the loss *with* the penalty."""
+    model = _Model()
+    si = SI(model, _si_args(si_omega="ucl", lr=0.03))
+    for i, w in enumerate(si._tensors("importance")):
+        w.copy_(rand(*w.shape, seed=40 + i).abs())
+    si.on_task_start(model)
+    with torch.no_grad():
+        for p in model.backbone.parameters():
+            p.add_(0.5)  # away from the anchor: the penalty has a gradient
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x = rand(5, 3, seed=8)
+    expected = [[0.0] * p.numel() for p in model.backbone.parameters()]
+    for _ in range(2):
+        opt.zero_grad()
+        (model.projector(model.backbone(x)) ** 2).sum().add(si.loss(model, None, None, {})[0]).backward()
+        for e, p in zip(expected, model.backbone.parameters()):
+            for k, gk in enumerate(flat(p.grad)):
+                e[k] += 0.03 * gk ** 2
+        si.before_optimizer_step(model)
+        opt.step()
+        si.after_optimizer_step(model)
+    for w, e in zip(si._tensors("omega"), expected):
+        torch.testing.assert_close(w.flatten(), torch.tensor(e, dtype=torch.float64), **TOL)
+
+
 def test_si_regularises_the_backbone_only_by_default_and_checks_its_flags():
     model = _Model()
     assert len(SI(model, _si_args()).param_names) == 2  # backbone weight and bias (UCL)
