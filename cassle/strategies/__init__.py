@@ -36,11 +36,12 @@ def add_strategy_args(parser: argparse.ArgumentParser) -> None:
                    help=f"one or more of {', '.join(STRATEGIES)}: at most one replay strategy "
                         "(replay, der, derpp, lump); combinable with --distiller (CaSSLe + replay)")
     g.add_argument("--buffer_size", type=int, default=None,
-                   help="replay buffer slots (images). Default: 500 for replay/der (a buffer size "
+                   help="replay buffer slots (images). Default: 500 for replay/der/derpp (a buffer size "
                         "of Buzzega et al. 2020's CIFAR benchmarks), 256 for lump (Madaan et al. 2022)")
     g.add_argument("--replay_batch_size", type=int, default=None,
-                   help="buffer images per step for replay/der (default: --batch_size, as Madaan "
-                        "et al. 2022's SSL adaptations); lump always mixes one per current image")
+                   help="buffer images per step for replay/der (derpp: per draw, two draws) (default: "
+                        "--batch_size, as Madaan et al. 2022's SSL adaptations); lump always mixes one "
+                        "per current image")
     g.add_argument("--der_alpha", type=float, default=0.4,
                    help="DER weight alpha (Buzzega et al. 2020); 0.4: Madaan et al. 2022's SSL "
                         "adaptation of DER")
