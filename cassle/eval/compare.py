@@ -31,8 +31,9 @@ METRICS = ("A", "F", "T")
 METHOD_NAMES = {"simclr": "SimCLR", "mocov2plus": "MoCoV2+", "byol": "BYOL", "barlow_twins": "Barlow Twins",
                 "swav": "SwAV", "vicreg": "VICReg"}
 STRATEGY_NAMES = {"ewc": "EWC", "replay": "ER", "der": "DER", "lump": "LUMP", "less_forget": "Less-Forget",
-                  "pod": "POD", "pfr": "PFR"}
-ROW_ORDER = ["fine-tuning", "EWC", "ER", "DER", "LUMP", "Less-Forget", "POD", "PFR", "CaSSLe"]
+                  "pod": "POD", "pfr": "PFR", "si": "SI", "derpp": "DER++", "co2l": "Co2L"}
+ROW_ORDER = ["fine-tuning", "EWC", "SI", "ER", "DER", "DER++", "LUMP", "Less-Forget", "POD", "PFR", "Co2L",
+             "CaSSLe"]
 # CaSSLe paper (Fini et al., 2022), CIFAR-100, 5 class-incremental tasks, linear top-1 after the
 # last task: fine-tuning -> CaSSLe.
 PAPER_CIFAR100 = {

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # CaSSLe paper, CIFAR-100 class-incremental, 5 tasks x 500 epochs, ResNet-18, 1 GPU:
 # BYOL + DER (Buzzega et al., 2020).
+# Strategy hyperparameters, all stated below (none left to a default), and their sources:
+#   --buffer_size 500: Buzzega et al. 2020, the mid-size buffer of their CIFAR benchmarks
+#   --replay_batch_size 256: the batch size (divyam3897/UCL models/der.py: train.batch_size)
+#   --der_alpha 0.4: divyam3897/UCL configs train.alpha, tuned there for SSL (Madaan et al. 2022)
 # Run all tasks: DATA_DIR=/path/to/cifar100 python job_launcher.py --script bash_files/continual/cifar/byol_der.sh
 # DATA_DIR holds torchvision's cifar-100-python/ (or train_*.npz + test.npz).
 # --momentum_classifier (as the reference): a second online classifier on the momentum backbone;
@@ -47,6 +51,9 @@ python main_continual.py \
     --base_tau_momentum 0.99 \
     --final_tau_momentum 1.0 \
     --momentum_classifier \
+    --buffer_size 500 \
+    --replay_batch_size 256 \
+    --der_alpha 0.4 \
     --cl_strategy der \
     --name byol-cifar100-der \
     --project cassle \
