@@ -187,6 +187,17 @@ def test_a_domain_without_test_images_is_found_before_training(tmp_path):
         with pytest.raises(DataError, match=r"domain\(s\) sketch have no test images"):
             _dm(root, split_strategy=split, domains=["photo", "sketch"], num_tasks=2).setup()
     _dm(root, split_strategy="domain", domains=["photo"]).setup()  # the complete domain alone is fine
+    # the task runner stops on it before task 0 trains: nothing written
+    from main_continual import main
+    from tests.helpers import tiny_argv
+
+    out = tmp_path / "task0"
+    argv = tiny_argv("barlow_twins", "--dataset", "custom", "--data_dir", str(root), "--num_classes", "2",
+                     "--split_strategy", "domain", "--domains", "photo", "sketch", "--crop_size", "8",
+                     tmp_path=out)
+    with pytest.raises(DataError, match=r"domain\(s\) sketch have no test images"):
+        main(argv)
+    assert not (out / "last.ckpt").exists()
 
 
 # --------------------------------------------------------------------------- prepare

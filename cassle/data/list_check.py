@@ -79,7 +79,18 @@ class _Inside:
 
     def __init__(self, root: Path):
         self.root = os.path.realpath(root)
-        self.dirs: dict[str, str] = {}
+        self.dirs: dict[str, tuple[str, set[str]]] = {}  # folder -> (its real path, names of its links)
+
+    def _folder(self, head: str) -> tuple[str, set[str]]:
+        if head not in self.dirs:
+            real = os.path.realpath(os.path.join(self.root, head))
+            try:  # one directory listing finds the links of a folder (no stat per image)
+                with os.scandir(real) as entries:
+                    links = {e.name for e in entries if e.is_symlink()}
+            except OSError:
+                links = set()
+            self.dirs[head] = (real, links)
+        return self.dirs[head]
 
     def problem(self, rel: str) -> str | None:
         if os.path.isabs(rel):
@@ -88,15 +99,16 @@ class _Inside:
         if norm == ".." or norm.startswith(".." + os.sep):
             return "climbs out of the data folder (..)"
         head, name = os.path.split(norm)
-        real_dir = self.dirs.get(head)
-        if real_dir is None:
-            real_dir = self.dirs[head] = os.path.realpath(os.path.join(self.root, head))
-        target = os.path.join(real_dir, name)
-        if os.path.islink(target):
-            target = os.path.realpath(target)
-        if os.path.commonpath([self.root, target]) != self.root:
+        real_dir, links = self._folder(head)
+        if name not in links and self._within(real_dir):
+            return None
+        target = os.path.realpath(os.path.join(real_dir, name))
+        if not self._within(target):
             return f"leads outside the data folder through a symbolic link (to {target})"
         return None
+
+    def _within(self, real: str) -> bool:
+        return real == self.root or real.startswith(self.root.rstrip(os.sep) + os.sep)
 
 
 def outside_problems(root: Path, samples: Iterable) -> list[str]:
