@@ -3,6 +3,7 @@
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import re
@@ -95,6 +96,13 @@ def test_list_files_must_be_utf8_named_by_file_and_line(tmp_path):
     (root / "classes.txt").write_bytes(b"ant\nb\xe9e\ncat\ndog\n")
     with pytest.raises(DataError, match=r"classes\.txt:2: not UTF-8 text"):
         load_described(root, True)
+    # classes.txt: line k names label k, so a gap or a repeated name is named by its line
+    for text, line, what in (("ant\n\nbee\ncat\n", 2, "empty line"), ("ant\nbee\nant\ndog\n", 3, "already on line 1")):
+        (root / "classes.txt").write_text(text + "\n\n")  # trailing empty lines are fine
+        with pytest.raises(DataError, match=rf"classes\.txt:{line}: .*{what}"):
+            load_described(root, True)
+    (root / "classes.txt").write_text("ant\nbee\ncat\ndog\n\n")
+    assert load_described(root, True).classes == ["ant", "bee", "cat", "dog"]
 
 
 # --------------------------------------------------------------------------- paths
@@ -116,6 +124,16 @@ def test_paths_leaving_the_data_folder_are_refused_naming_the_line(tmp_path):
         dm = _dm(root, allow_paths_outside_data_dir=True)  # the user means it
         dm.setup()
         assert np.asarray(dm.train_full[5][0]).shape == (8, 8, 3), n
+    # evaluation follows the run's own setting (recorded in the checkpoint's hyperparameters)
+    from cassle.eval.run_eval import resolve_data
+
+    hp = {"dataset": "custom", "data_dir": str(root), "num_classes": 4, "crop_size": [8, 8]}
+    opts = argparse.Namespace(dataset=None, crop_size=None, image_cache_gb=0.0)
+    with pytest.raises(DataError, match=r"train\.txt:6: .*--allow_paths_outside_data_dir"):
+        resolve_data(opts, hp)
+    assert len(resolve_data(opts, {**hp, "allow_paths_outside_data_dir": True}).train_set) == 6
+    opts.allow_paths_outside_data_dir = True
+    assert len(resolve_data(opts, hp).train_set) == 6
 
 
 # --------------------------------------------------------------------------- images

@@ -41,7 +41,8 @@ import torch
 from torch.utils.data import Dataset
 
 from .image_check import DEFAULT_MAX_IMAGE_PIXELS, header_problem, open_rgb
-from .list_check import check_class_coverage, check_domain_coverage, check_inside, parse_label, read_text_lines
+from .list_check import (check_class_coverage, check_domain_coverage, check_inside, parse_label,
+                         read_class_names, read_text_lines)
 
 __all__ = [
     "IMAGE_EXTENSIONS", "CLASSES_FILE", "DEFAULT_TEST_FRACTION", "DEFAULT_SPLIT_SEED", "DataError",
@@ -169,7 +170,7 @@ def _describe_lists(root: Path, lists: dict) -> Description:
     classes = None
     classes_file = root / CLASSES_FILE
     if classes_file.is_file():
-        classes = [ln.strip() for ln in read_text_lines(classes_file) if ln.strip()]
+        classes = read_class_names(classes_file)  # line k = label k: no gaps, no repeats
         if not classes:
             raise DataError(f"{classes_file} is empty; one class name per line (line k = label k)")
     return Description(root, "lists", named or None, classes, lists)

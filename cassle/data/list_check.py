@@ -1,7 +1,8 @@
 """The rules a user's file lists and image paths must follow, each broken one named by file and line.
 
 * A list file (and ``classes.txt``) is UTF-8 text (a leading byte-order mark is allowed); other
-  bytes are an error naming the file and the line that holds them.
+  bytes are an error naming the file and the line that holds them. ``classes.txt`` has one name
+  per line (line k = label k): an empty line between names, or a name twice, names its line.
 * A label is a plain ASCII decimal integer (``[0-9]+``): ``--1``, ``+3``, ``3.0`` or ``٣`` (an
   Arabic-Indic three) are errors naming the list file and line; a negative label too.
 * Every image lies inside the data folder: a path that is absolute, climbs out with ``..``, or
@@ -61,6 +62,23 @@ def read_text_lines(path: Path) -> list[str]:
         raise _error(f"{path}:{line}: not UTF-8 text (byte {bad[:1]!r} at offset {start}); save the list "
                      "as UTF-8") from None
     return text.splitlines()
+
+
+def read_class_names(path: Path) -> list[str]:
+    """The class names of ``classes.txt`` (line k = label k); an empty line between names or a name
+    given twice is an error naming the line (either would shift or merge labels silently)."""
+    lines = [ln.strip() for ln in read_text_lines(path)]
+    while lines and not lines[-1]:
+        lines.pop()
+    first: dict[str, int] = {}
+    for n, name in enumerate(lines, 1):
+        if not name:
+            raise _error(f"{path}:{n}: empty line between class names; line k names label k, so every line "
+                         "up to the last name must hold one")
+        if name in first:
+            raise _error(f"{path}:{n}: class name {name!r} is already on line {first[name]}; each class once")
+        first[name] = n
+    return lines
 
 
 def parse_label(token: str, where: str, path_part: str) -> int:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from .custom import (CLASSES_FILE, DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, DataError, ImageListDataset,
                      describe, list_name, scan_tree, split_samples, validate_images)
+from .args import _int_at_least
 from .image_check import DEFAULT_MAX_IMAGE_PIXELS
 from .list_check import OUTSIDE_FLAG, check_inside
 
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check that every image header decodes before writing anything")
     p.add_argument(OUTSIDE_FLAG, action="store_true",
                    help="accept images that lead outside DATA_DIR through symbolic links")
-    p.add_argument("--max_image_pixels", type=int, default=DEFAULT_MAX_IMAGE_PIXELS,
+    p.add_argument("--max_image_pixels", type=_int_at_least(0), default=DEFAULT_MAX_IMAGE_PIXELS,
                    help="larger images are refused naming the file (default PIL's 89,478,485; 0 = none)")
     return p
 

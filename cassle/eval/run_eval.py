@@ -91,7 +91,8 @@ def resolve_data(opts: argparse.Namespace, hp: dict) -> EvalData:
                   synthetic_size=pick("synthetic_size", 1000),
                   image_size=pick("synthetic_image_size", 32) if dataset == "synthetic" else 32,
                   domains=domains, split_strategy=split,
-                  allow_outside=bool(getattr(opts, "allow_paths_outside_data_dir", False)),
+                  allow_outside=bool(getattr(opts, "allow_paths_outside_data_dir", False)
+                                     or pick("allow_paths_outside_data_dir")),  # given, or the run's
                   max_image_pixels=pick("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS))
     train_set = load_dataset(dataset, train=True, **kwargs)
     test_set = load_dataset(dataset, train=False, **kwargs)
