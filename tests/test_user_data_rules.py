@@ -142,6 +142,21 @@ def _gray16(path: Path, values: np.ndarray) -> None:
     Image.fromarray(values.astype(np.uint16)).save(path)  # PIL mode I;16: a 16-bit greyscale PNG
 
 
+def _write_png(path: Path, width: int, height: int, depth: int, colour: int, rows: bytes) -> None:
+    """A PNG written by hand: IHDR (``depth`` bits, ``colour`` type), the filtered ``rows``, IEND."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def _bomb_png(path: Path, width: int, height: int) -> None:
+    """A valid PNG header declaring ``width x height`` pixels, a few bytes of data (never decoded)."""
+    _write_png(path, width, height, 8, 0, b"\0" * 64)
+
+
 def test_16bit_images_are_scaled_not_clipped(tmp_path):
     values = np.array([[0, 257, 1000, 32768], [40000, 65535, 128, 25700]] * 2, np.uint16)
     root = _four_classes(tmp_path / "data")
@@ -152,6 +167,11 @@ def test_16bit_images_are_scaled_not_clipped(tmp_path):
     want = np.floor(values.astype(np.float64) / 257 + 0.5).astype(np.uint8)  # round(v / 257)
     assert got.shape == (4, 4, 3) and (got == want[..., None]).all(), got[..., 0]
     assert want.max() == 255 and (want == 255).mean() < 0.2  # not today's clipping (all but 0 -> 255)
+    # 16-bit RGB (48-bit PNG): PIL's decoder keeps the high byte, floor(v / 256), within 1 of round(v / 257)
+    rgb = np.stack([values, 65535 - values, values], -1)
+    _write_png(root / "c2" / "a.png", 4, 4, 16, 2, b"".join(b"\0" + row.astype(">u2").tobytes() for row in rgb))
+    got = np.asarray(load_described(root, True)[2][0]).astype(int)
+    assert (np.abs(got - np.floor(rgb / 257 + 0.5)) <= 1).all() and got.max() == 255 and got.min() == 0, got
     # the same through a train/ val/ folder pair (torchvision ImageFolder)
     _gray16(tmp_path / "folders" / "train" / "a" / "x.png", values)
     _gray16(tmp_path / "folders" / "val" / "a" / "x.png", values)
@@ -164,14 +184,6 @@ def test_16bit_images_are_scaled_not_clipped(tmp_path):
         _dm(root).setup()
 
 
-def _bomb_png(path: Path, width: int, height: int) -> None:
-    """A valid PNG header declaring ``width x height`` pixels, a few bytes of data (never decoded)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
 
 
 def test_images_above_the_pixel_limit_are_refused_naming_file_limit_and_flag(tmp_path, monkeypatch):
