@@ -41,8 +41,14 @@ import torch
 from torch.utils.data import Dataset
 
 from .image_check import DEFAULT_MAX_IMAGE_PIXELS, header_problem, open_rgb
-from .list_check import (check_class_coverage, check_domain_coverage, check_inside, parse_label,
-                         read_class_names, read_text_lines)
+from .list_check import (
+    check_class_coverage,
+    check_domain_coverage,
+    check_inside,
+    parse_label,
+    read_class_names,
+    read_text_lines,
+)
 
 __all__ = [
     "IMAGE_EXTENSIONS", "CLASSES_FILE", "DEFAULT_TEST_FRACTION", "DEFAULT_SPLIT_SEED", "DataError",

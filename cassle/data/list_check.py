@@ -32,6 +32,7 @@ __all__ = [
     "outside_problems",
     "parse_label",
     "ranges",
+    "read_class_names",
     "read_text_lines",
 ]
 
@@ -43,9 +44,8 @@ _noticed: set[str] = set()  # one notice per message and process
 
 
 def _error(message: str) -> Exception:
-    from .custom import (
-        DataError,  # the error class lives with the datasets (no import cycle at load)
-    )
+    # DataError lives with the datasets; imported here, as custom.py imports this module
+    from .custom import DataError
 
     return DataError(message)
 
