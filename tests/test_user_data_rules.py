@@ -186,6 +186,7 @@ def test_16bit_images_are_scaled_not_clipped(tmp_path):
 
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # PIL warns, then we refuse
 def test_images_above_the_pixel_limit_are_refused_naming_file_limit_and_flag(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # restored after the test
     root = _four_classes(tmp_path)
