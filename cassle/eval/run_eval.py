@@ -63,6 +63,7 @@ def resolve_data(opts: argparse.Namespace, hp: dict) -> EvalData:
     """
     from cassle.data.args import DESCRIBED_DATASETS
     from cassle.data.datasets import DOMAINNET_DOMAINS, dataset_stats, load_dataset
+    from cassle.data.image_check import DEFAULT_MAX_IMAGE_PIXELS
 
     dataset = opts.dataset or hp.get("dataset")
     if dataset is None:
@@ -91,7 +92,10 @@ def resolve_data(opts: argparse.Namespace, hp: dict) -> EvalData:
                   num_classes=num_classes if dataset in ("synthetic", *DESCRIBED_DATASETS) else None,
                   synthetic_size=pick("synthetic_size", 1000),
                   image_size=pick("synthetic_image_size", 32) if dataset == "synthetic" else 32,
-                  domains=domains, split_strategy=split)
+                  domains=domains, split_strategy=split,
+                  allow_outside=bool(getattr(opts, "allow_paths_outside_data_dir", False)
+                                     or pick("allow_paths_outside_data_dir")),  # given, or the run's
+                  max_image_pixels=pick("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS))
     train_set = load_dataset(dataset, train=True, **kwargs)
     test_set = load_dataset(dataset, train=False, **kwargs)
     if split == "domain" and num_tasks is None:  # one task per domain
