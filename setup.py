@@ -20,7 +20,7 @@ setup(
         "numpy",
     ],
     extras_require={
-        "dev": ["pytest>=7", "scipy"],
+        "dev": ["pytest>=7", "scipy", "timm"],  # timm: the LARS reference test
         # DALI from PyPI; pick the build matching the machine's CUDA (cuda120 for CUDA 12.x).
         "dali": ["nvidia-dali-cuda120"],
         "dali-cuda130": ["nvidia-dali-cuda130"],

@@ -39,8 +39,13 @@ class _Replay(Strategy):
         self.__dict__["source"] = ReplaySource(dm, model.device)
         self.__dict__["has_data"] = bool(self.buffer.num_seen > 0)  # one host read per task start
 
-    def replay_views(self, n: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def sample_slots(self, n: int) -> torch.Tensor:
         slots = self.buffer.sample(n)
+        self.__dict__["step_replayed"] = self.__dict__.get("step_replayed", 0) + n  # monitor.step_logs
+        return slots
+
+    def replay_views(self, n: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+        slots = self.sample_slots(n)
         return self.source.views(self.buffer.indices[slots]), slots
 
     def after_step(self, model, indexes, targets, out, ctx) -> None:
@@ -95,7 +100,7 @@ class DER(_Replay):
         if self.crop_flip is None:
             replayed, slots = self.replay_views(n)
             return replayed[0], slots
-        slots = self.buffer.sample(n)
+        slots = self.sample_slots(n)
         return self.crop_flip(self.source.gather(self.buffer.indices[slots])), slots
 
     def stored_dim(self, model, args) -> int:
@@ -149,7 +154,7 @@ class LUMP(_Replay):
         if not self.has_data:
             return views
         if self.ucl:
-            slots = self.buffer.sample(views[0].shape[0])
+            slots = self.sample_slots(views[0].shape[0])
             replayed = self.stored_views.views(self.source.gather(self.buffer.indices[slots]), slots)
         else:
             replayed, _ = self.replay_views(views[0].shape[0])

@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
 # CaSSLe paper, CIFAR-100 class-incremental, 5 tasks x 500 epochs, ResNet-18, 1 GPU:
 # Barlow Twins + EWC (Kirkpatrick et al., 2017).
+# Strategy hyperparameters, all stated below (none left to a default), and their sources:
+#   --ewc_lamb 20: aimagelab/mammoth utils/best_args.py seq-cifar10 ewc_on e_lambda 10 (its penalty has no 1/2); tuned for cross-entropy, sweep it for an SSL loss
+#   --ewc_fisher_batches 0: for --ewc_fisher batch only: every batch of the finished task, one pass
+#   --ewc_fisher sample: per-sample empirical Fisher, as Kirkpatrick et al. 2017 and aimagelab/mammoth models/ewc_on.py
+#   --ewc_fisher_samples 1024: images of the finished task for the Fisher (mammoth: all; bounded here, cost in benchmarks/RESULTS.md)
+#   --ewc_gamma 1.0: Fishers of all tasks summed (Kirkpatrick et al. 2017; mammoth seq-cifar10 ewc_on gamma 1.0)
 # Run all tasks: DATA_DIR=/path/to/cifar100 python job_launcher.py --script bash_files/continual/cifar/barlow_ewc.sh
 # DATA_DIR holds torchvision's cifar-100-python/ (or train_*.npz + test.npz).
 python main_continual.py \
@@ -43,6 +49,11 @@ python main_continual.py \
     --output_dim 2048 \
     --lamb 0.005 \
     --scale_loss 0.1 \
+    --ewc_lamb 20 \
+    --ewc_fisher_batches 0 \
+    --ewc_fisher sample \
+    --ewc_fisher_samples 1024 \
+    --ewc_gamma 1.0 \
     --cl_strategy ewc \
     --name barlow-cifar100-ewc \
     --project cassle \

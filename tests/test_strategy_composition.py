@@ -1,0 +1,188 @@
+"""Every registered continual strategy composes right with the method and a CaSSLe distiller: the
+step's loss equals, in value, the SSL loss (on the batch the strategy builds: replayed or mixed
+images) + distill_lamb x the distillation loss + each strategy's weighted term, all recomputed
+here from the model's modules; and one SGD step on it lowers each term on the same batch compared
+with the same step on the loss without that term (a term entering with the wrong sign rises).
+
+A strategy added to ``STRATEGIES`` without an entry in ``REFERENCE`` fails here with a message.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+
+from cassle.losses.der import der_loss
+from cassle.losses.less_forget import less_forget_loss
+from cassle.losses.pfr import pfr_loss
+from cassle.losses.pod import pod_spatial_loss
+from cassle.strategies import STRATEGIES
+from tests.helpers import fake_batch
+from tests.step_reference import distill_reference, sgd_step, ssl_reference, task1_model
+
+METHOD, DISTILLER, LAMB, TASK = "barlow_twins", "decorrelative", 0.7, 2
+TOL = dict(rtol=1e-5, atol=1e-6)
+# Non-default weights, so a weight that is dropped or taken from elsewhere shows.
+FLAGS = ["--distill_lamb", str(LAMB), "--ewc_lamb", "3.0", "--less_forget_lamb", "2.0", "--pod_lamb", "1.5",
+         "--pfr_lamb", "0.8", "--der_alpha", "0.3", "--lump_alpha", "0.4", "--buffer_size", "16",
+         "--replay_batch_size", "4"]
+
+
+class Source:
+    """Stands in for the datamodule's ReplaySource: image ``i``'s views are a fixed function of i."""
+
+    def views(self, indices):
+        out = []
+        for view in range(2):
+            imgs = [torch.randn(3, 16, 16, generator=torch.Generator().manual_seed(100 * int(i) + view))
+                    for i in indices]
+            out.append(torch.stack(imgs))
+        return out
+
+
+def feats(model, views):
+    return [model.backbone(v) for v in views]
+
+
+def frozen_feats(model, views):
+    with torch.no_grad():
+        return [model.frozen_backbone(v) for v in views]
+
+
+def pre_relu_stages(backbone, views):
+    """The tiny net's three conv blocks before their ReLU (conv, BN), all views concatenated along
+    the batch: what POD reads (PODNet's stage outputs before the final ReLU)."""
+    per_view = []
+    for v in views:
+        h, out = v, []
+        for block in backbone.features:
+            pre = block[1](block[0](h))
+            out.append(pre)
+            h = torch.relu(pre)
+        per_view.append(out)
+    return [torch.cat(hs) for hs in zip(*per_view)]
+
+
+def pooled_pre_relu(backbone, v):
+    """LUCIR's features: the last block's map before its ReLU, globally average-pooled."""
+    return pre_relu_stages(backbone, [v])[-1].mean(dim=(2, 3))
+
+
+def ssl_params(model):  # EWC's weights: the SSL model itself (backbone and projector of Barlow Twins)
+    return [p for n, p in model.named_parameters() if n.split(".")[0] in ("backbone", "projector")]
+
+
+# name -> (views_fn(model, views, rec) -> views the SSL loss sees, term_fn(model, views, rec) -> term)
+# ``rec`` holds what the step drew at random (replayed slots, the mixup lambda).
+REFERENCE = {
+    "ewc": (None, lambda m, v, rec: 0.5 * 3.0 * sum(
+        (f * (p - a) ** 2).sum() for p, a, f in zip(ssl_params(m), rec["anchor"], rec["fisher"]))),
+    "less_forget": (None, lambda m, v, rec: 2.0 * math.sqrt(TASK) * torch.stack(
+        [less_forget_loss(pooled_pre_relu(m.backbone, x), pooled_pre_relu(m.frozen_backbone, x).detach())
+         for x in v]).mean()),
+    "pod": (None, lambda m, v, rec: 1.5 * math.sqrt(TASK + 1) * pod_spatial_loss(
+        pre_relu_stages(m.backbone, v), [h.detach() for h in pre_relu_stages(m.frozen_backbone, v)])),
+    "pfr": (None, lambda m, v, rec: 0.8 * torch.stack(
+        [pfr_loss(m.strategies["pfr"].projector(f), o) for f, o in zip(feats(m, v), frozen_feats(m, v))]).mean()),
+    "der": (None, lambda m, v, rec: 0.3 * der_loss(m.backbone(rec["replayed"][0]), rec["stored_z"])),
+    "replay": (lambda m, v, rec: [torch.cat([x, r]) for x, r in zip(v, rec["replayed"])], None),
+    "lump": (lambda m, v, rec: [rec["lam"] * x + (1 - rec["lam"]) * r for x, r in zip(v, rec["replayed"])], None),
+}
+
+CASES = {name: [name] for name in STRATEGIES}
+CASES["all_terms"] = [n for n in ("ewc", "less_forget", "pod", "pfr", "der") if n in STRATEGIES]
+
+
+def build(names):
+    missing = [n for n in names if n not in REFERENCE]
+    assert not missing, (f"strategy {missing[0]!r} has no reference in tests/test_strategy_composition.py: "
+                         "add how it changes the batch and its weighted term")
+    model = task1_model(METHOD, *FLAGS, "--task_idx", str(TASK), "--cl_strategy", *names, distiller=DISTILLER)
+    rec: dict = {}
+    g = torch.Generator().manual_seed(1)
+    for name, s in model.strategies.items():
+        if name == "ewc":  # a non-zero Fisher and anchors away from the weights
+            for f, a in zip(s._tensors("fisher"), s._tensors("anchor")):
+                f.copy_(torch.rand(f.shape, generator=g))
+                a.add_(0.1 * torch.randn(a.shape, generator=g))
+            rec["fisher"] = [f.clone() for f in s._tensors("fisher")]
+            rec["anchor"] = [a.clone() for a in s._tensors("anchor")]
+        if getattr(s, "buffer", None) is not None:
+            s.__dict__.update(source=Source(), has_data=True)
+            z = torch.randn(16, s.buffer.z_dim, generator=g) if s.buffer.z_dim else None
+            s.buffer.add(torch.arange(50, 66), torch.zeros(16, dtype=torch.long), 0, z=z)
+    return model, rec
+
+
+def spy(model, rec, monkeypatch):
+    """Record the slots each replay strategy samples and LUMP's lambda."""
+    for s in model.strategies.values():
+        if getattr(s, "buffer", None) is None:
+            continue
+        sample = s.buffer.sample
+
+        def recording(n, sample=sample, s=s):
+            slots = sample(n)
+            rec["replayed"] = Source().views(s.buffer.indices[slots])
+            if s.buffer.z_dim:
+                rec["stored_z"] = s.buffer.z[slots].clone()
+            return slots
+
+        s.buffer.sample = recording
+    import cassle.strategies.replay as replay
+
+    draw = replay.sample_mixup_lambda
+
+    def recording_lambda(*a, **k):
+        rec["lam"] = draw(*a, **k)
+        return rec["lam"]
+
+    monkeypatch.setattr(replay, "sample_mixup_lambda", recording_lambda)
+
+
+def reference_terms(model, names, views, rec):
+    """{term: value} of the reference step; 'ssl' and 'distill' unweighted, the others weighted."""
+    for n in names:
+        if REFERENCE[n][0] is not None:
+            views = REFERENCE[n][0](model, views, rec)
+    ssl, z = ssl_reference(METHOD, model, views)
+    terms = {"ssl": ssl, "distill": distill_reference(DISTILLER, model, z, views)}
+    terms.update({n: REFERENCE[n][1](model, views, rec) for n in names if REFERENCE[n][1] is not None})
+    return terms
+
+
+def total(terms, without=None):
+    return sum((LAMB * v if k == "distill" else v) for k, v in terms.items() if k != without)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_strategy_step_is_the_sum_of_its_weighted_terms(case, monkeypatch):
+    names = CASES[case]
+    model, rec = build(names)
+    spy(model, rec, monkeypatch)
+    indexes, views, targets = fake_batch()
+    before = copy.deepcopy(model)
+    model._step_indexes = indexes
+    out = model.ssl_step(views, targets)
+
+    terms = reference_terms(before, names, views, rec)
+    for name, value in terms.items():
+        assert name == "ssl" or abs(value.item()) > 1e-4, f"term {name} vanishes: its sign cannot show"
+    torch.testing.assert_close(out.loss, total(terms), **TOL)
+    for name in names:
+        if name in terms:
+            torch.testing.assert_close(out.logs[f"{name}_loss"], terms[name].detach(), **TOL)
+
+    # One SGD step on the total lowers each non-SSL term, compared with a step without it.
+    sgd_step(model, out.loss)
+    after = reference_terms(model, names, views, rec)
+    for name in terms:
+        if name == "ssl":
+            continue
+        other = copy.deepcopy(before)
+        sgd_step(other, total(reference_terms(other, names, views, rec), without=name))
+        without = reference_terms(other, names, views, rec)[name]
+        assert after[name] < without, (f"{name}: {terms[name].item():.6f} -> {after[name].item():.6f} after a "
+                                       f"step on the total, {without.item():.6f} after a step without it")
