@@ -136,7 +136,8 @@ def test_less_forget_compares_pooled_pre_relu_features_as_lucir():
                 h = stage(h)
             last = net.features[-1]
             feats.append(last[1](last[0](h)).mean(dim=(2, 3)).tolist())  # no final ReLU
-        cos = [sum(a * b for a, b in zip(fa, fb)) / (math.sqrt(sum(a * a for a in fa)) * math.sqrt(sum(b * b for b in fb)))
+        cos = [sum(a * b for a, b in zip(fa, fb))
+               / (math.sqrt(sum(a * a for a in fa)) * math.sqrt(sum(b * b for b in fb)))
                for fa, fb in zip(*feats)]
         expected += sum(1 - c for c in cos) / len(cos)
     expected = 5.0 * math.sqrt(2) * expected / len(views)
@@ -202,7 +203,7 @@ def test_per_sample_contributions_of_a_coupled_loss_add_up_to_the_batch_gradient
     batch_grad = dict(zip(params, torch.autograd.grad(loss(), list(params.values()))))
     taps = PerSampleGrads(net, params, chunk=4)
     total = {n: torch.zeros_like(p) for n, p in params.items()}
-    for name, images, g in taps.per_sample(loss, batch_size=6):
+    for name, _, g in taps.per_sample(loss, batch_size=6):
         total[name] += g.sum(dim=0)
     for n in params:
         torch.testing.assert_close(total[n], batch_grad[n], atol=ATOL, rtol=1e-6)
@@ -286,3 +287,29 @@ def test_der_ucl_views_replay_a_crop_flip_of_the_buffered_image():
     expected = ((color.float() / 255).view(3, 1, 1) - mean) / std
     assert x.shape == (8, 3, 16, 16) and sorted(slots.tolist()) == list(range(8))
     torch.testing.assert_close(x, expected.expand_as(x), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("method", ["simclr", "mocov2plus", "byol", "barlow_twins", "swav", "vicreg"])
+def test_every_methods_per_sample_contributions_add_up_to_its_batch_gradient(method):
+    """EWC's per-sample pass on each method's real SSL loss (queues, predictors, prototypes, two
+    views per image): sum_i g_i is the batch gradient (float32 model: 1e-5 of the largest entry)."""
+    import copy
+
+    from cassle.strategies.ewc import ssl_parameters
+    from cassle.strategies.fisher import PerSampleGrads
+
+    args = tiny_args(method, "--num_tasks", "2", "--cl_strategy", "ewc")
+    args.num_classes = 4
+    torch.manual_seed(0)
+    model = build_model(args).train()
+    _, views, targets = fake_batch()
+    named = dict(ssl_parameters(model))
+    saved = copy.deepcopy(model.state_dict())  # the loss enqueues keys (MoCo, SwAV): same state twice
+    grads = torch.autograd.grad(model.plain_ssl_loss(views, targets), list(named.values()), allow_unused=True)
+    model.load_state_dict(saved)
+    total = {n: torch.zeros_like(p) for n, p in named.items()}
+    for name, _, g in PerSampleGrads(model, named).per_sample(lambda: model.plain_ssl_loss(views, targets), 8):
+        total[name] += g.sum(dim=0)
+    scale = max(g.abs().max() for g in grads if g is not None)
+    for (name, t), g in zip(total.items(), grads):
+        torch.testing.assert_close(t, torch.zeros_like(t) if g is None else g, atol=1e-5 * float(scale), rtol=0)
