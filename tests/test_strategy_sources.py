@@ -219,8 +219,10 @@ def test_online_ewc_decays_the_old_fisher(monkeypatch):
     ewc = model.strategies["ewc"]
     for f in ewc._tensors("fisher"):
         f.fill_(4.0)
-    monkeypatch.setattr(ewc_module, "sample_fisher",
-                        lambda root, named, batches, max_samples: ({n: torch.full_like(p, 6.0) for n, p in named.items()}, 3))
+    def fake_fisher(root, named, batches, max_samples):  # sum 6 over 3 samples: F_task = 2
+        return {n: torch.full_like(p, 6.0) for n, p in named.items()}, 3
+
+    monkeypatch.setattr(ewc_module, "sample_fisher", fake_fisher)
     monkeypatch.setattr(ewc_module.EWC, "_batches", lambda self, model, trainer: iter(()))
     ewc.on_task_end(model, trainer=None)
     for f in ewc._tensors("fisher"):  # 0.25 * 4 + 6 / 3
@@ -312,4 +314,5 @@ def test_every_methods_per_sample_contributions_add_up_to_its_batch_gradient(met
         total[name] += g.sum(dim=0)
     scale = max(g.abs().max() for g in grads if g is not None)
     for (name, t), g in zip(total.items(), grads):
-        torch.testing.assert_close(t, torch.zeros_like(t) if g is None else g, atol=1e-5 * float(scale), rtol=0)
+        expected = torch.zeros_like(t) if g is None else g
+        torch.testing.assert_close(t, expected, atol=1e-5 * float(scale), rtol=0, msg=lambda m, n=name: f"{n}: {m}")
