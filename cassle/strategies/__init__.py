@@ -60,11 +60,11 @@ def add_strategy_args(parser: argparse.ArgumentParser) -> None:
                    help="LUMP's buffer views: two fresh views of the method's SSL augmentation "
                         "(default) or UCL's (Madaan et al. 2022's code): a fresh crop + flip and the "
                         "second view stored when the image was buffered")
-    g.add_argument("--ewc_lamb", type=float, default=20.0,
-                   help="EWC penalty weight lambda in lambda/2 sum_i F_i (theta_i - theta*_i)^2. 20: "
-                        "mammoth's tuned seq-cifar10 ewc_on (e_lambda 10 in e_lambda sum F dtheta^2, "
-                        "per-sample Fisher); tuned there for a cross-entropy loss, not an SSL loss: "
-                        "sweep it for a new method")
+    g.add_argument("--ewc_lamb", type=float, default=0.1,
+                   help="EWC penalty weight lambda in lambda/2 sum_i F_i (theta_i - theta*_i)^2 with the "
+                        "per-sample Fisher. 0.1: the largest stable value of a sweep {0.1, 1, 4, 20} on "
+                        "the CIFAR-100 CPU check (benchmarks/RESULTS.md; 20 = mammoth's seq-cifar10 "
+                        "e_lambda 10 for cross-entropy, diverges); sweep it for a new method or recipe")
     g.add_argument("--ewc_fisher", choices=("sample", "batch"), default="sample",
                    help="EWC's Fisher: per-sample empirical Fisher mean_i (grad l_i)^2 (default, as "
                         "Kirkpatrick et al. 2017 and mammoth's ewc_on) or the squared batch-mean "
