@@ -38,6 +38,7 @@ from datetime import datetime
 from typing import Sequence
 
 from cassle.continual import manifest as mf
+from cassle.continual import trust
 from cassle.continual.console import for_console, format_duration
 from cassle.continual.plan import (
     PlanError,
@@ -63,7 +64,7 @@ __all__ = ["run_local", "run_eval", "run_task", "main", "build_parser", "eval_st
 
 # Flags that may change between a run and its resume without making it a different experiment
 # (the data can move to another disk, the loader can get more workers, a checkpoint can be trusted).
-RESUME_NEUTRAL_FLAGS = ("--data_dir", "--num_workers", "--trust_checkpoint")
+RESUME_NEUTRAL_FLAGS = ("--data_dir", "--num_workers", *trust.WIDENING_FLAGS)
 EVAL_RESULTS = os.path.join("eval", "results.json")  # written by main_linear.py --run_dir
 STOP_GRACE_SECONDS = 60  # how long a signalled task gets to save and exit before SIGKILL
 LOG_TAIL_LINES = 25  # lines of a failed task's output repeated on the console
@@ -477,7 +478,8 @@ def _launcher_command(opts: argparse.Namespace, parser: argparse.ArgumentParser,
 
 
 def _write_command_sh(experiment_dir: str, command: Sequence[str], env_vars: Sequence[str]) -> str:
-    env = [f"{k}={shlex.quote(os.environ[k])}" for k in env_vars if os.environ.get(k)]
+    env = [f"{trust.check_shell_name(k, 'command.sh')}={shlex.quote(os.environ[k])}"
+           for k in env_vars if os.environ.get(k)]
     text = (
         "#!/usr/bin/env bash\n"
         "# Rerun this experiment: finished tasks are skipped, an interrupted one resumes from its\n"
@@ -569,9 +571,11 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
         recorded = mf.load_manifest(opts.experiment_dir)
         if recorded is None:
             raise FileNotFoundError(f"{opts.experiment_dir} has no {mf.MANIFEST_NAME}; start it with --script")
-        base_argv = recorded["argv"]
+        # A run folder is data: no widening flag, no loader variable from it (cassle.continual.trust).
+        where = os.path.join(opts.experiment_dir, mf.MANIFEST_NAME)
+        base_argv, flags_left_out = trust.argv_from_manifest(recorded["argv"], extra, where)
         argv = merge_args(base_argv, extra)
-        exports = dict(recorded.get("env", {}))
+        exports, env_left_out = trust.env_from_manifest(recorded.get("env"), where)
     # What `--` changed, shown with the plan (e.g. `--wandb: (switch) -> --no-wandb`).
     overrides = diff_args(base_argv, merge_args(base_argv, extra))
     if opts.mode == "slurm" and opts.num_gpus > 0:
@@ -591,7 +595,9 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
         job_name=opts.job_name or f"cassle-{name}", partition=opts.partition, account=opts.account,
         qos=opts.qos, num_gpus=opts.num_gpus, cpus_per_task=opts.cpus_per_task, mem=opts.mem,
         time=opts.time, nodes=opts.nodes, requeue=opts.requeue, env=exports)
-    job_command = _launcher_command(opts, parser, repo_root, experiment_dir, extra, mode="local", srun=True)
+    job_command = _launcher_command(opts, parser, repo_root, experiment_dir, trust.widening_flags_in(argv, extra),
+                                    mode="local", srun=True)
+    applied = [] if script_text is not None else trust.describe(where, argv, exports, flags_left_out, env_left_out)
 
     # Every check (arguments, manifest, pretrained file) runs before anything is written.
     epochs, steps = task_schedule(argv)
@@ -601,6 +607,7 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
     if opts.main_script is None:  # the repository's main_continual.py: its parser is importable
         validate_task_args(plan)
     _check_external_checkpoint(argv)
+    trust.refuse_symlinked_outputs(experiment_dir, [run.task_idx for run in plan], eval_dir=opts.eval)
     # Before the folder or any task exists; a SLURM job checks on its node (it runs this locally).
     if opts.mode == "local" and wandb_missing(get_flag(argv, "--wandb") is True):
         raise PlanError(WANDB_MISSING)
@@ -615,6 +622,7 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
         else:
             _print_overrides(overrides, "# ")
             _print_plan(plan, sys.executable, main_script, prefix)
+        print("".join(f"# {line}\n" for line in applied), end="")
         return 0
 
     os.makedirs(experiment_dir, exist_ok=True)
@@ -654,6 +662,7 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
             return 0
 
         _print_overrides(overrides, "[launcher] ")
+        print("".join(f"[launcher] {line}\n" for line in applied), end="", flush=True)
         _print_plan_summary(plan)
         rc = run_local(plan, experiment_dir, sys.executable, main_script, prefix, env=exports,
                        verbose=opts.verbose, lock_fd=lock_fd)

@@ -364,6 +364,10 @@ def evaluate_run_dir(opts: argparse.Namespace) -> dict[str, Any]:
     cfg, lr_source = probe_config(opts, hp0, opts.mode or "fast")
     protocol = _protocol(opts, cfg, data, lr_source, hp0.get("method"))
     out_dir = opts.output_dir or os.path.join(run_dir, "eval")
+    if not opts.output_dir and os.path.islink(out_dir):  # the run folder is data: never write through it
+        raise EvalInputError(f"{out_dir} is a symbolic link (to {os.readlink(out_dir)}); the evaluation is "
+                             "never written through a link inside the run folder: replace it by a real "
+                             "folder or pass --output_dir")
     os.makedirs(out_dir, exist_ok=True)  # fails here (not after the probes) when not writable
     run = None
     if opts.wandb:
