@@ -26,6 +26,7 @@ from cassle.eval.linear import (
     evaluate_backbone, evaluate_online, load_backbone_from_checkpoint, load_online_classifier, random_backbone,
     read_checkpoint_file, reference_lr,
 )
+from cassle.eval.finished import check_not_symlink, check_task_finished
 from cassle.utils.checkpoint import atomic_torch_save
 
 __all__ = ["evaluate_checkpoint", "evaluate_run_dir", "check_run_dir", "resolve_data", "probe_config", "RunPlan"]
@@ -338,6 +339,8 @@ def check_run_dir(run_dir: str, opts: argparse.Namespace | None = None) -> RunPl
                                      "the checkpoints are not from one run")
         if hp.get("task_idx") is not None and int(hp["task_idx"]) != t:
             raise EvalInputError(f"{path} was trained as task_idx={hp['task_idx']}, expected {t}")
+        if t >= start and not ckpt.get("original_format"):
+            check_task_finished(path, t)  # the launcher's rule, from the checkpoint and the task's records
         _, feat_dim, _ = load_backbone_from_checkpoint(path, None, ckpt)  # backbone.* present and loadable
         if opts is not None and opts.protocol == "online":
             load_online_classifier(ckpt, path, feat_dim, int(hp["num_classes"]))
@@ -351,6 +354,8 @@ def evaluate_run_dir(opts: argparse.Namespace) -> dict[str, Any]:
     from cassle.eval.report import log_to_wandb, write_report
 
     run_dir = opts.run_dir.rstrip("/") or "/"
+    if not opts.output_dir:  # the run folder is data: never written through a link inside it
+        check_not_symlink(os.path.join(run_dir, "eval"))
     plan = check_run_dir(run_dir, opts)
     hp0 = plan.hparams[0]
     _check_backbone_flag(opts, hp0, plan.checkpoints[0])
@@ -364,10 +369,6 @@ def evaluate_run_dir(opts: argparse.Namespace) -> dict[str, Any]:
     cfg, lr_source = probe_config(opts, hp0, opts.mode or "fast")
     protocol = _protocol(opts, cfg, data, lr_source, hp0.get("method"))
     out_dir = opts.output_dir or os.path.join(run_dir, "eval")
-    if not opts.output_dir and os.path.islink(out_dir):  # the run folder is data: never write through it
-        raise EvalInputError(f"{out_dir} is a symbolic link (to {os.readlink(out_dir)}); the evaluation is "
-                             "never written through a link inside the run folder: replace it by a real "
-                             "folder or pass --output_dir")
     os.makedirs(out_dir, exist_ok=True)  # fails here (not after the probes) when not writable
     run = None
     if opts.wandb:
