@@ -38,7 +38,7 @@ from datetime import datetime
 from typing import Sequence
 
 from cassle.continual import manifest as mf
-from cassle.continual import trust
+from cassle.continual import recovery, trust
 from cassle.continual.console import for_console, format_duration
 from cassle.continual.plan import (
     PlanError,
@@ -58,6 +58,7 @@ from cassle.continual.progress import task_complete
 from cassle.continual.slurm import SlurmError, SlurmOptions, log_pattern, sbatch_script, srun_prefix, submit
 from cassle.utils.args import WANDB_MISSING, wandb_missing
 from cassle.utils.checkpoint import atomic_write_text
+from cassle.utils.diskfull import is_disk_full, message
 
 __all__ = ["run_local", "run_eval", "run_task", "main", "build_parser", "eval_stale_reason",
            "RESUME_NEUTRAL_FLAGS", "EVAL_RESULTS", "validate_task_args"]
@@ -279,12 +280,16 @@ def run_local(
         note = f" ({run.note})" if run.note else ""
         print(f"[launcher] task {t} ({t + 1 - plan[0].task_idx}/{total}): {verb}{note}; log: {run.log_path}",
               flush=True)
-        mf.update_task(experiment_dir, manifest, t, "running", checkpoint=None)
         header = (f"\n=== [launcher {datetime.now():%Y-%m-%d %H:%M:%S}] task {t} {run.action}: "
                   f"{shlex.join(command)}\n")
         started, tail = time.monotonic(), []
         try:
+            mf.update_task(experiment_dir, manifest, t, "running", checkpoint=None)
             rc = run_task(command, run.log_path, header, env=env, verbose=verbose, tail=tail, lock_fd=lock_fd)
+        except OSError as err:
+            if not is_disk_full(err):
+                raise
+            return recovery.disk_full(message(err, run.log_path), experiment_dir, manifest, t)
         except _Interrupted as stop:
             mf.update_task(experiment_dir, manifest, t, "failed", returncode=-stop.signum, interrupted=True)
             print(f"[launcher] interrupted by {stop} during task {t}; rerun the same command to resume",
@@ -293,6 +298,8 @@ def run_local(
         if rc != 0:
             mf.update_task(experiment_dir, manifest, t, "failed", returncode=rc)
             _show_tail(tail, run.log_path)
+            if recovery.disk_full_in(tail):  # the task's own line names the file
+                return recovery.disk_full(recovery.disk_full_in(tail), experiment_dir, None, t)
             print(f"[launcher] task {t} {_exit_reason(rc)}; see {run.log_path}; "
                   f"rerun the same command to resume", file=sys.stderr)
             return 1
@@ -373,6 +380,10 @@ def run_eval(experiment_dir: str, python: str = sys.executable, eval_script: str
     try:
         header = f"\n=== [launcher {datetime.now():%Y-%m-%d %H:%M:%S}] {shlex.join(command)}\n"
         rc = run_task(command, log_path, header, env=env, verbose=verbose, tail=tail, lock_fd=lock_fd)
+    except OSError as err:
+        if not is_disk_full(err):
+            raise
+        return recovery.disk_full(message(err, log_path), experiment_dir, manifest, "eval")
     except _Interrupted as stop:
         mf.update_task(experiment_dir, manifest, "eval", "failed", returncode=-stop.signum, interrupted=True)
         print(f"[launcher] interrupted by {stop} during the evaluation; rerun the same command to redo it",
@@ -522,6 +533,12 @@ def main(argv: Sequence[str] | None = None, repo_root: str | None = None) -> int
         except (PlanError, SlurmError, mf.ExperimentLocked, FileNotFoundError, ValueError) as err:
             print(f"job_launcher.py: error: {err}", file=sys.stderr)
             return 2
+        except OSError as err:  # a full disk while the launcher writes (manifest, command.sh, ...)
+            if not is_disk_full(err):
+                raise
+            print(f"job_launcher.py: error: {message(err, one.experiment_dir or 'the experiment folder')}; "
+                  "free some space and rerun the same command", file=sys.stderr)
+            return 1
 
     scripts = opts.script or []
     try:
@@ -612,6 +629,7 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
     if opts.mode == "local" and wandb_missing(get_flag(argv, "--wandb") is True):
         raise PlanError(WANDB_MISSING)
     if opts.dry_run:
+        plan = recovery.set_aside_unreadable(plan, dry_run=True)
         if opts.mode == "slurm":
             print(sbatch_script(slurm_opts, job_command, os.getcwd(), log_pattern(experiment_dir)), end="")
             _print_overrides(overrides, "# ")
@@ -628,7 +646,7 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
     os.makedirs(experiment_dir, exist_ok=True)
     with mf.lock(experiment_dir) as lock_fd:
         manifest = _checked(mf.load_manifest(experiment_dir), argv, opts.force)  # again, now locked
-        plan = plan_tasks(argv, manifest, experiment_dir, complete=complete)
+        plan = recovery.set_aside_unreadable(plan_tasks(argv, manifest, experiment_dir, complete=complete))
         if manifest is None:
             manifest = mf.new_manifest(name, opts.script and os.path.abspath(opts.script), argv,
                                        [run.task_idx for run in plan])

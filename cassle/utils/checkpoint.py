@@ -19,6 +19,7 @@ A process killed half-way leaves at most a stray ``.<name>.*.tmp`` file, never a
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import pickle
@@ -72,11 +73,13 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as err:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC and not err.filename:
+            raise OSError(err.errno, err.strerror, os.fspath(target)) from err  # name the file
         raise
     _fsync_dir(target.parent)
     return target
@@ -110,7 +113,15 @@ def save_trainer_checkpoint(trainer, path: str | os.PathLike) -> None:
     ``path`` and renames it (Lightning's own writer truncates the target in place).
     """
     tmp = f"{os.fspath(path)}.tmp"
-    trainer.save_checkpoint(tmp, weights_only=False)  # the full state: resume needs it
+    try:
+        trainer.save_checkpoint(tmp, weights_only=False)  # the full state: resume needs it
+    except BaseException as err:
+        if trainer.is_global_zero:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC and not err.filename:
+            raise OSError(err.errno, err.strerror, os.fspath(path)) from err  # name the file
+        raise
     if trainer.is_global_zero:
         os.replace(tmp, path)
         _fsync_dir(Path(path).parent)
