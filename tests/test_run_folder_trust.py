@@ -3,7 +3,6 @@ may take, the names written into command.sh / the sbatch file, symlinked outputs
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest

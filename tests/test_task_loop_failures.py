@@ -68,9 +68,9 @@ def test_disk_full_while_the_launcher_writes_a_task_log(folder, monkeypatch):
     rc, _, err = folder.launch()
     assert rc == 1, err
     log = folder.exp / "task1" / "train.log"
-    assert [line for line in err.splitlines() if line.strip()] == [
-        f"[launcher] no space left on device while writing {log}; free some space and rerun the same "
-        "command to resume"]
+    expected = (f"[launcher] no space left on device while writing {log}; free some space and rerun the "
+                "same command to resume")
+    assert [line for line in err.splitlines() if line.strip()] == [expected]
     task1 = folder.manifest()["tasks"]["1"]
     assert task1["status"] == "failed" and "no space left" in task1["disk_full"]
     assert _tmp_files(folder.exp) == []

@@ -668,6 +668,7 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
         print(f"[launcher] experiment: {experiment_dir}\n[launcher] rerun / resume: bash {command_sh}", flush=True)
 
         if opts.mode == "slurm":
+            print("".join(f"[launcher] {line}\n" for line in applied), end="", flush=True)
             sbatch_path = os.path.join(experiment_dir, "job.sbatch")
             atomic_write_text(sbatch_path, sbatch_script(slurm_opts, job_command, os.getcwd(),
                                                          log_pattern(experiment_dir)))

@@ -105,7 +105,12 @@ def _stand_ins() -> list:
 def _read(path: str) -> dict:
     import torch
 
-    from cassle.utils.checkpoint import CheckpointError, UnsafeCheckpointError, _first_line, unsafe_globals
+    from cassle.utils.checkpoint import (
+        CheckpointError,
+        UnsafeCheckpointError,
+        _first_line,
+        unsafe_globals,
+    )
 
     try:
         with torch.serialization.safe_globals(_stand_ins()):
@@ -154,7 +159,11 @@ def _convert(value: Any, where: str, changed: list[str]) -> Any:
 def upgrade(path: str) -> list[str]:
     """Convert ``path`` in place (the original kept as ``path + BACKUP_SUFFIX``); returns what changed
     (empty: the file needed nothing and was left as it was). Raises ``CheckpointError``."""
-    from cassle.utils.checkpoint import CheckpointError, atomic_torch_save, load_checkpoint
+    from cassle.utils.checkpoint import (
+        CheckpointError,
+        atomic_torch_save,
+        load_checkpoint,
+    )
 
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path!r}")
