@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 MAX_LINES = 400
 LOWER = ("data", "losses", "backbones")
 HIGHER = ("methods", "distillers", "strategies", "continual", "eval")
-LEAF_UTILS = ("checkpoint", "original_checkpoint", "distributed")
+LEAF_UTILS = ("checkpoint", "checkpoint_upgrade", "original_checkpoint", "distributed", "diskfull", "rng_state")
 
 
 def _python_files() -> list[Path]:

@@ -9,7 +9,7 @@ dtype (bool, integers, floats, complex); any other dtype (object, structured, st
 before a byte of it is used. Every other global is refused as by ``load_checkpoint``.
 
 The numpy RNG states (``(name, keys, pos, has_gauss, cached)`` tuples) become the plain form that
-checkpoints hold now (``cassle.utils.callbacks.numpy_state_to_plain``); any other numeric array
+checkpoints hold now (``cassle.utils.rng_state.numpy_state_to_plain``); any other numeric array
 becomes a tensor. The original stays next to the file as ``FILE.before-upgrade`` (a hard link, or
 a copy where links are not possible); the new file is written atomically and loaded back with the
 ordinary loader before the command says it is done.
@@ -132,7 +132,7 @@ def _convert(value: Any, where: str, changed: list[str]) -> Any:
     import numpy as np
     import torch
 
-    from cassle.utils.callbacks import numpy_state_to_plain
+    from cassle.utils.rng_state import numpy_state_to_plain
 
     if isinstance(value, _Array):
         changed.append(f"{where} (array -> tensor)")
