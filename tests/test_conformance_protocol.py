@@ -265,3 +265,16 @@ def test_4_readme_says_what_auto_does_without_bf16():
 def test_4_results_md_quotes_no_machine_specific_path():
     text = (REPO / "benchmarks" / "RESULTS.md").read_text()
     assert not re.findall(r"(?:^|[\s`(=\"'])/(?:work|tmp|root|home|mnt|scratch)/", text, flags=re.M)
+
+
+def test_3_results_from_before_the_tag_are_judged_by_their_content(tmp_path):
+    import json
+
+    from cassle.continual import launcher
+
+    (tmp_path / "eval").mkdir()
+    manifest = {"eval": {"status": "done"}, "tasks": {}}
+    old = {"checkpoints": [], "protocol": {"name": "linear-fast", "dataset": "cifar100"}}
+    (tmp_path / "eval" / "results.json").write_text(json.dumps(old))
+    assert launcher.eval_stale_reason(str(tmp_path), manifest, "fast") is None
+    assert "paper asked" in launcher.eval_stale_reason(str(tmp_path), manifest, "paper")
