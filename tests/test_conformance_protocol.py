@@ -300,3 +300,14 @@ def test_3_results_from_before_the_tag_are_judged_by_their_content(tmp_path):
     (tmp_path / "eval" / "results.json").write_text(json.dumps(old))
     assert launcher.eval_stale_reason(str(tmp_path), manifest, "fast") is None
     assert "paper asked" in launcher.eval_stale_reason(str(tmp_path), manifest, "paper")
+
+
+def test_2_folder_test_images_are_resized_bicubic_as_the_references_dali_validation():
+    from torchvision.transforms import InterpolationMode, v2
+
+    from cassle.data.transforms import build_eval_transform
+
+    ops = build_eval_transform((0.5,) * 3, (0.25,) * 3, folder=True).transforms
+    resize = next(t for t in ops if isinstance(t, v2.Resize))
+    assert (resize.size, resize.interpolation) == ([256], InterpolationMode.BICUBIC)
+    assert "INTERP_CUBIC" in (REPO / "cassle" / "data" / "dali.py").read_text().split("def build_eval_pipeline")[1]
