@@ -339,9 +339,12 @@ def eval_stale_reason(experiment_dir: str, manifest: dict, eval_protocol: str | 
         return f"{path} is missing"
     except (OSError, ValueError) as err:
         return f"{path} is unreadable ({err})"
-    made = (results.get("protocol") or {}).get("eval_protocol")
-    if eval_protocol is not None and made != eval_protocol:
-        return f"the results were made with the {made or 'unknown'} protocol, --eval_protocol {eval_protocol} asked"
+    from cassle.eval.eval_protocol import short
+
+    proto = results.get("protocol")  # results without one (older tools) are not judged by it
+    made = short(proto) if isinstance(proto, dict) and proto else None
+    if eval_protocol is not None and made is not None and made != eval_protocol:
+        return f"the results were made with the {made} protocol, --eval_protocol {eval_protocol} asked"
     listed = [os.path.abspath(c) for c in results.get("checkpoints", [])]
     for t in sorted(manifest["tasks"], key=int):
         ckpt = os.path.abspath(os.path.join(experiment_dir, f"task{t}", "last.ckpt"))

@@ -358,7 +358,7 @@ class EvalData:
     def transform_description(self) -> str:
         """The test transform in words (for the report)."""
         if not self.is_tensor:
-            return f"resize {round(self.crop_size * 256 / 224)} + centre crop {self.crop_size}"
+            return f"resize {round(self.crop_size * 256 / 224)} (bicubic) + centre crop {self.crop_size}"
         if self.train_set.image_size[0] != self.crop_size:
             return f"resize to {self.crop_size}px + normalise"
         return f"normalise only ({self.crop_size}px)"

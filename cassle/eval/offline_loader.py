@@ -15,15 +15,16 @@ one partial batch (dropping it would train nothing).
 from __future__ import annotations
 
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 
 # The view DALI's pipeline gets: crop + flip, no colour, blur or solarization.
-_DALI_VIEW = dict(min_scale=0.08, max_scale=1.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0,
-                  color_jitter_prob=0.0, gray_scale_prob=0.0, horizontal_flip_prob=0.5, gaussian_prob=0.0,
-                  solarization_prob=0.0)
+_DALI_VIEW = {"min_scale": 0.08, "max_scale": 1.0, "brightness": 0.0, "contrast": 0.0, "saturation": 0.0,
+              "hue": 0.0, "color_jitter_prob": 0.0, "gray_scale_prob": 0.0, "horizontal_flip_prob": 0.5,
+              "gaussian_prob": 0.0, "solarization_prob": 0.0}
 
 
 def interpolation_name(data) -> str:
