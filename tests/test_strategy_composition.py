@@ -1,7 +1,8 @@
 """Every registered continual strategy composes right with the method and a CaSSLe distiller: the
 step's loss equals, in value, the SSL loss (on the batch the strategy builds: replayed or mixed
 images) + distill_lamb x the distillation loss + each strategy's weighted term, all recomputed
-here from the model's modules; and one SGD step on it lowers each term on the same batch compared
+here (each strategy with Barlow Twins + its distiller; all the loss-term strategies together with
+every method + its paper distiller) from the model's modules; and one SGD step on it lowers each term on the same batch compared
 with the same step on the loss without that term (a term entering with the wrong sign rises).
 
 A strategy added to ``STRATEGIES`` without an entry in ``REFERENCE`` fails here with a message.
@@ -18,11 +19,13 @@ from cassle.losses.der import der_loss
 from cassle.losses.less_forget import less_forget_loss
 from cassle.losses.pfr import pfr_loss
 from cassle.losses.pod import pod_spatial_loss
+from cassle.distillers import DEFAULT_DISTILLER
+from cassle.methods import METHODS
 from cassle.strategies import STRATEGIES
 from tests.helpers import fake_batch
 from tests.step_reference import distill_reference, sgd_step, ssl_reference, task1_model
 
-METHOD, DISTILLER, LAMB, TASK = "barlow_twins", "decorrelative", 0.7, 2
+LAMB, TASK = 0.7, 2
 TOL = dict(rtol=1e-5, atol=1e-6)
 # Non-default weights, so a weight that is dropped or taken from elsewhere shows.
 FLAGS = ["--distill_lamb", str(LAMB), "--ewc_lamb", "3.0", "--less_forget_lamb", "2.0", "--pod_lamb", "1.5",
@@ -63,8 +66,9 @@ def stages(backbone, views):
     return [torch.cat(hs) for hs in zip(*per_view)]
 
 
-def ssl_params(model):  # EWC's weights: the SSL model itself (backbone and projector of Barlow Twins)
-    return [p for n, p in model.named_parameters() if n.split(".")[0] in ("backbone", "projector")]
+def ssl_params(model):  # EWC's weights: the SSL model itself, its backbone and heads
+    return [p for n, p in model.named_parameters()
+            if n.split(".")[0] in ("backbone", "projector", "predictor", "prototypes")]
 
 
 # name -> (views_fn(model, views, rec) -> views the SSL loss sees, term_fn(model, views, rec) -> term)
@@ -84,15 +88,18 @@ REFERENCE = {
     "lump": (lambda m, v, rec: [rec["lam"] * x + (1 - rec["lam"]) * r for x, r in zip(v, rec["replayed"])], None),
 }
 
-CASES = {name: [name] for name in STRATEGIES}
-CASES["all_terms"] = [n for n in ("ewc", "less_forget", "pod", "pfr", "der") if n in STRATEGIES]
+# each strategy with Barlow Twins; all the loss-term strategies at once with every method
+CASES = {name: ("barlow_twins", [name]) for name in STRATEGIES}
+CASES.update({f"all_terms-{m}": (m, [n for n in ("ewc", "less_forget", "pod", "pfr", "der") if n in STRATEGIES])
+              for m in METHODS})
 
 
-def build(names):
+def build(method, names):
     missing = [n for n in names if n not in REFERENCE]
     assert not missing, (f"strategy {missing[0]!r} has no reference in tests/test_strategy_composition.py: "
                          "add how it changes the batch and its weighted term")
-    model = task1_model(METHOD, *FLAGS, "--task_idx", str(TASK), "--cl_strategy", *names, distiller=DISTILLER)
+    model = task1_model(method, *FLAGS, "--task_idx", str(TASK), "--cl_strategy", *names,
+                        distiller=DEFAULT_DISTILLER[method])
     rec: dict = {}
     g = torch.Generator().manual_seed(1)
     for name, s in model.strategies.items():
@@ -135,13 +142,13 @@ def spy(model, rec, monkeypatch):
     monkeypatch.setattr(replay, "sample_mixup_lambda", recording_lambda)
 
 
-def reference_terms(model, names, views, rec):
+def reference_terms(method, model, names, views, rec):
     """{term: value} of the reference step; 'ssl' and 'distill' unweighted, the others weighted."""
     for n in names:
         if REFERENCE[n][0] is not None:
             views = REFERENCE[n][0](model, views, rec)
-    ssl, z = ssl_reference(METHOD, model, views)
-    terms = {"ssl": ssl, "distill": distill_reference(DISTILLER, model, z, views)}
+    ssl, z = ssl_reference(method, model, views)
+    terms = {"ssl": ssl, "distill": distill_reference(DEFAULT_DISTILLER[method], model, z, views)}
     terms.update({n: REFERENCE[n][1](model, views, rec) for n in names if REFERENCE[n][1] is not None})
     return terms
 
@@ -152,15 +159,15 @@ def total(terms, without=None):
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_strategy_step_is_the_sum_of_its_weighted_terms(case, monkeypatch):
-    names = CASES[case]
-    model, rec = build(names)
+    method, names = CASES[case]
+    model, rec = build(method, names)
     spy(model, rec, monkeypatch)
     indexes, views, targets = fake_batch()
     before = copy.deepcopy(model)
     model._step_indexes = indexes
     out = model.ssl_step(views, targets)
 
-    terms = reference_terms(before, names, views, rec)
+    terms = reference_terms(method, before, names, views, rec)
     for name, value in terms.items():
         assert name == "ssl" or abs(value.item()) > 1e-4, f"term {name} vanishes: its sign cannot show"
     torch.testing.assert_close(out.loss, total(terms), **TOL)
@@ -170,12 +177,12 @@ def test_strategy_step_is_the_sum_of_its_weighted_terms(case, monkeypatch):
 
     # One SGD step on the total lowers each non-SSL term, compared with a step without it.
     sgd_step(model, out.loss)
-    after = reference_terms(model, names, views, rec)
+    after = reference_terms(method, model, names, views, rec)
     for name in terms:
         if name == "ssl":
             continue
         other = copy.deepcopy(before)
-        sgd_step(other, total(reference_terms(other, names, views, rec), without=name))
-        without = reference_terms(other, names, views, rec)[name]
+        sgd_step(other, total(reference_terms(method, other, names, views, rec), without=name))
+        without = reference_terms(method, other, names, views, rec)[name]
         assert after[name] < without, (f"{name}: {terms[name].item():.6f} -> {after[name].item():.6f} after a "
                                        f"step on the total, {without.item():.6f} after a step without it")
