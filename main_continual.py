@@ -43,11 +43,11 @@ def apply_memory_format(model, args):
 
 
 def resolve_precision(args) -> str:
+    from cassle.utils.precision import auto_precision, normalise_precision
+
     if args.precision != "auto":
-        return str(args.precision)
-    if runs_on_gpu(args) and torch.cuda.is_bf16_supported():
-        return "bf16-mixed"
-    return "32-true"
+        return normalise_precision(args.precision)
+    return auto_precision(runs_on_gpu(args))
 
 
 def build_loggers(args):

@@ -52,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--protocol", choices=["linear", "online"], default="linear",
                       help="linear: train a linear probe (default); online: the checkpoint's online "
                            "classifier trained during pretraining (the reference's CIFAR numbers)")
+    what.add_argument("--eval_protocol", choices=["fast", "paper"], default=None,
+                      help="with --run_dir: fast (default) = features once, no augmentation, standardised, "
+                           "lr 0.1 for every method (minutes; not the paper's figures); paper = the paper's "
+                           "protocol for the run's dataset: CIFAR the online classifier, ImageNet-100 / "
+                           "DomainNet the offline augmented probe with the per-method lr. Every report "
+                           "names the protocol beside A / F / T")
     what.add_argument("--mode", choices=["fast", "augmented"], default=None,
                       help="augmented: the reference's 100-epoch augmented protocol (default for one "
                            "checkpoint); fast: features extracted once, probe on cached features "
@@ -108,7 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--precision", default="auto", help="auto (bf16 on GPUs that support it), 32, 16, bf16")
     run.add_argument("--encoder", "--backbone", dest="backbone", default=None,
                      help="checked against the checkpoint (the architecture comes from the checkpoint)")
-    run.add_argument("--dali", action="store_true", help="accepted for the reference's scripts; ignored")
+    run.add_argument("--dali", action="store_true",
+                     help="augmented probe on image folders / DomainNet: batches through NVIDIA DALI when it "
+                          "is installed (bicubic crop, flip, last batch dropped, as the reference); without "
+                          "DALI the same augmentation in torchvision workers")
     run.add_argument("--image_cache_gb", type=float, default=4.0,
                      help="image folders: keep the decoded, test-transformed images in memory (up to this "
                           "size) so every checkpoint of a run reuses them; 0 decodes on every pass")
@@ -144,10 +153,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     opts.devices = 1
     if opts.lars:
         parser.error("--lars: the linear probe uses SGD (as the reference's linear scripts); drop --lars")
+    from cassle.eval import eval_protocol
+
+    if opts.run_dir and opts.eval_protocol is None and opts.mode is None and opts.protocol == "linear":
+        opts.eval_protocol = "fast"
+    eval_protocol.apply(opts, parser)
     if opts.checkpoint_dir and not opts.output_dir:  # the original wrote to CHECKPOINT_DIR/linear
         opts.output_dir = os.path.join(opts.checkpoint_dir, "linear")
-    if opts.dali:
-        warnings.warn("--dali is ignored: this implementation loads data with torchvision")
     return opts
 
 
@@ -172,10 +184,11 @@ def main(argv=None) -> int:
             F, T = res["F"], res["T"]
             why_no_t = " (not defined for --protocol online)" if res["extra"].get("T_undefined") else ""
             print(f"[eval] A = {res['A']:.2f}  F = {'n/a' if F is None else f'{F:.2f}'}  "
-                  f"T = {'n/a' if T is None else f'{T:.2f}'}{why_no_t}  -> {res['output_dir']}")
+                  f"T = {'n/a' if T is None else f'{T:.2f}'}{why_no_t}  [{res['protocol']['label']}]  "
+                  f"-> {res['output_dir']}")
         else:
             res = evaluate_checkpoint(opts)
-            print(f"{res['protocol']['name']}: top-1 {res['acc1']:.2f} (test transform: "
+            print(f"{res['protocol']['name']}: top-1 {res['acc1']:.2f} [{res['protocol']['label']}] (test transform: "
                   f"{res['protocol']['test_transform']})")
             for name, acc in zip(res["task_names"], res["per_task"]):
                 print(f"  {name}: {acc:.2f}")

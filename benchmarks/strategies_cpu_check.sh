@@ -9,7 +9,7 @@ set -euo pipefail
 OUT=${OUT:-experiments/strategies-cpu-check}
 PY=${PYTHON:-python}
 SCRIPTS=()
-for v in "" _distill _ewc _replay _der _lump _less_forget _pod _pfr; do
+for v in "" _distill _ewc _si _replay _der _derpp _lump _less_forget _pod _pfr _co2l; do
     SCRIPTS+=("bash_files/continual/cifar/barlow${v}.sh")
 done
 export DATA_DIR
@@ -18,6 +18,7 @@ $PY job_launcher.py --script "${SCRIPTS[@]}" --seeds 1 --experiment_dir "$OUT" -
     --data_device cpu_batched --batch_size 128 --max_epochs 1 --limit_train_batches 10 \
     --limit_val_batches 0 --online_eval_batch_size 0 --warmup_epochs 0 \
     --proj_hidden_dim 256 --output_dim 256 --distill_proj_hidden_dim 256 --ewc_fisher_batches 10 \
+    --replay_batch_size 128 \
     --no_progress_bar
 for run in "$OUT"/*/; do
     [ -f "$run/eval/results.json" ] || $PY main_linear.py --run_dir "$run" --mode fast --label_fraction 0.1 \

@@ -55,13 +55,15 @@ PAPER = {
 
 
 # Continual-strategy scripts (issue 10): file suffix -> the --cl_strategy values it must set.
-STRATEGY_SCRIPTS = {s: [s] for s in ("ewc", "replay", "der", "lump", "less_forget", "pod", "pfr")}
+STRATEGY_SCRIPTS = {s: [s] for s in ("ewc", "replay", "der", "lump", "less_forget", "pod", "pfr", "si", "derpp",
+                                     "co2l")}
 STRATEGY_SCRIPTS.update({"pfr_replay": ["pfr", "replay"], "distill_replay": ["replay"]})
 # setting -> (method stems, suffixes) of the strategy grid shipped beside fine-tuning and CaSSLe
 STRATEGY_GRID = {
-    "cifar": (("barlow", "byol", "simclr"), ("ewc", "replay", "der", "lump", "less_forget", "pod", "pfr")),
+    "cifar": (("barlow", "byol", "simclr"), ("ewc", "replay", "der", "lump", "less_forget", "pod", "pfr", "si",
+                                             "derpp", "co2l")),
     "digits": (("barlow",), ("ewc", "replay", "der", "lump", "less_forget", "pod", "pfr", "pfr_replay",
-                             "distill_replay")),
+                             "distill_replay", "si", "derpp", "co2l")),
 }
 
 
@@ -321,14 +323,51 @@ def test_digits_demo_end_to_end(tmp_path):
     shutil.rmtree(exp, ignore_errors=True)
 
 
+def _strategy_flags() -> set[str]:
+    """The flags of the "continual strategies" argument group (--cl_strategy, --buffer_size, ...)."""
+    import argparse
+
+    from cassle.strategies import add_strategy_args
+
+    parser = argparse.ArgumentParser()
+    add_strategy_args(parser)
+    return {o for a in parser._actions for o in a.option_strings if o.startswith("--") and o != "--help"}
+
+
 @pytest.mark.parametrize("path", [p for p in SCRIPTS if _variant(p) in STRATEGY_SCRIPTS],
                          ids=_ids([p for p in SCRIPTS if _variant(p) in STRATEGY_SCRIPTS]))
 def test_strategy_script_is_its_base_script_plus_the_strategy(path: Path):
     """A strategy script = the fine-tuning (or CaSSLe) script of its method + strategy flags, so a
     recipe change in the base script that is not carried over fails here."""
     base = path.with_name(f"{_stem(path)}{'_distill' if 'distill' in _variant(path) else ''}.sh")
-    strategy_flags = ("--cl_strategy", "--buffer_size", "--name")
+    strategy_flags = (*_strategy_flags(), "--name")
     ours = [(f, v) for f, v in split_flags(_argv(path)) if f not in strategy_flags]
     theirs = [(f, v) for f, v in split_flags(_argv(base)) if f != "--name"]
     assert ours == theirs, f"{path.name} differs from {base.name} beyond the strategy flags"
     assert get_flag(_argv(path), "--name").startswith(get_flag(_argv(base), "--name"))
+
+
+# Each strategy's own hyperparameter flags (prefixes of the "continual strategies" group): a CIFAR
+# strategy script states every one of them explicitly, with its source in the header comment, so no
+# strategy runs on an unstated default (a new flag of a strategy fails here until the scripts state it).
+STRATEGY_FLAG_PREFIXES = {
+    "ewc": ("--ewc_",), "replay": ("--buffer_size", "--replay_batch_size"),
+    "der": ("--buffer_size", "--replay_batch_size", "--der_"), "lump": ("--buffer_size", "--lump_"),
+    "less_forget": ("--less_forget_",), "pod": ("--pod_",), "pfr": ("--pfr_",), "si": ("--si_",),
+    "derpp": ("--buffer_size", "--replay_batch_size", "--derpp_", "--der_"), "co2l": ("--co2l_",),
+}
+NOT_USED_BY = {"derpp": {"--der_alpha"}}  # DER++ weighs the DER term with --derpp_alpha
+
+
+@pytest.mark.parametrize("path", [p for p in SCRIPTS if _setting(p) == "cifar" and _variant(p) in STRATEGY_SCRIPTS],
+                         ids=_ids([p for p in SCRIPTS if _setting(p) == "cifar" and _variant(p) in STRATEGY_SCRIPTS]))
+def test_cifar_strategy_script_states_every_strategy_hyperparameter_with_its_source(path: Path):
+    argv, text = _argv(path), path.read_text()
+    flags = _strategy_flags()
+    for name in STRATEGY_SCRIPTS[_variant(path)]:
+        assert set(STRATEGY_FLAG_PREFIXES) >= {name}, f"add {name} to STRATEGY_FLAG_PREFIXES"
+        wanted = {f for f in flags if f.startswith(STRATEGY_FLAG_PREFIXES[name])} - NOT_USED_BY.get(name, set())
+        for flag in sorted(wanted):
+            assert flag in argv, f"{path.name}: {flag} is left to its default; state it"
+            value = get_flag(argv, flag)
+            assert f"#   {flag} {value}: " in text, f"{path.name}: no source comment for {flag} {value}"

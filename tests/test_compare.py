@@ -9,7 +9,7 @@ from main_linear import main
 
 
 def _run(root: Path, name: str, method: str, seed: int, A: float, F: float = 1.0, T: float = 2.0,
-         dataset="cifar100", distiller=None, cl_strategy=None) -> Path:
+         dataset="cifar100", distiller=None, cl_strategy=None, protocol=None) -> Path:
     run = root / name
     for t in range(2):  # task 0 of a CaSSLe run has no distiller: the last task's args count
         (run / f"task{t}").mkdir(parents=True)
@@ -17,7 +17,8 @@ def _run(root: Path, name: str, method: str, seed: int, A: float, F: float = 1.0
                 "distiller": distiller if t else None, "cl_strategy": cl_strategy}
         (run / f"task{t}" / "args.json").write_text(json.dumps(args))
     (run / "eval").mkdir()
-    (run / "eval" / "results.json").write_text(json.dumps({"A": A, "F": F, "T": T}))
+    protocol = protocol or {"name": "online", "dataset": dataset, "eval_protocol": "paper"}
+    (run / "eval" / "results.json").write_text(json.dumps({"A": A, "F": F, "T": T, "protocol": protocol}))
     return run
 
 
@@ -39,8 +40,8 @@ def test_compare_table_csv_markdown_plot(tmp_path, capsys):
     assert {r["strategy"] for r in rows} == {"fine-tuning", "CaSSLe", "PFR + ER", "EWC"}
     md = (out / "comparison.md").read_text()
     assert "| strategy | SimCLR | BYOL |" in md
-    assert "| fine-tuning | - | 52.00 ± 2.83 (n=2) [paper 52.7] |" in md
-    assert "| EWC | 3.00 | - |" in md  # the F table
+    assert "| fine-tuning | - | 52.00 ± 2.83 (n=2) {paper} [paper 52.7] |" in md
+    assert "| EWC | 3.00 {paper} | - |" in md  # the F table
     assert (out / "comparison.png").stat().st_size > 1000
     assert "CaSSLe" in capsys.readouterr().out
 
@@ -60,3 +61,21 @@ def test_compare_bad_input(tmp_path, capsys):
         main(["--compare", str(tmp_path / "a")])
     assert "--compare needs --output_dir" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_compare_shows_the_papers_number_only_beside_the_papers_protocol(tmp_path):
+    """Issue 20: a fast-probe A next to the paper's (online classifier) number is not like with like."""
+    fast = {"name": "linear-fast", "dataset": "cifar100", "eval_protocol": "fast"}
+    _run(tmp_path / "g", "byol-ft", "byol", 1, 40.0, protocol=fast)
+    _run(tmp_path / "g", "byol-cassle", "byol", 1, 45.0, distiller="predictive")
+    out = tmp_path / "cmp"
+    assert main(["--compare", str(tmp_path / "g"), "--output_dir", str(out)]) == 0
+    md = (out / "comparison.md").read_text()
+    assert "| fine-tuning | 40.00 {fast} [paper: protocols differ] |" in md
+    assert "| CaSSLe | 45.00 {paper} [paper 62.2] |" in md
+    assert "- {fast}: fast protocol: fast probe on cached standardised features (not the paper's)" in md
+    rows = {r["strategy"]: r for r in csv.DictReader((out / "comparison.csv").open()) if r["metric"] == "A"}
+    assert (rows["fine-tuning"]["paper"], rows["fine-tuning"]["protocol"]) == ("", "fast")
+    assert (rows["CaSSLe"]["paper"], rows["CaSSLe"]["protocol"]) == ("62.2", "paper")
+    _run(tmp_path / "g", "byol-ft-2", "byol", 2, 41.0)  # same row, other protocol: refused
+    assert main(["--compare", str(tmp_path / "g"), "--output_dir", str(out)]) == 2

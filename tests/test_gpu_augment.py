@@ -13,6 +13,7 @@ import torch
 import torchvision.transforms as T
 import torchvision.transforms.functional as TF
 
+from cassle.data import augment_ops
 from cassle.data import gpu_augment as ga
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.247, 0.243, 0.261)
@@ -217,7 +218,7 @@ def test_end_to_end_flip_grayscale_solarize_rates():
 @pytest.fixture
 def tv_luma(monkeypatch):
     """Use torchvision's luma weights so that contrast/saturation/grayscale compare exactly."""
-    monkeypatch.setattr(ga, "LUMA", TV_LUMA)
+    monkeypatch.setattr(augment_ops, "LUMA", TV_LUMA)  # where the ops read it
 
 
 def batch(b=6, h=7, w=9, seed=0):

@@ -42,7 +42,9 @@ def _task0_checkpoint(method: str, tmp_path) -> str:
 @pytest.mark.parametrize("method,more", [(m, []) for m in METHODS] + [
     ("barlow_twins", ["--cl_strategy", "lump", "--buffer_size", "64"]),  # per-step mixup draws
     ("byol", ["--cl_strategy", "der", "ewc", "pod", "pfr", "less_forget", "--buffer_size", "64"]),
-    ("simclr", ["--cl_strategy", "replay", "--buffer_size", "64"])])
+    ("simclr", ["--cl_strategy", "replay", "--buffer_size", "64"]),
+    # SI's per-optimiser-step path integral, DER++'s second buffer draw, Co2L's relations
+    ("vicreg", ["--cl_strategy", "derpp", "si", "co2l", "--buffer_size", "64"])])
 def test_no_blocking_call_per_step(method, more, tmp_path):
     online_eval = list(METHODS).index(method) % 2 == 0  # half also run the online-eval stream
     args = tiny_args(

@@ -53,7 +53,7 @@ def test_strategy_trains_two_tasks_and_carries_its_state(case, tmp_path):
             assert int(task1[f"{key}.num_seen"]) == 2 * steps * 16  # task 1 continued task 0's buffer
             tasks = task1[f"{key}.tasks"][:16]
             assert set(tasks.tolist()) <= {0, 1} and (tasks >= 0).all()
-            if name == "der":
+            if name in ("der", "derpp"):
                 assert f"train/{name}_loss" in metrics
         else:  # a loss term from task 1 on (EWC needs task 0's Fisher)
             assert float(metrics[f"train/{name}_loss"]) != 0.0
@@ -64,6 +64,11 @@ def test_strategy_trains_two_tasks_and_carries_its_state(case, tmp_path):
             assert all((b >= a).all() for a, b in zip(fisher0, fisher1))  # accumulated over tasks
             anchors = {k.split("anchor_")[1]: v for k, v in task1.items() if ".anchor_" in k}
             assert torch.equal(anchors["0"], task0["backbone.features.0.0.weight"])  # theta* = task 0's end
+        if name == "si":  # importance from task 0's path integral, summed into task 1's
+            imp0 = [v for k, v in task0.items() if ".importance_" in k]
+            imp1 = [v for k, v in task1.items() if ".importance_" in k]
+            assert any(w.abs().sum() > 0 for w in imp0)
+            assert all((b >= a).all() for a, b in zip(imp0, imp1))
         if STRATEGIES[name].needs_frozen:  # the frozen model is task 0's backbone, untouched
             assert torch.equal(task1["frozen_backbone.features.0.0.weight"], task0["backbone.features.0.0.weight"])
 
@@ -77,8 +82,9 @@ class _Kill(pl.Callback):
         raise _Killed
 
 
-def test_killed_task_resumes_to_identical_weights_and_buffer(tmp_path):
-    flags = ["--cl_strategy", "ewc", "der", "pod", "pfr", "less_forget"]
+@pytest.mark.parametrize("names", [["ewc", "der", "pod", "pfr", "less_forget"], ["si", "derpp", "co2l"]])
+def test_killed_task_resumes_to_identical_weights_and_buffer(names, tmp_path):
+    flags = ["--cl_strategy", *names]
     _, (_, reference) = _sequence(tmp_path / "ref", flags, epochs=2)
     killed = tmp_path / "killed"
     with pytest.raises(_Killed):
@@ -91,12 +97,13 @@ def test_killed_task_resumes_to_identical_weights_and_buffer(tmp_path):
     assert resumed.keys() == reference.keys()
     different = [k for k in reference if not torch.equal(resumed[k], reference[k])]
     assert not different, f"resumed run differs from the uninterrupted one: {different[:5]}"
-    assert int(resumed["strategies.der.buffer.num_seen"]) == 2 * 2 * 32
+    replay = next(n for n in names if STRATEGIES[n].kind == "replay")
+    assert int(resumed[f"strategies.{replay}.buffer.num_seen"]) == 2 * 2 * 32
 
 
 # ------------------------------------------------------------------ bad input
 @pytest.mark.parametrize("flags, message", [
-    (["--cl_strategy", "si"], "unknown --cl_strategy 'si'; valid strategies: ewc, replay"),
+    (["--cl_strategy", "gem"], "unknown --cl_strategy 'gem'; valid strategies: ewc, replay"),
     (["--cl_strategy", "replay", "lump"], "choose one replay strategy"),
     (["--cl_strategy", "ewc", "ewc"], "names a strategy twice"),
 ])

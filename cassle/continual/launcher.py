@@ -314,7 +314,7 @@ def run_local(
     return 0
 
 
-def eval_stale_reason(experiment_dir: str, manifest: dict) -> str | None:
+def eval_stale_reason(experiment_dir: str, manifest: dict, eval_protocol: str | None = None) -> str | None:
     """Why ``<exp>/eval/results.json`` does not describe the run's checkpoints (None: it does).
 
     Current means: the last recorded evaluation finished, its results exist, list every task
@@ -331,6 +331,9 @@ def eval_stale_reason(experiment_dir: str, manifest: dict) -> str | None:
         return f"{path} is missing"
     except (OSError, ValueError) as err:
         return f"{path} is unreadable ({err})"
+    made = (results.get("protocol") or {}).get("eval_protocol")
+    if eval_protocol is not None and made != eval_protocol:
+        return f"the results were made with the {made or 'unknown'} protocol, --eval_protocol {eval_protocol} asked"
     listed = [os.path.abspath(c) for c in results.get("checkpoints", [])]
     for t in sorted(manifest["tasks"], key=int):
         ckpt = os.path.abspath(os.path.join(experiment_dir, f"task{t}", "last.ckpt"))
@@ -347,7 +350,8 @@ def eval_stale_reason(experiment_dir: str, manifest: dict) -> str | None:
 
 def run_eval(experiment_dir: str, python: str = sys.executable, eval_script: str = "main_linear.py",
              force: bool = False, tasks_ran: bool = False, env: dict | None = None,
-             verbose: bool = False, lock_fd: int | None = None, trust_checkpoint: bool = False) -> int:
+             verbose: bool = False, lock_fd: int | None = None, trust_checkpoint: bool = False,
+             eval_protocol: str = "fast") -> int:
     """``python main_linear.py --run_dir <exp>`` after the last task, recorded as manifest["eval"].
 
     Skipped only when the existing results describe the checkpoints on disk; any task run by this
@@ -358,12 +362,13 @@ def run_eval(experiment_dir: str, python: str = sys.executable, eval_script: str
         print(f"[launcher] {eval_script} does not exist (yet); skipping the evaluation")
         return 0
     manifest = mf.load_manifest(experiment_dir)
-    why = ("--reeval" if force else "tasks ran" if tasks_ran else eval_stale_reason(experiment_dir, manifest))
+    why = ("--reeval" if force else "tasks ran" if tasks_ran
+           else eval_stale_reason(experiment_dir, manifest, eval_protocol))
     if why is None:
         print(f"[launcher] evaluation is up to date ({os.path.join(experiment_dir, EVAL_RESULTS)} describes "
               f"the checkpoints on disk); skipping it (--reeval forces it)")
         return 0
-    command = [python, eval_script, "--run_dir", experiment_dir,
+    command = [python, eval_script, "--run_dir", experiment_dir, "--eval_protocol", eval_protocol,
                *(["--trust_checkpoint"] if trust_checkpoint else [])]
     log_path = os.path.join(experiment_dir, "eval", "eval.log")
     print(f"[launcher] evaluating ({why}); log: {log_path}", flush=True)
@@ -411,6 +416,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run `main_linear.py --run_dir <exp>` after the last task (again whenever its "
                         "results do not describe the checkpoints on disk)")
     p.add_argument("--reeval", action="store_true", help="with --eval: evaluate even when the results are current")
+    p.add_argument("--eval_protocol", choices=["fast", "paper"], default="fast",
+                   help="with --eval: fast = features once, standardised, lr 0.1 (not the paper's figures); "
+                        "paper = the paper's protocol for the dataset (CIFAR: online classifier; "
+                        "ImageNet-100 / DomainNet: offline augmented probe, per-method lr)")
     p.add_argument("--verbose", action="store_true",
                    help="show the tasks' full output on the console (it always goes to task*/train.log)")
     p.add_argument("--force", action="store_true",
@@ -661,7 +670,8 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
             rc = run_eval(experiment_dir, sys.executable, eval_script, force=opts.reeval,
                           tasks_ran=any(run.action != "skip" for run in plan), env=exports,
                           verbose=opts.verbose, lock_fd=lock_fd,
-                          trust_checkpoint=get_flag(argv, "--trust_checkpoint") is True)
+                          trust_checkpoint=get_flag(argv, "--trust_checkpoint") is True,
+                          eval_protocol=opts.eval_protocol)
         if rc == 0:
             print(f"[launcher] all tasks done: {experiment_dir}")
         return rc

@@ -1,6 +1,10 @@
 """Data layer: datasets, continual splits, CPU augmentations and the Lightning data module.
 
 ``gpu_augment`` (batched on-device augmentation) is imported on demand, not here.
+
+Layer: lowest. Imports torch, torchvision, PIL, numpy and the leaf utilities
+(``cassle.utils.checkpoint`` for atomic writes) only; never methods, distillers, strategies,
+continual or eval (tests/test_house.py checks it).
 """
 
 from .args import (DATASETS, NUM_VIEWS, SPLIT_STRATEGIES, add_augmentation_args, add_data_args,

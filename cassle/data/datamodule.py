@@ -26,92 +26,25 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-from typing import Any, Mapping
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .args import DESCRIBED_DATASETS, data_defaults, resolve_task_count, validate_data_args
-from .gpu_loader import DeviceBatchLoader, FusedViewsAugment, is_raw_train_batch
+from .args import DESCRIBED_DATASETS, resolve_task_count, validate_data_args
+from .batched_path import BatchedPathMixin
+from .gpu_loader import DeviceBatchLoader
 from .args import view_settings as _view_settings
 from .datasets import TENSOR_DATASETS, TensorImageDataset, dataset_stats, load_dataset
-from .splits import class_split_indices, class_split_tasks, data_split_indices, domain_split_indices
+from .splits import class_split_tasks
+from .task_data import EvalDataset, TaskDataset, _resolve_args, resolve_num_classes, task_subset  # noqa: F401
 from .transforms import NViewTransform, build_eval_transform, build_multiview_transform, build_view_transform
 
 log = logging.getLogger(__name__)
 DATA_PATHS = ("workers", "batched", "dali")
 
-class TaskDataset(Dataset):
-    """Samples ``indices`` of ``base``, each returned as ``(index, views, target)``."""
-
-    def __init__(self, base: Dataset, indices: torch.Tensor, transform: NViewTransform):
-        self.base, self.indices, self.transform = base, indices, transform
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int):
-        idx = int(self.indices[i])
-        image, target = self.base[idx]
-        return idx, self.transform(image), target
-
-
-class EvalDataset(Dataset):
-    """``base`` with a deterministic transform, returned as ``(x, y)``."""
-
-    def __init__(self, base: Dataset, transform):
-        self.base, self.transform = base, transform
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, i: int):
-        image, target = self.base[i]
-        return self.transform(image), target
-
-
-def _resolve_args(args: Any = None, **kwargs) -> argparse.Namespace:
-    """Flag defaults, overridden by ``args`` (namespace or mapping), then by ``kwargs``."""
-    cfg = data_defaults()
-    if args is not None:
-        cfg.update(dict(args) if isinstance(args, Mapping) else vars(args))
-    cfg.update(kwargs)
-    return argparse.Namespace(**cfg)
-
-
-def resolve_num_classes(dataset: Dataset, args: Any) -> int:
-    """The dataset's class count; ``--num_classes``, when given, must equal it."""
-    n = getattr(args, "num_classes", None)
-    if n is not None and int(n) != int(dataset.num_classes):
-        targets = torch.as_tensor(dataset.targets)
-        top = f", labels up to {int(targets.max())}" if len(targets) else ""
-        raise ValueError(f"--num_classes {n} does not match the data: {args.dataset} has {dataset.num_classes} "
-                         f"classes{top}; drop --num_classes (it comes from the data)")
-    return int(dataset.num_classes)
-
-
-def task_subset(dataset: Dataset, args: Any) -> torch.Tensor:
-    """Indices (into ``dataset``) of the training samples of task ``args.task_idx``.
-
-    ``class``: samples of the task's classes; ``data``: a seeded random chunk; ``domain``: the
-    task's domain (needs ``dataset.domains``; task t = ``dataset.domain_names[t]``).
-    """
-    strategy, num_tasks, task_idx = args.split_strategy, args.num_tasks, args.task_idx
-    if strategy == "class":
-        return class_split_indices(dataset.targets, num_tasks, task_idx, resolve_num_classes(dataset, args))
-    if strategy == "data":
-        return data_split_indices(len(dataset), num_tasks, task_idx)
-    if strategy == "domain":
-        domains = getattr(dataset, "domains", None)
-        if domains is None:
-            raise ValueError(f"--split_strategy domain needs a dataset with domains (--dataset custom on "
-                             f"<domain>/<class>/ folders or lists, or domainnet), got {args.dataset}")
-        return domain_split_indices(domains, num_tasks, task_idx, len(dataset.domain_names), dataset.domain_names)
-    raise ValueError(f"unknown --split_strategy {strategy!r}; choose one of class, data, domain")
-
-
-class ContinualDataModule(pl.LightningDataModule):
+class ContinualDataModule(BatchedPathMixin, pl.LightningDataModule):
     """Data of one continual task. Build from an argparse namespace, a dict, or keyword flags."""
 
     def __init__(self, args: Any = None, **kwargs):
@@ -252,143 +185,6 @@ class ContinualDataModule(pl.LightningDataModule):
             pin_memory=torch.cuda.is_available(),
             persistent_workers=workers > 0,
         )
-
-    # ------------------------------------------------------------------ data path
-    def _trainer_device(self) -> torch.device | None:
-        trainer = getattr(self, "trainer", None)
-        if trainer is None:
-            return None
-        return torch.device(trainer.strategy.root_device)
-
-    def _rank_world(self) -> tuple[int, int]:
-        trainer = getattr(self, "trainer", None)
-        if trainer is None:
-            return 0, 1
-        return int(trainer.global_rank), int(trainer.world_size or 1)
-
-    @property
-    def seed(self) -> int:
-        return int(getattr(self.args, "seed", 0) or 0)
-
-    def data_path(self) -> str:
-        """``workers``, ``batched`` or ``dali`` for the current flags, data set and trainer."""
-        mode = self.args.data_device
-        if not self.is_tensor_dataset:
-            if mode in ("gpu", "cpu_batched"):
-                raise ValueError(f"--data_device {mode} needs a tensor dataset ({', '.join(TENSOR_DATASETS)}); "
-                                 f"{self.args.dataset} is read from files: use --data_device auto or cpu "
-                                 "(and --dali for GPU decoding)")
-            if self.args.dali:
-                from .dali import dali_available
-
-                if dali_available():
-                    return "dali"
-                self._notice("--dali: NVIDIA DALI is not installed (pip install nvidia-dali-cuda120); "
-                             "using torchvision workers")
-            return "workers"
-        if self.args.dali:
-            self._notice(f"--dali is ignored for {self.args.dataset}: tensor datasets use the batched path "
-                         "(--data_device)")
-        if mode == "cpu":
-            return "workers"
-        if mode in ("gpu", "cpu_batched"):
-            return "batched"
-        device = self._trainer_device()  # auto: batched when training on a CUDA device
-        return "batched" if device is not None and device.type == "cuda" else "workers"
-
-    @property
-    def gpu_augment(self) -> bool:
-        """True when training batches are augmented on the device (batched path)."""
-        return self.data_path() == "batched"
-
-    def batched_device(self) -> torch.device:
-        """Device holding the images on the batched path."""
-        if self.args.data_device == "cpu_batched":
-            return torch.device("cpu")
-        device = self._trainer_device()
-        if device is not None and device.type == "cuda":
-            return device
-        if self.args.data_device == "gpu":
-            if not torch.cuda.is_available():
-                raise ValueError("--data_device gpu needs CUDA, which is not available; "
-                                 "valid choices here: auto, cpu, cpu_batched")
-            if device is not None:
-                raise ValueError(f"--data_device gpu but the trainer runs on {device}; "
-                                 "use --accelerator gpu or --data_device auto")
-            return torch.device("cuda", torch.cuda.current_device())
-        raise ValueError(f"no batched device for --data_device {self.args.data_device}")
-
-    def _notice(self, message: str) -> None:
-        """One line on stderr (logging's default handler), once per data module."""
-        if message not in self._noticed:
-            self._noticed.add(message)
-            log.warning(message)
-
-    # ------------------------------------------------------------------ batched path
-    def augmenter(self, device: torch.device | str):
-        """The per-view settings' augmentation on ``device`` (cached): ``MultiViewBatchAugment``,
-        run as one fused pass over both views (``FusedViewsAugment``, same output).
-
-        Bicubic crop resizing, as the reference's (and the CPU path's) RandomResizedCrop.
-        """
-        from .gpu_augment import MultiViewBatchAugment
-
-        device = torch.device(device)
-        if device not in self._augmenters:
-            views = [{**v, "interpolation": "bicubic"} for v in self.view_settings]
-            multi = MultiViewBatchAugment(views, self.mean, self.std)
-            self._augmenters[device] = FusedViewsAugment(multi).to(device)
-        return self._augmenters[device]
-
-    def _device_loader(self, images: torch.Tensor, targets: torch.Tensor, indexes: torch.Tensor | None,
-                       train: bool, device: torch.device, eval_size: int | None = None) -> DeviceBatchLoader:
-        rank, world = self._rank_world()
-        transform = None
-        if not train:
-            from .gpu_augment import EvalTransform
-
-            transform = EvalTransform(self.mean, self.std, size=eval_size)
-        return DeviceBatchLoader(images, targets, self.args.batch_size, device=device, indexes=indexes,
-                                 shuffle=train, drop_last=train, seed=self.seed, rank=rank, world_size=world,
-                                 transform=transform)
-
-    def _eval_size(self) -> int | None:
-        """Eval resize for tensor sets: view 1's crop when it differs from the image side."""
-        crop = self.view_settings[0]["crop_size"]
-        return None if crop == self.train_full.image_size[0] else crop
-
-    def _gpu_train_dataloader(self) -> DeviceBatchLoader:
-        device = self.batched_device()
-        rank, world = self._rank_world()
-        key = (device, rank, world, self.args.batch_size)
-        if self._train_loader is None or self._train_loader_key != key:
-            idx = self.task_indices
-            # Only the task's images go to the device, once.
-            self._train_loader = self._device_loader(self.train_full.images[idx], self.train_full.targets[idx],
-                                                     idx, train=True, device=device)
-            self._train_loader_key = key
-        return self._train_loader
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int = 0) -> Any:
-        """Batched path: augment a raw uint8 training batch into ``(indexes, [v1, v2], targets)``.
-
-        Lightning calls this hook (the module defines none), after moving the batch to the device.
-        Other batches (augmented, eval) pass through unchanged; in a dict batch (a CombinedLoader
-        of ``{"ssl": ..., "online_eval": ...}``) the ``"ssl"`` entry is augmented. The augmentation
-        draws from the train loader's per-epoch generator, so a fixed seed reproduces every view.
-        """
-        if isinstance(batch, dict) and "ssl" in batch:
-            return {**batch, "ssl": self.on_after_batch_transfer(batch["ssl"], dataloader_idx)}
-        if not is_raw_train_batch(batch):
-            return batch
-        indexes, images, targets = batch
-        loader = self._train_loader
-        generator = loader.generator if loader is not None else None
-        if generator is not None and generator.device.type != images.device.type:
-            raise ValueError(f"training batch on {images.device} but the augmentation generator is on "
-                             f"{generator.device}: the trainer and --data_device disagree")
-        views = self.augmenter(images.device)(images, generator)
-        return indexes, views, targets
 
     # ------------------------------------------------------------------ loaders
     def train_dataloader(self):

@@ -1,4 +1,8 @@
-"""CaSSLe distillers. The key is the `--distiller` value."""
+"""CaSSLe distillers. The key is the `--distiller` value.
+
+Layer: model, above methods. One file per distiller over ``Distiller``; imports methods and
+losses; never strategies, continual or eval.
+"""
 from cassle.distillers.base import DistillMixin, Distiller, add_distiller_args, make_distill_wrapper
 from cassle.distillers.contrastive import ContrastiveDistiller
 from cassle.distillers.decorrelative import DecorrelativeDistiller

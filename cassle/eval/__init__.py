@@ -1,6 +1,9 @@
 """Evaluation: continual metrics (A, F, T), reports, the weighted kNN monitor and the fast linear probe.
 
 ``report`` imports matplotlib only when a report is written, and wandb only in ``log_to_wandb``.
+
+Layer: evaluation. Imports backbones, data and utils, and ``cassle.continual.manifest`` to read run
+folders; never methods, distillers or strategies (checkpoints are read as weights).
 """
 
 from .knn import KNNMonitor, knn_accuracy, weighted_knn_predict

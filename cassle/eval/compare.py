@@ -25,13 +25,15 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from cassle.utils.checkpoint import atomic_write_text
+from cassle.eval import eval_protocol
 
 METRICS = ("A", "F", "T")
 METHOD_NAMES = {"simclr": "SimCLR", "mocov2plus": "MoCoV2+", "byol": "BYOL", "barlow_twins": "Barlow Twins",
                 "swav": "SwAV", "vicreg": "VICReg"}
 STRATEGY_NAMES = {"ewc": "EWC", "replay": "ER", "der": "DER", "lump": "LUMP", "less_forget": "Less-Forget",
-                  "pod": "POD", "pfr": "PFR"}
-ROW_ORDER = ["fine-tuning", "EWC", "ER", "DER", "LUMP", "Less-Forget", "POD", "PFR", "CaSSLe"]
+                  "pod": "POD", "pfr": "PFR", "si": "SI", "derpp": "DER++", "co2l": "Co2L"}
+ROW_ORDER = ["fine-tuning", "EWC", "SI", "ER", "DER", "DER++", "LUMP", "Less-Forget", "POD", "PFR", "Co2L",
+             "CaSSLe"]
 # CaSSLe paper (Fini et al., 2022), CIFAR-100, 5 class-incremental tasks, linear top-1 after the
 # last task: fine-tuning -> CaSSLe.
 PAPER_CIFAR100 = {
@@ -85,7 +87,9 @@ def strategy_label(args: dict) -> str:
 def describe(run: Path) -> dict[str, Any]:
     args = _last_task_args(run)
     results = json.loads((run / "eval" / "results.json").read_text())
+    proto = results.get("protocol") or {}
     return {"run": str(run), "method": args.get("method"), "strategy": strategy_label(args),
+            "protocol": eval_protocol.short(proto), "protocol_label": eval_protocol.label(proto),
             "seed": args.get("seed"), "dataset": args.get("dataset"), "split": args.get("split_strategy"),
             "num_tasks": args.get("num_tasks"), **{m: results.get(m) for m in METRICS}}
 
@@ -119,13 +123,22 @@ def aggregate(runs: list[dict]) -> list[dict]:
         if len(set(seeds)) != len(seeds):
             raise CompareError(f"{strategy} / {method}: two runs with the same seed "
                                f"({', '.join(m['run'] for m in members)}); compare repeats with different seeds")
+        kinds = sorted({m.get("protocol", "unknown") for m in members})
+        if len(kinds) > 1:
+            raise CompareError(f"{strategy} / {method}: runs evaluated with different protocols ({', '.join(kinds)}): "
+                               f"evaluate them alike (main_linear.py --run_dir RUN --eval_protocol ...)")
     rows = []
     for (strategy, method), members in groups.items():
+        kind = members[0].get("protocol", "unknown")
         for metric in METRICS:
             mean, std = _stats([m[metric] for m in members])
+            paper = paper_value(strategy, method, setting) if metric == "A" else None
             rows.append({"metric": metric, "strategy": strategy, "method": method, "mean": mean, "std": std,
-                         "n": len(members), "seeds": sorted(m["seed"] for m in members),
-                         "paper": paper_value(strategy, method, setting) if metric == "A" else None,
+                         "n": len(members), "seeds": sorted(m["seed"] for m in members), "protocol": kind,
+                         "protocol_label": members[0].get("protocol_label", kind),
+                         # the paper's number only beside figures made with the paper's protocol
+                         "paper": paper if kind == "paper" else None,
+                         "paper_protocols_differ": paper is not None and kind != "paper",
                          "runs": [m["run"] for m in members]})
     return rows
 
@@ -143,6 +156,9 @@ def _cell(row: dict | None) -> str:
         return "-"
     text = f"{row['mean']:.2f}" + (f" ± {row['std']:.2f}" if row["std"] is not None else "")
     text += f" (n={row['n']})" if row["n"] > 1 else ""
+    text += f" {{{row.get('protocol', 'unknown')}}}"
+    if row.get("paper_protocols_differ"):
+        return text + " [paper: protocols differ]"
     return text + (f" [paper {row['paper']:.1f}]" if row["paper"] is not None else "")
 
 
@@ -150,7 +166,13 @@ def markdown(rows: list[dict]) -> str:
     strategies, methods = _order(rows)
     index = {(r["metric"], r["strategy"], r["method"]): r for r in rows}
     lines = ["# Continual strategies compared", "",
-             "Mean ± sample std over seeds (n runs); [paper X]: the CaSSLe paper's CIFAR-100 number.", ""]
+             "Mean ± sample std over seeds (n runs); {protocol}: how the figure was made (paper = the "
+             "paper's protocol, fast = the fast probe, custom = other flags); [paper X]: the CaSSLe paper's "
+             "CIFAR-100 number, shown only beside figures made with the paper's protocol ([paper: protocols "
+             "differ] otherwise).", ""]
+    for kind, text in sorted({(r.get("protocol"), r.get("protocol_label")) for r in rows}, key=str):
+        lines.append(f"- {{{kind}}}: {text}")
+    lines.append("")
     for metric, title in zip(METRICS, ("A (average accuracy)", "F (forgetting)", "T (forward transfer)")):
         lines += [f"## {title}", "", "| strategy | " + " | ".join(METHOD_NAMES.get(m, m) for m in methods) + " |",
                   "|---" * (len(methods) + 1) + "|"]
@@ -163,7 +185,7 @@ def markdown(rows: list[dict]) -> str:
 def to_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["metric", "strategy", "method", "mean", "std", "n", "seeds", "paper", "runs"])
+    w.writerow(["metric", "strategy", "method", "mean", "std", "n", "seeds", "paper", "runs", "protocol"])
     strategies, methods = _order(rows)
     key = {(r["metric"], r["strategy"], r["method"]): r for r in rows}
     for metric in METRICS:
@@ -174,7 +196,7 @@ def to_csv(rows: list[dict]) -> str:
                     w.writerow([metric, s, m, "" if r["mean"] is None else f"{r['mean']:.4f}",
                                 "" if r["std"] is None else f"{r['std']:.4f}", r["n"],
                                 " ".join(map(str, r["seeds"])), "" if r["paper"] is None else r["paper"],
-                                " ".join(r["runs"])])
+                                " ".join(r["runs"]), r.get("protocol", "unknown")])
     return buf.getvalue()
 
 
@@ -203,7 +225,8 @@ def bar_plot(rows: list[dict], path: str) -> None:
         ax.set_title(metric)
         ax.axhline(0, color="grey", lw=0.5)
     axes[0].legend(fontsize=8)
-    fig.suptitle("black ticks: the paper's number", fontsize=8)
+    kinds = ", ".join(sorted({str(r.get("protocol")) for r in rows}))
+    fig.suptitle(f"protocol: {kinds}; black ticks: the paper's number (paper protocol only)", fontsize=8)
     fig.tight_layout()
     tmp = f"{path}.tmp.png"
     fig.savefig(tmp)

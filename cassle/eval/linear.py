@@ -5,8 +5,8 @@ cross-entropy, SGD (momentum 0.9, weight decay 0, batch 256), lr x0.1 at 60% and
 (60 and 80 of 100), with the reference's per-method lr (``LINEAR_LRS``). Two modes:
 
 - ``augmented`` (the faithful reference protocol): ``LinearProbe``, a Lightning module, trained for
-  the full schedule on augmented images (RandomResizedCrop + horizontal flip; crop 32 for CIFAR-size
-  images, 224 for image folders).
+  the full schedule on augmented images (RandomResizedCrop + horizontal flip, last partial batch
+  dropped; crop 32 for CIFAR-size images, 224 and bicubic for image folders: ``offline_loader.py``).
 - ``fast``: features are extracted once without augmentation and the probe is trained on the cached
   features (``cassle.eval.probe``), on the GPU when there is one.
 
@@ -379,12 +379,9 @@ class EvalData:
         return self._cache[split]
 
     def train_transform(self):
-        from torchvision.transforms import v2
+        from cassle.eval.offline_loader import train_transform
 
-        # Crop and flip first: on PIL images (folders) that is cheaper than on decoded tensors.
-        return v2.Compose([v2.RandomResizedCrop(self.crop_size, scale=(0.08, 1.0), antialias=True),
-                           v2.RandomHorizontalFlip(), v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
-                           v2.Normalize(list(self.mean), list(self.std)), v2.ToPureTensor()])
+        return train_transform(self)  # the reference's: bicubic crop for folders (offline_loader.py)
 
     def loader(self, split: str, indices: torch.Tensor, *, augment: bool, batch_size: int, num_workers: int,
                shuffle: bool = False, seed: int = 0) -> DataLoader:
@@ -439,6 +436,7 @@ class ProbeConfig:
     knn: bool = False
     domain_aware: bool = False
     progress_bar: bool = False
+    dali: bool = False  # augmented mode, image folders: batches through NVIDIA DALI when installed
     logger: Any = None  # a Lightning logger for the augmented mode (wandb)
 
     def __post_init__(self):
@@ -478,8 +476,10 @@ def _train_augmented(backbone: nn.Module, feat_dim: int, data: EvalData, indices
         enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=cfg.progress_bar,
         num_sanity_val_steps=0, log_every_n_steps=10,
     )
-    loader = data.loader("train", indices, augment=True, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
-                         shuffle=True, seed=cfg.seed)
+    from cassle.eval.offline_loader import probe_train_loader
+
+    loader = probe_train_loader(data, indices, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+                                seed=cfg.seed, dali=cfg.dali, device=cfg.device)
     with warnings.catch_warnings():  # the frozen backbone is in eval mode on purpose
         warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")
         trainer.fit(probe, train_dataloaders=loader)

@@ -34,6 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .eval_protocol import label as protocol_label
 from .metrics import as_matrix, average_accuracy, forgetting, forward_transfer
 
 __all__ = ["write_report", "format_results", "log_to_wandb", "PNG_SIZE_IN", "PNG_DPI", "PNG_SIZE_PX", "PNG_SIZE_PX_DOMAINS",
@@ -103,7 +104,8 @@ def _heatmap(fig, ax, arr: np.ndarray, rows: list[str], cols: list[str], xlabel:
             ax.text(j, i, f"{arr[i, j]:.1f}", ha="center", va="center", color=colour, fontsize=size)
 
 
-def _write_png(path: Path, arr: np.ndarray, names: list[str], A, F, T, aware: dict | None = None) -> None:
+def _write_png(path: Path, arr: np.ndarray, names: list[str], A, F, T, aware: dict | None = None,
+               protocol: str = "") -> None:
     """The accuracy matrix; with domain-aware results a second panel beside it (twice as wide)."""
     # Figure + Agg canvas directly: no pyplot global state, works headless, no backend switching.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -112,7 +114,7 @@ def _write_png(path: Path, arr: np.ndarray, names: list[str], A, F, T, aware: di
     fig = Figure(figsize=PNG_SIZE_IN if aware is None else PNG_SIZE_IN_DOMAINS, dpi=PNG_DPI)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1 if aware is None else 2, 1)
-    title = f"A = {_fmt(A)}   F = {_fmt(F)}   T = {_fmt(T)}"
+    title = f"A = {_fmt(A)}   F = {_fmt(F)}   T = {_fmt(T)}" + (f"\n{protocol}" if protocol else "")
     if aware is None:
         _heatmap(fig, ax, arr, names, names, "evaluated on task j", title)
     else:  # two panels: smaller titles so they stay clear of the colour bars
@@ -135,9 +137,10 @@ def _write_summary(path: Path, results: dict[str, Any]) -> None:
     lines += [f"| {name} | " + " | ".join(f"{v:.2f}" for v in row) + " |" for name, row in zip(names, arr)]
     if results["random_baseline"] is not None:
         lines.append("| random init | " + " | ".join(f"{v:.2f}" for v in results["random_baseline"]) + " |")
-    lines += ["", f"- A (average accuracy, %): {_fmt(results['A'])}",
-              f"- F (forgetting, %): {_fmt(results['F'])}",
-              f"- T (forward transfer, %): {_fmt(results['T'])}"
+    said = f" [{protocol_label(results['protocol'])}]"
+    lines += ["", f"- A (average accuracy, %): {_fmt(results['A'])}{said}",
+              f"- F (forgetting, %): {_fmt(results['F'])}{said}",
+              f"- T (forward transfer, %): {_fmt(results['T'])}{said}"
               + (f" ({results['extra']['T_undefined']})" if results["extra"].get("T_undefined") else "")]
     if aware is not None:
         domains = aware["domains"]
@@ -242,7 +245,7 @@ def write_report(
         if aware is not None:
             _write_csv(tmp / DOMAIN_AWARE_CSV, np.asarray(aware["matrix"]), names, aware["domains"],
                        corner="after_task \\ domain")
-        _write_png(tmp / "accuracy_matrix.png", arr, names, A, F, T, aware)
+        _write_png(tmp / "accuracy_matrix.png", arr, names, A, F, T, aware, protocol_label(results["protocol"]))
         _write_summary(tmp / "summary.md", results)
         (tmp / "results.json").write_text(payload + "\n")
         (out / "results.json").unlink(missing_ok=True)  # stale results must not describe new files
@@ -270,7 +273,8 @@ def format_results(results: dict[str, Any]) -> str:
     aware = results.get("domain_aware")
     lines = ["domain-agnostic accuracy (%), one classifier for all domains:" if aware else "accuracy matrix (%):"]
     lines += _text_table("after task \\ eval on", names, names, results["accuracy_matrix"], base)
-    lines.append(f"A = {_fmt(results['A'])}  F = {_fmt(results['F'])}  T = {_fmt(results['T'])}")
+    lines.append(f"A = {_fmt(results['A'])}  F = {_fmt(results['F'])}  T = {_fmt(results['T'])}  "
+                 f"[{protocol_label(results.get('protocol'))}]")
     if aware is not None:
         abase = [("random init", aware["random_baseline"])] if aware.get("random_baseline") is not None else []
         lines += ["domain-aware accuracy (%), one classifier per domain:"]

@@ -26,6 +26,8 @@ from cassle.eval.linear import (
     evaluate_backbone, evaluate_online, load_backbone_from_checkpoint, load_online_classifier, random_backbone,
     read_checkpoint_file, reference_lr,
 )
+from cassle.eval.eval_protocol import tags as protocol_tags
+from cassle.eval.offline_loader import describe as describe_augmentation
 from cassle.utils.checkpoint import atomic_torch_save
 
 __all__ = ["evaluate_checkpoint", "evaluate_run_dir", "check_run_dir", "resolve_data", "probe_config", "RunPlan"]
@@ -114,8 +116,10 @@ def resolve_data(opts: argparse.Namespace, hp: dict) -> EvalData:
 
 def _precision(opts) -> str:
     p = str(getattr(opts, "precision", "auto") or "auto")
-    if p == "auto":
-        return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32"
+    if p == "auto":  # the rule of cassle.utils.precision (native bf16 only)
+        from cassle.utils.precision import native_bf16
+
+        return "bf16-mixed" if native_bf16() else "32"
     return {"16": "16-mixed", "bf16": "bf16-mixed", "32-true": "32"}.get(p, p)
 
 
@@ -140,6 +144,7 @@ def probe_config(opts: argparse.Namespace, hp: dict, mode: str) -> tuple[ProbeCo
         seed=seed, num_workers=opts.num_workers if opts.num_workers is not None else int(hp.get("num_workers", 4)),
         accelerator=opts.accelerator, precision=_precision(opts), knn=opts.knn,
         domain_aware=opts.domain_eval in ("aware", "both"), progress_bar=opts.progress_bar,
+        dali=bool(getattr(opts, "dali", False)),
     )
     return cfg, lr_source
 
@@ -151,8 +156,7 @@ def _protocol(opts, cfg: ProbeConfig, data: EvalData, lr_source: str, method: st
         "mode": cfg.mode, "epochs": cfg.epochs, "lr": cfg.lr, "lr_source": lr_source, "optimizer": "sgd",
         "momentum": cfg.momentum, "weight_decay": cfg.weight_decay, "batch_size": cfg.batch_size,
         "lr_milestones": milestones, "lr_gamma": 0.1,
-        "train_augmentation": (f"RandomResizedCrop({data.crop_size}, scale=(0.08, 1)) + horizontal flip"
-                               if cfg.mode == "augmented" else "none: features extracted once, probe on cached features"),
+        "train_augmentation": (describe_augmentation(data, cfg.dali) if cfg.mode == "augmented" else "none: features extracted once, probe on cached features"),
         "label_fraction": cfg.label_fraction if cfg.label_fraction is not None else 1.0,
         "feature_standardization": cfg.mode == "fast",
     }
@@ -175,6 +179,7 @@ def _protocol(opts, cfg: ProbeConfig, data: EvalData, lr_source: str, method: st
         proto["random_baseline_probe"] = probe
     if cfg.knn:
         proto["knn"] = {"k": KNN_K, "T": KNN_T, "distances": list(DISTANCES), "weighted": True}
+    proto.update(protocol_tags(proto))  # eval_protocol (paper / fast / custom) and its label
     return proto
 
 

@@ -5,6 +5,9 @@ batch (SimCLR/SupCon, VICReg; Barlow Twins averages only its correlation matrix)
 ``global_batch=True`` argument (``--distributed_loss global``) computes the exact loss of the
 concatenated batch instead. Sinkhorn-Knopp always sums over processes (as the reference). The
 communication goes through :mod:`cassle.utils.distributed`.
+
+Layer: lowest. Imports torch and the leaf utility ``cassle.utils.distributed`` only; never
+methods, distillers, strategies, continual or eval (tests/test_house.py checks it).
 """
 
 from cassle.losses.barlow import barlow_loss_func

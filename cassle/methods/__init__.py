@@ -1,4 +1,8 @@
-"""The six self-supervised methods. The key is the `--method` value."""
+"""The six self-supervised methods. The key is the `--method` value.
+
+Layer: model. One file per method over ``BaseMethod`` / ``BaseMomentumMethod``; imports backbones,
+losses, utils and eval's kNN monitor (``cassle.eval.knn``); never distillers, strategies or continual.
+"""
 from cassle.methods.barlow_twins import BarlowTwins
 from cassle.methods.base import BaseMethod, StepOutput
 from cassle.methods.byol import BYOL

@@ -22,7 +22,7 @@ class BarlowTwins(BaseMethod):
         group.add_argument("--proj_hidden_dim", type=int, default=2048)
         group.add_argument("--output_dim", type=int, default=2048)
         group.add_argument("--lamb", type=float, default=0.005, help="off-diagonal weight")
-        group.add_argument("--scale_loss", type=float, default=0.1, help="CIFAR scripts: 0.1")
+        group.add_argument("--scale_loss", type=float, default=0.025, help="CIFAR scripts: 0.1")
 
     def learnable_params(self) -> list[dict]:
         return super().learnable_params() + [

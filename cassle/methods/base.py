@@ -94,12 +94,12 @@ class BaseMethod(pl.LightningModule):
                            help="reference spelling of --optimizer lars (SGD wrapped in LARS)")
         group.add_argument("--lr", type=float, default=0.3,
                            help="per 256 images: scaled by batch_size x devices / 256")
-        group.add_argument("--classifier_lr", type=float, default=0.1,
+        group.add_argument("--classifier_lr", type=float, default=0.3,
                            help="online classifier lr, used as given (not scaled, like the "
                                 "reference), no weight decay")
         group.add_argument("--weight_decay", type=float, default=1e-4)
         group.add_argument("--momentum", type=float, default=0.9, help="SGD/LARS momentum")
-        group.add_argument("--eta_lars", type=float, default=0.02, help="LARS trust coefficient")
+        group.add_argument("--eta_lars", type=float, default=1e-3, help="LARS trust coefficient")
         group.add_argument("--grad_clip_lars", action="store_true",
                            help="clip the LARS trust ratio at 1 (relative to the lr)")
         group.add_argument("--exclude_bias_n_norm", action="store_true",

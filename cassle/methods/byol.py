@@ -22,9 +22,9 @@ class BYOL(BaseMomentumMethod):
     def add_model_specific_args(parser: argparse.ArgumentParser) -> None:
         BaseMomentumMethod.add_model_specific_args(parser)
         group = parser.add_argument_group("byol")
-        group.add_argument("--proj_hidden_dim", type=int, default=4096)
+        group.add_argument("--proj_hidden_dim", type=int, default=2048)
         group.add_argument("--output_dim", type=int, default=256)
-        group.add_argument("--pred_hidden_dim", type=int, default=4096)
+        group.add_argument("--pred_hidden_dim", type=int, default=512)
 
     def learnable_params(self) -> list[dict]:
         return super().learnable_params() + [

@@ -26,12 +26,11 @@ class MoCoV2Plus(BaseMomentumMethod):
     @staticmethod
     def add_model_specific_args(parser: argparse.ArgumentParser) -> None:
         BaseMomentumMethod.add_model_specific_args(parser)
-        parser.set_defaults(final_tau_momentum=0.999)
         group = parser.add_argument_group("mocov2plus")
         group.add_argument("--proj_hidden_dim", type=int, default=2048)
         group.add_argument("--output_dim", type=int, default=128)
-        group.add_argument("--temperature", type=float, default=0.2)
-        group.add_argument("--queue_size", type=int, default=32768)
+        group.add_argument("--temperature", type=float, default=0.1)
+        group.add_argument("--queue_size", type=int, default=65536)
 
     def learnable_params(self) -> list[dict]:
         return super().learnable_params() + [

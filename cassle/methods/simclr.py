@@ -22,8 +22,8 @@ class SimCLR(BaseMethod):
         BaseMethod.add_model_specific_args(parser)
         group = parser.add_argument_group("simclr")
         group.add_argument("--proj_hidden_dim", type=int, default=2048)
-        group.add_argument("--output_dim", type=int, default=256)
-        group.add_argument("--temperature", type=float, default=0.2)
+        group.add_argument("--output_dim", type=int, default=128)
+        group.add_argument("--temperature", type=float, default=0.1)
         group.add_argument("--supervised", action="store_true",
                            help="SupCon: images of the same label are positives too")
 

@@ -56,8 +56,8 @@ class SwAV(BaseMethod):
         group.add_argument("--sk_epsilon", type=float, default=0.05)
         group.add_argument("--sk_iters", type=int, default=3)
         group.add_argument("--queue_size", type=int, default=3840)
-        group.add_argument("--epoch_queue_starts", type=int, default=50)
-        group.add_argument("--freeze_prototypes_epochs", type=int, default=2)
+        group.add_argument("--epoch_queue_starts", type=int, default=15)
+        group.add_argument("--freeze_prototypes_epochs", type=int, default=1)
 
     def learnable_params(self) -> list[dict]:
         return super().learnable_params() + [

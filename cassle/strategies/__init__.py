@@ -1,17 +1,23 @@
 """Continual strategies beyond CaSSLe, one flag for any SSL method: ``--cl_strategy NAME [NAME]``.
 
-The key is the CLI value. Combinations: at most one replay strategy (replay, der, lump) with any
+The key is the CLI value. Combinations: at most one replay strategy (replay, der, derpp, lump) with any
 regularisers, and any of them with a CaSSLe ``--distiller`` (e.g. ``--distiller predictive
 --cl_strategy replay``, ``--cl_strategy pfr replay``).
+
+Layer: model, above methods. One file per strategy over ``Strategy``; imports methods, losses
+and data (buffers, task subsets); never continual or eval.
 """
 from __future__ import annotations
 
 import argparse
 
 from cassle.strategies.base import Strategy, StrategyMixin, TaskEndCallback, adaptive_factor
+from cassle.strategies.co2l import Co2L, add_co2l_args
+from cassle.strategies.derpp import DERPP, add_derpp_args
 from cassle.strategies.ewc import EWC
 from cassle.strategies.frozen import POD, PFR, LessForget
 from cassle.strategies.replay import DER, LUMP, Replay
+from cassle.strategies.si import SI, add_si_args
 
 STRATEGIES: dict[str, type[Strategy]] = {
     "ewc": EWC,
@@ -21,6 +27,9 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "less_forget": LessForget,
     "pod": POD,
     "pfr": PFR,
+    "si": SI,
+    "derpp": DERPP,
+    "co2l": Co2L,
 }
 
 
@@ -28,13 +37,14 @@ def add_strategy_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("continual strategies (--cl_strategy; --strategy is Lightning's)")
     g.add_argument("--cl_strategy", nargs="+", default=None, metavar="NAME",
                    help=f"one or more of {', '.join(STRATEGIES)}: at most one replay strategy "
-                        "(replay, der, lump); combinable with --distiller (CaSSLe + replay)")
+                        "(replay, der, derpp, lump); combinable with --distiller (CaSSLe + replay)")
     g.add_argument("--buffer_size", type=int, default=None,
-                   help="replay buffer slots (images). Default: 500 for replay/der (a buffer size "
+                   help="replay buffer slots (images). Default: 500 for replay/der/derpp (a buffer size "
                         "of Buzzega et al. 2020's CIFAR benchmarks), 256 for lump (Madaan et al. 2022)")
     g.add_argument("--replay_batch_size", type=int, default=None,
-                   help="buffer images per step for replay/der (default: --batch_size, as Madaan "
-                        "et al. 2022's SSL adaptations); lump always mixes one per current image")
+                   help="buffer images per step for replay/der (derpp: per draw, two draws) (default: "
+                        "--batch_size, as Madaan et al. 2022's SSL adaptations); lump always mixes one "
+                        "per current image")
     g.add_argument("--der_alpha", type=float, default=0.4,
                    help="DER weight alpha (Buzzega et al. 2020); 0.4: Madaan et al. 2022's SSL "
                         "adaptation of DER")
@@ -57,6 +67,9 @@ def add_strategy_args(parser: argparse.ArgumentParser) -> None:
                         "weight of the CaSSLe distillers)")
     g.add_argument("--pfr_proj_hidden_dim", type=int, default=None,
                    help="hidden width of PFR's temporal projector (default d/2, Gomez-Villa et al.)")
+    add_si_args(g)
+    add_derpp_args(g)
+    add_co2l_args(g)
 
 
 def check_strategy_names(names) -> list[str]:
@@ -69,7 +82,7 @@ def check_strategy_names(names) -> list[str]:
         raise ValueError(f"--cl_strategy names a strategy twice: {' '.join(names)}")
     replays = [n for n in names if STRATEGIES[n].kind == "replay"]
     if len(replays) > 1:
-        raise ValueError(f"--cl_strategy {' '.join(replays)}: choose one replay strategy (replay, der, lump)")
+        raise ValueError(f"--cl_strategy {' '.join(replays)}: choose one replay strategy (replay, der, derpp, lump)")
     return names
 
 
@@ -105,6 +118,9 @@ def validate_strategy_args(args, datamodule) -> None:
         if size > seen:
             raise ValueError(f"--buffer_size {size} is larger than the {seen} training images seen up to "
                              f"task {args.task_idx}; use at most {seen}")
+    for c in classes:  # a strategy's own flag checks (SI, DER++, Co2L)
+        if hasattr(c, "check_args"):
+            c.check_args(args)
     if "ewc" in names and args.ewc_lamb < 0:
         raise ValueError(f"--ewc_lamb must be >= 0, got {args.ewc_lamb}")
 

@@ -9,7 +9,13 @@ four seams, each called by ``StrategyMixin`` (methods stay untouched):
 * ``loss(model, views, out, ctx) -> (term, logs)``: an extra loss term (already weighted);
 * ``after_step(model, indexes, targets, out, ctx)``: e.g. offer the batch to the buffer;
 * ``on_task_end(model, trainer)``: after the task's last step and *before* the final checkpoint
-  is written (``TaskEndCallback``), e.g. EWC's Fisher.
+  is written (``TaskEndCallback``), e.g. EWC's Fisher;
+* ``before_optimizer_step(model)`` / ``after_optimizer_step(model)``: around each optimiser step
+  (gradients unscaled, before Lightning's clipping / after the step), e.g. SI's path integral.
+
+Each strategy's loss term is logged as ``train/<name>_loss`` and shown on the console with the
+extra step logs it names in ``console_keys``; ``cassle.strategies.monitor`` adds the replay share
+of the batch (and LUMP's lambda) at every step and the buffer report at each task end.
 
 Three kinds share this interface: frozen-model regularisers (``needs_frozen``: they read the
 previous task's frozen backbone, the same snapshot the CaSSLe mixin uses when combined with a
@@ -25,6 +31,8 @@ import torch
 from torch import nn
 
 from cassle.methods.base import StepOutput
+from cassle.strategies.monitor import console_metrics as _console_metrics
+from cassle.strategies.monitor import start_step, step_logs, task_end_report
 
 # Parameter-name prefixes that are not the SSL model itself (EWC ignores them).
 NOT_SSL_MODEL = ("classifier.", "frozen_", "strategies.", "distiller.", "momentum_")
@@ -34,6 +42,7 @@ class Strategy(nn.Module):
     name = ""
     kind = "regularizer"  # "regularizer" (frozen model), "penalty" (weights) or "replay"
     needs_frozen = False  # reads frozen_backbone from task 1 on
+    console_keys: tuple[str, ...] = ()  # step logs shown on the console besides <name>_loss
 
     def __init__(self, model, args):
         super().__init__()
@@ -54,6 +63,10 @@ class Strategy(nn.Module):
     def after_step(self, model, indexes, targets, out: StepOutput, ctx: dict) -> None: ...
 
     def on_task_end(self, model, trainer) -> None: ...
+
+    def before_optimizer_step(self, model) -> None: ...
+
+    def after_optimizer_step(self, model) -> None: ...
 
 
 def adaptive_factor(task_idx: int) -> float:
@@ -103,6 +116,22 @@ class StrategyMixin:
     def on_task_end(self, trainer) -> None:
         for s in self.strategies.values():
             s.on_task_end(self, trainer)
+        task_end_report(self, trainer)
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        super().on_before_optimizer_step(optimizer)
+        for s in self.strategies.values():
+            s.before_optimizer_step(self)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        super().on_train_batch_end(outputs, batch, batch_idx)
+        for s in self.strategies.values():
+            s.after_optimizer_step(self)
+
+    @property
+    def console_metrics(self) -> dict[str, str]:
+        """Logged keys the console's epoch line shows besides the SSL loss (ConsoleProgress)."""
+        return _console_metrics(self.strategies.values())
 
     def learnable_params(self) -> list[dict]:
         params = [p for s in self.strategies.values() for p in s.parameters() if p.requires_grad]
@@ -132,6 +161,7 @@ class StrategyMixin:
     def ssl_step(self, views, targets) -> StepOutput:
         n = views[0].shape[0]
         ctx: dict = {"n": n}
+        start_step(self.strategies.values())
         for s in self.strategies.values():
             views = s.batch_hook(self, views, ctx)
         out = super().ssl_step(views, targets)
@@ -145,6 +175,7 @@ class StrategyMixin:
             # allocate its accumulators from host data, a stall on GPUs.
             out.logs[f"{s.name}_loss"] = term.detach() if term is not None else out.loss.new_zeros(())
             out.logs.update(logs)
+        out.logs.update(step_logs(self.strategies.values(), ctx, out.loss))
         for s in self.strategies.values():
             s.after_step(self, self._step_indexes, targets, out, ctx)
         # The online classifier and the kNN monitor see the current batch only.

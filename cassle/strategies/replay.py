@@ -34,6 +34,7 @@ class _Replay(Strategy):
 
     def replay_views(self, n: int) -> tuple[list[torch.Tensor], torch.Tensor]:
         slots = self.buffer.sample(n)
+        self.__dict__["step_replayed"] = self.__dict__.get("step_replayed", 0) + n  # monitor.step_logs
         return self.source.views(self.buffer.indices[slots]), slots
 
     def after_step(self, model, indexes, targets, out, ctx) -> None:

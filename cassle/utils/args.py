@@ -79,7 +79,8 @@ def add_trainer_args(parser: argparse.ArgumentParser) -> None:
                        help="unpickle --pretrained_model / --resume_from_checkpoint fully, running "
                             "any code they carry: only for files whose origin you know (default: "
                             "data only, see README)")
-    group.add_argument("--max_epochs", type=int, default=100, help="epochs per task")
+    group.add_argument("--max_epochs", type=int, default=1000,
+                       help="epochs per task (default: Lightning 1.5's, which the reference used)")
     group.add_argument("--max_steps", type=int, default=-1, help="stop a task early (smoke runs)")
     group.add_argument("--limit_train_batches", type=float, default=None)
     group.add_argument("--limit_val_batches", type=float, default=None)

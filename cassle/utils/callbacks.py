@@ -137,7 +137,9 @@ class ConsoleProgress(pl.Callback):
 
     def _values(self, trainer) -> dict[str, float]:
         metrics = trainer.callback_metrics
-        return {short: float(metrics[key]) for key, short in self.METRICS.items() if key in metrics}
+        # The continual strategies' loss terms and activity (replay share, LUMP's lambda) too.
+        keys = {**self.METRICS, **getattr(trainer.lightning_module, "console_metrics", {})}
+        return {short: float(metrics[key]) for key, short in keys.items() if key in metrics}
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._start = time.monotonic()

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # CaSSLe paper, CIFAR-100 class-incremental, 5 tasks x 500 epochs, ResNet-18, 1 GPU:
 # Barlow Twins + DER (Buzzega et al., 2020).
+# Strategy hyperparameters, all stated below (none left to a default), and their sources:
+#   --buffer_size 500: Buzzega et al. 2020, the mid-size buffer of their CIFAR benchmarks
+#   --replay_batch_size 256: the batch size (divyam3897/UCL models/der.py: train.batch_size)
+#   --der_alpha 0.4: divyam3897/UCL configs train.alpha, tuned there for SSL (Madaan et al. 2022)
 # Run all tasks: DATA_DIR=/path/to/cifar100 python job_launcher.py --script bash_files/continual/cifar/barlow_der.sh
 # DATA_DIR holds torchvision's cifar-100-python/ (or train_*.npz + test.npz).
 python main_continual.py \
@@ -43,6 +47,9 @@ python main_continual.py \
     --output_dim 2048 \
     --lamb 0.005 \
     --scale_loss 0.1 \
+    --buffer_size 500 \
+    --replay_batch_size 256 \
+    --der_alpha 0.4 \
     --cl_strategy der \
     --name barlow-cifar100-der \
     --project cassle \

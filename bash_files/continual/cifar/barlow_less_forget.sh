@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # CaSSLe paper, CIFAR-100 class-incremental, 5 tasks x 500 epochs, ResNet-18, 1 GPU:
 # Barlow Twins + Less-Forget (Hou et al., 2019).
+# Strategy hyperparameters, all stated below (none left to a default), and their sources:
+#   --less_forget_lamb 5.0: lambda_base of Hou et al. 2019 (LUCIR), times sqrt(old / new tasks)
 # Run all tasks: DATA_DIR=/path/to/cifar100 python job_launcher.py --script bash_files/continual/cifar/barlow_less_forget.sh
 # DATA_DIR holds torchvision's cifar-100-python/ (or train_*.npz + test.npz).
 python main_continual.py \
@@ -43,6 +45,7 @@ python main_continual.py \
     --output_dim 2048 \
     --lamb 0.005 \
     --scale_loss 0.1 \
+    --less_forget_lamb 5.0 \
     --cl_strategy less_forget \
     --name barlow-cifar100-less-forget \
     --project cassle \

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # CaSSLe paper, CIFAR-100 class-incremental, 5 tasks x 500 epochs, ResNet-18, 1 GPU:
 # BYOL + DER (Buzzega et al., 2020).
+# Strategy hyperparameters, all stated below (none left to a default), and their sources:
+#   --buffer_size 500: Buzzega et al. 2020, the mid-size buffer of their CIFAR benchmarks
+#   --replay_batch_size 256: the batch size (divyam3897/UCL models/der.py: train.batch_size)
+#   --der_alpha 0.4: divyam3897/UCL configs train.alpha, tuned there for SSL (Madaan et al. 2022)
 # Run all tasks: DATA_DIR=/path/to/cifar100 python job_launcher.py --script bash_files/continual/cifar/byol_der.sh
 # DATA_DIR holds torchvision's cifar-100-python/ (or train_*.npz + test.npz).
-# The reference's --momentum_classifier (an extra classifier on the momentum backbone) has no
-# equivalent here; it only monitors, it never changes the backbone.
+# --momentum_classifier (as the reference): a second online classifier on the momentum backbone;
+# it only monitors, it never changes the backbone.
 python main_continual.py \
     --method byol \
     --dataset cifar100 \
@@ -46,6 +50,10 @@ python main_continual.py \
     --pred_hidden_dim 4096 \
     --base_tau_momentum 0.99 \
     --final_tau_momentum 1.0 \
+    --momentum_classifier \
+    --buffer_size 500 \
+    --replay_batch_size 256 \
+    --der_alpha 0.4 \
     --cl_strategy der \
     --name byol-cifar100-der \
     --project cassle \

@@ -4,8 +4,8 @@
 # Run all tasks: DATA_DIR=/path/to/cifar100 python job_launcher.py --script bash_files/continual/cifar/byol_distill.sh
 # DATA_DIR holds torchvision's cifar-100-python/ (or train_*.npz + test.npz).
 # The launcher drops the distiller flags for task 0 and gives task t the checkpoint of task t-1.
-# The reference's --momentum_classifier (an extra classifier on the momentum backbone) has no
-# equivalent here; it only monitors, it never changes the backbone.
+# --momentum_classifier (as the reference): a second online classifier on the momentum backbone;
+# it only monitors, it never changes the backbone.
 python main_continual.py \
     --method byol \
     --dataset cifar100 \
@@ -47,6 +47,7 @@ python main_continual.py \
     --pred_hidden_dim 4096 \
     --base_tau_momentum 0.99 \
     --final_tau_momentum 1.0 \
+    --momentum_classifier \
     --distiller predictive \
     --distill_lamb 1.0 \
     --distill_proj_hidden_dim 2048 \

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # CaSSLe paper, CIFAR-100 class-incremental, 5 tasks x 500 epochs, ResNet-18, 1 GPU:
 # BYOL + LUMP (Madaan et al., 2022).
+# Strategy hyperparameters, all stated below (none left to a default), and their sources:
+#   --buffer_size 256: divyam3897/UCL configs model.buffer_size (Madaan et al. 2022)
+#   --lump_alpha 0.4: mixup lambda ~ Beta(0.4, 0.4), divyam3897/UCL configs train.alpha
 # Run all tasks: DATA_DIR=/path/to/cifar100 python job_launcher.py --script bash_files/continual/cifar/byol_lump.sh
 # DATA_DIR holds torchvision's cifar-100-python/ (or train_*.npz + test.npz).
-# The reference's --momentum_classifier (an extra classifier on the momentum backbone) has no
-# equivalent here; it only monitors, it never changes the backbone.
+# --momentum_classifier (as the reference): a second online classifier on the momentum backbone;
+# it only monitors, it never changes the backbone.
 python main_continual.py \
     --method byol \
     --dataset cifar100 \
@@ -46,6 +49,9 @@ python main_continual.py \
     --pred_hidden_dim 4096 \
     --base_tau_momentum 0.99 \
     --final_tau_momentum 1.0 \
+    --momentum_classifier \
+    --buffer_size 256 \
+    --lump_alpha 0.4 \
     --cl_strategy lump \
     --name byol-cifar100-lump \
     --project cassle \

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # CaSSLe paper, CIFAR-100 class-incremental, 5 tasks x 500 epochs, ResNet-18, 1 GPU:
 # BYOL + POD-spatial (Douillard et al., 2020).
+# Strategy hyperparameters, all stated below (none left to a default), and their sources:
+#   --pod_lamb 3.0: lambda_spatial of Douillard et al. 2020 (PODNet, CIFAR-100), times sqrt(old / new tasks)
 # Run all tasks: DATA_DIR=/path/to/cifar100 python job_launcher.py --script bash_files/continual/cifar/byol_pod.sh
 # DATA_DIR holds torchvision's cifar-100-python/ (or train_*.npz + test.npz).
-# The reference's --momentum_classifier (an extra classifier on the momentum backbone) has no
-# equivalent here; it only monitors, it never changes the backbone.
+# --momentum_classifier (as the reference): a second online classifier on the momentum backbone;
+# it only monitors, it never changes the backbone.
 python main_continual.py \
     --method byol \
     --dataset cifar100 \
@@ -46,6 +48,8 @@ python main_continual.py \
     --pred_hidden_dim 4096 \
     --base_tau_momentum 0.99 \
     --final_tau_momentum 1.0 \
+    --momentum_classifier \
+    --pod_lamb 3.0 \
     --cl_strategy pod \
     --name byol-cifar100-pod \
     --project cassle \

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # CaSSLe paper, CIFAR-100 class-incremental, 5 tasks x 500 epochs, ResNet-18, 1 GPU:
 # BYOL + ER (experience replay, reservoir buffer).
+# Strategy hyperparameters, all stated below (none left to a default), and their sources:
+#   --buffer_size 500: Buzzega et al. 2020, the mid-size buffer of their CIFAR benchmarks
+#   --replay_batch_size 256: the batch size, as Madaan et al. 2022's SSL adaptations (divyam3897/UCL)
 # Run all tasks: DATA_DIR=/path/to/cifar100 python job_launcher.py --script bash_files/continual/cifar/byol_replay.sh
 # DATA_DIR holds torchvision's cifar-100-python/ (or train_*.npz + test.npz).
-# The reference's --momentum_classifier (an extra classifier on the momentum backbone) has no
-# equivalent here; it only monitors, it never changes the backbone.
+# --momentum_classifier (as the reference): a second online classifier on the momentum backbone;
+# it only monitors, it never changes the backbone.
 python main_continual.py \
     --method byol \
     --dataset cifar100 \
@@ -46,6 +49,9 @@ python main_continual.py \
     --pred_hidden_dim 4096 \
     --base_tau_momentum 0.99 \
     --final_tau_momentum 1.0 \
+    --momentum_classifier \
+    --buffer_size 500 \
+    --replay_batch_size 256 \
     --cl_strategy replay \
     --name byol-cifar100-replay \
     --project cassle \

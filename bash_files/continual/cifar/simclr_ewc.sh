@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # CaSSLe paper, CIFAR-100 class-incremental, 5 tasks x 500 epochs, ResNet-18, 1 GPU:
 # SimCLR + EWC (Kirkpatrick et al., 2017).
+# Strategy hyperparameters, all stated below (none left to a default), and their sources:
+#   --ewc_lamb 100: no paper value for an SSL loss; this repo's CPU checks (penalty 3-15% of the loss), tune on a grid
+#   --ewc_fisher_batches 0: every batch of the finished task, one pass (Kirkpatrick et al., 2017)
 # Run all tasks: DATA_DIR=/path/to/cifar100 python job_launcher.py --script bash_files/continual/cifar/simclr_ewc.sh
 # DATA_DIR holds torchvision's cifar-100-python/ (or train_*.npz + test.npz).
 python main_continual.py \
@@ -42,6 +45,8 @@ python main_continual.py \
     --proj_hidden_dim 2048 \
     --output_dim 256 \
     --temperature 0.2 \
+    --ewc_lamb 100 \
+    --ewc_fisher_batches 0 \
     --cl_strategy ewc \
     --name simclr-cifar100-ewc \
     --project cassle \

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # CaSSLe paper, CIFAR-100 class-incremental, 5 tasks x 500 epochs, ResNet-18, 1 GPU:
 # SimCLR + Less-Forget (Hou et al., 2019).
+# Strategy hyperparameters, all stated below (none left to a default), and their sources:
+#   --less_forget_lamb 5.0: lambda_base of Hou et al. 2019 (LUCIR), times sqrt(old / new tasks)
 # Run all tasks: DATA_DIR=/path/to/cifar100 python job_launcher.py --script bash_files/continual/cifar/simclr_less_forget.sh
 # DATA_DIR holds torchvision's cifar-100-python/ (or train_*.npz + test.npz).
 python main_continual.py \
@@ -42,6 +44,7 @@ python main_continual.py \
     --proj_hidden_dim 2048 \
     --output_dim 256 \
     --temperature 0.2 \
+    --less_forget_lamb 5.0 \
     --cl_strategy less_forget \
     --name simclr-cifar100-less-forget \
     --project cassle \

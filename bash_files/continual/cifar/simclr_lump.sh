@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # CaSSLe paper, CIFAR-100 class-incremental, 5 tasks x 500 epochs, ResNet-18, 1 GPU:
 # SimCLR + LUMP (Madaan et al., 2022).
+# Strategy hyperparameters, all stated below (none left to a default), and their sources:
+#   --buffer_size 256: divyam3897/UCL configs model.buffer_size (Madaan et al. 2022)
+#   --lump_alpha 0.4: mixup lambda ~ Beta(0.4, 0.4), divyam3897/UCL configs train.alpha
 # Run all tasks: DATA_DIR=/path/to/cifar100 python job_launcher.py --script bash_files/continual/cifar/simclr_lump.sh
 # DATA_DIR holds torchvision's cifar-100-python/ (or train_*.npz + test.npz).
 python main_continual.py \
@@ -42,6 +45,8 @@ python main_continual.py \
     --proj_hidden_dim 2048 \
     --output_dim 256 \
     --temperature 0.2 \
+    --buffer_size 256 \
+    --lump_alpha 0.4 \
     --cl_strategy lump \
     --name simclr-cifar100-lump \
     --project cassle \

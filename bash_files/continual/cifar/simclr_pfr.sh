@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # CaSSLe paper, CIFAR-100 class-incremental, 5 tasks x 500 epochs, ResNet-18, 1 GPU:
 # SimCLR + PFR (Gomez-Villa et al., 2022).
+# Strategy hyperparameters, all stated below (none left to a default), and their sources:
+#   --pfr_lamb 1.0: the weight of the CaSSLe distillers (Gomez-Villa et al. 2022 tune lambda per setting)
+#   --pfr_proj_hidden_dim 256: d/2 of ResNet-18's 512 features (Gomez-Villa et al. 2022)
 # Run all tasks: DATA_DIR=/path/to/cifar100 python job_launcher.py --script bash_files/continual/cifar/simclr_pfr.sh
 # DATA_DIR holds torchvision's cifar-100-python/ (or train_*.npz + test.npz).
 python main_continual.py \
@@ -42,6 +45,8 @@ python main_continual.py \
     --proj_hidden_dim 2048 \
     --output_dim 256 \
     --temperature 0.2 \
+    --pfr_lamb 1.0 \
+    --pfr_proj_hidden_dim 256 \
     --cl_strategy pfr \
     --name simclr-cifar100-pfr \
     --project cassle \

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # CaSSLe paper, CIFAR-100 class-incremental, 5 tasks x 500 epochs, ResNet-18, 1 GPU:
 # SimCLR + ER (experience replay, reservoir buffer).
+# Strategy hyperparameters, all stated below (none left to a default), and their sources:
+#   --buffer_size 500: Buzzega et al. 2020, the mid-size buffer of their CIFAR benchmarks
+#   --replay_batch_size 256: the batch size, as Madaan et al. 2022's SSL adaptations (divyam3897/UCL)
 # Run all tasks: DATA_DIR=/path/to/cifar100 python job_launcher.py --script bash_files/continual/cifar/simclr_replay.sh
 # DATA_DIR holds torchvision's cifar-100-python/ (or train_*.npz + test.npz).
 python main_continual.py \
@@ -42,6 +45,8 @@ python main_continual.py \
     --proj_hidden_dim 2048 \
     --output_dim 256 \
     --temperature 0.2 \
+    --buffer_size 500 \
+    --replay_batch_size 256 \
     --cl_strategy replay \
     --name simclr-cifar100-replay \
     --project cassle \

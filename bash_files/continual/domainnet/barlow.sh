@@ -4,7 +4,8 @@
 # Run all tasks: DATA_DIR=/path/to/domainnet python job_launcher.py --script bash_files/continual/domainnet/barlow.sh
 # DATA_DIR holds {domain}_train.txt / {domain}_test.txt and the image folders they list.
 # The paper's accuracy comes from offline linear evaluation after the last task; the online classifier
-# (validated every 10 epochs) only monitors.
+# only monitors; as in the reference it is not validated during pretraining (--check_val_every_n_epoch
+# 9999: lower it to watch it, each validation pass costs about a tenth of a training epoch).
 python main_continual.py \
     --method barlow_twins \
     --dataset domainnet \
@@ -27,7 +28,7 @@ python main_continual.py \
     --grad_clip_lars \
     --exclude_bias_n_norm \
     --lr 0.4 \
-    --classifier_lr 0.1 \
+    --classifier_lr 0.3 \
     --weight_decay 1e-4 \
     --scheduler warmup_cosine \
     --warmup_epochs 10 \
@@ -47,7 +48,7 @@ python main_continual.py \
     --output_dim 2048 \
     --lamb 0.005 \
     --scale_loss 0.1 \
-    --check_val_every_n_epoch 10 \
+    --check_val_every_n_epoch 9999 \
     --name barlow-domainnet \
     --project cassle \
     --wandb

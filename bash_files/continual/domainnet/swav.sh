@@ -7,7 +7,8 @@
 # Queue from epoch 50 and prototypes frozen for 3 epochs, as the reference's fine-tuning script
 # (its SwAV + CaSSLe script uses 100 and 5).
 # The paper's accuracy comes from offline linear evaluation after the last task; the online classifier
-# (validated every 10 epochs) only monitors.
+# only monitors; as in the reference it is not validated during pretraining (--check_val_every_n_epoch
+# 9999: lower it to watch it, each validation pass costs about a tenth of a training epoch).
 python main_continual.py \
     --method swav \
     --dataset domainnet \
@@ -56,7 +57,7 @@ python main_continual.py \
     --queue_size 3840 \
     --epoch_queue_starts 50 \
     --freeze_prototypes_epochs 3 \
-    --check_val_every_n_epoch 10 \
+    --check_val_every_n_epoch 9999 \
     --name swav-domainnet \
     --project cassle \
     --wandb

@@ -6,7 +6,8 @@
 # SupCon = SimCLR with same-label positives (--supervised).
 # Blur p 0.5 and no solarization: the reference's defaults, which its script relied on.
 # The paper's accuracy comes from offline linear evaluation after the last task; the online classifier
-# (validated every 10 epochs) only monitors.
+# only monitors; as in the reference it is not validated during pretraining (--check_val_every_n_epoch
+# 9999: lower it to watch it, each validation pass costs about a tenth of a training epoch).
 python main_continual.py \
     --method simclr \
     --dataset imagenet100 \
@@ -31,7 +32,7 @@ python main_continual.py \
     --grad_clip_lars \
     --exclude_bias_n_norm \
     --lr 0.4 \
-    --classifier_lr 0.1 \
+    --classifier_lr 0.3 \
     --weight_decay 1e-4 \
     --scheduler warmup_cosine \
     --warmup_epochs 10 \
@@ -51,7 +52,7 @@ python main_continual.py \
     --output_dim 128 \
     --temperature 0.1 \
     --supervised \
-    --check_val_every_n_epoch 10 \
+    --check_val_every_n_epoch 9999 \
     --name supcon-imagenet100-class \
     --project cassle \
     --wandb

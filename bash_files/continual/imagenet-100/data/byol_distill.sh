@@ -5,7 +5,8 @@
 # DATA_DIR holds train/ and val/ with one folder per class.
 # The launcher drops the distiller flags for task 0 and gives task t the checkpoint of task t-1.
 # The paper's accuracy comes from offline linear evaluation after the last task; the online classifier
-# (validated every 10 epochs) only monitors.
+# only monitors; as in the reference it is not validated during pretraining (--check_val_every_n_epoch
+# 9999: lower it to watch it, each validation pass costs about a tenth of a training epoch).
 python main_continual.py \
     --method byol \
     --dataset imagenet100 \
@@ -54,7 +55,7 @@ python main_continual.py \
     --distiller predictive \
     --distill_lamb 1.0 \
     --distill_proj_hidden_dim 2048 \
-    --check_val_every_n_epoch 10 \
+    --check_val_every_n_epoch 9999 \
     --name byol-imagenet100-data-cassle \
     --project cassle \
     --wandb

@@ -5,7 +5,8 @@
 # DATA_DIR holds train/ and val/ with one folder per class.
 # Blur p 0.5 and no solarization: the reference's defaults, which its script relied on.
 # The paper's accuracy comes from offline linear evaluation after the last task; the online classifier
-# (validated every 10 epochs) only monitors.
+# only monitors; as in the reference it is not validated during pretraining (--check_val_every_n_epoch
+# 9999: lower it to watch it, each validation pass costs about a tenth of a training epoch).
 python main_continual.py \
     --method swav \
     --dataset imagenet100 \
@@ -56,7 +57,7 @@ python main_continual.py \
     --queue_size 3840 \
     --epoch_queue_starts 100 \
     --freeze_prototypes_epochs 5 \
-    --check_val_every_n_epoch 10 \
+    --check_val_every_n_epoch 9999 \
     --name swav-imagenet100-data \
     --project cassle \
     --wandb

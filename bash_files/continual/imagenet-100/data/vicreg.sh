@@ -5,7 +5,8 @@
 # DATA_DIR holds train/ and val/ with one folder per class.
 # Blur p 0.5 (the reference's default) and solarization p 0.1, as the reference's script.
 # The paper's accuracy comes from offline linear evaluation after the last task; the online classifier
-# (validated every 10 epochs) only monitors.
+# only monitors; as in the reference it is not validated during pretraining (--check_val_every_n_epoch
+# 9999: lower it to watch it, each validation pass costs about a tenth of a training epoch).
 python main_continual.py \
     --method vicreg \
     --dataset imagenet100 \
@@ -30,7 +31,7 @@ python main_continual.py \
     --grad_clip_lars \
     --exclude_bias_n_norm \
     --lr 0.4 \
-    --classifier_lr 0.1 \
+    --classifier_lr 0.3 \
     --weight_decay 1e-4 \
     --scheduler warmup_cosine \
     --warmup_epochs 10 \
@@ -51,7 +52,7 @@ python main_continual.py \
     --sim_loss_weight 25.0 \
     --var_loss_weight 25.0 \
     --cov_loss_weight 1.0 \
-    --check_val_every_n_epoch 10 \
+    --check_val_every_n_epoch 9999 \
     --name vicreg-imagenet100-data \
     --project cassle \
     --wandb

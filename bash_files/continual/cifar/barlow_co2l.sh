@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# CaSSLe paper, CIFAR-100 class-incremental, 5 tasks x 500 epochs, ResNet-18, 1 GPU:
+# Barlow Twins + Co2L's instance-wise relation distillation (Cha et al., 2021).
+# Strategy hyperparameters, all stated below (none left to a default), and their sources:
+#   --co2l_lamb 1.0: chaht01/Co2L main.py --distill_power
+#   --co2l_current_temp 0.2: chaht01/Co2L main.py --current_temp (its run.sh)
+#   --co2l_past_temp 0.01: chaht01/Co2L main.py --past_temp (its run.sh)
+# Run all tasks: DATA_DIR=/path/to/cifar100 python job_launcher.py --script bash_files/continual/cifar/barlow_co2l.sh
+# DATA_DIR holds torchvision's cifar-100-python/ (or train_*.npz + test.npz).
+python main_continual.py \
+    --method barlow_twins \
+    --dataset cifar100 \
+    --data_dir $DATA_DIR \
+    --split_strategy class \
+    --num_tasks 5 \
+    --task_idx 0 \
+    --max_epochs 500 \
+    --backbone resnet18 \
+    --accelerator gpu \
+    --devices 1 \
+    --precision auto \
+    --batch_size 256 \
+    --online_eval_batch_size 256 \
+    --num_workers 5 \
+    --optimizer lars \
+    --eta_lars 0.02 \
+    --grad_clip_lars \
+    --exclude_bias_n_norm \
+    --lr 0.3 \
+    --classifier_lr 0.1 \
+    --weight_decay 1e-4 \
+    --scheduler warmup_cosine \
+    --warmup_epochs 10 \
+    --warmup_start_lr 0.003 \
+    --crop_size 32 \
+    --min_scale 0.08 \
+    --brightness 0.4 \
+    --contrast 0.4 \
+    --saturation 0.2 \
+    --hue 0.1 \
+    --color_jitter_prob 0.8 \
+    --gray_scale_prob 0.2 \
+    --horizontal_flip_prob 0.5 \
+    --gaussian_prob 0.0 \
+    --solarization_prob 0.0 0.2 \
+    --proj_hidden_dim 2048 \
+    --output_dim 2048 \
+    --lamb 0.005 \
+    --scale_loss 0.1 \
+    --co2l_lamb 1.0 \
+    --co2l_current_temp 0.2 \
+    --co2l_past_temp 0.01 \
+    --cl_strategy co2l \
+    --name barlow-cifar100-co2l \
+    --project cassle \
+    --wandb
