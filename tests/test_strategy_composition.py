@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from cassle.losses.der import der_loss
+from cassle.losses.ird import ird_loss
 from cassle.losses.less_forget import less_forget_loss
 from cassle.losses.pfr import pfr_loss
 from cassle.losses.pod import pod_spatial_loss
@@ -30,7 +31,8 @@ TOL = dict(rtol=1e-5, atol=1e-6)
 # Non-default weights, so a weight that is dropped or taken from elsewhere shows.
 FLAGS = ["--distill_lamb", str(LAMB), "--ewc_lamb", "3.0", "--less_forget_lamb", "2.0", "--pod_lamb", "1.5",
          "--pfr_lamb", "0.8", "--der_alpha", "0.3", "--lump_alpha", "0.4", "--buffer_size", "16",
-         "--replay_batch_size", "4"]
+         "--replay_batch_size", "4", "--si_c", "0.7", "--derpp_alpha", "0.25", "--derpp_beta", "0.6",
+         "--co2l_lamb", "0.9", "--co2l_current_temp", "0.3", "--co2l_past_temp", "0.05"]
 
 
 class Source:
@@ -82,15 +84,32 @@ REFERENCE = {
         stages(m.backbone, v), [h.detach() for h in stages(m.frozen_backbone, v)])),
     "pfr": (None, lambda m, v, rec: 0.8 * torch.stack(
         [pfr_loss(m.strategies["pfr"].projector(f), o) for f, o in zip(feats(m, v), frozen_feats(m, v))]).mean()),
-    "der": (None, lambda m, v, rec: 0.3 * der_loss(
-        m.projector(m.backbone(rec["replayed"][0])), rec["stored_z"])),
-    "replay": (lambda m, v, rec: [torch.cat([x, r]) for x, r in zip(v, rec["replayed"])], None),
-    "lump": (lambda m, v, rec: [rec["lam"] * x + (1 - rec["lam"]) * r for x, r in zip(v, rec["replayed"])], None),
+    "der": (None, lambda m, v, rec: der_term(m, rec, 0.3)),
+    "replay": (lambda m, v, rec: [torch.cat([x, r]) for x, r in zip(v, rec["samples"][0][0])], None),
+    "lump": (lambda m, v, rec: [rec["lam"] * x + (1 - rec["lam"]) * r for x, r in zip(v, rec["samples"][0][0])],
+             None),
+    # SI (default --si_params backbone): c * sum Omega (theta - theta~)^2, no 1/2
+    "si": (None, lambda m, v, rec: 0.7 * sum(
+        (w * (p - a) ** 2).sum() for p, a, w in zip(m.backbone.parameters(), rec["si_anchor"], rec["importance"]))),
+    # DER++: alpha * DER on one buffer batch + beta * the method's SSL loss on another
+    "derpp": (None, lambda m, v, rec: der_term(m, rec, 0.25) + 0.6 * ssl_reference(
+        rec["method"], m, rec["samples"][1][0])[0]),
+    # Co2L: lamb * IRD between the current and the frozen projections of all views at once
+    "co2l": (None, lambda m, v, rec: 0.9 * ird_loss(
+        torch.cat(ssl_reference(rec["method"], m, v)[1]),
+        torch.cat([m.frozen_projector(m.frozen_backbone(x)) for x in v]).detach(), 0.3, 0.05)),
 }
+
+
+def der_term(model, rec, alpha):
+    """alpha * MSE between today's projection of the first replayed batch and its stored one."""
+    views, stored_z = rec["samples"][0]
+    return alpha * der_loss(model.projector(model.backbone(views[0])), stored_z)
 
 # each strategy with Barlow Twins; all the loss-term strategies at once with every method
 CASES = {name: ("barlow_twins", [name]) for name in STRATEGIES}
-CASES.update({f"all_terms-{m}": (m, [n for n in ("ewc", "less_forget", "pod", "pfr", "der") if n in STRATEGIES])
+CASES.update({f"all_terms-{m}": (m, [n for n in ("ewc", "si", "less_forget", "pod", "pfr", "co2l", "der")
+                                         if n in STRATEGIES])
               for m in METHODS})
 
 
@@ -100,7 +119,7 @@ def build(method, names):
                          "add how it changes the batch and its weighted term")
     model = task1_model(method, *FLAGS, "--task_idx", str(TASK), "--cl_strategy", *names,
                         distiller=DEFAULT_DISTILLER[method])
-    rec: dict = {}
+    rec: dict = {"method": method}
     g = torch.Generator().manual_seed(1)
     for name, s in model.strategies.items():
         if name == "ewc":  # a non-zero Fisher and anchors away from the weights
@@ -109,6 +128,12 @@ def build(method, names):
                 a.add_(0.1 * torch.randn(a.shape, generator=g))
             rec["fisher"] = [f.clone() for f in s._tensors("fisher")]
             rec["anchor"] = [a.clone() for a in s._tensors("anchor")]
+        if name == "si":  # a non-zero importance and anchors away from the weights
+            for w, a in zip(s._tensors("importance"), s._tensors("anchor")):
+                w.copy_(torch.rand(w.shape, generator=g))
+                a.add_(0.1 * torch.randn(a.shape, generator=g))
+            rec["importance"] = [w.clone() for w in s._tensors("importance")]
+            rec["si_anchor"] = [a.clone() for a in s._tensors("anchor")]
         if getattr(s, "buffer", None) is not None:
             s.__dict__.update(source=Source(), has_data=True)
             z = torch.randn(16, s.buffer.z_dim, generator=g) if s.buffer.z_dim else None
@@ -125,9 +150,8 @@ def spy(model, rec, monkeypatch):
 
         def recording(n, sample=sample, s=s):
             slots = sample(n)
-            rec["replayed"] = Source().views(s.buffer.indices[slots])
-            if s.buffer.z_dim:
-                rec["stored_z"] = s.buffer.z[slots].clone()
+            stored_z = s.buffer.z[slots].clone() if s.buffer.z_dim else None
+            rec.setdefault("samples", []).append((Source().views(s.buffer.indices[slots]), stored_z))
             return slots
 
         s.buffer.sample = recording
