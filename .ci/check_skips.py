@@ -56,7 +56,7 @@ def main(xml_path: str, allow_path: str) -> int:
             used.add(match)
         tag = "expected: " + allowed[match][2] if match is not None else "NOT EXPECTED"
         print(f"  {node}\n      reason: {reason}\n      {tag}")
-    for i, (glob, text, why) in enumerate(allowed):
+    for i, (glob, text, _) in enumerate(allowed):
         if i not in used:
             print(f"  note: expected skip '{glob} | {text}' did not happen (stale entry?)")
     if unexpected:

@@ -1,9 +1,10 @@
 """Every registered continual strategy composes right with the method and a CaSSLe distiller: the
 step's loss equals, in value, the SSL loss (on the batch the strategy builds: replayed or mixed
 images) + distill_lamb x the distillation loss + each strategy's weighted term, all recomputed
-here (each strategy with Barlow Twins + its distiller; all the loss-term strategies together with
-every method + its paper distiller) from the model's modules; and one SGD step on it lowers each term on the same batch compared
-with the same step on the loss without that term (a term entering with the wrong sign rises).
+here from the model's modules (each strategy with Barlow Twins + its distiller; all the loss-term
+strategies together with every method + its paper distiller); and one SGD step on it lowers each
+term on the same batch compared with the same step on the loss without that term (a term entering
+with the wrong sign rises).
 
 A strategy added to ``STRATEGIES`` without an entry in ``REFERENCE`` fails here with a message.
 """
@@ -15,12 +16,12 @@ import math
 import pytest
 import torch
 
+from cassle.distillers import DEFAULT_DISTILLER
 from cassle.losses.der import der_loss
 from cassle.losses.ird import ird_loss
 from cassle.losses.less_forget import less_forget_loss
 from cassle.losses.pfr import pfr_loss
 from cassle.losses.pod import pod_spatial_loss
-from cassle.distillers import DEFAULT_DISTILLER
 from cassle.methods import METHODS
 from cassle.strategies import STRATEGIES
 from tests.helpers import fake_batch
