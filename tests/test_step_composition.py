@@ -11,7 +11,7 @@ import copy
 import pytest
 import torch
 
-from cassle.distillers import DISTILLERS
+from cassle.distillers import DEFAULT_DISTILLER, DISTILLERS
 from cassle.methods import METHODS
 from main_continual import build_model
 from tests.helpers import fake_batch, tiny_args
@@ -68,3 +68,17 @@ def test_task0_step_is_the_plain_ssl_loss(method):
     before = copy.deepcopy(model)
     out = model.ssl_step(views, targets)
     torch.testing.assert_close(out.loss, ssl_reference(method, before, views)[0], **TOL)
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_a_step_with_the_paper_pairing_lowers_the_distillation_term(method):
+    """With the distiller the paper pairs with the method and its default weight, one SGD step on the
+    step's loss lowers the distillation term on the same batch outright."""
+    distiller = DEFAULT_DISTILLER[method]
+    model = task1_model(method, distiller=distiller)
+    _, views, targets = fake_batch()
+    before = copy.deepcopy(model)
+    distill = distill_reference(distiller, before, ssl_reference(method, before, views)[1], views)
+    sgd_step(model, model.ssl_step(views, targets).loss)
+    after = distill_reference(distiller, model, ssl_reference(method, model, views)[1], views)
+    assert after < distill, f"{method} + {distiller}: {distill.item():.5f} -> {after.item():.5f}"
