@@ -21,6 +21,15 @@ LAMB = 0.7  # not the default of any distiller, so a dropped or wrong weight sho
 TOL = dict(rtol=1e-5, atol=1e-6)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors gain nothing from threads, and on a busy machine threads cost minutes."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def compatible(method: str, distiller: str) -> bool:
     return distiller != "knowledge" or method == "swav"
 

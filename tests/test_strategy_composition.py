@@ -36,6 +36,15 @@ FLAGS = ["--distill_lamb", str(LAMB), "--ewc_lamb", "3.0", "--less_forget_lamb",
          "--co2l_lamb", "0.9", "--co2l_current_temp", "0.3", "--co2l_past_temp", "0.05"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors gain nothing from threads, and on a busy machine threads cost minutes."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class Source:
     """Stands in for the datamodule's ReplaySource: image ``i``'s views are a fixed function of i."""
 
