@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
                            "centre crop, the reference's 256/224 for 224 px runs)")
     data.add_argument("--validate_images", action=argparse.BooleanOptionalAction, default=True,
                       help="check every listed image exists and its header decodes before evaluating")
+    data.add_argument("--allow_paths_outside_data_dir", action="store_true", default=False,
+                      help="accept list lines whose image lies outside --data_dir (also on when the "
+                           "checkpoint's run was given it and its data is evaluated)")
+    data.add_argument("--max_image_pixels", type=int, default=None,
+                      help="larger images are refused naming the file (default: the run's, else PIL's "
+                           "89,478,485; 0 = no limit)")
     data.add_argument("--label_fraction", type=float, default=None,
                       help="semi-supervised: a stratified, seeded fraction of the labels (0.01, 0.1)")
 

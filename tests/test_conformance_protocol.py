@@ -58,8 +58,11 @@ def test_2_offline_probe_crops_bicubic_for_folders_bilinear_for_cifar(folder_dat
     assert _crop(cifar_like.train_transform()).interpolation == InterpolationMode.BILINEAR  # torchvision's
 
 
-def test_2_offline_probe_drops_the_last_partial_batch(folder_data, capsys):
+def test_2_offline_probe_drops_the_last_partial_batch(folder_data, capsys, monkeypatch):
+    import cassle.data.dali
     from cassle.eval.offline_loader import probe_train_loader
+
+    monkeypatch.setattr(cassle.data.dali, "dali_available", lambda: False)  # as where DALI is not installed
 
     idx = torch.arange(10)
     for dali in (False, True):  # without DALI installed, --dali gives the same batches and a notice

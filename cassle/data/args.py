@@ -95,6 +95,18 @@ def _int_at_least(low: int):
     return parse
 
 
+def add_user_data_flags(group) -> None:
+    """The two flags that widen what a user's data may be (README, "Your own data")."""
+    from .image_check import DEFAULT_MAX_IMAGE_PIXELS
+
+    group.add_argument("--allow_paths_outside_data_dir", action="store_true", default=False,
+                       help="accept list lines whose image lies outside --data_dir (absolute paths, "
+                            "../, symbolic links out); refused by default, naming the line")
+    group.add_argument("--max_image_pixels", type=_int_at_least(0), default=DEFAULT_MAX_IMAGE_PIXELS,
+                       help="an image with more pixels (width x height) is refused naming the file "
+                            f"(default {DEFAULT_MAX_IMAGE_PIXELS:,}, PIL's; 0 = no limit)")
+
+
 def add_data_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Dataset, split and loader flags."""
     g = parser.add_argument_group("data")
@@ -119,6 +131,7 @@ def add_data_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--validate_images", action=argparse.BooleanOptionalAction, default=True,
                    help="before training, check that every listed image exists and its header decodes "
                         "(parallel; --no-validate_images skips it for huge sets)")
+    add_user_data_flags(g)
     g.add_argument("--synthetic_size", type=_int_at_least(1), default=1000,
                    help="synthetic dataset: training images (test set is a fifth, at least 1/class)")
     g.add_argument("--synthetic_image_size", type=_int_at_least(1), default=32)

@@ -19,9 +19,11 @@ DomainNet is this same description with its reference domain order
 (``splits.DOMAINNET_DOMAINS``). For any other data a domain-incremental run must name the task
 order (``--domains``); the error lists the domains found.
 
-Every listed image is checked before training (``validate_images``: the file exists and its
-header decodes; threads, a few seconds for 10k images); an image that still fails to decode later
-raises ``ImageDecodeError`` naming the file (and its list line).
+Every listed image is checked before training (``validate_images``: the file exists, its
+header decodes and is within the pixel limit; threads, a few seconds for 10k images); an image
+that still fails to decode later raises ``ImageDecodeError`` naming the file (and its list line).
+The rules on list files, labels, paths and class/domain coverage are ``list_check``'s; reading
+an image (pixel limit, 16-bit scaling) is ``image_check``'s.
 """
 
 from __future__ import annotations
@@ -30,13 +32,24 @@ import logging
 import os
 import random
 import re
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import torch
 from torch.utils.data import Dataset
+
+from .data_errors import DataError, ImageDecodeError
+from .image_check import DEFAULT_MAX_IMAGE_PIXELS, open_rgb
+from .image_validation import first_undecodable, validate_images  # noqa: F401  (re-exported)
+from .list_check import (
+    check_class_coverage,
+    check_domain_coverage,
+    check_inside,
+    parse_label,
+    read_class_names,
+    read_text_lines,
+)
 
 __all__ = [
     "IMAGE_EXTENSIONS", "CLASSES_FILE", "DEFAULT_TEST_FRACTION", "DEFAULT_SPLIT_SEED", "DataError",
@@ -53,17 +66,6 @@ _LIST = re.compile(r"^(?P<domain>.+)_(?P<split>train|test)\.txt$")
 _MAX_REPORTED = 10  # problems listed in one error message
 log = logging.getLogger(__name__)
 _noticed: set[str] = set()  # one notice per folder and process
-
-
-class DataError(ValueError):
-    """Bad data (layout, list line, label, image); the message names the file."""
-
-
-class ImageDecodeError(DataError):
-    """An image that cannot be read at training time; the message names the file.
-
-    Takes a single message argument, so a DataLoader worker can re-raise it in the main process.
-    """
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,7 @@ def _describe_lists(root: Path, lists: dict) -> Description:
     classes = None
     classes_file = root / CLASSES_FILE
     if classes_file.is_file():
-        classes = [ln.strip() for ln in classes_file.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        classes = read_class_names(classes_file)  # line k = label k: no gaps, no repeats
         if not classes:
             raise DataError(f"{classes_file} is empty; one class name per line (line k = label k)")
     return Description(root, "lists", named or None, classes, lists)
@@ -173,15 +175,13 @@ def _describe_lists(root: Path, lists: dict) -> Description:
 def read_list(path: Path, domain: int = 0) -> list[Sample]:
     """Samples of one list file; DataError naming ``path:line`` for a malformed line."""
     samples = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(read_text_lines(path), 1):  # UTF-8, else an error naming the line
         if not line.strip():
             continue
         parts = line.strip().rsplit(maxsplit=1)  # paths may contain spaces
-        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+        if len(parts) != 2:
             raise DataError(f"{path}:{n}: expected 'relative/path label', got {line!r}")
-        label = int(parts[1])
-        if label < 0:
-            raise DataError(f"{path}:{n}: label {label} of image {parts[0]} is negative; labels are 0..C-1")
+        label = parse_label(parts[1], f"{path}:{n}", parts[0])  # ASCII digits only
         samples.append(Sample(parts[0], label, domain, f"{path}:{n}"))
     return samples
 
@@ -294,8 +294,10 @@ class ImageListDataset(Dataset):
     """
 
     def __init__(self, root: str | Path, samples: Sequence, num_classes: int | None = None,
-                 domains: Sequence[str] | None = None, classes: Sequence[str] | None = None):
+                 domains: Sequence[str] | None = None, classes: Sequence[str] | None = None,
+                 max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS):
         self.root = Path(root)
+        self.max_image_pixels = max_image_pixels  # image_check: larger images are refused
         rows = [s if isinstance(s, Sample) else Sample(str(s[0]), int(s[1]), int(s[2]) if len(s) > 2 else 0)
                 for s in samples]
         self.samples = [(s.path, s.label, s.domain) for s in rows]
@@ -318,12 +320,9 @@ class ImageListDataset(Dataset):
         return f"{path} (listed at {self.sources[i]})" if self.sources[i] else str(path)
 
     def __getitem__(self, i: int):
-        from PIL import Image
-
         path, label, _ = self.samples[i]
-        try:
-            with Image.open(self.root / path) as img:
-                return img.convert("RGB"), label
+        try:  # the pixel limit, and 16-bit images scaled to 8 bits (image_check)
+            return open_rgb(self.root / path, self.max_image_pixels), label
         except Exception as err:  # truncated, corrupt or vanished file: name it, not a PIL traceback
             raise ImageDecodeError(f"cannot decode image {self.where(i)}: {type(err).__name__}: {err}") from None
 
@@ -332,11 +331,15 @@ class ImageListDataset(Dataset):
 def load_described(root: str | Path, train: bool, *, domains: Sequence[str] | None = None,
                    split_strategy: str | None = None, reference_order: Sequence[str] | None = None,
                    num_classes: int | None = None, name: str = "custom",
-                   test_fraction: float = DEFAULT_TEST_FRACTION, seed: int = DEFAULT_SPLIT_SEED) -> ImageListDataset:
+                   test_fraction: float = DEFAULT_TEST_FRACTION, seed: int = DEFAULT_SPLIT_SEED,
+                   allow_outside: bool = False, max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
+                   ) -> ImageListDataset:
     """The train or test set of the data in ``root`` (lists, or a tree split in memory).
 
     ``num_classes`` (``--num_classes``) is checked against the data: every label must be below it
     (else the error names the list line and image) and it must equal the data's class count.
+    The rules of ``list_check`` apply (images inside ``root`` unless ``allow_outside``, every
+    class and domain covered); ``max_image_pixels`` goes to the dataset.
     """
     desc = describe(root)
     order = resolve_domains(desc, domains, split_strategy, reference_order)
@@ -348,6 +351,7 @@ def load_described(root: str | Path, train: bool, *, domains: Sequence[str] | No
                         for x in read_list(desc.list_files[(dom, s)], d)]
         samples = every[split]
         everything = every["train"] + every["test"]
+        pair = (every["train"], every["test"])
     else:
         everything = scan_tree(desc, order)
         pair = split_samples(everything, test_fraction, seed, order)
@@ -369,76 +373,10 @@ def load_described(root: str | Path, train: bool, *, domains: Sequence[str] | No
                             f"({why}); drop --num_classes (it comes from the data)"
                             + ("" if desc.classes is not None else f" or list the class names in {CLASSES_FILE}"))
     _check_labels(everything, count, why)
+    check_inside(desc.root, everything, allow_outside)
+    check_class_coverage(pair[0], count, desc.classes, why, desc.root)
+    check_domain_coverage(pair[0], pair[1], order, f"{name} data {desc.root}")
     if not samples:
         raise DataError(f"{name}: no {split} images in {desc.root}"
                         + (f" for domains {', '.join(order)}" if order else ""))
-    return ImageListDataset(desc.root, samples, count, order, desc.classes)
-
-
-# ----------------------------------------------------------------------------- validation
-def _check_header(path: Path) -> str | None:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            img.size  # noqa: B018 (the header is parsed on open; touching size is enough)
-    except FileNotFoundError:
-        return "file not found"
-    except Exception as err:
-        return f"{type(err).__name__}: {err}"
-    return None
-
-
-def _full_decode_fails(path: Path) -> bool:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            img.load()
-    except Exception:
-        return True
-    return False
-
-
-def first_undecodable(root: str | Path, files: Sequence[str], workers: int = 16) -> Path | None:
-    """The first of ``files`` (relative to ``root``) that PIL cannot fully decode, or None.
-
-    For error messages only (a decoder that failed without naming its file): decodes in
-    parallel, in chunks, and stops at the chunk holding the first failure.
-    """
-    paths = [Path(root) / f for f in files]
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for start in range(0, len(paths), 1024):
-            chunk = paths[start:start + 1024]
-            for path, bad in zip(chunk, pool.map(_full_decode_fails, chunk)):
-                if bad:
-                    return path
-    return None
-
-
-def validate_images(dataset, what: str = "", workers: int = 16) -> int:
-    """Every image of a file-backed ``dataset`` exists and its header decodes; returns the count.
-
-    Threads read the headers in parallel (I/O bound). DataError lists the first problems, each with
-    its image path and, for listed images, the list file and line.
-    """
-    samples = getattr(dataset, "samples", None)
-    root = Path(getattr(dataset, "root", "."))
-    if samples is None:
-        return 0
-    paths = [Path(s[0]) if Path(s[0]).is_absolute() else root / s[0] for s in samples]
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        problems = list(pool.map(_check_header, paths, chunksize=64))
-    bad = [(i, p) for i, p in enumerate(problems) if p]
-    if bad:
-        sources = getattr(dataset, "sources", None)
-
-        def where(i):
-            return f"{sources[i]}: {paths[i]}" if sources and sources[i] else str(paths[i])
-
-        listed = "; ".join(f"{where(i)}: {p}" for i, p in bad[:_MAX_REPORTED])
-        more = f" (and {len(bad) - _MAX_REPORTED} more)" if len(bad) > _MAX_REPORTED else ""
-        raise DataError(f"{len(bad)} of {len(paths)} {what + ' ' if what else ''}images cannot be read: "
-                        f"{listed}{more}. Fix or remove them (python -m cassle.data.prepare rewrites lists "
-                        "from a folder tree)")
-    return len(paths)
+    return ImageListDataset(desc.root, samples, count, order, desc.classes, max_image_pixels)

@@ -71,6 +71,7 @@ class ContinualDataModule(BatchedPathMixin, pl.LightningDataModule):
             num_classes=a.num_classes if a.dataset in ("synthetic", *DESCRIBED_DATASETS) else None,
             synthetic_size=a.synthetic_size, image_size=a.synthetic_image_size if a.dataset == "synthetic" else 32,
             domains=a.domains, split_strategy=a.split_strategy,
+            allow_outside=a.allow_paths_outside_data_dir, max_image_pixels=a.max_image_pixels,
         )
 
     def prepare_data(self) -> None:

@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from .args import DATASETS
 from .custom import ImageListDataset, load_described
+from .image_check import DEFAULT_MAX_IMAGE_PIXELS, RGBLoader
 from .splits import DOMAINNET_DOMAINS
 
 __all__ = [
@@ -216,7 +217,7 @@ def _load_synthetic(train: bool, num_classes: int = 10, size: int | None = None,
 
 # ----------------------------------------------------------------------------- folders
 def _load_image_folder(name: str, data_dir: str | Path | None, train: bool, train_dir: str | None,
-                       val_dir: str | None):
+                       val_dir: str | None, max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS):
     from torchvision.datasets import ImageFolder
 
     if data_dir is None:
@@ -228,8 +229,9 @@ def _load_image_folder(name: str, data_dir: str | Path | None, train: bool, trai
         flag = "--train_dir" if train else "--val_dir"
         raise FileNotFoundError(f"{name}: image folder {path} does not exist; check --data_dir and {flag} "
                                 f"(one sub-folder per class)")
-    ds = ImageFolder(str(path))
+    ds = ImageFolder(str(path), loader=RGBLoader(max_image_pixels))  # pixel limit, 16-bit scaled
     ds.num_classes = len(ds.classes)
+    ds.max_image_pixels = max_image_pixels
     return ds
 
 
@@ -253,6 +255,8 @@ def load_dataset(
     seed: int = 0,
     domains: Sequence[str] | None = None,
     split_strategy: str | None = None,
+    allow_outside: bool = False,
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
 ):
     """Load the train (``train=True``) or test split of dataset ``name``.
 
@@ -261,6 +265,8 @@ def load_dataset(
     (``custom.py``): ``domains`` (``--domains``) picks the domains and their task order (DomainNet
     default: the reference order), ``num_classes`` is checked against the data, and
     ``split_strategy`` "domain" without ``domains`` on other data fails listing the domains found.
+    ``allow_outside`` (``--allow_paths_outside_data_dir``) and ``max_image_pixels`` are the
+    user-data rules of ``list_check`` / ``image_check``.
     Raises ValueError for an unknown name and FileNotFoundError (naming the path) for missing data.
     """
     if name in _CIFAR_CLASSES:
@@ -271,7 +277,7 @@ def load_dataset(
         return _load_synthetic(train, num_classes or 10, synthetic_size, image_size, seed)
     if name in FOLDER_DATASETS or (name == "custom" and data_dir is not None
                                    and _is_split_folder(data_dir, train_dir, val_dir)):
-        return _load_image_folder(name, data_dir, train, train_dir, val_dir)
+        return _load_image_folder(name, data_dir, train, train_dir, val_dir, max_image_pixels)
     if name in ("custom", "domainnet"):
         if data_dir is None:
             raise FileNotFoundError(f"{name}: --data_dir is not set; point it at the folder holding the images "
@@ -279,5 +285,6 @@ def load_dataset(
                                     "{domain}_test.txt")
         return load_described(data_dir, train, domains=domains, split_strategy=split_strategy,
                               reference_order=DOMAINNET_DOMAINS if name == "domainnet" else None,
-                              num_classes=num_classes, name=name)
+                              num_classes=num_classes, name=name, allow_outside=allow_outside,
+                              max_image_pixels=max_image_pixels)
     raise _unknown(name)

@@ -16,16 +16,25 @@ images go to test (at least one when the group has two or more), chosen by a shu
 another. Training on the same folder without lists makes exactly this split in memory (fraction
 0.2, seed 0); the lists fix it in files that can be read, edited and shared. Prints the counts
 per domain and class. Existing lists are only replaced with ``--force``.
+
+Before anything is written: a file or folder name that is not valid UTF-8 is an error naming it
+(the lists are UTF-8 text); an image that leads outside DATA_DIR through a symbolic link is
+refused (``--allow_paths_outside_data_dir`` accepts it, and training then needs the flag too);
+class folders without any image file are left out and reported.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from .custom import (CLASSES_FILE, DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, DataError, ImageListDataset,
                      describe, list_name, scan_tree, split_samples, validate_images)
+from .args import _int_at_least
+from .image_check import DEFAULT_MAX_IMAGE_PIXELS
+from .list_check import OUTSIDE_FLAG, check_inside
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace existing lists")
     p.add_argument("--validate_images", action=argparse.BooleanOptionalAction, default=True,
                    help="check that every image header decodes before writing anything")
+    p.add_argument(OUTSIDE_FLAG, action="store_true",
+                   help="accept images that lead outside DATA_DIR through symbolic links")
+    p.add_argument("--max_image_pixels", type=_int_at_least(0), default=DEFAULT_MAX_IMAGE_PIXELS,
+                   help="larger images are refused naming the file (default PIL's 89,478,485; 0 = none)")
     return p
 
 
@@ -63,9 +76,38 @@ def count_table(domains: list[str] | None, classes: list[str], train, test) -> s
                      for r in rows)
 
 
+def _shown(name: str) -> str:
+    """A file name as bytes that are not UTF-8 can be shown: ``\\xff`` for a bad byte."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def check_names(root: Path, names) -> None:
+    """Every name encodes as UTF-8 (a list line is UTF-8 text); an error naming the first that does not."""
+    bad = []
+    for name in names:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            bad.append(_shown(str(root / name)))
+    if bad:
+        more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+        raise DataError(f"file name {bad[0]} is not valid UTF-8{': also ' + ', '.join(bad[1:5]) if bad[1:] else ''}"
+                        f"{more}; rename it (e.g. convmv -f latin1 -t utf8), nothing was written")
+
+
+def empty_class_folders(desc) -> list[str]:
+    """Class folders (``<class>/`` or ``<domain>/<class>/``) holding no image file, relative to the root."""
+    from .custom import _has_images, _subdirs
+
+    tops = [desc.root] if desc.kind == "class_tree" else _subdirs(desc.root)
+    return [c.relative_to(desc.root).as_posix() + "/" for top in tops for c in _subdirs(top)
+            if not _has_images(c, recursive=True)]
+
+
 def prepare(data_dir: str, test_fraction: float = DEFAULT_TEST_FRACTION, seed: int = DEFAULT_SPLIT_SEED,
-            force: bool = False, validate: bool = True) -> dict:
-    """Scan, split, check and write; returns ``{"files": [...], "table": str, ...}``."""
+            force: bool = False, validate: bool = True, allow_outside: bool = False,
+            max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> dict:
+    """Scan, split, check and write; returns ``{"files": [...], "table": str, "empty": [...], ...}``."""
     from cassle.utils.checkpoint import atomic_write_text
 
     root = Path(data_dir)
@@ -75,9 +117,12 @@ def prepare(data_dir: str, test_fraction: float = DEFAULT_TEST_FRACTION, seed: i
         raise DataError(f"{root} already has file lists ({names}); pass --force to rewrite them from the folder tree")
     desc = describe(root, ignore_lists=True)
     samples = scan_tree(desc)
+    check_names(root, [*(desc.domains or []), *desc.classes, *(s.path for s in samples)])
+    check_inside(root, samples, allow_outside)
     train, test = split_samples(samples, test_fraction, seed, desc.domains)
     if validate:
-        validate_images(ImageListDataset(root, samples, len(desc.classes)), "", workers=16)
+        validate_images(ImageListDataset(root, samples, len(desc.classes)), "", workers=16,
+                        max_image_pixels=max_image_pixels)
     texts: dict[str, str] = {CLASSES_FILE: "".join(f"{c}\n" for c in desc.classes)}
     for d, domain in enumerate(desc.domains or [None]):
         for split, part in (("train", train), ("test", test)):
@@ -85,13 +130,15 @@ def prepare(data_dir: str, test_fraction: float = DEFAULT_TEST_FRACTION, seed: i
     for name, text in texts.items():
         atomic_write_text(root / name, text)
     return {"files": [str(root / n) for n in texts], "domains": desc.domains, "classes": desc.classes,
+            "empty": empty_class_folders(desc),
             "train": len(train), "test": len(test), "table": count_table(desc.domains, desc.classes, train, test)}
 
 
 def main(argv=None) -> int:
     opts = build_parser().parse_args(argv)
     try:
-        res = prepare(opts.data_dir, opts.test_fraction, opts.seed, opts.force, opts.validate_images)
+        res = prepare(opts.data_dir, opts.test_fraction, opts.seed, opts.force, opts.validate_images,
+                      opts.allow_paths_outside_data_dir, opts.max_image_pixels)
     except (DataError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -100,6 +147,9 @@ def main(argv=None) -> int:
     print(f"{opts.data_dir}: {what}{len(res['classes'])} classes; {res['train']} train / {res['test']} test images "
           f"(test fraction {opts.test_fraction} per domain and class, seed {opts.seed})")
     print(res["table"])
+    if res["empty"]:
+        print(f"note: {len(res['empty'])} class folder(s) hold no image file, so nothing of them is listed "
+              "(a class without images anywhere is not in classes.txt): " + ", ".join(_shown(e) for e in res["empty"]))
     print("wrote " + ", ".join(Path(f).name for f in res["files"]))
     return 0
 

@@ -28,6 +28,7 @@ from cassle.eval.linear import (
 )
 from cassle.eval.eval_protocol import tags as protocol_tags
 from cassle.eval.offline_loader import describe as describe_augmentation
+from cassle.eval.finished import check_not_symlink, check_task_finished
 from cassle.utils.checkpoint import atomic_torch_save
 
 __all__ = ["evaluate_checkpoint", "evaluate_run_dir", "check_run_dir", "resolve_data", "probe_config", "RunPlan"]
@@ -63,6 +64,7 @@ def resolve_data(opts: argparse.Namespace, hp: dict) -> EvalData:
     """
     from cassle.data.args import DESCRIBED_DATASETS
     from cassle.data.datasets import DOMAINNET_DOMAINS, dataset_stats, load_dataset
+    from cassle.data.image_check import DEFAULT_MAX_IMAGE_PIXELS
 
     dataset = opts.dataset or hp.get("dataset")
     if dataset is None:
@@ -91,7 +93,10 @@ def resolve_data(opts: argparse.Namespace, hp: dict) -> EvalData:
                   num_classes=num_classes if dataset in ("synthetic", *DESCRIBED_DATASETS) else None,
                   synthetic_size=pick("synthetic_size", 1000),
                   image_size=pick("synthetic_image_size", 32) if dataset == "synthetic" else 32,
-                  domains=domains, split_strategy=split)
+                  domains=domains, split_strategy=split,
+                  allow_outside=bool(getattr(opts, "allow_paths_outside_data_dir", False)
+                                     or pick("allow_paths_outside_data_dir")),  # given, or the run's
+                  max_image_pixels=pick("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS))
     train_set = load_dataset(dataset, train=True, **kwargs)
     test_set = load_dataset(dataset, train=False, **kwargs)
     if split == "domain" and num_tasks is None:  # one task per domain
@@ -343,6 +348,8 @@ def check_run_dir(run_dir: str, opts: argparse.Namespace | None = None) -> RunPl
                                      "the checkpoints are not from one run")
         if hp.get("task_idx") is not None and int(hp["task_idx"]) != t:
             raise EvalInputError(f"{path} was trained as task_idx={hp['task_idx']}, expected {t}")
+        if t >= start and not ckpt.get("original_format"):
+            check_task_finished(path, t)  # the launcher's rule, from the checkpoint and the task's records
         _, feat_dim, _ = load_backbone_from_checkpoint(path, None, ckpt)  # backbone.* present and loadable
         if opts is not None and opts.protocol == "online":
             load_online_classifier(ckpt, path, feat_dim, int(hp["num_classes"]))
@@ -356,6 +363,8 @@ def evaluate_run_dir(opts: argparse.Namespace) -> dict[str, Any]:
     from cassle.eval.report import log_to_wandb, write_report
 
     run_dir = opts.run_dir.rstrip("/") or "/"
+    if not opts.output_dir:  # the run folder is data: never written through a link inside it
+        check_not_symlink(os.path.join(run_dir, "eval"))
     plan = check_run_dir(run_dir, opts)
     hp0 = plan.hparams[0]
     _check_backbone_flag(opts, hp0, plan.checkpoints[0])

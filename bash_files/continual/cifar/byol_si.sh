@@ -8,8 +8,8 @@
 #   --si_omega path: the path integral of Zenke et al. 2017 (as aimagelab/mammoth); ucl: UCL's lr * g^2
 # Run all tasks: DATA_DIR=/path/to/cifar100 python job_launcher.py --script bash_files/continual/cifar/byol_si.sh
 # DATA_DIR holds torchvision's cifar-100-python/ (or train_*.npz + test.npz).
-# The reference's --momentum_classifier (an extra classifier on the momentum backbone) has no
-# equivalent here; it only monitors, it never changes the backbone.
+# --momentum_classifier (as the reference): a second online classifier on the momentum backbone;
+# it only monitors, it never changes the backbone.
 python main_continual.py \
     --method byol \
     --dataset cifar100 \
@@ -51,6 +51,7 @@ python main_continual.py \
     --pred_hidden_dim 4096 \
     --base_tau_momentum 0.99 \
     --final_tau_momentum 1.0 \
+    --momentum_classifier \
     --si_c 0.4 \
     --si_xi 1.0 \
     --si_params backbone \
