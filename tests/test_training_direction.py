@@ -18,6 +18,15 @@ from tests.step_reference import sgd_step, ssl_reference
 STEPS = 5
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors gain nothing from threads, and on a busy machine threads cost minutes."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def measured(method, model, initial_buffers, views):
     """The reference SSL loss of ``model`` with the buffers (queues, BN statistics) it started from:
     the queues the steps filled would change the measure, not the weights."""
