@@ -23,8 +23,10 @@ from cassle.utils.distributed import all_reduce_sum, gather, is_distributed
 
 @torch.no_grad()
 def spherical_kmeans(embeddings: torch.Tensor, indexes: torch.Tensor, num_prototypes: Sequence[int],
-                     iters: int, generator: torch.Generator) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Returns (assignments (P, S) long, centroids: P tensors (K_h, D)). See the module doc."""
+                     iters: int, generator: torch.Generator | None = None,
+                     init: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Returns (assignments (P, S) long, centroids: P tensors (K_h, D)). See the module doc.
+    ``init`` (tests): rank 0's initial centroids per head instead of the drawn rows."""
     views, size, dim = embeddings.shape
     device = embeddings.device
     all_indexes = gather(indexes)
@@ -36,7 +38,10 @@ def spherical_kmeans(embeddings: torch.Tensor, indexes: torch.Tensor, num_protot
         if k > size:
             raise ValueError(f"{k} prototypes need a memory of at least {k} samples per process, "
                              f"got {size}: lower --num_prototypes or raise the batch size")
-        centroids = bank[torch.randperm(size, generator=generator)[:k].to(device)].clone()
+        if init is not None:
+            centroids = init[h].to(device=device, dtype=bank.dtype).clone()
+        else:
+            centroids = bank[torch.randperm(size, generator=generator)[:k].to(device)].clone()
         if is_distributed() and dist.get_world_size() > 1:
             dist.broadcast(centroids, 0)
         for it in range(iters + 1):
