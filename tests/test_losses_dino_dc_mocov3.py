@@ -233,3 +233,22 @@ def test_deepclusterv2_resume_restores_memory_and_clusters_exactly():
     # a new task starts a new memory and no clusters
     resumed.start_new_task()
     assert resumed.memory_embeddings is None and resumed.assignments.shape[1] == 0
+
+
+@pytest.mark.parametrize("method", ["dino", "deepclusterv2", "mocov3"])
+def test_bf16_autocast_step_is_float32_and_close_to_fp32(method):
+    """Under bf16 autocast (the GPU default) the loss is computed in float32 from float32
+    prototype scores and stays near the fp32 step (backbone rounding only)."""
+    from tests.step_reference_more import prepare_step
+
+    args = tiny_args(method)
+    args.num_classes = 4
+    torch.manual_seed(0)
+    model = build_model(args).train()
+    _, views, targets = fake_batch()
+    prepare_step(method, model, views)
+    ref = copy.deepcopy(model).ssl_step(views, targets).loss
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model.ssl_step(views, targets).loss
+    assert out.dtype == torch.float32 and torch.isfinite(out)
+    torch.testing.assert_close(out, ref, rtol=0.05, atol=0.05)

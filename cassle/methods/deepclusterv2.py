@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from cassle.losses import deepclusterv2_loss_func
 from cassle.methods.base import BaseMethod, StepOutput, mlp
 from cassle.methods.kmeans import kmeans_generator, spherical_kmeans
+from cassle.methods.swav import prototype_scores
 
 _STATE = "deepclusterv2_state"
 
@@ -131,8 +132,10 @@ class DeepClusterV2(BaseMethod):
 
     def ssl_step(self, views, targets) -> StepOutput:
         feats = [self.backbone(v) for v in views]
-        z = [F.normalize(self.projector(f), dim=-1) for f in feats]
-        outputs = torch.stack([torch.stack([proto(zi) for zi in z]) for proto in self.prototypes])
+        z = [F.normalize(self.projector(f).float(), dim=-1) for f in feats]
+        # scores in float32 also under autocast (as SwAV's prototype scores), then divided by T
+        outputs = torch.stack([torch.stack([prototype_scores(proto, zi) for zi in z])
+                               for proto in self.prototypes])
         loss = deepclusterv2_loss_func(outputs, self._batch_assignments(len(z[0]), z[0].device),
                                        temperature=self.hparams.temperature)
         if self.memory_embeddings is not None and self.batch_indexes is not None:

@@ -22,6 +22,7 @@ from cassle.losses import DINOLoss
 from cassle.methods.base import StepOutput
 from cassle.methods.momentum import BaseMomentumMethod, momentum_copy
 from cassle.methods.prototypes import Prototypes
+from cassle.methods.swav import prototype_scores
 
 
 def _bool(s: str) -> bool:
@@ -102,8 +103,10 @@ class DINO(BaseMomentumMethod):
                 p.grad = None
 
     def _logits(self, projector, prototypes, feats):
+        # prototype logits in float32 also under autocast (as SwAV's): the teacher's are divided
+        # by 0.04, which would make a bf16 rounding of a logit up to ~10% of one
         z = projector(feats)
-        return z, prototypes(F.normalize(z, dim=-1))
+        return z, prototype_scores(prototypes, F.normalize(z.float(), dim=-1))
 
     def ssl_step(self, views, targets) -> StepOutput:
         feats = [self.backbone(v) for v in views]
