@@ -27,8 +27,8 @@ from cassle.losses import (
     vicreg_loss_func,
 )
 from main_continual import build_model
-from tests.step_reference_more import SSL_REFERENCE_MORE, prepare_step
 from tests.helpers import fake_batch, tiny_args
+from tests.step_reference_more import SSL_REFERENCE_MORE, prepare_step
 
 LR = 0.05  # the SGD steps of the step-level tests
 

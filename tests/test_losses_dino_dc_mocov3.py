@@ -118,7 +118,7 @@ def test_dino_loss_equation_and_centre_update():
     for u in range(2):  # teacher view u, student view v != u; N = 2 rows each
         for v in range(2):
             if u != v:
-                terms.append(sum(-sum(p * l for p, l in zip(teacher[2 * u + n], student[2 * v + n]))
+                terms.append(sum(-sum(p * q for p, q in zip(teacher[2 * u + n], student[2 * v + n]))
                                  for n in range(2)) / 2)
     expected = sum(terms) / len(terms)
     out = loss(_t(S), _t(TT))

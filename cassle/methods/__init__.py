@@ -9,8 +9,8 @@ from cassle.methods.byol import BYOL
 from cassle.methods.deepclusterv2 import DeepClusterV2
 from cassle.methods.dino import DINO
 from cassle.methods.mocov2plus import MoCoV2Plus
-from cassle.methods.momentum import BaseMomentumMethod
 from cassle.methods.mocov3 import MoCoV3
+from cassle.methods.momentum import BaseMomentumMethod
 from cassle.methods.simclr import SimCLR
 from cassle.methods.swav import SwAV
 from cassle.methods.vicreg import VICReg

@@ -12,7 +12,7 @@ view, and ``indexes`` (M,) their dataset indexes. For head h with K_h centroids 
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.distributed as dist
