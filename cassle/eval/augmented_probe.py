@@ -75,7 +75,6 @@ class LinearProbe(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
 
-
 def _train_augmented(backbone: nn.Module, feat_dim: int, data: EvalData, indices: torch.Tensor,
                      cfg: ProbeConfig) -> nn.Linear:
     probe = LinearProbe(backbone, feat_dim, data.num_classes, lr=cfg.lr, max_epochs=cfg.epochs,
