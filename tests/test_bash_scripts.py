@@ -40,6 +40,7 @@ SETTINGS = {
     # the domain-incremental demo (and template for data with domains), and a class-folder template
     "digits-domains": (("barlow",), "custom", "domain", 4),
     "custom": (("barlow",), "custom", "class", 5),
+    "shapes": (("simclr",), "custom", "class", 5),  # the README demo (scripts/demo.sh runs both)
 }
 # file stem -> (--method, the distiller the paper pairs with it); written here from the paper,
 # not imported from cassle.distillers, so a wrong pairing in either place fails.
