@@ -73,3 +73,15 @@ def test_demo_writes_shapes_through_the_custom_data_path(tmp_path, capsys):
 def test_demo_rejects_unknown_shape_styles(tmp_path, capsys):
     assert demo_main([str(tmp_path), "--set", "shapes", "--styles", "inverted"]) == 2
     assert "unknown shape style(s) inverted" in capsys.readouterr().err
+
+
+def test_demo_script_names_an_unknown_method_before_running_anything(tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    res = subprocess.run(["bash", str(repo / "scripts" / "demo.sh"), str(tmp_path / "out"), "nosuch"],
+                         capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "DATA_DIR": str(tmp_path / "d")})
+    assert res.returncode == 2
+    assert "no bash_files/continual/shapes/nosuch.sh" in res.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "d").exists()  # nothing written
