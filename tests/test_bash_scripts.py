@@ -40,6 +40,7 @@ SETTINGS = {
     # the domain-incremental demo (and template for data with domains), and a class-folder template
     "digits-domains": (("barlow",), "custom", "domain", 4),
     "custom": (("barlow",), "custom", "class", 5),
+    "shapes": (("simclr",), "custom", "class", 5),  # the README demo (scripts/demo.sh runs both)
 }
 # Issue 22's DINO, DeepClusterV2 and MoCo v3: CIFAR-100 and the digits demo.
 MORE_22B = ("dino", "deepclusterv2", "mocov3")
