@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cassle.continual import launcher
+from cassle.continual import launcher, task_process
 from cassle.continual import manifest as mf
-from cassle.continual import task_process
 from cassle.continual.progress import read_checkpoint_record
 from tests.test_run_folder_trust import Folder
 
