@@ -19,7 +19,8 @@
   checkpoints on disk (``eval_stale_reason``); ``--reeval`` forces it.
 * ``command_line``: the parser, the hidden test-only options, and the command that reruns a run.
 
-The public names of those modules stay importable from here.
+The launcher's former public names (``__all__``) stay importable from here; a test that replaces
+``run_task`` patches ``cassle.continual.task_process`` (the executors call it through that module).
 """
 
 from __future__ import annotations
