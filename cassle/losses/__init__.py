@@ -21,9 +21,14 @@ from cassle.losses.distill import (
     simclr_distill_loss_func,
 )
 from cassle.losses.moco import moco_loss_func
+from cassle.losses.nnclr import nnclr_loss_func
+from cassle.losses.relational import relational_distill_loss
+from cassle.losses.ressl import ressl_loss_func
 from cassle.losses.simclr import simclr_loss_func, supcon_pos_mask
+from cassle.losses.simsiam import simsiam_loss_func
 from cassle.losses.swav import sinkhorn_knopp, swav_loss_func
 from cassle.losses.vicreg import vicreg_loss_func
+from cassle.losses.wmse import wmse_loss_func
 
 __all__ = [
     "barlow_loss_func",
@@ -40,4 +45,9 @@ __all__ = [
     "predictive_distill_loss",
     "predictive_mse_distill_loss",
     "knowledge_distill_loss",
+    "simsiam_loss_func",
+    "nnclr_loss_func",
+    "ressl_loss_func",
+    "wmse_loss_func",
+    "relational_distill_loss",
 ]

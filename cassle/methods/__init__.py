@@ -1,4 +1,4 @@
-"""The six self-supervised methods. The key is the `--method` value.
+"""The self-supervised methods. The key is the `--method` value.
 
 Layer: model. One file per method over ``BaseMethod`` / ``BaseMomentumMethod``; imports backbones,
 losses, utils and eval's kNN monitor (``cassle.eval.knn``); never distillers, strategies or continual.
@@ -8,9 +8,13 @@ from cassle.methods.base import BaseMethod, StepOutput
 from cassle.methods.byol import BYOL
 from cassle.methods.mocov2plus import MoCoV2Plus
 from cassle.methods.momentum import BaseMomentumMethod
+from cassle.methods.nnclr import NNCLR
+from cassle.methods.ressl import ReSSL
 from cassle.methods.simclr import SimCLR
+from cassle.methods.simsiam import SimSiam
 from cassle.methods.swav import SwAV
 from cassle.methods.vicreg import VICReg
+from cassle.methods.wmse import WMSE
 
 METHODS = {
     "simclr": SimCLR,
@@ -19,6 +23,10 @@ METHODS = {
     "barlow_twins": BarlowTwins,
     "swav": SwAV,
     "vicreg": VICReg,
+    "simsiam": SimSiam,
+    "nnclr": NNCLR,
+    "ressl": ReSSL,
+    "wmse": WMSE,
 }
 
 
