@@ -41,6 +41,10 @@ SETTINGS = {
     "digits-domains": (("barlow",), "custom", "domain", 4),
     "custom": (("barlow",), "custom", "class", 5),
 }
+# Issue 22's SimSiam, NNCLR, ReSSL and W-MSE: CIFAR-100 and the digits demo.
+MORE_22A = ("simsiam", "nnclr", "ressl", "wmse")
+for _setting_name in ("cifar", "digits"):
+    SETTINGS[_setting_name] = (SETTINGS[_setting_name][0] + MORE_22A, *SETTINGS[_setting_name][1:])
 # file stem -> (--method, the distiller the paper pairs with it); written here from the paper,
 # not imported from cassle.distillers, so a wrong pairing in either place fails.
 PAPER = {
@@ -52,6 +56,9 @@ PAPER = {
     "supcon": ("simclr", "contrastive"),
     "swav": ("swav", "knowledge"),
 }
+# Beyond the paper (issue 22): the method's own kind of objective (README, "Methods beyond the paper's six").
+PAPER.update({"simsiam": ("simsiam", "predictive"), "nnclr": ("nnclr", "contrastive"),
+              "ressl": ("ressl", "relational"), "wmse": ("wmse", "predictive")})
 
 
 # Continual-strategy scripts (issue 10): file suffix -> the --cl_strategy values it must set.
@@ -199,6 +206,14 @@ CIFAR_RECIPE = {
     "vicreg": ("lars", 0.3, 0.3, 1e-4, True, 0.0, (0.4, 0.4, 0.2, 0.1), [0.1], 0.2),
     "mocov2plus": ("sgd", 0.3, 0.3, 1e-4, False, 0.0, (0.4, 0.4, 0.4, 0.1), [0.0], 0.08),
 }
+# solo-learn's bash_files/pretrain/cifar/{simsiam,nnclr,ressl,wmse}.sh (Nov 2021, commit 95886b6)
+CIFAR_RECIPE.update({
+    "simsiam": ("sgd", 0.5, 0.1, 1e-5, False, 0.0, (0.4, 0.4, 0.4, 0.1), [0.0], 0.08),
+    "nnclr": ("lars", 0.4, 0.1, 1e-5, True, 0.0, (0.4, 0.4, 0.2, 0.1), [0.0, 0.2], 0.08),
+    "ressl": ("sgd", 0.05, 0.1, 1e-4, False, 0.0, (0.4, 0.4, 0.2, 0.1), [0.0], 0.08),
+    "wmse": ("adam", 3e-3, 3e-3, 1e-6, False, 0.0, (0.4, 0.4, 0.2, 0.1), [0.0], 0.2),
+})
+CIFAR_WARMUP = {"wmse": (2, 0.0)}  # (epochs, start lr); the others 10 epochs from 0.003
 # stem -> optimizer, scheduler, lr, weight_decay
 BIG_RECIPE = {
     "barlow": ("lars", "warmup_cosine", 0.4, 1e-4),
@@ -224,7 +239,9 @@ def test_cifar_recipe(path: Path):
     assert (a.exclude_bias_n_norm, a.min_lr) == (excl, min_lr)
     if opt == "lars":
         assert a.eta_lars == 0.02 and a.grad_clip_lars
-    assert (a.scheduler, a.warmup_epochs, a.max_epochs, a.batch_size) == ("warmup_cosine", 10, 500, 256)
+    warmup = CIFAR_WARMUP.get(_stem(path), (10, 0.003))
+    assert (a.scheduler, a.warmup_epochs, a.max_epochs, a.batch_size) == ("warmup_cosine", warmup[0], 500, 256)
+    assert a.warmup_start_lr == warmup[1]
     assert [_flat(getattr(a, k))[0] for k in ("brightness", "contrast", "saturation", "hue")] == list(jitter)
     assert _flat(a.solarization_prob) == solar and _flat(a.min_scale) == [min_scale]
     assert _flat(a.gaussian_prob) == [0.0] and _flat(a.crop_size) == [32]

@@ -153,3 +153,20 @@ def test_wmse_whitens_random_slices_and_restores_the_batch_order():
 def test_wmse_refuses_sizes_it_cannot_whiten(flags, message):
     with pytest.raises(ValueError, match=message):
         _model("wmse", *flags)
+
+
+# --------------------------------------------------------------------------- --compare
+def test_compare_names_the_new_methods_without_paper_numbers(tmp_path):
+    from main_linear import main as linear_main
+    from tests.test_compare import _run
+
+    _run(tmp_path, "simsiam-ft", "simsiam", 1, 30.0)
+    _run(tmp_path, "ressl-cassle", "ressl", 1, 40.0, distiller="relational")
+    _run(tmp_path, "wmse-ft", "wmse", 1, 35.0)
+    _run(tmp_path, "nnclr-cassle", "nnclr", 1, 45.0, distiller="contrastive")
+    out = tmp_path / "cmp"
+    assert linear_main(["--compare", str(tmp_path), "--output_dir", str(out)]) == 0
+    md = (out / "comparison.md").read_text()
+    assert "| strategy | SimSiam | NNCLR | ReSSL | W-MSE |" in md
+    import re
+    assert not re.search(r"\[paper \d", md)  # the CaSSLe paper has no number for these methods
