@@ -10,8 +10,8 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from cassle.methods.wmse import whiten
 from cassle.losses import wmse_loss_func
+from cassle.methods.wmse import whiten
 from main_continual import build_model, run_task
 from tests.helpers import fake_batch, tiny_args
 

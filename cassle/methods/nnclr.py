@@ -52,9 +52,10 @@ class NNCLR(BaseMethod):
 
     @torch.no_grad()
     def find_nn(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Indices and rows of the support set nearest (dot product) to each normalised z."""
-        idx = (z @ self.queue.T.to(z.dtype)).argmax(dim=1)
-        return idx, self.queue[idx].to(z.dtype)
+        """Indices and rows of the support set nearest (dot product) to each normalised z; in
+        float32 (the support set's dtype), also under autocast."""
+        idx = (z.float() @ self.queue.T.float()).argmax(dim=1)
+        return idx, self.queue[idx]
 
     @torch.no_grad()
     def dequeue_and_enqueue(self, z: torch.Tensor, y: torch.Tensor) -> None:
