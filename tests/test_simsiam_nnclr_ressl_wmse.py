@@ -170,3 +170,18 @@ def test_compare_names_the_new_methods_without_paper_numbers(tmp_path):
     assert "| strategy | SimSiam | NNCLR | ReSSL | W-MSE |" in md
     import re
     assert not re.search(r"\[paper \d", md)  # the CaSSLe paper has no number for these methods
+
+
+# --------------------------------------------------------------------------- bf16 autocast
+@pytest.mark.parametrize("method", ["simsiam", "nnclr", "ressl", "wmse"])
+def test_step_under_bf16_autocast_is_a_finite_float32_loss(method):
+    """The GPU default is bf16 autocast: the losses, NNCLR's neighbour search and W-MSE's
+    Cholesky whitening run in float32 inside it (a bf16 Cholesky of a 4x4 covariance of 8 rows
+    is not even defined on the CPU)."""
+    model = _model(method)
+    _, views, targets = fake_batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model.ssl_step(views, targets)
+    assert out.loss.dtype == torch.float32 and torch.isfinite(out.loss)
+    if method in ("nnclr", "ressl"):
+        assert model.queue.dtype == torch.float32
