@@ -185,3 +185,20 @@ def test_step_under_bf16_autocast_is_a_finite_float32_loss(method):
     assert out.loss.dtype == torch.float32 and torch.isfinite(out.loss)
     if method in ("nnclr", "ressl"):
         assert model.queue.dtype == torch.float32
+
+
+# --------------------------------------------------------------------------- the original's checkpoints
+@pytest.mark.parametrize("method", ["nnclr", "ressl"])
+def test_original_layout_checkpoint_is_recognised(method):
+    """A state dict in the original's names (encoder., momentum_encoder.; NNCLR's queue, queue_y
+    and queue_ptr, ReSSL's (K, D) queue, which are the original's buffer names and shapes) maps
+    to this code's keys and its method is told from the weights (MoCo's queue is (2, D, K))."""
+    from cassle.utils.original_checkpoint import infer_from_weights, is_original, translate
+
+    ours = _model(method).state_dict()
+    original = {k.replace("momentum_backbone.", "momentum_encoder.").replace("backbone.", "encoder."): v
+                for k, v in ours.items()}
+    assert is_original(original)
+    mapped = translate(original, "x.ckpt")
+    assert mapped.keys() == ours.keys()
+    assert infer_from_weights(mapped)["method"] == method
