@@ -262,6 +262,14 @@ def main(argv=None) -> int:
             if stop.exit_code is None:
                 raise
             trainer = None
+        except (OSError, RuntimeError) as err:  # a full disk: one line, no stray temporary file
+            from cassle.utils.diskfull import is_disk_full, message, remove_stray_tmp
+
+            if not is_disk_full(err, args.checkpoint_dir):
+                raise
+            remove_stray_tmp(args.checkpoint_dir)
+            print(f"error: task {args.task_idx}: {message(err, last)}", file=sys.stderr)
+            return 1
     if stop.exit_code is not None:
         name = signal.Signals(stop.signum).name
         print(f"task {args.task_idx} stopped by {name}; the launcher resumes it from {last} "

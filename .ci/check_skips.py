@@ -21,10 +21,11 @@ def skipped_tests(xml_path: str) -> list[tuple[str, str]]:
         if skip is None or skip.get("type") == "pytest.xfail":
             continue
         module = case.get("classname", "")
+        # classname is dotted: tests.test_x, tests.sub.test_x or tests.test_x.TestClass
         parts = module.split(".")
-        # classname is dotted: tests.test_x or tests.test_x.TestClass
-        path = "/".join(parts[:2]) + ".py" if len(parts) >= 2 else module
-        node = f"{path}::{'::'.join(parts[2:] + [case.get('name', '')])}"
+        end = next((i + 1 for i, p in enumerate(parts) if p.startswith("test_") or p.endswith("_test")),
+                   len(parts))
+        node = "::".join(["/".join(parts[:end]) + ".py", *parts[end:], case.get("name", "")])
         out.append((node, (skip.get("message") or "").strip()))
     return out
 
@@ -56,7 +57,7 @@ def main(xml_path: str, allow_path: str) -> int:
             used.add(match)
         tag = "expected: " + allowed[match][2] if match is not None else "NOT EXPECTED"
         print(f"  {node}\n      reason: {reason}\n      {tag}")
-    for i, (glob, text, why) in enumerate(allowed):
+    for i, (glob, text, _) in enumerate(allowed):
         if i not in used:
             print(f"  note: expected skip '{glob} | {text}' did not happen (stale entry?)")
     if unexpected:

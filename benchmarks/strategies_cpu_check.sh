@@ -21,6 +21,7 @@ $PY job_launcher.py --script "${SCRIPTS[@]}" --seeds 1 --experiment_dir "$OUT" -
     --replay_batch_size 128 \
     --no_progress_bar
 for run in "$OUT"/*/; do
+    [ -d "$run/task0" ] || continue  # e.g. compare/ of an earlier call
     [ -f "$run/eval/results.json" ] || $PY main_linear.py --run_dir "$run" --mode fast --label_fraction 0.1 \
         --accelerator cpu --max_epochs 30
 done

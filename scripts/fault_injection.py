@@ -200,7 +200,7 @@ def main(argv=None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     script = str((REPO / opts.script).resolve())
     argv = merge_args(parse_script(Path(script).read_text(), os.environ), opts.extra)
-    num_tasks, epochs = int(get_flag(argv, "--num_tasks")), int(get_flag(argv, "--max_epochs", 100))
+    num_tasks, epochs = int(get_flag(argv, "--num_tasks")), int(get_flag(argv, "--max_epochs", 1000))  # the parser's default
 
     def command(exp):
         cmd = [sys.executable, str(REPO / "job_launcher.py"), "--script", script, "--experiment_dir", str(exp), "--eval"]

@@ -22,6 +22,11 @@ TINY_METHOD_FLAGS = {
     # tests' batches of 8 and 16
     "wmse": ["--proj_hidden_dim", "32", "--output_dim", "4", "--whitening_size", "8"],
 }
+TINY_METHOD_FLAGS.update({
+    "dino": ["--proj_hidden_dim", "32", "--output_dim", "16", "--num_prototypes", "20"],
+    "deepclusterv2": ["--proj_hidden_dim", "32", "--output_dim", "16", "--num_prototypes", "4", "4"],
+    "mocov3": ["--proj_hidden_dim", "32", "--output_dim", "16", "--pred_hidden_dim", "32"],
+})
 
 
 def tiny_argv(method: str, *extra: str, distiller: str | None = None, tmp_path=None) -> list[str]:

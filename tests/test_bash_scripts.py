@@ -23,6 +23,7 @@ import pytest
 
 from cassle.continual.plan import PlanError, get_flag, parse_script, plan_tasks, split_flags
 from cassle.utils.args import parse_args
+from tests.script_table_22a import CIFAR_RECIPE_22A, CIFAR_WARMUP_22A, MORE_22A, PAPER_22A
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT_ROOT = REPO / "bash_files" / "continual"
@@ -41,10 +42,10 @@ SETTINGS = {
     "digits-domains": (("barlow",), "custom", "domain", 4),
     "custom": (("barlow",), "custom", "class", 5),
 }
-# Issue 22's SimSiam, NNCLR, ReSSL and W-MSE: CIFAR-100 and the digits demo.
-MORE_22A = ("simsiam", "nnclr", "ressl", "wmse")
+# Issue 22's DINO, DeepClusterV2 and MoCo v3: CIFAR-100 and the digits demo.
+MORE_22B = ("dino", "deepclusterv2", "mocov3")
 for _setting_name in ("cifar", "digits"):
-    SETTINGS[_setting_name] = (SETTINGS[_setting_name][0] + MORE_22A, *SETTINGS[_setting_name][1:])
+    SETTINGS[_setting_name] = (SETTINGS[_setting_name][0] + MORE_22B + MORE_22A, *SETTINGS[_setting_name][1:])
 # file stem -> (--method, the distiller the paper pairs with it); written here from the paper,
 # not imported from cassle.distillers, so a wrong pairing in either place fails.
 PAPER = {
@@ -56,9 +57,10 @@ PAPER = {
     "supcon": ("simclr", "contrastive"),
     "swav": ("swav", "knowledge"),
 }
-# Beyond the paper (issue 22): the method's own kind of objective (README, "Methods beyond the paper's six").
-PAPER.update({"simsiam": ("simsiam", "predictive"), "nnclr": ("nnclr", "contrastive"),
-              "ressl": ("ressl", "relational"), "wmse": ("wmse", "predictive")})
+# Beyond the paper: the method's own kind of objective (README, "CaSSLe for more methods").
+PAPER.update({"dino": ("dino", "knowledge"), "deepclusterv2": ("deepclusterv2", "knowledge"),
+              "mocov3": ("mocov3", "contrastive")})
+PAPER.update(PAPER_22A)  # SimSiam, NNCLR, ReSSL, W-MSE (tests/script_table_22a.py)
 
 
 # Continual-strategy scripts (issue 10): file suffix -> the --cl_strategy values it must set.
@@ -206,14 +208,15 @@ CIFAR_RECIPE = {
     "vicreg": ("lars", 0.3, 0.3, 1e-4, True, 0.0, (0.4, 0.4, 0.2, 0.1), [0.1], 0.2),
     "mocov2plus": ("sgd", 0.3, 0.3, 1e-4, False, 0.0, (0.4, 0.4, 0.4, 0.1), [0.0], 0.08),
 }
-# solo-learn's bash_files/pretrain/cifar/{simsiam,nnclr,ressl,wmse}.sh (Nov 2021, commit 95886b6)
+# solo-learn's scripts/pretrain/cifar/{dino,deepclusterv2,mocov3}.yaml
 CIFAR_RECIPE.update({
-    "simsiam": ("sgd", 0.5, 0.1, 1e-5, False, 0.0, (0.4, 0.4, 0.4, 0.1), [0.0], 0.08),
-    "nnclr": ("lars", 0.4, 0.1, 1e-5, True, 0.0, (0.4, 0.4, 0.2, 0.1), [0.0, 0.2], 0.08),
-    "ressl": ("sgd", 0.05, 0.1, 1e-4, False, 0.0, (0.4, 0.4, 0.2, 0.1), [0.0], 0.08),
-    "wmse": ("adam", 3e-3, 3e-3, 1e-6, False, 0.0, (0.4, 0.4, 0.2, 0.1), [0.0], 0.2),
+    "dino": ("lars", 0.3, 0.1, 1e-6, True, 0.0, (0.4, 0.4, 0.2, 0.1), [0.0, 0.2], 0.08),
+    "deepclusterv2": ("lars", 0.6, 0.1, 1e-6, True, 6e-4, (0.8, 0.8, 0.8, 0.2), [0.0], 0.08),
+    "mocov3": ("lars", 0.3, 0.3, 1e-6, True, 0.0, (0.4, 0.4, 0.2, 0.1), [0.0, 0.2], 0.08),
 })
-CIFAR_WARMUP = {"wmse": (2, 0.0)}  # (epochs, start lr); the others 10 epochs from 0.003
+CIFAR_WARMUP = {"deepclusterv2": (11, 0.0)}  # (epochs, start lr); the others 10 epochs from 0.003
+CIFAR_RECIPE.update(CIFAR_RECIPE_22A)
+CIFAR_WARMUP.update(CIFAR_WARMUP_22A)
 # stem -> optimizer, scheduler, lr, weight_decay
 BIG_RECIPE = {
     "barlow": ("lars", "warmup_cosine", 0.4, 1e-4),
@@ -388,3 +391,4 @@ def test_cifar_strategy_script_states_every_strategy_hyperparameter_with_its_sou
             assert flag in argv, f"{path.name}: {flag} is left to its default; state it"
             value = get_flag(argv, flag)
             assert f"#   {flag} {value}: " in text, f"{path.name}: no source comment for {flag} {value}"
+

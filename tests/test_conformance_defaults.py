@@ -228,3 +228,27 @@ def test_shipped_scripts_give_what_the_original_relied_on():
     moco = shipped("domainnet/mocov2plus.sh")
     assert moco.gaussian_prob in ([0.5], [0.5, 0.5]) and moco.output_dim == 128
     assert re.search(r"--check_val_every_n_epoch\s+9+\b", (REPO / "bash_files/continual/domainnet/mocov2plus.sh").read_text())
+
+
+# Per-dataset defaults of the original: --size 224 (ignored for CIFAR, which crops at 32) and, for
+# folders, the ImageNet statistics with its std 0.228 (cassle/args/dataset.py --mean/--std for custom,
+# cassle/utils/dali_dataloader.py for imagenet100 / domainnet).
+ORIGINAL_PER_DATASET = {"cifar100": 32, "imagenet100": 224, "domainnet": 224, "custom": 224}
+
+
+def test_per_dataset_defaults_are_the_originals(monkeypatch):
+    from cassle.data.datasets import dataset_stats
+
+    for dataset in ("imagenet100", "domainnet", "custom"):
+        assert dataset_stats(dataset) == ((0.485, 0.456, 0.406), (0.228, 0.224, 0.225)), dataset
+    defaults = vars(build_parser(["--method", "byol"]).parse_args(["--method", "byol"]))
+    assert defaults["crop_size"] is None  # = the dataset's natural size, below
+    from types import SimpleNamespace
+
+    from cassle.data.datamodule import ContinualDataModule
+
+    monkeypatch.setattr(ContinualDataModule, "train_full", property(lambda self: SimpleNamespace(image_size=(32, 32))))
+    for dataset, size in ORIGINAL_PER_DATASET.items():  # CIFAR: its 32 px images
+        dm = ContinualDataModule.__new__(ContinualDataModule)  # only the rule, no data loaded
+        dm.args = SimpleNamespace(dataset=dataset, mean=None, std=None)
+        assert dm.default_crop_size == size, dataset

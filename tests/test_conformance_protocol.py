@@ -58,22 +58,41 @@ def test_2_offline_probe_crops_bicubic_for_folders_bilinear_for_cifar(folder_dat
     assert _crop(cifar_like.train_transform()).interpolation == InterpolationMode.BILINEAR  # torchvision's
 
 
+def _batches(loader):
+    sizes = [len(y) for _x, y in loader]
+    x, y = next(iter(loader))
+    assert x.shape == (4, 3, 8, 8) and x.dtype == torch.float32 and y.dtype == torch.long
+    return sizes
+
+
 def test_2_offline_probe_drops_the_last_partial_batch(folder_data, capsys, monkeypatch):
-    import cassle.data.dali
+    from cassle.data import dali as dali_mod
     from cassle.eval.offline_loader import probe_train_loader
 
-    monkeypatch.setattr(cassle.data.dali, "dali_available", lambda: False)  # as where DALI is not installed
-
     idx = torch.arange(10)
-    for dali in (False, True):  # without DALI installed, --dali gives the same batches and a notice
-        loader = probe_train_loader(folder_data, idx, batch_size=4, num_workers=0, seed=5, dali=dali)
-        sizes = [len(y) for _x, y in loader]
-        assert sizes == [4, 4], sizes  # 10 images: the partial batch of 2 is dropped
-        x, _ = next(iter(loader))
-        assert x.shape == (4, 3, 8, 8) and x.dtype == torch.float32
+    plain = probe_train_loader(folder_data, idx, batch_size=4, num_workers=0, seed=5)
+    assert _batches(plain) == [4, 4]  # 10 images: the partial batch of 2 is dropped
+    monkeypatch.setattr(dali_mod, "dali_available", lambda: False)  # --dali without DALI installed
+    same = probe_train_loader(folder_data, idx, batch_size=4, num_workers=0, seed=5, dali=True)
+    assert _batches(same) == [4, 4]
     assert "DALI is not installed" in capsys.readouterr().err
     one = probe_train_loader(folder_data, idx[:3], batch_size=4, num_workers=0, seed=5)
     assert [len(y) for _x, y in one] == [3]  # fewer images than a batch: the only batch is kept
+
+
+def test_2_offline_probe_through_dali_when_installed(folder_data):
+    """DALI's CPU pipeline (no GPU needed): one view, bicubic crop + flip, last batch dropped."""
+    from cassle.data.dali import dali_available
+    from cassle.eval.offline_loader import _DaliProbeBatches, probe_train_loader
+
+    if not dali_available():
+        pytest.skip("NVIDIA DALI is not installed")
+    loader = probe_train_loader(folder_data, torch.arange(10), batch_size=4, num_workers=1, seed=5, dali=True)
+    assert isinstance(loader, _DaliProbeBatches) and len(loader) == 2
+    assert _batches(loader) == [4, 4]
+    x, y = next(iter(loader))
+    labels = torch.as_tensor(folder_data.train_set.targets)
+    assert set(y.tolist()) <= set(labels.tolist())
 
 
 def test_2_main_linear_passes_dali_to_the_probe():
@@ -267,4 +286,28 @@ def test_4_readme_says_what_auto_does_without_bf16():
 
 def test_4_results_md_quotes_no_machine_specific_path():
     text = (REPO / "benchmarks" / "RESULTS.md").read_text()
-    assert not re.findall(r"(?:^|[\s`(=\"'])/(?:work|tmp|root|home|mnt|scratch)/", text, flags=re.M)
+    assert not re.findall(r"(?:^|[\s`(=\"'])/(?:work|tmp|root|home|mnt|scratch)/", text, flags=re.MULTILINE)
+
+
+def test_3_results_from_before_the_tag_are_judged_by_their_content(tmp_path):
+    import json
+
+    from cassle.continual import launcher
+
+    (tmp_path / "eval").mkdir()
+    manifest = {"eval": {"status": "done"}, "tasks": {}}
+    old = {"checkpoints": [], "protocol": {"name": "linear-fast", "dataset": "cifar100"}}
+    (tmp_path / "eval" / "results.json").write_text(json.dumps(old))
+    assert launcher.eval_stale_reason(str(tmp_path), manifest, "fast") is None
+    assert "paper asked" in launcher.eval_stale_reason(str(tmp_path), manifest, "paper")
+
+
+def test_2_folder_test_images_are_resized_bicubic_as_the_references_dali_validation():
+    from torchvision.transforms import InterpolationMode, v2
+
+    from cassle.data.transforms import build_eval_transform
+
+    ops = build_eval_transform((0.5,) * 3, (0.25,) * 3, folder=True).transforms
+    resize = next(t for t in ops if isinstance(t, v2.Resize))
+    assert (resize.size, resize.interpolation) == ([256], InterpolationMode.BICUBIC)
+    assert "INTERP_CUBIC" in (REPO / "cassle" / "data" / "dali.py").read_text().split("def build_eval_pipeline")[1]

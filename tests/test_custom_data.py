@@ -222,10 +222,10 @@ def test_eval_uses_the_trained_crop_and_caches_decoded_images(domain_tree):
     opts = argparse.Namespace(dataset=None, crop_size=None, image_cache_gb=1.0)
     data = resolve_data(opts, hp)
     assert data.crop_size == 8 and data.task_names == list(DOMAINS)
-    assert data.transform_description() == "resize 9 + centre crop 8"
+    assert data.transform_description() == "resize 9 (bicubic) + centre crop 8"
     assert EvalData.build("custom", data.train_set, data.test_set, num_classes=4, split=None, num_tasks=1,
                           mean=data.mean, std=data.std, crop_size=224).transform_description() == \
-        "resize 256 + centre crop 224"  # the reference's transform for 224 px runs
+        "resize 256 (bicubic) + centre crop 224"  # the reference's transform for 224 px runs
     idx = torch.arange(len(data.test_set))
     cached = list(data.plain_batches("test", idx, 7, 0, torch.device("cpu")))
     assert "test" in data._cache
@@ -313,7 +313,7 @@ def test_digits_domains_demo_with_eval(digit_domains, tmp_path):
     results = json.loads((exp / "eval" / "results.json").read_text())
     assert results["task_names"] == ["inverted", "plain"] and np.shape(results["accuracy_matrix"]) == (2, 2)
     assert results["domain_aware"]["domains"] == ["inverted", "plain"]
-    assert results["protocol"]["test_transform"] == "resize 18 + centre crop 16"  # the trained 16 px
+    assert results["protocol"]["test_transform"] == "resize 18 (bicubic) + centre crop 16"  # the trained 16 px
     assert (exp / "eval" / "domain_aware.csv").is_file()
     assert "domain-aware accuracy" in res.stdout and "after task \\ domain" in res.stdout
 

@@ -45,6 +45,15 @@ CASES = {
 }
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors gain nothing from threads, and on a busy machine threads cost minutes."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class Step(torch.nn.Module):
     """The SSL step as a module's forward, so that DDP wraps it as it wraps a Lightning module."""
 

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 MAX_LINES = 400
 LOWER = ("data", "losses", "backbones")
 HIGHER = ("methods", "distillers", "strategies", "continual", "eval")
-LEAF_UTILS = ("checkpoint", "original_checkpoint", "distributed")
+LEAF_UTILS = ("checkpoint", "checkpoint_upgrade", "original_checkpoint", "distributed", "diskfull", "rng_state")
 
 
 def _python_files() -> list[Path]:
@@ -34,8 +34,7 @@ def _line_count(path: Path) -> int:
 
 
 # Modules still being split (issue 21); every entry must still be over the limit, so the list shrinks.
-PENDING_SPLIT = {"cassle/continual/launcher.py", "cassle/continual/plan.py",
-                 "cassle/eval/linear.py", "cassle/eval/run_eval.py"}
+PENDING_SPLIT = {"cassle/continual/launcher.py", "cassle/continual/plan.py"}
 
 
 def test_no_module_over_400_lines():

@@ -206,6 +206,9 @@ def test_run_dir_with_only_the_launcher_flag_writes_the_report(run_copy):
     assert p["name"] == "linear-fast" and p["mode"] == "fast" and p["epochs"] == 100
     assert p["lr"] == LINEAR_LRS["barlow_twins"] and p["lr_milestones"] == [60, 80]
     assert res["seed"] == 5
+    # issue 20: the fast probe by default, named beside A / F / T on the console
+    assert p["eval_protocol"] == "fast" and "not the paper's" in p["label"]
+    assert f"[eval] A = {res['A']:.2f}" in proc.stdout and f"[{p['label']}]" in proc.stdout.splitlines()[-1]
     assert [Path(c) for c in res["checkpoints"]] == [run_copy.resolve() / f"task{t}" / "last.ckpt" for t in range(2)]
     from PIL import Image
 

@@ -26,6 +26,15 @@ MOMENTUM_METHODS = [m for m, cls in METHODS.items() if issubclass(cls, BaseMomen
 BASE_TAU, FINAL_TAU, STEPS = 0.9, 1.0, 3
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors gain nothing from threads, and on a busy machine threads cost minutes."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def non_trainable_modules(model) -> dict[str, torch.nn.Module]:
     """The outermost submodules that have parameters, none of them trainable."""
     found: dict[str, torch.nn.Module] = {}

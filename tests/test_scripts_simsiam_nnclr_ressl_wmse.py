@@ -9,7 +9,8 @@ import os
 import numpy as np
 import pytest
 
-from tests.test_bash_scripts import MORE_22A, PAPER, SCRIPT_ROOT, _final_val_acc, _launch
+from tests.script_table_22a import MORE_22A
+from tests.test_bash_scripts import PAPER, SCRIPT_ROOT, _final_val_acc, _launch
 
 
 @pytest.mark.slow

@@ -1,8 +1,10 @@
 """Every registered continual strategy composes right with the method and a CaSSLe distiller: the
 step's loss equals, in value, the SSL loss (on the batch the strategy builds: replayed or mixed
 images) + distill_lamb x the distillation loss + each strategy's weighted term, all recomputed
-here from the model's modules; and one SGD step on it lowers each term on the same batch compared
-with the same step on the loss without that term (a term entering with the wrong sign rises).
+here from the model's modules (each strategy with Barlow Twins + its distiller; all the loss-term
+strategies together with every method + its paper distiller); and one SGD step on it lowers each
+term on the same batch compared with the same step on the loss without that term (a term entering
+with the wrong sign rises).
 
 A strategy added to ``STRATEGIES`` without an entry in ``REFERENCE`` fails here with a message.
 """
@@ -14,20 +16,33 @@ import math
 import pytest
 import torch
 
+from cassle.distillers import DEFAULT_DISTILLER
 from cassle.losses.der import der_loss
+from cassle.losses.ird import ird_loss
 from cassle.losses.less_forget import less_forget_loss
 from cassle.losses.pfr import pfr_loss
 from cassle.losses.pod import pod_spatial_loss
+from cassle.methods import METHODS
 from cassle.strategies import STRATEGIES
 from tests.helpers import fake_batch
 from tests.step_reference import distill_reference, sgd_step, ssl_reference, task1_model
 
-METHOD, DISTILLER, LAMB, TASK = "barlow_twins", "decorrelative", 0.7, 2
+LAMB, TASK = 0.7, 2
 TOL = dict(rtol=1e-5, atol=1e-6)
 # Non-default weights, so a weight that is dropped or taken from elsewhere shows.
 FLAGS = ["--distill_lamb", str(LAMB), "--ewc_lamb", "3.0", "--less_forget_lamb", "2.0", "--pod_lamb", "1.5",
          "--pfr_lamb", "0.8", "--der_alpha", "0.3", "--lump_alpha", "0.4", "--buffer_size", "16",
-         "--replay_batch_size", "4"]
+         "--replay_batch_size", "4", "--si_c", "0.7", "--derpp_alpha", "0.25", "--derpp_beta", "0.6",
+         "--co2l_lamb", "0.9", "--co2l_current_temp", "0.3", "--co2l_past_temp", "0.05"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors gain nothing from threads, and on a busy machine threads cost minutes."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 class Source:
@@ -63,8 +78,9 @@ def stages(backbone, views):
     return [torch.cat(hs) for hs in zip(*per_view)]
 
 
-def ssl_params(model):  # EWC's weights: the SSL model itself (backbone and projector of Barlow Twins)
-    return [p for n, p in model.named_parameters() if n.split(".")[0] in ("backbone", "projector")]
+def ssl_params(model):  # EWC's weights: the SSL model itself, its backbone and heads
+    return [p for n, p in model.named_parameters()
+            if n.split(".")[0] in ("backbone", "projector", "predictor", "prototypes")]
 
 
 # name -> (views_fn(model, views, rec) -> views the SSL loss sees, term_fn(model, views, rec) -> term)
@@ -78,22 +94,42 @@ REFERENCE = {
         stages(m.backbone, v), [h.detach() for h in stages(m.frozen_backbone, v)])),
     "pfr": (None, lambda m, v, rec: 0.8 * torch.stack(
         [pfr_loss(m.strategies["pfr"].projector(f), o) for f, o in zip(feats(m, v), frozen_feats(m, v))]).mean()),
-    "der": (None, lambda m, v, rec: 0.3 * der_loss(
-        m.projector(m.backbone(rec["replayed"][0])), rec["stored_z"])),
-    "replay": (lambda m, v, rec: [torch.cat([x, r]) for x, r in zip(v, rec["replayed"])], None),
-    "lump": (lambda m, v, rec: [rec["lam"] * x + (1 - rec["lam"]) * r for x, r in zip(v, rec["replayed"])], None),
+    "der": (None, lambda m, v, rec: der_term(m, rec, 0.3)),
+    "replay": (lambda m, v, rec: [torch.cat([x, r]) for x, r in zip(v, rec["samples"][0][0])], None),
+    "lump": (lambda m, v, rec: [rec["lam"] * x + (1 - rec["lam"]) * r for x, r in zip(v, rec["samples"][0][0])],
+             None),
+    # SI (default --si_params backbone): c * sum Omega (theta - theta~)^2, no 1/2
+    "si": (None, lambda m, v, rec: 0.7 * sum(
+        (w * (p - a) ** 2).sum() for p, a, w in zip(m.backbone.parameters(), rec["si_anchor"], rec["importance"]))),
+    # DER++: alpha * DER on one buffer batch + beta * the method's SSL loss on another
+    "derpp": (None, lambda m, v, rec: der_term(m, rec, 0.25) + 0.6 * ssl_reference(
+        rec["method"], m, rec["samples"][1][0])[0]),
+    # Co2L: lamb * IRD between the current and the frozen projections of all views at once
+    "co2l": (None, lambda m, v, rec: 0.9 * ird_loss(
+        torch.cat(ssl_reference(rec["method"], m, v)[1]),
+        torch.cat([m.frozen_projector(m.frozen_backbone(x)) for x in v]).detach(), 0.3, 0.05)),
 }
 
-CASES = {name: [name] for name in STRATEGIES}
-CASES["all_terms"] = [n for n in ("ewc", "less_forget", "pod", "pfr", "der") if n in STRATEGIES]
+
+def der_term(model, rec, alpha):
+    """alpha * MSE between today's projection of the first replayed batch and its stored one."""
+    views, stored_z = rec["samples"][0]
+    return alpha * der_loss(model.projector(model.backbone(views[0])), stored_z)
+
+# each strategy with Barlow Twins; all the loss-term strategies at once with every method
+CASES = {name: ("barlow_twins", [name]) for name in STRATEGIES}
+CASES.update({f"all_terms-{m}": (m, [n for n in ("ewc", "si", "less_forget", "pod", "pfr", "co2l", "der")
+                                         if n in STRATEGIES])
+              for m in METHODS})
 
 
-def build(names):
+def build(method, names):
     missing = [n for n in names if n not in REFERENCE]
     assert not missing, (f"strategy {missing[0]!r} has no reference in tests/test_strategy_composition.py: "
                          "add how it changes the batch and its weighted term")
-    model = task1_model(METHOD, *FLAGS, "--task_idx", str(TASK), "--cl_strategy", *names, distiller=DISTILLER)
-    rec: dict = {}
+    model = task1_model(method, *FLAGS, "--task_idx", str(TASK), "--cl_strategy", *names,
+                        distiller=DEFAULT_DISTILLER[method])
+    rec: dict = {"method": method}
     g = torch.Generator().manual_seed(1)
     for name, s in model.strategies.items():
         if name == "ewc":  # a non-zero Fisher and anchors away from the weights
@@ -102,6 +138,12 @@ def build(names):
                 a.add_(0.1 * torch.randn(a.shape, generator=g))
             rec["fisher"] = [f.clone() for f in s._tensors("fisher")]
             rec["anchor"] = [a.clone() for a in s._tensors("anchor")]
+        if name == "si":  # a non-zero importance and anchors away from the weights
+            for w, a in zip(s._tensors("importance"), s._tensors("anchor")):
+                w.copy_(torch.rand(w.shape, generator=g))
+                a.add_(0.1 * torch.randn(a.shape, generator=g))
+            rec["importance"] = [w.clone() for w in s._tensors("importance")]
+            rec["si_anchor"] = [a.clone() for a in s._tensors("anchor")]
         if getattr(s, "buffer", None) is not None:
             s.__dict__.update(source=Source(), has_data=True)
             z = torch.randn(16, s.buffer.z_dim, generator=g) if s.buffer.z_dim else None
@@ -118,9 +160,8 @@ def spy(model, rec, monkeypatch):
 
         def recording(n, sample=sample, s=s):
             slots = sample(n)
-            rec["replayed"] = Source().views(s.buffer.indices[slots])
-            if s.buffer.z_dim:
-                rec["stored_z"] = s.buffer.z[slots].clone()
+            stored_z = s.buffer.z[slots].clone() if s.buffer.z_dim else None
+            rec.setdefault("samples", []).append((Source().views(s.buffer.indices[slots]), stored_z))
             return slots
 
         s.buffer.sample = recording
@@ -135,13 +176,13 @@ def spy(model, rec, monkeypatch):
     monkeypatch.setattr(replay, "sample_mixup_lambda", recording_lambda)
 
 
-def reference_terms(model, names, views, rec):
+def reference_terms(method, model, names, views, rec):
     """{term: value} of the reference step; 'ssl' and 'distill' unweighted, the others weighted."""
     for n in names:
         if REFERENCE[n][0] is not None:
             views = REFERENCE[n][0](model, views, rec)
-    ssl, z = ssl_reference(METHOD, model, views)
-    terms = {"ssl": ssl, "distill": distill_reference(DISTILLER, model, z, views)}
+    ssl, z = ssl_reference(method, model, views)
+    terms = {"ssl": ssl, "distill": distill_reference(DEFAULT_DISTILLER[method], model, z, views)}
     terms.update({n: REFERENCE[n][1](model, views, rec) for n in names if REFERENCE[n][1] is not None})
     return terms
 
@@ -152,15 +193,15 @@ def total(terms, without=None):
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_strategy_step_is_the_sum_of_its_weighted_terms(case, monkeypatch):
-    names = CASES[case]
-    model, rec = build(names)
+    method, names = CASES[case]
+    model, rec = build(method, names)
     spy(model, rec, monkeypatch)
     indexes, views, targets = fake_batch()
     before = copy.deepcopy(model)
     model._step_indexes = indexes
     out = model.ssl_step(views, targets)
 
-    terms = reference_terms(before, names, views, rec)
+    terms = reference_terms(method, before, names, views, rec)
     for name, value in terms.items():
         assert name == "ssl" or abs(value.item()) > 1e-4, f"term {name} vanishes: its sign cannot show"
     torch.testing.assert_close(out.loss, total(terms), **TOL)
@@ -170,12 +211,12 @@ def test_strategy_step_is_the_sum_of_its_weighted_terms(case, monkeypatch):
 
     # One SGD step on the total lowers each non-SSL term, compared with a step without it.
     sgd_step(model, out.loss)
-    after = reference_terms(model, names, views, rec)
+    after = reference_terms(method, model, names, views, rec)
     for name in terms:
         if name == "ssl":
             continue
         other = copy.deepcopy(before)
-        sgd_step(other, total(reference_terms(other, names, views, rec), without=name))
-        without = reference_terms(other, names, views, rec)[name]
+        sgd_step(other, total(reference_terms(method, other, names, views, rec), without=name))
+        without = reference_terms(method, other, names, views, rec)[name]
         assert after[name] < without, (f"{name}: {terms[name].item():.6f} -> {after[name].item():.6f} after a "
                                        f"step on the total, {without.item():.6f} after a step without it")

@@ -42,6 +42,9 @@ def plan_grid(scripts: Sequence[str], seeds: Sequence[int] | None, extra: Sequen
             raise PlanError(f"{script}: --name is missing (it names the run and its folder)")
         for seed in (seeds or [None]):
             run_name = name if seed is None else f"{name}-seed{seed}"
+            if run_name in (".", "..") or any(sep and sep in run_name for sep in ("/", os.sep, os.altsep, "\0")):
+                raise PlanError(f"{script}: --name {run_name!r} cannot name a run folder of a grid (it is '.' "
+                                "or '..' or holds a path separator); give a plain name")
             run_extra = list(extra) if seed is None else [*extra, "--seed", str(seed), "--name", run_name]
             folder = os.path.abspath(os.path.join(root, run_name.replace(os.sep, "_")))
             if folder in folders:

@@ -38,6 +38,7 @@ from datetime import datetime
 from typing import Sequence
 
 from cassle.continual import manifest as mf
+from cassle.continual import recovery, trust
 from cassle.continual.console import for_console, format_duration
 from cassle.continual.plan import (
     PlanError,
@@ -57,13 +58,14 @@ from cassle.continual.progress import task_complete
 from cassle.continual.slurm import SlurmError, SlurmOptions, log_pattern, sbatch_script, srun_prefix, submit
 from cassle.utils.args import WANDB_MISSING, wandb_missing
 from cassle.utils.checkpoint import atomic_write_text
+from cassle.utils.diskfull import is_disk_full, message
 
 __all__ = ["run_local", "run_eval", "run_task", "main", "build_parser", "eval_stale_reason",
            "RESUME_NEUTRAL_FLAGS", "EVAL_RESULTS", "validate_task_args"]
 
 # Flags that may change between a run and its resume without making it a different experiment
 # (the data can move to another disk, the loader can get more workers, a checkpoint can be trusted).
-RESUME_NEUTRAL_FLAGS = ("--data_dir", "--num_workers", "--trust_checkpoint")
+RESUME_NEUTRAL_FLAGS = ("--data_dir", "--num_workers", *trust.WIDENING_FLAGS)
 EVAL_RESULTS = os.path.join("eval", "results.json")  # written by main_linear.py --run_dir
 STOP_GRACE_SECONDS = 60  # how long a signalled task gets to save and exit before SIGKILL
 LOG_TAIL_LINES = 25  # lines of a failed task's output repeated on the console
@@ -278,12 +280,16 @@ def run_local(
         note = f" ({run.note})" if run.note else ""
         print(f"[launcher] task {t} ({t + 1 - plan[0].task_idx}/{total}): {verb}{note}; log: {run.log_path}",
               flush=True)
-        mf.update_task(experiment_dir, manifest, t, "running", checkpoint=None)
         header = (f"\n=== [launcher {datetime.now():%Y-%m-%d %H:%M:%S}] task {t} {run.action}: "
                   f"{shlex.join(command)}\n")
         started, tail = time.monotonic(), []
         try:
+            mf.update_task(experiment_dir, manifest, t, "running", checkpoint=None)
             rc = run_task(command, run.log_path, header, env=env, verbose=verbose, tail=tail, lock_fd=lock_fd)
+        except OSError as err:
+            if not is_disk_full(err):
+                raise
+            return recovery.disk_full(message(err, run.log_path), experiment_dir, manifest, t)
         except _Interrupted as stop:
             mf.update_task(experiment_dir, manifest, t, "failed", returncode=-stop.signum, interrupted=True)
             print(f"[launcher] interrupted by {stop} during task {t}; rerun the same command to resume",
@@ -292,6 +298,8 @@ def run_local(
         if rc != 0:
             mf.update_task(experiment_dir, manifest, t, "failed", returncode=rc)
             _show_tail(tail, run.log_path)
+            if recovery.disk_full_in(tail):  # the task's own line names the file
+                return recovery.disk_full(recovery.disk_full_in(tail), experiment_dir, None, t)
             print(f"[launcher] task {t} {_exit_reason(rc)}; see {run.log_path}; "
                   f"rerun the same command to resume", file=sys.stderr)
             return 1
@@ -331,9 +339,12 @@ def eval_stale_reason(experiment_dir: str, manifest: dict, eval_protocol: str | 
         return f"{path} is missing"
     except (OSError, ValueError) as err:
         return f"{path} is unreadable ({err})"
-    made = (results.get("protocol") or {}).get("eval_protocol")
-    if eval_protocol is not None and made != eval_protocol:
-        return f"the results were made with the {made or 'unknown'} protocol, --eval_protocol {eval_protocol} asked"
+    from cassle.eval.eval_protocol import short
+
+    proto = results.get("protocol")  # results without one (older tools) are not judged by it
+    made = short(proto) if isinstance(proto, dict) and proto else None
+    if eval_protocol is not None and made is not None and made != eval_protocol:
+        return f"the results were made with the {made} protocol, --eval_protocol {eval_protocol} asked"
     listed = [os.path.abspath(c) for c in results.get("checkpoints", [])]
     for t in sorted(manifest["tasks"], key=int):
         ckpt = os.path.abspath(os.path.join(experiment_dir, f"task{t}", "last.ckpt"))
@@ -377,6 +388,10 @@ def run_eval(experiment_dir: str, python: str = sys.executable, eval_script: str
     try:
         header = f"\n=== [launcher {datetime.now():%Y-%m-%d %H:%M:%S}] {shlex.join(command)}\n"
         rc = run_task(command, log_path, header, env=env, verbose=verbose, tail=tail, lock_fd=lock_fd)
+    except OSError as err:
+        if not is_disk_full(err):
+            raise
+        return recovery.disk_full(message(err, log_path), experiment_dir, manifest, "eval")
     except _Interrupted as stop:
         mf.update_task(experiment_dir, manifest, "eval", "failed", returncode=-stop.signum, interrupted=True)
         print(f"[launcher] interrupted by {stop} during the evaluation; rerun the same command to redo it",
@@ -486,7 +501,8 @@ def _launcher_command(opts: argparse.Namespace, parser: argparse.ArgumentParser,
 
 
 def _write_command_sh(experiment_dir: str, command: Sequence[str], env_vars: Sequence[str]) -> str:
-    env = [f"{k}={shlex.quote(os.environ[k])}" for k in env_vars if os.environ.get(k)]
+    env = [f"{trust.check_shell_name(k, 'command.sh')}={shlex.quote(os.environ[k])}"
+           for k in env_vars if os.environ.get(k)]
     text = (
         "#!/usr/bin/env bash\n"
         "# Rerun this experiment: finished tasks are skipped, an interrupted one resumes from its\n"
@@ -529,6 +545,12 @@ def main(argv: Sequence[str] | None = None, repo_root: str | None = None) -> int
         except (PlanError, SlurmError, mf.ExperimentLocked, FileNotFoundError, ValueError) as err:
             print(f"job_launcher.py: error: {err}", file=sys.stderr)
             return 2
+        except OSError as err:  # a full disk while the launcher writes (manifest, command.sh, ...)
+            if not is_disk_full(err):
+                raise
+            print(f"job_launcher.py: error: {message(err, one.experiment_dir or 'the experiment folder')}; "
+                  "free some space and rerun the same command", file=sys.stderr)
+            return 1
 
     scripts = opts.script or []
     try:
@@ -578,9 +600,11 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
         recorded = mf.load_manifest(opts.experiment_dir)
         if recorded is None:
             raise FileNotFoundError(f"{opts.experiment_dir} has no {mf.MANIFEST_NAME}; start it with --script")
-        base_argv = recorded["argv"]
+        # A run folder is data: no widening flag, no loader variable from it (cassle.continual.trust).
+        where = os.path.join(opts.experiment_dir, mf.MANIFEST_NAME)
+        base_argv, flags_left_out = trust.argv_from_manifest(recorded["argv"], extra, where)
         argv = merge_args(base_argv, extra)
-        exports = dict(recorded.get("env", {}))
+        exports, env_left_out = trust.env_from_manifest(recorded.get("env"), where)
     # What `--` changed, shown with the plan (e.g. `--wandb: (switch) -> --no-wandb`).
     overrides = diff_args(base_argv, merge_args(base_argv, extra))
     if opts.mode == "slurm" and opts.num_gpus > 0:
@@ -600,7 +624,9 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
         job_name=opts.job_name or f"cassle-{name}", partition=opts.partition, account=opts.account,
         qos=opts.qos, num_gpus=opts.num_gpus, cpus_per_task=opts.cpus_per_task, mem=opts.mem,
         time=opts.time, nodes=opts.nodes, requeue=opts.requeue, env=exports)
-    job_command = _launcher_command(opts, parser, repo_root, experiment_dir, extra, mode="local", srun=True)
+    job_command = _launcher_command(opts, parser, repo_root, experiment_dir, trust.widening_flags_in(argv, extra),
+                                    mode="local", srun=True)
+    applied = [] if script_text is not None else trust.describe(where, argv, exports, flags_left_out, env_left_out)
 
     # Every check (arguments, manifest, pretrained file) runs before anything is written.
     epochs, steps = task_schedule(argv)
@@ -610,10 +636,12 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
     if opts.main_script is None:  # the repository's main_continual.py: its parser is importable
         validate_task_args(plan)
     _check_external_checkpoint(argv)
+    trust.refuse_symlinked_outputs(experiment_dir, [run.task_idx for run in plan], eval_dir=opts.eval)
     # Before the folder or any task exists; a SLURM job checks on its node (it runs this locally).
     if opts.mode == "local" and wandb_missing(get_flag(argv, "--wandb") is True):
         raise PlanError(WANDB_MISSING)
     if opts.dry_run:
+        plan = recovery.set_aside_unreadable(plan, dry_run=True)
         if opts.mode == "slurm":
             print(sbatch_script(slurm_opts, job_command, os.getcwd(), log_pattern(experiment_dir)), end="")
             _print_overrides(overrides, "# ")
@@ -624,12 +652,13 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
         else:
             _print_overrides(overrides, "# ")
             _print_plan(plan, sys.executable, main_script, prefix)
+        print("".join(f"# {line}\n" for line in applied), end="")
         return 0
 
     os.makedirs(experiment_dir, exist_ok=True)
     with mf.lock(experiment_dir) as lock_fd:
         manifest = _checked(mf.load_manifest(experiment_dir), argv, opts.force)  # again, now locked
-        plan = plan_tasks(argv, manifest, experiment_dir, complete=complete)
+        plan = recovery.set_aside_unreadable(plan_tasks(argv, manifest, experiment_dir, complete=complete))
         if manifest is None:
             manifest = mf.new_manifest(name, opts.script and os.path.abspath(opts.script), argv,
                                        [run.task_idx for run in plan])
@@ -651,6 +680,7 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
         print(f"[launcher] experiment: {experiment_dir}\n[launcher] rerun / resume: bash {command_sh}", flush=True)
 
         if opts.mode == "slurm":
+            print("".join(f"[launcher] {line}\n" for line in applied), end="", flush=True)
             sbatch_path = os.path.join(experiment_dir, "job.sbatch")
             atomic_write_text(sbatch_path, sbatch_script(slurm_opts, job_command, os.getcwd(),
                                                          log_pattern(experiment_dir)))
@@ -663,6 +693,7 @@ def _main(opts, parser, extra, repo_root, main_script, eval_script) -> int:
             return 0
 
         _print_overrides(overrides, "[launcher] ")
+        print("".join(f"[launcher] {line}\n" for line in applied), end="", flush=True)
         _print_plan_summary(plan)
         rc = run_local(plan, experiment_dir, sys.executable, main_script, prefix, env=exports,
                        verbose=opts.verbose, lock_fd=lock_fd)

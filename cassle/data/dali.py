@@ -165,7 +165,7 @@ def build_eval_pipeline(root: str, files: list[str], indexes: list[int], mean: S
     def pipe():
         jpegs, index = _reader(root, files, indexes, shuffle=False, shard_id=0, num_shards=1, seed=0)
         images = fn.decoders.image(jpegs, device="cpu" if device_id is None else "mixed", output_type=types.RGB)
-        images = fn.resize(images, resize_shorter=round(crop_size * 256 / 224), interp_type=types.INTERP_LINEAR)
+        images = fn.resize(images, resize_shorter=round(crop_size * 256 / 224), interp_type=types.INTERP_CUBIC)
         x = fn.crop_mirror_normalize(images, dtype=types.FLOAT, output_layout="CHW", crop=(crop_size, crop_size),
                                      mean=[255.0 * m for m in mean], std=[255.0 * v for v in std])
         return x, index

@@ -76,15 +76,18 @@ def build_eval_transform(mean: Sequence[float], std: Sequence[float], *, folder:
     """Deterministic evaluation transform.
 
     ``folder=False`` (CIFAR-like tensor sets): only scale + normalise, resizing to ``crop_size``
-    if the images have another ``image_size``. ``folder=True``: Resize(256) + CenterCrop(224),
-    i.e. resize to crop_size * 256/224 then centre-crop ``crop_size`` (default 224).
+    if the images have another ``image_size``. ``folder=True``: Resize(256, bicubic) + CenterCrop(224),
+    i.e. resize to crop_size * 256/224 then centre-crop ``crop_size`` (default 224), as the reference's
+    DALI validation pipeline.
     ``normalise=False`` stops at the uint8 CHW image (to cache it; scaling and normalising
     later gives the same values).
     """
     ops: list[Callable] = []
     if folder:
         crop = crop_size or 224
-        ops += [v2.Resize(round(crop * 256 / 224), antialias=True), v2.CenterCrop(crop)]  # bilinear, as the reference
+        # bicubic: the reference's image folders ran through DALI (INTERP_CUBIC) in every script
+        ops += [v2.Resize(round(crop * 256 / 224), interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
+                v2.CenterCrop(crop)]
     elif crop_size is not None and image_size is not None and crop_size != image_size:
         ops.append(v2.Resize((crop_size, crop_size), antialias=True))
     ops.append(v2.ToImage())

@@ -24,12 +24,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
-from cassle.utils.checkpoint import atomic_write_text
 from cassle.eval import eval_protocol
+from cassle.utils.checkpoint import atomic_write_text
 
 METRICS = ("A", "F", "T")
 METHOD_NAMES = {"simclr": "SimCLR", "mocov2plus": "MoCoV2+", "byol": "BYOL", "barlow_twins": "Barlow Twins",
                 "swav": "SwAV", "vicreg": "VICReg"}
+METHOD_NAMES.update({"dino": "DINO", "deepclusterv2": "DeepClusterV2", "mocov3": "MoCo v3"})  # issue 22
 METHOD_NAMES.update({"simsiam": "SimSiam", "nnclr": "NNCLR", "ressl": "ReSSL", "wmse": "W-MSE"})  # issue 22
 STRATEGY_NAMES = {"ewc": "EWC", "replay": "ER", "der": "DER", "lump": "LUMP", "less_forget": "Less-Forget",
                   "pod": "POD", "pfr": "PFR", "si": "SI", "derpp": "DER++", "co2l": "Co2L"}
@@ -167,10 +168,10 @@ def markdown(rows: list[dict]) -> str:
     strategies, methods = _order(rows)
     index = {(r["metric"], r["strategy"], r["method"]): r for r in rows}
     lines = ["# Continual strategies compared", "",
-             "Mean ± sample std over seeds (n runs); {protocol}: how the figure was made (paper = the "
-             "paper's protocol, fast = the fast probe, custom = other flags); [paper X]: the CaSSLe paper's "
-             "CIFAR-100 number, shown only beside figures made with the paper's protocol ([paper: protocols "
-             "differ] otherwise).", ""]
+             ("Mean ± sample std over seeds (n runs); {protocol}: how the figure was made (paper = the "
+              "paper's protocol, fast = the fast probe, custom = other flags); [paper X]: the CaSSLe paper's "
+              "CIFAR-100 number, shown only beside figures made with the paper's protocol ([paper: protocols "
+              "differ] otherwise)."), ""]
     for kind, text in sorted({(r.get("protocol"), r.get("protocol_label")) for r in rows}, key=str):
         lines.append(f"- {{{kind}}}: {text}")
     lines.append("")

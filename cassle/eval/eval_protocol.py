@@ -17,8 +17,9 @@ rows made with the paper's protocol.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 EVAL_PROTOCOLS = ("fast", "paper")
 ONLINE_DATASETS = ("cifar10", "cifar100")  # the paper's figures there are the online classifier's

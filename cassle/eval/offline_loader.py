@@ -15,15 +15,16 @@ one partial batch (dropping it would train nothing).
 from __future__ import annotations
 
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 
 # The view DALI's pipeline gets: crop + flip, no colour, blur or solarization.
-_DALI_VIEW = dict(min_scale=0.08, max_scale=1.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0,
-                  color_jitter_prob=0.0, gray_scale_prob=0.0, horizontal_flip_prob=0.5, gaussian_prob=0.0,
-                  solarization_prob=0.0)
+_DALI_VIEW = {"min_scale": 0.08, "max_scale": 1.0, "brightness": 0.0, "contrast": 0.0, "saturation": 0.0,
+              "hue": 0.0, "color_jitter_prob": 0.0, "gray_scale_prob": 0.0, "horizontal_flip_prob": 0.5,
+              "gaussian_prob": 0.0, "solarization_prob": 0.0}
 
 
 def interpolation_name(data) -> str:
@@ -90,7 +91,7 @@ def probe_train_loader(data, indices: torch.Tensor, *, batch_size: int, num_work
             data.train_set, indices, [view], data.mean, data.std, batch_size=batch_size,
             num_threads=max(1, num_workers), device_id=torch.cuda.current_device() if on_gpu else None,
             seed=seed))
-    from cassle.eval.linear import _Transformed
+    from cassle.eval.eval_data import _Transformed
 
     ds = _Transformed(data.train_set, indices, train_transform(data))
     return DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=num_workers,

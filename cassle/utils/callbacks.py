@@ -12,6 +12,7 @@ import torch
 from cassle.continual.console import epoch_line, task_line
 from cassle.continual.progress import PROGRESS_KEY, progress_record
 from cassle.utils.checkpoint import save_trainer_checkpoint
+from cassle.utils.rng_state import numpy_state_from_plain, numpy_state_to_plain  # noqa: F401  (re-exported)
 
 
 class AtomicLastCheckpoint(pl.Callback):
@@ -106,21 +107,6 @@ class RNGStateCheckpoint(pl.Callback):
         torch.set_rng_state(states["torch"])
         if "cuda" in states and device.type == "cuda":
             torch.cuda.set_rng_state(states["cuda"], device)
-
-
-def numpy_state_to_plain(state: tuple) -> dict:
-    """``np.random.get_state()`` as a dict of a tensor and plain values (no numpy objects)."""
-    name, keys, pos, has_gauss, cached = state
-    return {"bit_generator": str(name), "keys": torch.from_numpy(keys.astype(np.int64)),
-            "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
-
-
-def numpy_state_from_plain(state) -> tuple:
-    """Inverse of ``numpy_state_to_plain``; a legacy tuple (numpy array keys) passes through."""
-    if not isinstance(state, dict):
-        return tuple(state)
-    keys = state["keys"].numpy().astype(np.uint32)
-    return (state["bit_generator"], keys, state["pos"], state["has_gauss"], state["cached_gaussian"])
 
 
 class ConsoleProgress(pl.Callback):

@@ -19,6 +19,7 @@ A process killed half-way leaves at most a stray ``.<name>.*.tmp`` file, never a
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import pickle
@@ -72,11 +73,13 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as err:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC and not err.filename:
+            raise OSError(err.errno, err.strerror, os.fspath(target)) from err  # name the file
         raise
     _fsync_dir(target.parent)
     return target
@@ -110,7 +113,15 @@ def save_trainer_checkpoint(trainer, path: str | os.PathLike) -> None:
     ``path`` and renames it (Lightning's own writer truncates the target in place).
     """
     tmp = f"{os.fspath(path)}.tmp"
-    trainer.save_checkpoint(tmp, weights_only=False)  # the full state: resume needs it
+    try:
+        trainer.save_checkpoint(tmp, weights_only=False)  # the full state: resume needs it
+    except BaseException as err:
+        if trainer.is_global_zero:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC and not err.filename:
+            raise OSError(err.errno, err.strerror, os.fspath(path)) from err  # name the file
+        raise
     if trainer.is_global_zero:
         os.replace(tmp, path)
         _fsync_dir(Path(path).parent)
@@ -127,30 +138,31 @@ class UnsafeCheckpointError(CheckpointError):
 
     def __init__(self, path: str, globals_: list[str]):
         self.path, self.globals = path, globals_
+        numpy = any(g.split(".", 1)[0] == "numpy" for g in globals_)
         super().__init__(
-            f"refusing to load {path!r}: it needs {', '.join(globals_)}, which is not on the "
-            "checkpoint allowlist (a pickle can run code through such globals). Nothing was "
-            "loaded. If you know where the file comes from and trust it, pass --trust_checkpoint")
+            f"refusing to load {path!r}: it needs {', '.join(globals_)}, not on the "
+            "checkpoint allowlist (a pickle can run code through such globals"
+            + (", and a numpy array can be built to read memory addresses from the file" if numpy else "")
+            + "). Nothing was loaded. "
+            + (f"If it is a checkpoint of this code written before RNG states were stored as tensors, "
+               f"convert it once with `python -m cassle.utils.checkpoint upgrade {path}`; " if numpy else "")
+            + "if you know where the file comes from and trust it, pass --trust_checkpoint")
 
 
 def _allowed_globals() -> list:
     """Globals a checkpoint may use beyond torch's defaults (tensors, plain containers, numbers).
 
-    Only numpy's array reconstruction, for the numpy RNG state that checkpoints written before
-    RNG states were stored as tensors carry: it rebuilds an array of numbers from bytes and calls
-    nothing else. Checkpoints written now need no entry at all.
+    None. numpy's array reconstruction used to be here (for the numpy RNG state of checkpoints
+    written before RNG states were stored as tensors), but ``numpy.ndarray`` + ``numpy.dtype``
+    can build an *object* array whose element pointers are read from the file: no numpy global
+    loads. Such older files are converted once by ``python -m cassle.utils.checkpoint upgrade FILE``
+    (``cassle.utils.checkpoint_upgrade``, which builds numeric arrays only).
     """
-    import numpy as np
-
-    reconstruct = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy's _reconstruct, whatever its module
-    entries: list = [reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
-    # numpy 1.x wrote the same function under numpy.core; numpy 2 moved it to numpy._core.
-    entries += [(reconstruct, f"{mod}.multiarray._reconstruct") for mod in ("numpy.core", "numpy._core")]
-    return entries
+    return []
 
 
 def allowed_global_names() -> list[str]:
-    """The allowlist, as the ``module.name`` strings that appear in checkpoints."""
+    """The allowlist, as the ``module.name`` strings that appear in checkpoints (empty)."""
     return sorted({e[1] if isinstance(e, tuple) else f"{e.__module__}.{e.__qualname__}"
                    for e in _allowed_globals()})
 
@@ -337,3 +349,11 @@ def load_pretrained(model, ckpt: dict, path: str) -> None:
               f"{original.describe([k for k in missing if k not in ignored])} (frozen copies are "
               "taken from the loaded weights when the task starts; the rest starts fresh)",
               flush=True)
+
+
+if __name__ == "__main__":  # python -m cassle.utils.checkpoint upgrade FILE
+    import sys
+
+    from cassle.utils.checkpoint_upgrade import main
+
+    sys.exit(main())
