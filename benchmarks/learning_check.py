@@ -57,8 +57,9 @@ RECIPES = {
     "ressl": ["--optimizer", "sgd", "--lr", "0.05", "--classifier_lr", "0.1", "--weight_decay", "1e-4",
               "--brightness", "0.4", "0.0", "--contrast", "0.4", "0.0", "--saturation", "0.2", "0.0",
               "--hue", "0.1", "0.0", "--queue_size", "4096"],
+    # W-MSE: projections of 32 whitened in slices of 64 rows, so batches of 64 or 128 fit
     "wmse": ["--optimizer", "adam", "--lr", "3e-3", "--classifier_lr", "3e-3", "--weight_decay", "1e-6",
-             "--warmup_start_lr", "0", "--min_scale", "0.2", "--output_dim", "64", "--whitening_size", "128"],
+             "--warmup_start_lr", "0", "--min_scale", "0.2", "--output_dim", "32", "--whitening_size", "64"],
 }
 
 
