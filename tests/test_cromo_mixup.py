@@ -70,7 +70,7 @@ def test_active_from_task_1_with_its_lambda_and_replay_share(method):
 
 
 def test_lambda_is_drawn_per_step_when_not_fixed():
-    model, _ = _model("simclr", "--cromo_alpha", "1.0")
+    model, _ = _model("simclr", "--cromo_alpha", "1.0", "--cromo_lambda", "beta")
     indexes, views, targets = fake_batch()
     model._step_indexes = indexes
     lams = {round(float(model.ssl_step(views, targets).logs["cromo_lambda"]), 6) for _ in range(3)}
@@ -85,8 +85,8 @@ def test_bad_flags_are_one_clear_error(flags, match):
 
     from cassle.strategies.cromo_mixup import CroMoMixup
 
-    args = argparse.Namespace(method="barlow_twins", cromo_alpha=1.0, cromo_lambda=None)
+    args = argparse.Namespace(method="barlow_twins", cromo_alpha=1.0, cromo_lambda="beta")
     for k, v in zip(flags[::2], flags[1::2]):
-        setattr(args, k[2:], type(getattr(args, k[2:]) or 1.0)(v) if k != "--method" else v)
+        setattr(args, k[2:], v if k == "--method" else float(v))
     with pytest.raises(ValueError, match=match):
         CroMoMixup.check_args(args)

@@ -45,7 +45,8 @@ def add_strategy_args(parser: argparse.ArgumentParser) -> None:
                         "of Buzzega et al. 2020's CIFAR benchmarks), 256 for lump (Madaan et al. 2022)")
     g.add_argument("--replay_batch_size", type=int, default=None,
                    help="buffer images per step for replay/der (derpp: per draw, two draws) (default: "
-                        "--batch_size, as Madaan et al. 2022's SSL adaptations; cromo_mixup: 64, its --replay_bs); lump always mixes one "
+                        "--batch_size, as Madaan et al. 2022's SSL adaptations; cromo_mixup: 64, its --replay_bs); "
+                        "lump always mixes one "
                         "per current image")
     g.add_argument("--der_alpha", type=float, default=0.4,
                    help="DER weight alpha (Buzzega et al. 2020); 0.4: Madaan et al. 2022's SSL "
@@ -85,7 +86,8 @@ def check_strategy_names(names) -> list[str]:
         raise ValueError(f"--cl_strategy names a strategy twice: {' '.join(names)}")
     replays = [n for n in names if STRATEGIES[n].kind == "replay"]
     if len(replays) > 1:
-        raise ValueError(f"--cl_strategy {' '.join(replays)}: choose one replay strategy (replay, der, derpp, lump, cromo_mixup)")
+        raise ValueError(f"--cl_strategy {' '.join(replays)}: choose one replay strategy "
+                         "(replay, der, derpp, lump, cromo_mixup)")
     return names
 
 

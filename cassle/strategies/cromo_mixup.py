@@ -11,7 +11,7 @@ h the current model (backbone + projector; BYOL: + predictor on the mixed side, 
 network's projection as the current target, as its ``target_z``), h* the previous task's frozen
 backbone + projector, L the method's own pairwise loss (Barlow Twins, NT-Xent or BYOL's; equation
 in ``cassle.losses.cromo_mixup``). lambda: ``--cromo_lambda`` fixed (the code's Barlow Twins trainer:
-0.7) or, unset, ~ Beta(alpha, alpha) per step (its SimCLR and BYOL trainers, ``--alpha`` 1.0).
+0.7) or ``beta``: ~ Beta(alpha, alpha) per step (its SimCLR and BYOL trainers, ``--alpha`` 1.0).
 The paper's third term, the temporal-projector distillation of the current batch (its ``lossKD``,
 ``--lambdap`` 1.0), is CaSSLe's distiller: the scripts add ``--distiller`` (decorrelative,
 contrastive, predictive) with ``--distill_lamb 1``. r = ``--replay_batch_size`` (default 64, its
@@ -41,9 +41,14 @@ def add_cromo_mixup_args(group) -> None:
     group.add_argument("--cromo_alpha", type=float, default=1.0,
                        help="CroMo-Mixup: lambda ~ Beta(alpha, alpha) when --cromo_lambda is unset "
                             "(ErumMushtaq/CroMo-Mixup main_cont.py --alpha: 1.0)")
-    group.add_argument("--cromo_lambda", type=float, default=None,
-                       help="CroMo-Mixup: a fixed mixup lambda (its Barlow Twins trainer: 0.7); unset: drawn "
-                            "per step (its SimCLR and BYOL trainers)")
+    group.add_argument("--cromo_lambda", type=_lambda_arg, default="beta",
+                       help="CroMo-Mixup: a fixed mixup lambda in [0, 1] (its Barlow Twins trainer: 0.7) or "
+                            "'beta', drawn per step ~ Beta(alpha, alpha) (its SimCLR and BYOL trainers; default)")
+
+
+def _lambda_arg(text: str):
+    """'beta' or a float (argparse type of --cromo_lambda)."""
+    return "beta" if text == "beta" else float(text)
 
 
 def pair_loss(model):
@@ -69,14 +74,15 @@ class CroMoMixup(_Replay):
                              f"families this repo has), got {args.method}")
         if not args.cromo_alpha > 0:
             raise ValueError(f"--cromo_alpha must be > 0, got {args.cromo_alpha}")
-        if args.cromo_lambda is not None and not 0 <= args.cromo_lambda <= 1:
+        if args.cromo_lambda != "beta" and not 0 <= args.cromo_lambda <= 1:
             raise ValueError(f"--cromo_lambda must be in [0, 1], got {args.cromo_lambda}")
 
     def __init__(self, model, args):
         super().__init__(model, args)
         self.check_args(args)
         self.replay_batch_size = args.replay_batch_size or 64
-        self.alpha, self.fixed_lambda = args.cromo_alpha, args.cromo_lambda
+        self.alpha = args.cromo_alpha
+        self.fixed_lambda = None if args.cromo_lambda == "beta" else float(args.cromo_lambda)
         self.byol = args.method == "byol"
         self.bn_eval = bool(args.distill_bn_eval)
         self.own_projector = model.frozen_active and not hasattr(model, "frozen_projector")
