@@ -90,3 +90,45 @@ def test_bad_flags_are_one_clear_error(flags, match):
         setattr(args, k[2:], v if k == "--method" else float(v))
     with pytest.raises(ValueError, match=match):
         CroMoMixup.check_args(args)
+
+
+# ------------------------------------------------------------------ end to end (tiny synthetic sequence)
+FLAGS = ["--cl_strategy", "cromo_mixup", "--distiller", "decorrelative", "--replay_batch_size", "8",
+         "--cromo_lambda", "beta"]
+
+
+def test_killed_task_resumes_to_identical_weights_buffer_and_lambda_draws(tmp_path):
+    from tests.test_strategies import SEQ, _Kill, _Killed, _sequence, _state, run_task, tiny_args
+
+    _, (_, reference) = _sequence(tmp_path / "ref", FLAGS, epochs=2)
+    killed = tmp_path / "killed"
+    with pytest.raises(_Killed):
+        _sequence(killed, FLAGS, epochs=2, extra_callbacks=[_Kill()])
+    argv = [*SEQ, *FLAGS, "--task_idx", "1", "--max_epochs", "2",
+            "--pretrained_model", str(killed / "task0" / "last.ckpt"),
+            "--resume_from_checkpoint", str(killed / "task1" / "last.ckpt")]
+    run_task(tiny_args("barlow_twins", *argv, tmp_path=killed / "task1"))
+    resumed = _state(killed / "task1" / "last.ckpt")
+    assert resumed.keys() == reference.keys()
+    different = [k for k in reference if not torch.equal(resumed[k], reference[k])]
+    assert not different, f"resumed run differs from the uninterrupted one: {different[:5]}"
+    assert int(resumed["strategies.cromo_mixup.buffer.num_seen"]) == 2 * 2 * 32
+
+
+def test_active_in_metrics_csv_and_on_the_console(tmp_path, capsys):
+    import csv
+
+    from tests.test_strategies import _sequence
+
+    _sequence(tmp_path, FLAGS)
+    console = capsys.readouterr().out
+    with open(next((tmp_path / "task1").rglob("metrics.csv"))) as f:
+        rows = list(csv.DictReader(f))
+    cols = set(rows[0])
+    assert {"train/cromo_mixup_loss", "train/cromo_lambda", "train/replay_share", "buffer/fill"} <= cols
+    loss = [float(r["train/cromo_mixup_loss"]) for r in rows if r["train/cromo_mixup_loss"]]
+    share = [float(r["train/replay_share"]) for r in rows if r["train/replay_share"]]
+    assert loss and max(loss) > 0
+    assert share and max(share) == pytest.approx(8 / (16 + 8), abs=1e-6)  # M = min(B, r) = 8 of batch 16
+    assert "cromo_mixup_loss" in console and "cromo_lambda" in console
+    assert "task 1 buffer (cromo_mixup): 16/16" in console
