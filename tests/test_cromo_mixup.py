@@ -132,3 +132,27 @@ def test_active_in_metrics_csv_and_on_the_console(tmp_path, capsys):
     assert share and max(share) == pytest.approx(8 / (16 + 8), abs=1e-6)  # M = min(B, r) = 8 of batch 16
     assert "cromo_mixup_loss" in console and "cromo_lambda" in console
     assert "task 1 buffer (cromo_mixup): 16/16" in console
+
+
+@pytest.mark.slow
+def test_two_process_gloo_ddp_task_1(tmp_path):
+    """Task 1 on 2 gloo processes: each mixes its own batch with its copy of the task-0 buffer."""
+    import csv
+
+    from main_continual import run_task
+    from tests.helpers import tiny_args, tiny_argv
+    from tests.test_ddp import _run
+
+    flags = ["--num_tasks", "2", "--synthetic_size", "128", "--cl_strategy", "cromo_mixup", "--buffer_size", "16",
+             "--replay_batch_size", "8", "--cromo_lambda", "0.7"]
+    run_task(tiny_args("barlow_twins", *flags, tmp_path=tmp_path / "task0"))
+    _run([*tiny_argv("barlow_twins", *flags, "--task_idx", "1", "--pretrained_model",
+                     str(tmp_path / "task0" / "last.ckpt"), "--devices", "2", "--strategy", "ddp",
+                     distiller="decorrelative", tmp_path=tmp_path / "task1")])
+    ckpt = torch.load(tmp_path / "task1" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 2  # 64 task-1 images / (16 per process x 2 processes)
+    assert int(ckpt["state_dict"]["strategies.cromo_mixup.buffer.num_seen"]) > 64  # task 0's 64 + rank 0's own
+    with open(next((tmp_path / "task1").rglob("metrics.csv"))) as f:
+        rows = list(csv.DictReader(f))
+    loss = [float(r["train/cromo_mixup_loss"]) for r in rows if r.get("train/cromo_mixup_loss")]
+    assert loss and all(v > 0 for v in loss)
