@@ -156,3 +156,24 @@ def test_two_process_gloo_ddp_task_1(tmp_path):
         rows = list(csv.DictReader(f))
     loss = [float(r["train/cromo_mixup_loss"]) for r in rows if r.get("train/cromo_mixup_loss")]
     assert loss and all(v > 0 for v in loss)
+
+
+@pytest.mark.slow  # ~25 s on 2 busy cores: two Lightning fits in a subprocess
+def test_cost_beside_cassle_in_the_throughput_benchmark(tmp_path):
+    """``throughput.py --modes strategy`` (CPU smoke): CaSSLe and CaSSLe + CroMo-Mixup step figures."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "cost.json"
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "benchmarks/throughput.py", "--smoke", "--modes", "strategy",
+                           "--output", str(out)], cwd=repo, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    views, cost = result["views_per_s"], result["strategy_cost"]["cromo_mixup"]
+    assert views["cassle_step_premade"] > 0 and views["cassle_cromo_mixup_step_premade"] > 0
+    assert cost["extra_time_fraction"] == pytest.approx(
+        views["cassle_step_premade"] / views["cassle_cromo_mixup_step_premade"] - 1)
+    assert "CaSSLe + cromo_mixup" in done.stdout
