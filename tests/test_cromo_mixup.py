@@ -177,3 +177,11 @@ def test_cost_beside_cassle_in_the_throughput_benchmark(tmp_path):
     assert cost["extra_time_fraction"] == pytest.approx(
         views["cassle_step_premade"] / views["cassle_cromo_mixup_step_premade"] - 1)
     assert "CaSSLe + cromo_mixup" in done.stdout
+
+
+def test_compare_names_it_and_shows_no_paper_number_beside_it():
+    from cassle.eval.compare import ROW_ORDER, paper_value, strategy_label
+
+    label = strategy_label({"cl_strategy": ["cromo_mixup"], "distiller": "decorrelative"})
+    assert label == "CaSSLe + CroMo-Mixup" and label in ROW_ORDER
+    assert paper_value(label, "barlow_twins", ("cifar100", "class", 5)) is None  # its protocol differs
