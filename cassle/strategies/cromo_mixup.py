@@ -1,8 +1,8 @@
 """CroMo-Mixup (Mushtaq et al., ECCV 2024): cross-task mixup and cross-model feature mixup.
 
 From task 1 on, each step mixes the first M = min(B, r) current images of each view with M
-buffered past images (ErumMushtaq/CroMo-Mixup ``trainers/train_mixed_distillation.py``,
-Sec. 3 "Cross-Task Mixup" and "Cross-Model Feature Mixup" of the paper):
+buffered past images (ErumMushtaq/CroMo-Mixup ``trainers/train_mixed_distillation.py``; the
+paper's method section, its "Cross-Task Data Mixup" and "Cross-Model Feature Mixup", arXiv 2407.12188):
 
     x~_v = lambda x_v + (1 - lambda) x_b,v
     L = L_ssl(x) + 1/V sum_v [ lambda L(h(x~_v), h(x_v)) + (1 - lambda) L(h(x~_v), h*(x_b,v)) ]
@@ -11,12 +11,14 @@ h the current model (backbone + projector; BYOL: + predictor on the mixed side, 
 network's projection as the current target, as its ``target_z``), h* the previous task's frozen
 backbone + projector, L the method's own pairwise loss (Barlow Twins, NT-Xent or BYOL's; equation
 in ``cassle.losses.cromo_mixup``). lambda: ``--cromo_lambda`` fixed (the code's Barlow Twins trainer:
-0.7) or ``beta``: ~ Beta(alpha, alpha) per step (its SimCLR and BYOL trainers, ``--alpha`` 1.0).
+0.7, where the paper draws it; the code is followed, README differences) or ``beta``: ~ Beta(alpha,
+alpha) per step (its SimCLR and BYOL trainers, ``--alpha`` 1.0).
 The paper's third term, the temporal-projector distillation of the current batch (its ``lossKD``,
 ``--lambdap`` 1.0), is CaSSLe's distiller: the scripts add ``--distiller`` (decorrelative,
-contrastive, predictive) with ``--distill_lamb 1``. r = ``--replay_batch_size`` (default 64, its
-``--replay_bs`` in every CIFAR-100 command). Buffer: this repo's reservoir (``--buffer_size``,
-default 500, its ``--msize`` per task): see the README's differences.
+contrastive, predictive) with ``--distill_lamb 1``. r = ``--replay_batch_size`` (default 64, the
+``--replay_bs`` of its Barlow Twins and SimCLR CIFAR-100 commands; its BYOL trainer ran with 128).
+Buffer: this repo's reservoir (``--buffer_size``, default 500, its ``--msize`` per task): see the
+README's differences.
 
 Cost from task 1 on: one extra forward-backward of M mixed images per view through backbone and
 projector, one no-grad forward of the M buffer images per view through the frozen backbone and
