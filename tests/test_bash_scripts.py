@@ -66,14 +66,15 @@ PAPER.update(PAPER_22A)  # SimSiam, NNCLR, ReSSL, W-MSE (tests/script_table_22a.
 
 # Continual-strategy scripts (issue 10): file suffix -> the --cl_strategy values it must set.
 STRATEGY_SCRIPTS = {s: [s] for s in ("ewc", "replay", "der", "lump", "less_forget", "pod", "pfr", "si", "derpp",
-                                     "co2l")}
+                                     "co2l", "cromo_mixup")}
+ON_CASSLE = {"cromo_mixup"}  # a strategy whose method includes CaSSLe's distiller: based on <method>_distill.sh
 STRATEGY_SCRIPTS.update({"pfr_replay": ["pfr", "replay"], "distill_replay": ["replay"]})
 # setting -> (method stems, suffixes) of the strategy grid shipped beside fine-tuning and CaSSLe
 STRATEGY_GRID = {
     "cifar": (("barlow", "byol", "simclr"), ("ewc", "replay", "der", "lump", "less_forget", "pod", "pfr", "si",
-                                             "derpp", "co2l")),
+                                             "derpp", "co2l", "cromo_mixup")),
     "digits": (("barlow",), ("ewc", "replay", "der", "lump", "less_forget", "pod", "pfr", "pfr_replay",
-                             "distill_replay", "si", "derpp", "co2l")),
+                             "distill_replay", "si", "derpp", "co2l", "cromo_mixup")),
 }
 
 
@@ -165,7 +166,7 @@ def test_script_arguments_match_setting_and_paper(path: Path, tmp_path):
         assert args.supervised == (stem == "supcon"), f"{path.name}: --supervised only for SupCon"
     variant = _variant(path)
     assert (args.cl_strategy or []) == STRATEGY_SCRIPTS.get(variant, []), f"{path.name}: --cl_strategy"
-    if "distill" in variant:
+    if "distill" in variant or variant in ON_CASSLE:
         assert args.distiller == distiller, f"{path.name}: the paper pairs {method} with {distiller}"
     else:
         distill_flags = [f for f, _ in split_flags(_argv(path)) if f.startswith("--distill")]
@@ -180,7 +181,7 @@ def test_script_arguments_match_setting_and_paper(path: Path, tmp_path):
     runs = plan_tasks(_argv(path), None, str(tmp_path))
     assert [r.task_idx for r in runs] == list(range(num_tasks))
     assert get_flag(runs[0].argv, "--distiller") is None
-    if "distill" in variant:
+    if "distill" in variant or variant in ON_CASSLE:
         assert all(get_flag(r.argv, "--distiller") == distiller for r in runs[1:])
 
 
@@ -360,7 +361,8 @@ def _strategy_flags() -> set[str]:
 def test_strategy_script_is_its_base_script_plus_the_strategy(path: Path):
     """A strategy script = the fine-tuning (or CaSSLe) script of its method + strategy flags, so a
     recipe change in the base script that is not carried over fails here."""
-    base = path.with_name(f"{_stem(path)}{'_distill' if 'distill' in _variant(path) else ''}.sh")
+    on_cassle = "distill" in _variant(path) or _variant(path) in ON_CASSLE
+    base = path.with_name(f"{_stem(path)}{'_distill' if on_cassle else ''}.sh")
     strategy_flags = (*_strategy_flags(), "--name")
     ours = [(f, v) for f, v in split_flags(_argv(path)) if f not in strategy_flags]
     theirs = [(f, v) for f, v in split_flags(_argv(base)) if f != "--name"]
@@ -376,6 +378,7 @@ STRATEGY_FLAG_PREFIXES = {
     "der": ("--buffer_size", "--replay_batch_size", "--der_"), "lump": ("--buffer_size", "--lump_"),
     "less_forget": ("--less_forget_",), "pod": ("--pod_",), "pfr": ("--pfr_",), "si": ("--si_",),
     "derpp": ("--buffer_size", "--replay_batch_size", "--derpp_", "--der_"), "co2l": ("--co2l_",),
+    "cromo_mixup": ("--buffer_size", "--replay_batch_size", "--cromo_"),
 }
 NOT_USED_BY = {"derpp": {"--der_alpha"}}  # DER++ weighs the DER term with --derpp_alpha
 
