@@ -87,9 +87,9 @@ def pooled_pre_relu(backbone, v):
     return pre_relu_stages(backbone, [v])[-1].mean(dim=(2, 3))
 
 
-def ssl_params(model):  # EWC's weights: the SSL model itself, its backbone and heads
+def ssl_params(model):  # EWC's weights: the trainable SSL model itself, its backbone and heads
     return [p for n, p in model.named_parameters()
-            if n.split(".")[0] in ("backbone", "projector", "predictor", "prototypes")]
+            if p.requires_grad and n.split(".")[0] in ("backbone", "projector", "predictor", "prototypes")]
 
 
 # name -> (views_fn(model, views, rec) -> views the SSL loss sees, term_fn(model, views, rec) -> term)
