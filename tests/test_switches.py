@@ -77,10 +77,13 @@ def test_every_switch_turns_on_and_off_last_one_wins():
 def test_every_switch_of_every_script_can_be_undone_after_the_launchers_dashes(path):
     script_argv = parse_script(path.read_text(), {"DATA_DIR": "/data"})
     switches = [f for f, values in split_flags(script_argv) if not values]
-    merged = merge_args(script_argv, ["--no-" + f[2:] for f in switches])
+    # a switch turns off with --no-X; a script's own --no-X (e.g. --no-validate_images) turns back on with --X
+    undo = {f: "--" + f[5:] if f.startswith("--no-") else "--no-" + f[2:] for f in switches}
+    merged = merge_args(script_argv, list(undo.values()))
     args = parse_args(merged)
     for flag in switches:
-        assert getattr(args, flag[2:]) is False, f"{path.name}: {flag} still on after --no-{flag[2:]}"
+        name = flag[5:] if flag.startswith("--no-") else flag[2:]
+        assert getattr(args, name) is flag.startswith("--no-"), f"{path.name}: {flag} still holds after {undo[flag]}"
     assert not args.wandb
 
 
