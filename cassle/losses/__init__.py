@@ -24,6 +24,7 @@ from cassle.losses.distill import (
 )
 from cassle.losses.moco import moco_loss_func
 from cassle.losses.mocov3 import mocov3_loss_func
+from cassle.losses.pnr import pnr_infonce_losses, pnr_moco_losses, pnr_negative_loss
 from cassle.losses.simclr import simclr_loss_func, supcon_pos_mask
 from cassle.losses.swav import sinkhorn_knopp, swav_loss_func
 from cassle.losses.vicreg import vicreg_loss_func
@@ -46,4 +47,7 @@ __all__ = [
     "deepclusterv2_loss_func",
     "DINOLoss",
     "mocov3_loss_func",
+    "pnr_infonce_losses",
+    "pnr_moco_losses",
+    "pnr_negative_loss",
 ]
