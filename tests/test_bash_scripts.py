@@ -23,6 +23,7 @@ import pytest
 
 from cassle.continual.plan import PlanError, get_flag, parse_script, plan_tasks, split_flags
 from cassle.utils.args import parse_args
+from tests.pnr_scripts import PNR, PNR_GRID, is_pnr, recipe_of
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT_ROOT = REPO / "bash_files" / "continual"
@@ -73,29 +74,14 @@ STRATEGY_GRID = {
                              "distill_replay", "si", "derpp", "co2l")),
 }
 
-# PNR (Cha et al., ICML 2024): file stem -> its distiller, for the methods its public code covers,
-# CIFAR-100 (its bash_files/continual/cifar/*_pnr.sh) and the digits demo.
-PNR = {"barlow": "pnr_decorrelative", "byol": "pnr_predictive", "mocov2plus": "pnr_moco",
-       "simclr": "pnr_contrastive", "vicreg": "pnr_predictive_mse"}
-PNR_GRID = ("cifar", "digits")
-# stem -> the CIFAR_RECIPE fields PNR's public scripts set otherwise (index: value), and the
-# pseudo-negative weight of its script (None: no such term)
-PNR_CIFAR = {
-    "simclr": ({1: 0.6, 3: 1e-4, 6: (0.4, 0.4, 0.2, 0.1), 7: [0.0, 0.2]}, None),
-    "mocov2plus": ({0: "lars", 1: 0.6, 6: (0.4, 0.4, 0.2, 0.1), 7: [0.0, 0.2]}, None),
-    "byol": ({}, 0.5),
-    "barlow": ({1: 0.4}, 1.0),
-    "vicreg": ({}, 23.0),
-}
-
 
 def _setting(path: Path) -> str:
     return path.parent.relative_to(SCRIPT_ROOT).as_posix()
 
 
 def _variant(path: Path) -> str:
-    """"" (fine-tuning), "distill", "pnr", or a STRATEGY_SCRIPTS suffix."""
-    if path.stem.endswith("_pnr") and path.stem[:-4] in PNR:
+    """"" (fine-tuning), "distill", "pnr" (tests/pnr_scripts.py), or a STRATEGY_SCRIPTS suffix."""
+    if is_pnr(path):
         return "pnr"
     for suffix in sorted(STRATEGY_SCRIPTS, key=len, reverse=True):
         if path.stem.endswith("_" + suffix) and path.stem[: -len(suffix) - 1] in PAPER:
@@ -180,11 +166,9 @@ def test_script_arguments_match_setting_and_paper(path: Path, tmp_path):
         assert args.supervised == (stem == "supcon"), f"{path.name}: --supervised only for SupCon"
     variant = _variant(path)
     assert (args.cl_strategy or []) == STRATEGY_SCRIPTS.get(variant, []), f"{path.name}: --cl_strategy"
-    if variant == "pnr":
-        distiller = PNR[stem]
-        assert args.distiller == distiller, f"{path.name}: PNR's distiller for {method} is {distiller}"
-    elif "distill" in variant:
-        assert args.distiller == distiller, f"{path.name}: the paper pairs {method} with {distiller}"
+    if "distill" in variant or variant == "pnr":
+        distiller = PNR[stem] if variant == "pnr" else distiller
+        assert args.distiller == distiller, f"{path.name}: {method} goes with {distiller} ({variant})"
     else:
         distill_flags = [f for f, _ in split_flags(_argv(path)) if f.startswith("--distill")]
         assert not distill_flags, f"{path.name} is a fine-tuning script but sets {distill_flags}"
@@ -253,15 +237,8 @@ def _flat(v):
 @pytest.mark.parametrize("path", [p for p in SCRIPTS if _setting(p) == "cifar"],
                          ids=_ids([p for p in SCRIPTS if _setting(p) == "cifar"]))
 def test_cifar_recipe(path: Path):
-    recipe = list(CIFAR_RECIPE[_stem(path)])
+    opt, lr, cls_lr, wd, excl, min_lr, jitter, solar, min_scale = recipe_of(path, CIFAR_RECIPE[_stem(path)])
     a = _args(path)
-    if _variant(path) == "pnr":  # PNR's own scripts (csm9493/PNR), named in the header
-        changes, negative_lamb = PNR_CIFAR[_stem(path)]
-        for i, v in changes.items():
-            recipe[i] = v
-        assert a.pnr_negative_lamb == negative_lamb and "csm9493/PNR" in path.read_text()
-        assert a.queue_size == 65536 if _stem(path) == "mocov2plus" else True
-    opt, lr, cls_lr, wd, excl, min_lr, jitter, solar, min_scale = recipe
     assert (a.optimizer, a.lr, a.classifier_lr, a.weight_decay) == (opt, lr, cls_lr, wd)
     assert (a.exclude_bias_n_norm, a.min_lr) == (excl, min_lr)
     if opt == "lars":

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from cassle.distillers.base import DistillMixin, Distiller
+from cassle.distillers.base import Distiller, DistillMixin
 
 
 class PNRMixin(DistillMixin):
