@@ -24,6 +24,7 @@ import pytest
 from cassle.continual.plan import PlanError, get_flag, parse_script, plan_tasks, split_flags
 from cassle.utils.args import parse_args
 from tests.pnr_scripts import PNR, PNR_GRID, is_pnr, recipe_of
+from tests.script_table_22a import CIFAR_RECIPE_22A, CIFAR_WARMUP_22A, MORE_22A, PAPER_22A
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT_ROOT = REPO / "bash_files" / "continual"
@@ -41,11 +42,12 @@ SETTINGS = {
     # the domain-incremental demo (and template for data with domains), and a class-folder template
     "digits-domains": (("barlow",), "custom", "domain", 4),
     "custom": (("barlow",), "custom", "class", 5),
+    "shapes": (("simclr",), "custom", "class", 5),  # the README demo (scripts/demo.sh runs both)
 }
 # Issue 22's DINO, DeepClusterV2 and MoCo v3: CIFAR-100 and the digits demo.
 MORE_22B = ("dino", "deepclusterv2", "mocov3")
 for _setting_name in ("cifar", "digits"):
-    SETTINGS[_setting_name] = (SETTINGS[_setting_name][0] + MORE_22B, *SETTINGS[_setting_name][1:])
+    SETTINGS[_setting_name] = (SETTINGS[_setting_name][0] + MORE_22B + MORE_22A, *SETTINGS[_setting_name][1:])
 # file stem -> (--method, the distiller the paper pairs with it); written here from the paper,
 # not imported from cassle.distillers, so a wrong pairing in either place fails.
 PAPER = {
@@ -60,6 +62,7 @@ PAPER = {
 # Beyond the paper: the method's own kind of objective (README, "CaSSLe for more methods").
 PAPER.update({"dino": ("dino", "knowledge"), "deepclusterv2": ("deepclusterv2", "knowledge"),
               "mocov3": ("mocov3", "contrastive")})
+PAPER.update(PAPER_22A)  # SimSiam, NNCLR, ReSSL, W-MSE (tests/script_table_22a.py)
 
 
 # Continual-strategy scripts (issue 10): file suffix -> the --cl_strategy values it must set.
@@ -218,6 +221,8 @@ CIFAR_RECIPE.update({
     "mocov3": ("lars", 0.3, 0.3, 1e-6, True, 0.0, (0.4, 0.4, 0.2, 0.1), [0.0, 0.2], 0.08),
 })
 CIFAR_WARMUP = {"deepclusterv2": (11, 0.0)}  # (epochs, start lr); the others 10 epochs from 0.003
+CIFAR_RECIPE.update(CIFAR_RECIPE_22A)
+CIFAR_WARMUP.update(CIFAR_WARMUP_22A)
 # stem -> optimizer, scheduler, lr, weight_decay
 BIG_RECIPE = {
     "barlow": ("lars", "warmup_cosine", 0.4, 1e-4),

@@ -27,6 +27,10 @@ RECIPE = ["--lars", "--grad_clip_lars", "--exclude_bias_n_norm", "--hue", "0.1",
 # SwAV: a queue of 2 batches, in use from step 2 on, under bf16 autocast (the GPU default);
 # BYOL also feeds the online kNN monitor.
 EXTRA = {"swav": ["--queue_size", "16", "--precision", "bf16-mixed"], "byol": ["--knn_eval"]}
+# Issue 22: W-MSE's whitening and NNCLR's neighbour search under bf16 autocast; ReSSL with its
+# scripts' momentum classifier.
+EXTRA.update({"wmse": ["--precision", "bf16-mixed"], "nnclr": ["--precision", "bf16-mixed"],
+              "ressl": ["--momentum_classifier"]})
 
 
 def _task0_checkpoint(method: str, tmp_path) -> str:

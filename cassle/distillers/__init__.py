@@ -14,6 +14,7 @@ from cassle.distillers.pnr_predictive import PNRPredictiveDistiller
 from cassle.distillers.pnr_predictive_mse import PNRPredictiveMSEDistiller
 from cassle.distillers.predictive import PredictiveDistiller
 from cassle.distillers.predictive_mse import PredictiveMSEDistiller
+from cassle.distillers.relational import RelationalDistiller
 
 DISTILLERS = {
     "decorrelative": DecorrelativeDistiller,
@@ -21,6 +22,7 @@ DISTILLERS = {
     "predictive_mse": PredictiveMSEDistiller,
     "contrastive": ContrastiveDistiller,
     "knowledge": KnowledgeDistiller,
+    "relational": RelationalDistiller,
     # PNR (Cha et al., ICML 2024): pseudo-negatives; each for the methods its public code covers
     "pnr_contrastive": PNRContrastiveDistiller,
     "pnr_moco": PNRMoCoDistiller,
@@ -37,6 +39,11 @@ DEFAULT_DISTILLER = {
     "simclr": "contrastive",
     "mocov2plus": "contrastive",
     "swav": "knowledge",
+    # issue 22 (the original code ships no distiller for these; README, "distillers")
+    "simsiam": "predictive",
+    "nnclr": "contrastive",
+    "ressl": "relational",
+    "wmse": "predictive",
 }
 # Beyond the paper (issue 22): the method's own kind of objective, as for the six (README).
 DEFAULT_DISTILLER.update({"dino": "knowledge", "deepclusterv2": "knowledge", "mocov3": "contrastive"})
