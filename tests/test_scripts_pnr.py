@@ -23,3 +23,25 @@ def test_pnr_cifar_script_is_pnrs_public_script(path: Path):
 
 def test_every_pnr_family_has_its_cifar_script():
     assert sorted(_stem(p) for p in PNR_SCRIPTS) == sorted(PNR_CIFAR)
+
+
+@pytest.mark.slow
+def test_pnr_digits_demo_through_the_launcher_with_eval(tmp_path):
+    """The 5-task digits demo of PNR's queue variant runs end to end and is evaluated (about 2-3 min)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.test_bash_scripts import REPO, SCRIPT_ROOT
+
+    exp = tmp_path / "demo"
+    env = {k: v for k, v in os.environ.items() if k != "DATA_DIR"}
+    cmd = [sys.executable, "job_launcher.py", "--script", str(SCRIPT_ROOT / "digits" / "mocov2plus_pnr.sh"),
+           "--experiment_dir", str(exp), "--eval", "--", "--max_epochs", "1", "--limit_train_batches", "2"]
+    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert [json.loads((exp / f"task{t}" / "args.json").read_text())["distiller"] for t in range(5)] == \
+        [None] + ["pnr_moco"] * 4
+    results = json.loads((exp / "eval" / "results.json").read_text())
+    assert 0.0 <= results["A"] <= 100.0
