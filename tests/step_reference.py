@@ -34,6 +34,7 @@ from cassle.losses import (
 from main_continual import build_model
 from tests.helpers import fake_batch, tiny_args
 from tests.step_reference_more import SSL_REFERENCE_MORE, prepare_step
+from tests.step_reference_pnr import PNR_REFERENCE, pnr_reference  # noqa: F401
 
 LR = 0.05  # the SGD steps of the step-level tests
 # W-MSE whitens slices of 8 rows in the tests: an ill-conditioned covariance whose curvature makes
@@ -223,6 +224,12 @@ def ssl_reference(method: str, model, views):
 
 def distill_reference(distiller: str, model, z, views):
     """The distillation loss of projections ``z``: g(z) against the frozen model's z_bar."""
+    if distiller in PNR_REFERENCE:  # PNR's regulariser L_reg (its whole step: pnr_reference)
+        with torch.no_grad():
+            z_bar = [model.frozen_projector(model.frozen_backbone(v)) for v in views]
+        p = [model.distiller.predictor(zi) for zi in z]
+        args = (model, views, None, z, p, z_bar) + ((model,) if distiller == "pnr_moco" else ())
+        return PNR_REFERENCE[distiller](*args)[1]
     if distiller not in DISTILL_REFERENCE:
         raise AssertionError(f"distiller {distiller!r} has no reference in tests/step_reference.py: add one")
     with torch.no_grad():

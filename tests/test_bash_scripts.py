@@ -23,6 +23,7 @@ import pytest
 
 from cassle.continual.plan import PlanError, get_flag, parse_script, plan_tasks, split_flags
 from cassle.utils.args import parse_args
+from tests.pnr_scripts import PNR, PNR_GRID, is_pnr, recipe_of
 from tests.script_table_22a import CIFAR_RECIPE_22A, CIFAR_WARMUP_22A, MORE_22A, PAPER_22A
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,7 +84,9 @@ def _setting(path: Path) -> str:
 
 
 def _variant(path: Path) -> str:
-    """"" (fine-tuning), "distill", or a STRATEGY_SCRIPTS suffix."""
+    """"" (fine-tuning), "distill", "pnr" (tests/pnr_scripts.py), or a STRATEGY_SCRIPTS suffix."""
+    if is_pnr(path):
+        return "pnr"
     for suffix in sorted(STRATEGY_SCRIPTS, key=len, reverse=True):
         if path.stem.endswith("_" + suffix) and path.stem[: -len(suffix) - 1] in PAPER:
             return suffix
@@ -121,6 +124,7 @@ def test_every_expected_script_is_shipped():
                 for stem in stems for suffix in ("", "_distill")}
     expected |= {f"{setting}/{stem}_{suffix}.sh" for setting, (stems, suffixes) in STRATEGY_GRID.items()
                  for stem in stems for suffix in suffixes}
+    expected |= {f"{setting}/{stem}_pnr.sh" for setting in PNR_GRID for stem in PNR}
     shipped = set(_ids(SCRIPTS))
     assert not expected - shipped, f"missing scripts: {sorted(expected - shipped)}"
     assert not shipped - expected, f"unexpected scripts (add them to SETTINGS): {sorted(shipped - expected)}"
@@ -166,8 +170,9 @@ def test_script_arguments_match_setting_and_paper(path: Path, tmp_path):
         assert args.supervised == (stem == "supcon"), f"{path.name}: --supervised only for SupCon"
     variant = _variant(path)
     assert (args.cl_strategy or []) == STRATEGY_SCRIPTS.get(variant, []), f"{path.name}: --cl_strategy"
-    if "distill" in variant or variant in ON_CASSLE:
-        assert args.distiller == distiller, f"{path.name}: the paper pairs {method} with {distiller}"
+    if "distill" in variant or variant in ON_CASSLE or variant == "pnr":
+        distiller = PNR[stem] if variant == "pnr" else distiller
+        assert args.distiller == distiller, f"{path.name}: {method} goes with {distiller} ({variant})"
     else:
         distill_flags = [f for f, _ in split_flags(_argv(path)) if f.startswith("--distill")]
         assert not distill_flags, f"{path.name} is a fine-tuning script but sets {distill_flags}"
@@ -181,7 +186,7 @@ def test_script_arguments_match_setting_and_paper(path: Path, tmp_path):
     runs = plan_tasks(_argv(path), None, str(tmp_path))
     assert [r.task_idx for r in runs] == list(range(num_tasks))
     assert get_flag(runs[0].argv, "--distiller") is None
-    if "distill" in variant or variant in ON_CASSLE:
+    if "distill" in variant or variant in ON_CASSLE or variant == "pnr":
         assert all(get_flag(r.argv, "--distiller") == distiller for r in runs[1:])
 
 
@@ -238,7 +243,7 @@ def _flat(v):
 @pytest.mark.parametrize("path", [p for p in SCRIPTS if _setting(p) == "cifar"],
                          ids=_ids([p for p in SCRIPTS if _setting(p) == "cifar"]))
 def test_cifar_recipe(path: Path):
-    opt, lr, cls_lr, wd, excl, min_lr, jitter, solar, min_scale = CIFAR_RECIPE[_stem(path)]
+    opt, lr, cls_lr, wd, excl, min_lr, jitter, solar, min_scale = recipe_of(path, CIFAR_RECIPE[_stem(path)])
     a = _args(path)
     assert (a.optimizer, a.lr, a.classifier_lr, a.weight_decay) == (opt, lr, cls_lr, wd)
     assert (a.exclude_bias_n_norm, a.min_lr) == (excl, min_lr)

@@ -8,15 +8,15 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from cassle.distillers import DISTILLERS
+from cassle.distillers import DISTILLERS, PNR_DISTILLER
 from cassle.methods import METHODS
 from main_continual import build_model, run_task
 from tests.helpers import fake_batch, tiny_args
 
-GENERIC_DISTILLERS = [d for d in DISTILLERS if d != "knowledge"]
+GENERIC_DISTILLERS = [d for d in DISTILLERS if d != "knowledge" and d not in PNR_DISTILLER.values()]
 PROTOTYPE_METHODS = ("swav", "dino", "deepclusterv2")  # the knowledge distiller's methods
 PAIRS = [(m, d) for m, d in itertools.product(METHODS, GENERIC_DISTILLERS)] + [
-    (m, "knowledge") for m in PROTOTYPE_METHODS]
+    (m, "knowledge") for m in PROTOTYPE_METHODS] + list(PNR_DISTILLER.items())
 
 
 def _task_args(tmp_path, task, method="barlow_twins", distiller="decorrelative", *extra):
@@ -153,6 +153,15 @@ def test_knowledge_distiller_needs_prototypes(method):
     args = tiny_args(method, "--task_idx", "1", "--num_tasks", "2", distiller="knowledge")
     args.num_classes = 4
     with pytest.raises(ValueError, match="needs a method with prototypes"):
+        build_model(args)
+
+
+@pytest.mark.parametrize("distiller", sorted(PNR_DISTILLER.values()))
+def test_pnr_distillers_reject_the_methods_their_code_does_not_cover(distiller):
+    other = "swav" if distiller != "pnr_contrastive" else "byol"
+    args = tiny_args(other, "--task_idx", "1", "--num_tasks", "2", distiller=distiller)
+    args.num_classes = 4
+    with pytest.raises(ValueError, match="needs one of the methods"):
         build_model(args)
 
 

@@ -13,7 +13,8 @@ from cassle.distillers import DISTILLERS
 from main_continual import build_model
 from tests.helpers import tiny_args
 
-PAIRS = [("barlow_twins", "decorrelative"), ("byol", "predictive"), ("swav", "knowledge")]
+PAIRS = [("barlow_twins", "decorrelative"), ("byol", "predictive"), ("swav", "knowledge"),
+         ("mocov2plus", "pnr_moco")]  # PNR: its own mixin and a queue, also nothing at task 0
 
 
 class _Trainer:  # what configure_optimizers reads

@@ -16,6 +16,7 @@ from cassle.methods import METHODS
 from main_continual import build_model
 from tests.helpers import fake_batch, tiny_args
 from tests.step_reference import distill_reference, prepare_step, sgd_step, ssl_reference, task1_model
+from tests.step_reference_pnr import PNR_REFERENCE, pnr_reference
 
 LAMB = 0.7  # not the default of any distiller, so a dropped or wrong weight shows
 TOL = dict(rtol=1e-5, atol=1e-6)
@@ -31,6 +32,8 @@ def one_thread():
 
 
 def compatible(method: str, distiller: str) -> bool:
+    if distiller in PNR_REFERENCE:  # each PNR distiller: the methods its public code covers
+        return method in DISTILLERS[distiller].methods
     return distiller != "knowledge" or method in ("swav", "dino", "deepclusterv2")
 
 
@@ -40,9 +43,12 @@ PAIRS = [(m, d) for m in METHODS for d in DISTILLERS]
 @pytest.mark.parametrize("method,distiller", PAIRS)
 def test_cassle_step_is_ssl_plus_lamb_times_distillation(method, distiller):
     if not compatible(method, distiller):  # the documented restriction, checked instead
-        with pytest.raises(ValueError, match="prototypes"):
+        with pytest.raises(ValueError, match="needs one of the methods" if distiller in PNR_REFERENCE
+                           else "prototypes"):
             task1_model(method, "--distill_lamb", str(LAMB), distiller=distiller)
         return
+    if distiller in PNR_REFERENCE:
+        return check_pnr_step(method, distiller)
     model = task1_model(method, "--distill_lamb", str(LAMB), distiller=distiller)
     _, views, targets = fake_batch()
     before = copy.deepcopy(model)  # the references see the state (queues) the step starts from
@@ -92,3 +98,27 @@ def test_a_step_with_the_paper_pairing_lowers_the_distillation_term(method):
     sgd_step(model, model.ssl_step(views, targets).loss)
     after = distill_reference(distiller, model, ssl_reference(method, model, views)[1], views)
     assert after < distill, f"{method} + {distiller}: {distill.item():.5f} -> {after.item():.5f}"
+
+
+def check_pnr_step(method, distiller):
+    """PNR: L = L_main + lamb L_reg - negative_lamb L_neg (tests/step_reference_pnr.py), and one SGD
+    step on it lowers the regulariser lamb L_reg - negative_lamb L_neg more than a step on L_main
+    alone (to first order by lr |grad|^2; a wrong sign or a dropped term reverses it)."""
+    model = task1_model(method, "--distill_lamb", str(LAMB), distiller=distiller)
+    _, views, targets = fake_batch()
+    before = copy.deepcopy(model)
+    out = model.ssl_step(views, targets)
+    main, reg, neg = pnr_reference(distiller, before, views, ssl_reference)
+    neg_lamb = model.distiller.negative_lamb or 0.0
+    assert reg.item() > 1e-3
+    torch.testing.assert_close(out.loss, main + LAMB * reg - neg_lamb * neg, **TOL)
+    torch.testing.assert_close(out.logs["distill_loss"], reg.detach(), **TOL)
+
+    def regulariser(m):
+        _, r, n = pnr_reference(distiller, m, views, ssl_reference, state=before)
+        return LAMB * r - neg_lamb * n
+
+    sgd_step(model, out.loss)
+    main_only = copy.deepcopy(before)
+    sgd_step(main_only, pnr_reference(distiller, main_only, views, ssl_reference, state=before)[0])
+    assert regulariser(model) < regulariser(main_only)

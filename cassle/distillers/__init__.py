@@ -7,6 +7,11 @@ from cassle.distillers.base import DistillMixin, Distiller, add_distiller_args, 
 from cassle.distillers.contrastive import ContrastiveDistiller
 from cassle.distillers.decorrelative import DecorrelativeDistiller
 from cassle.distillers.knowledge import KnowledgeDistiller
+from cassle.distillers.pnr_contrastive import PNRContrastiveDistiller
+from cassle.distillers.pnr_decorrelative import PNRDecorrelativeDistiller
+from cassle.distillers.pnr_moco import PNRMoCoDistiller
+from cassle.distillers.pnr_predictive import PNRPredictiveDistiller
+from cassle.distillers.pnr_predictive_mse import PNRPredictiveMSEDistiller
 from cassle.distillers.predictive import PredictiveDistiller
 from cassle.distillers.predictive_mse import PredictiveMSEDistiller
 from cassle.distillers.relational import RelationalDistiller
@@ -18,6 +23,12 @@ DISTILLERS = {
     "contrastive": ContrastiveDistiller,
     "knowledge": KnowledgeDistiller,
     "relational": RelationalDistiller,
+    # PNR (Cha et al., ICML 2024): pseudo-negatives; each for the methods its public code covers
+    "pnr_contrastive": PNRContrastiveDistiller,
+    "pnr_moco": PNRMoCoDistiller,
+    "pnr_predictive": PNRPredictiveDistiller,
+    "pnr_decorrelative": PNRDecorrelativeDistiller,
+    "pnr_predictive_mse": PNRPredictiveMSEDistiller,
 }
 
 # The distiller the paper pairs with each method (used by the demo and the bash scripts).
@@ -37,7 +48,11 @@ DEFAULT_DISTILLER = {
 # Beyond the paper (issue 22): the method's own kind of objective, as for the six (README).
 DEFAULT_DISTILLER.update({"dino": "knowledge", "deepclusterv2": "knowledge", "mocov3": "contrastive"})
 
+# The PNR distiller of each method PNR's public code covers (its bash_files/continual/cifar).
+PNR_DISTILLER = {"simclr": "pnr_contrastive", "mocov2plus": "pnr_moco", "byol": "pnr_predictive",
+                 "barlow_twins": "pnr_decorrelative", "vicreg": "pnr_predictive_mse"}
+
 distill_wrapper = make_distill_wrapper(DISTILLERS)
 
-__all__ = ["DISTILLERS", "DEFAULT_DISTILLER", "DistillMixin", "Distiller", "add_distiller_args",
+__all__ = ["DISTILLERS", "DEFAULT_DISTILLER", "PNR_DISTILLER", "DistillMixin", "Distiller", "add_distiller_args",
            "distill_wrapper"]

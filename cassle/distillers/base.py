@@ -25,7 +25,7 @@ from cassle.methods.base import BaseMethod, StepOutput, mlp
 def add_distiller_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("CaSSLe distillation (tasks > 0)")
     group.add_argument("--distiller", default=None, help="decorrelative, predictive, "
-                       "predictive_mse, contrastive, knowledge, relational (omit for "
+                       "predictive_mse, contrastive, knowledge, relational, pnr_* (omit for "
                        "fine-tuning)")
     group.add_argument("--distill_lamb", type=float, default=None,
                        help="weight of the distillation loss (default: the distiller's)")
@@ -39,6 +39,9 @@ def add_distiller_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--distill_bn_eval", action="store_true",
                        help="frozen model's BatchNorm in eval mode (running stats). Default: train "
                             "mode like the reference (batch statistics; its running stats drift)")
+    group.add_argument("--pnr_negative_lamb", type=float, default=None,
+                       help="PNR (non-contrastive): weight of the pseudo-negative term (default: "
+                            "the public code's, 1 for BYOL and Barlow Twins, 23 for VICReg)")
 
 
 class Distiller(nn.Module):
@@ -153,6 +156,7 @@ def make_distill_wrapper(distillers: dict[str, type[Distiller]]):
         if name not in distillers:
             raise ValueError(f"unknown distiller {name!r}; valid distillers: "
                              f"{', '.join(distillers)}")
-        return type(f"{method_cls.__name__}CaSSLe_{name}", (DistillMixin, method_cls),
+        mixin = getattr(distillers[name], "mixin", None) or DistillMixin  # PNR's own seam
+        return type(f"{method_cls.__name__}CaSSLe_{name}", (mixin, method_cls),
                     {"distiller_cls": distillers[name], "__module__": __name__})
     return distill_wrapper

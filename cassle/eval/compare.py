@@ -36,7 +36,7 @@ STRATEGY_NAMES = {"ewc": "EWC", "replay": "ER", "der": "DER", "lump": "LUMP", "l
                   "pod": "POD", "pfr": "PFR", "si": "SI", "derpp": "DER++", "co2l": "Co2L",
                   "cromo_mixup": "CroMo-Mixup"}
 ROW_ORDER = ["fine-tuning", "EWC", "SI", "ER", "DER", "DER++", "LUMP", "Less-Forget", "POD", "PFR", "Co2L",
-             "CaSSLe", "CaSSLe + CroMo-Mixup"]
+             "CaSSLe", "CaSSLe + CroMo-Mixup", "PNR"]
 # CroMo-Mixup (Mushtaq et al., ECCV 2024) is run as CaSSLe's distiller (its KD term) + --cl_strategy
 # cromo_mixup; no paper number beside its rows: its CIFAR-100 runs (750 epochs per task, 500 images
 # stored per task, ErumMushtaq/CroMo-Mixup README) are not this repo's protocol (README, differences).
@@ -46,6 +46,11 @@ PAPER_CIFAR100 = {
     "byol": (52.7, 62.2), "barlow_twins": (54.3, 60.4), "simclr": (48.9, 58.3),
     "mocov2plus": (47.3, 59.5), "swav": (55.5, 57.8), "vicreg": (51.5, 53.6),
 }
+
+# PNR paper (Cha et al., ICML 2024) CIFAR-100 numbers: none yet. Its repository (csm9493/PNR) states no
+# numbers and the paper's table could not be read when PNR was added; a PNR row shows no paper
+# number until one is entered here with its source (README, "Continual strategies").
+PAPER_PNR_CIFAR100: dict[str, float] = {}
 
 
 class CompareError(ValueError):
@@ -85,8 +90,8 @@ def _last_task_args(run: Path) -> dict:
 
 def strategy_label(args: dict) -> str:
     names = [STRATEGY_NAMES.get(n, n) for n in (args.get("cl_strategy") or [])]
-    if args.get("distiller"):
-        names = ["CaSSLe", *names]
+    if args.get("distiller"):  # PNR's distillers (pnr_*) are PNR, not CaSSLe: never CaSSLe's number
+        names = ["PNR" if str(args["distiller"]).startswith("pnr_") else "CaSSLe", *names]
     return " + ".join(names) if names else "fine-tuning"
 
 
@@ -103,6 +108,8 @@ def describe(run: Path) -> dict[str, Any]:
 def paper_value(strategy: str, method: str, setting: tuple) -> float | None:
     if setting != ("cifar100", "class", 5) or method not in PAPER_CIFAR100:
         return None
+    if strategy == "PNR":
+        return PAPER_PNR_CIFAR100.get(method)
     return {"fine-tuning": PAPER_CIFAR100[method][0], "CaSSLe": PAPER_CIFAR100[method][1]}.get(strategy)
 
 

@@ -45,6 +45,9 @@ class StepOutput:
     logs: dict[str, torch.Tensor] = field(default_factory=dict)
     # momentum-encoder features per view (no grad), for methods that have one (--momentum_classifier)
     momentum_feats: list[torch.Tensor] | None = None
+    # method internals a distiller may need (MoCoV2+: its keys "k" and the queue "queue" as it was
+    # before this step's enqueue, for PNR's pseudo-negatives)
+    extras: dict = field(default_factory=dict)
 
 
 class BaseMethod(pl.LightningModule):

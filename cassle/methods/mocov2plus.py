@@ -67,4 +67,5 @@ class MoCoV2Plus(BaseMomentumMethod):
                 + moco_loss_func(q[1], k[0], queue[0], temperature=T)) / 2
         self._enqueue(torch.stack([gather(k[0]), gather(k[1])]))
         # The distillers get the L2-normalised q, as in the reference (its MoCo's "z").
-        return StepOutput(loss=loss, feats=feats, z=q, momentum_feats=momentum_feats)
+        return StepOutput(loss=loss, feats=feats, z=q, momentum_feats=momentum_feats,
+                          extras={"k": k, "queue": queue})

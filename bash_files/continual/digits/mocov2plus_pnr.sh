@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# CPU demo (not a paper number): MoCoV2+ + PNR (pnr_moco distiller) on scikit-learn's digits,
+# the recipe of mocov2plus_distill.sh with PNR's distiller.
+# Run all tasks: python job_launcher.py --script bash_files/continual/digits/mocov2plus_pnr.sh
+# The launcher drops the distiller flags for task 0 and gives task t the checkpoint of task t-1.
+python main_continual.py \
+    --method mocov2plus \
+    --dataset digits \
+    --split_strategy class \
+    --num_tasks 5 \
+    --task_idx 0 \
+    --max_epochs 10 \
+    --backbone tiny \
+    --accelerator cpu \
+    --devices 1 \
+    --precision 32 \
+    --batch_size 32 \
+    --online_eval_batch_size 64 \
+    --num_workers 0 \
+    --optimizer sgd \
+    --lr 0.3 \
+    --classifier_lr 0.125 \
+    --weight_decay 1e-4 \
+    --scheduler warmup_cosine \
+    --warmup_epochs 1 \
+    --crop_size 32 \
+    --min_scale 0.5 \
+    --brightness 0.4 \
+    --contrast 0.4 \
+    --saturation 0.2 \
+    --hue 0.1 \
+    --color_jitter_prob 0.8 \
+    --gray_scale_prob 0.2 \
+    --horizontal_flip_prob 0.0 \
+    --gaussian_prob 0.0 \
+    --solarization_prob 0.0 \
+    --proj_hidden_dim 256 \
+    --output_dim 64 \
+    --temperature 0.2 \
+    --queue_size 512 \
+    --base_tau_momentum 0.99 \
+    --final_tau_momentum 0.999 \
+    --distiller pnr_moco \
+    --distill_lamb 1.0 \
+    --distill_temperature 0.2 \
+    --distill_proj_hidden_dim 256 \
+    --log_every_n_steps 5 \
+    --no_progress_bar \
+    --name mocov2plus-digits-pnr
