@@ -40,6 +40,8 @@ SETTINGS = {
     # the domain-incremental demo (and template for data with domains), and a class-folder template
     "digits-domains": (("barlow",), "custom", "domain", 4),
     "custom": (("barlow",), "custom", "class", 5),
+    # ViT-S/4 backbones (issue 22; their recipe: tests/test_vit_scripts.py)
+    "cifar-vit": (("barlow", "byol"), "cifar100", "class", 5),
 }
 # file stem -> (--method, the distiller the paper pairs with it); written here from the paper,
 # not imported from cassle.distillers, so a wrong pairing in either place fails.
