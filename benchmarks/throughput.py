@@ -87,6 +87,7 @@ def parse_bench_args(argv=None) -> argparse.Namespace:
     p.add_argument("--smoke", action="store_true",
                    help="tiny sizes on the CPU: tiny backbone, synthetic data, a few steps")
     p.add_argument("--output", default=None, help="JSON file to write")
+    p.add_argument("--matrix", action="store_true", help="every method x {resnet18, vit_small} (throughput_matrix.py)")
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = []
     if "--" in argv:
@@ -377,7 +378,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(min(2, torch.get_num_threads()))
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)  # keep the table readable
-    result = run(b)
+    from throughput_matrix import run_matrix  # the benchmarks folder is the script's own
+    result = run_matrix(b, run, argv) if b.matrix else run(b)
     text = json.dumps(result, indent=2, sort_keys=True)
     if b.output:
         os.makedirs(os.path.dirname(os.path.abspath(b.output)), exist_ok=True)
