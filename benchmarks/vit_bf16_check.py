@@ -35,8 +35,9 @@ if str(ROOT) not in sys.path:
 import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
 
-DROP = {"--online_eval_batch_size", "--crop_size", "--patch_size", "--data_dir", "--wandb", "--accelerator", "--devices", "--precision",
-        "--batch_size", "--num_workers", "--max_epochs", "--warmup_epochs", "--backbone", "--lr", "--name"}
+DROP = {"--online_eval_batch_size", "--crop_size", "--patch_size", "--data_dir", "--wandb", "--accelerator",
+        "--devices", "--precision", "--batch_size", "--num_workers", "--max_epochs", "--warmup_epochs",
+        "--backbone", "--lr", "--name"}
 
 
 class Recorder(pl.Callback):

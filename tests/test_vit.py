@@ -36,7 +36,7 @@ def test_sizes_patch_and_position_embeddings():
     assert net.patch_embed.patch_size == (16, 16) and net.pos_embed.shape[1] == 14 * 14 + 1
     net, _ = build_backbone("vit_tiny", img_size=16, patch_size=2)
     assert net.pos_embed.shape[1] == 8 * 8 + 1
-    assert (default_patch_size(32), default_patch_size(64), default_patch_size(96), default_patch_size(224)) == (4, 4, 16, 16)
+    assert [default_patch_size(s) for s in (32, 64, 96, 224)] == [4, 4, 16, 16]
     with pytest.raises(ValueError, match="--patch_size 64 does not fit a 32 px crop"):
         build_backbone("vit_tiny", img_size=32, patch_size=64)
 
