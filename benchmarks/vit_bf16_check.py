@@ -8,7 +8,8 @@ The run is the shipped ViT script (``bash_files/continual/cifar-vit/<method>.sh`
 ``--lr`` scaled by 256 / B so the *effective* lr equals the script's at batch 256 (1.5e-4 for the
 MoCo v3 recipe), ``--max_epochs 10 --warmup_epochs 1`` with ``--limit_train_batches steps/10``
 (so the run reaches the peak lr after a tenth of the steps and then decays, as a real task does
-over its 500 epochs), no online-eval batches, no validation, CPU. Lightning's ``bf16-mixed`` is
+over its 500 epochs), no online-eval batches, no validation, CPU (``--accelerator gpu``: the same
+check on a GPU, the run benchmarks/RESULTS.md asks for). Lightning's ``bf16-mixed`` is
 the same autocast on the CPU as on a GPU (bf16 matmuls, fp32 weights, optimizer and losses kept
 in fp32 by the losses' own upcast), so what differs on a GPU is the kernels, not the numerics'
 kind.
@@ -76,7 +77,7 @@ def argv_for(b, precision: str, out_dir: str) -> list[str]:
                    "--crop_size", str(b.crop_size), "--patch_size", "4",
                    "--max_epochs", "10", "--warmup_epochs", "1", "--limit_train_batches", str(per_epoch),
                    "--check_val_every_n_epoch", "1000", "--num_sanity_val_steps", "0",
-                   "--accelerator", "cpu", "--devices", "1", "--precision", precision, "--num_workers", "0",
+                   "--accelerator", b.accelerator, "--devices", "1", "--precision", precision, "--num_workers", "0",
                    "--no-wandb", "--no_progress_bar", "--checkpoint_dir", out_dir, "--name", f"bf16-check-{precision}"]
 
 
@@ -109,6 +110,7 @@ def main(argv=None) -> int:
     p.add_argument("--crop_size", type=int, default=32, help="16 on a slow CPU (patch 4: 16 tokens + CLS)")
     p.add_argument("--window", type=int, default=30, help="steps per averaged loss")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"], help="gpu: the same check on a GPU")
     p.add_argument("--output", default=None, help="JSON file to write")
     b = p.parse_args(argv)
     torch.set_num_threads(b.threads)
