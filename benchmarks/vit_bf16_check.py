@@ -111,8 +111,15 @@ def main(argv=None) -> int:
     p.add_argument("--window", type=int, default=30, help="steps per averaged loss")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"], help="gpu: the same check on a GPU")
+    p.add_argument("--precisions", nargs="+", default=["32", "bf16-mixed"],
+                   help="one of them per process to run the two side by side; the gap needs both")
     p.add_argument("--output", default=None, help="JSON file to write")
+    p.add_argument("--compare", nargs=2, metavar=("FP32_JSON", "BF16_JSON"), default=None,
+                   help="only compare the outputs of two one-precision runs")
     b = p.parse_args(argv)
+    if b.compare:
+        compare(*(json.loads(Path(f).read_text())["runs"][0] for f in b.compare))
+        return 0
     torch.set_num_threads(b.threads)
     import logging
     import warnings
@@ -121,25 +128,30 @@ def main(argv=None) -> int:
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.ERROR)
     results = []
-    for prec in ("32", "bf16-mixed"):
+    for prec in b.precisions:
         r = run_one(b, prec)
         results.append(r)
         print(f"{r['precision']:>10}: {r['steps']} steps in {r['seconds']} s; loss by {b.window}-step window: "
               f"{r['loss_windows']}; non-finite losses {r['nonfinite_losses']}, grads {r['nonfinite_grads']}; "
               f"max grad norm {r['max_grad_norm']:.3g}", flush=True)
-    fp32, bf16 = results
+    summary = {"script": b.script, "backbone": b.backbone, "batch_size": b.batch_size, "crop_size": b.crop_size,
+               "data": b.data_dir or "synthetic", "torch": torch.__version__, "runs": results}
+    if len(results) == 2:
+        summary.update(compare(*results))
+    if b.output:
+        Path(b.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(b.output).write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+def compare(fp32: dict, bf16: dict) -> dict:
+    """bf16 - fp32 gap of the last window's loss; "stable" = no non-finite value and gap < 10%."""
     last32, last16 = fp32["loss_windows"][-1], bf16["loss_windows"][-1]
     gap = (last16 - last32) / abs(last32)
     stable = (bf16["nonfinite_losses"] == 0 and bf16["nonfinite_grads"] == 0 and abs(gap) < 0.10)
     print(f"last-window loss: fp32 {last32:.4f}, bf16 {last16:.4f} (gap {100 * gap:+.2f}%); "
           f"stable: {'yes' if stable else 'NO'}")
-    summary = {"script": b.script, "backbone": b.backbone, "batch_size": b.batch_size, "crop_size": b.crop_size,
-               "data": b.data_dir or "synthetic", "torch": torch.__version__, "runs": results,
-               "last_window_gap": gap, "stable": stable}
-    if b.output:
-        Path(b.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(b.output).write_text(json.dumps(summary, indent=2) + "\n")
-    return 0
+    return {"last_window_gap": gap, "stable": stable}
 
 
 if __name__ == "__main__":
