@@ -17,10 +17,11 @@ $PY job_launcher.py --script "${SCRIPTS[@]}" --seeds 1 --experiment_dir "$OUT" -
     --backbone tiny --accelerator cpu --devices 1 --precision 32 --no-wandb --num_workers 0 \
     --data_device cpu_batched --batch_size 128 --max_epochs 1 --limit_train_batches 10 \
     --limit_val_batches 0 --online_eval_batch_size 0 --warmup_epochs 0 \
-    --proj_hidden_dim 256 --output_dim 256 --distill_proj_hidden_dim 256 --ewc_fisher_batches 10 \
+    --proj_hidden_dim 256 --output_dim 256 --distill_proj_hidden_dim 256 --ewc_fisher_samples 1280 \
     --replay_batch_size 128 \
     --no_progress_bar
 for run in "$OUT"/*/; do
+    [ -d "$run/task0" ] || continue  # e.g. compare/ of an earlier call
     [ -f "$run/eval/results.json" ] || $PY main_linear.py --run_dir "$run" --mode fast --label_fraction 0.1 \
         --accelerator cpu --max_epochs 30
 done

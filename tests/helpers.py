@@ -15,6 +15,11 @@ TINY_METHOD_FLAGS = {
              "--queue_size", "32", "--epoch_queue_starts", "0", "--freeze_prototypes_epochs", "0"],
     "vicreg": ["--proj_hidden_dim", "32", "--output_dim", "16"],
 }
+TINY_METHOD_FLAGS.update({
+    "dino": ["--proj_hidden_dim", "32", "--output_dim", "16", "--num_prototypes", "20"],
+    "deepclusterv2": ["--proj_hidden_dim", "32", "--output_dim", "16", "--num_prototypes", "4", "4"],
+    "mocov3": ["--proj_hidden_dim", "32", "--output_dim", "16", "--pred_hidden_dim", "32"],
+})
 
 
 def tiny_argv(method: str, *extra: str, distiller: str | None = None, tmp_path=None) -> list[str]:

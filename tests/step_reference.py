@@ -27,7 +27,8 @@ from cassle.losses import (
     vicreg_loss_func,
 )
 from main_continual import build_model
-from tests.helpers import tiny_args
+from tests.helpers import fake_batch, tiny_args
+from tests.step_reference_more import SSL_REFERENCE_MORE, prepare_step
 
 LR = 0.05  # the SGD steps of the step-level tests
 
@@ -42,7 +43,9 @@ def task1_model(method: str, *extra: str, distiller: str | None = None, seed: in
     with torch.no_grad():
         for p in [*model.backbone.parameters(), *model.projector.parameters()]:
             p.add_(0.05 * torch.randn_like(p))
-    return model.train()
+    model.train()
+    prepare_step(method, model, fake_batch()[1])  # the tests' batch
+    return model
 
 
 def sgd_step(model, loss):
@@ -117,6 +120,7 @@ SSL_REFERENCE = {
     "swav": _swav,
     "vicreg": _vicreg,
 }
+SSL_REFERENCE.update(SSL_REFERENCE_MORE)  # issue 22's methods
 
 
 def _temperature(model, default):
@@ -125,9 +129,14 @@ def _temperature(model, default):
 
 
 def _knowledge(model, p, z_bar):
-    student = [model.distiller.prototypes(F.normalize(pi, dim=-1)) for pi in p]
-    teacher = [model.frozen_prototypes(F.normalize(zb, dim=-1)) for zb in z_bar]
-    return knowledge_distill_loss(student, teacher, temperature=_temperature(model, 0.1))
+    students, teachers = model.distiller.prototypes, model.frozen_prototypes
+    # one learnable layer per frozen head (DeepClusterV2's heads), the mean over heads
+    pairs = (zip(students, teachers) if isinstance(students, torch.nn.ModuleList)
+             else [(students, teachers)])
+    losses = [knowledge_distill_loss([s(F.normalize(pi, dim=-1)) for pi in p],
+                                     [t(F.normalize(zb, dim=-1)) for zb in z_bar],
+                                     temperature=_temperature(model, 0.1)) for s, t in pairs]
+    return torch.stack(losses).mean()
 
 
 # distiller name -> (model, p = g(z) per view, z_bar per view) -> distillation loss

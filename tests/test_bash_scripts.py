@@ -40,9 +40,14 @@ SETTINGS = {
     # the domain-incremental demo (and template for data with domains), and a class-folder template
     "digits-domains": (("barlow",), "custom", "domain", 4),
     "custom": (("barlow",), "custom", "class", 5),
+    "shapes": (("simclr",), "custom", "class", 5),  # the README demo (scripts/demo.sh runs both)
     # ViT-S/4 backbones (issue 22; their recipe: tests/test_vit_scripts.py)
     "cifar-vit": (("barlow", "byol"), "cifar100", "class", 5),
 }
+# Issue 22's DINO, DeepClusterV2 and MoCo v3: CIFAR-100 and the digits demo.
+MORE_22B = ("dino", "deepclusterv2", "mocov3")
+for _setting_name in ("cifar", "digits"):
+    SETTINGS[_setting_name] = (SETTINGS[_setting_name][0] + MORE_22B, *SETTINGS[_setting_name][1:])
 # file stem -> (--method, the distiller the paper pairs with it); written here from the paper,
 # not imported from cassle.distillers, so a wrong pairing in either place fails.
 PAPER = {
@@ -54,6 +59,9 @@ PAPER = {
     "supcon": ("simclr", "contrastive"),
     "swav": ("swav", "knowledge"),
 }
+# Beyond the paper: the method's own kind of objective (README, "CaSSLe for more methods").
+PAPER.update({"dino": ("dino", "knowledge"), "deepclusterv2": ("deepclusterv2", "knowledge"),
+              "mocov3": ("mocov3", "contrastive")})
 
 
 # Continual-strategy scripts (issue 10): file suffix -> the --cl_strategy values it must set.
@@ -201,6 +209,13 @@ CIFAR_RECIPE = {
     "vicreg": ("lars", 0.3, 0.3, 1e-4, True, 0.0, (0.4, 0.4, 0.2, 0.1), [0.1], 0.2),
     "mocov2plus": ("sgd", 0.3, 0.3, 1e-4, False, 0.0, (0.4, 0.4, 0.4, 0.1), [0.0], 0.08),
 }
+# solo-learn's scripts/pretrain/cifar/{dino,deepclusterv2,mocov3}.yaml
+CIFAR_RECIPE.update({
+    "dino": ("lars", 0.3, 0.1, 1e-6, True, 0.0, (0.4, 0.4, 0.2, 0.1), [0.0, 0.2], 0.08),
+    "deepclusterv2": ("lars", 0.6, 0.1, 1e-6, True, 6e-4, (0.8, 0.8, 0.8, 0.2), [0.0], 0.08),
+    "mocov3": ("lars", 0.3, 0.3, 1e-6, True, 0.0, (0.4, 0.4, 0.2, 0.1), [0.0, 0.2], 0.08),
+})
+CIFAR_WARMUP = {"deepclusterv2": (11, 0.0)}  # (epochs, start lr); the others 10 epochs from 0.003
 # stem -> optimizer, scheduler, lr, weight_decay
 BIG_RECIPE = {
     "barlow": ("lars", "warmup_cosine", 0.4, 1e-4),
@@ -226,7 +241,9 @@ def test_cifar_recipe(path: Path):
     assert (a.exclude_bias_n_norm, a.min_lr) == (excl, min_lr)
     if opt == "lars":
         assert a.eta_lars == 0.02 and a.grad_clip_lars
-    assert (a.scheduler, a.warmup_epochs, a.max_epochs, a.batch_size) == ("warmup_cosine", 10, 500, 256)
+    warmup = CIFAR_WARMUP.get(_stem(path), (10, 0.003))
+    assert (a.scheduler, a.warmup_epochs, a.max_epochs, a.batch_size) == ("warmup_cosine", warmup[0], 500, 256)
+    assert a.warmup_start_lr == warmup[1]
     assert [_flat(getattr(a, k))[0] for k in ("brightness", "contrast", "saturation", "hue")] == list(jitter)
     assert _flat(a.solarization_prob) == solar and _flat(a.min_scale) == [min_scale]
     assert _flat(a.gaussian_prob) == [0.0] and _flat(a.crop_size) == [32]
@@ -373,3 +390,4 @@ def test_cifar_strategy_script_states_every_strategy_hyperparameter_with_its_sou
             assert flag in argv, f"{path.name}: {flag} is left to its default; state it"
             value = get_flag(argv, flag)
             assert f"#   {flag} {value}: " in text, f"{path.name}: no source comment for {flag} {value}"
+

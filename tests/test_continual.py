@@ -14,7 +14,9 @@ from main_continual import build_model, run_task
 from tests.helpers import fake_batch, tiny_args
 
 GENERIC_DISTILLERS = [d for d in DISTILLERS if d != "knowledge"]
-PAIRS = [(m, d) for m, d in itertools.product(METHODS, GENERIC_DISTILLERS)] + [("swav", "knowledge")]
+PROTOTYPE_METHODS = ("swav", "dino", "deepclusterv2")  # the knowledge distiller's methods
+PAIRS = [(m, d) for m, d in itertools.product(METHODS, GENERIC_DISTILLERS)] + [
+    (m, "knowledge") for m in PROTOTYPE_METHODS]
 
 
 def _task_args(tmp_path, task, method="barlow_twins", distiller="decorrelative", *extra):
@@ -146,7 +148,7 @@ def test_every_method_distiller_pair_steps(method, distiller):
         assert frozen_p.grad is None
 
 
-@pytest.mark.parametrize("method", [m for m in METHODS if m != "swav"])
+@pytest.mark.parametrize("method", [m for m in METHODS if m not in PROTOTYPE_METHODS])
 def test_knowledge_distiller_needs_prototypes(method):
     args = tiny_args(method, "--task_idx", "1", "--num_tasks", "2", distiller="knowledge")
     args.num_classes = 4

@@ -148,8 +148,8 @@ def test_unknown_method_and_optimizer_errors():
     from cassle.utils.args import parse_args
 
     with pytest.raises(SystemExit) as err:
-        parse_args(["--method", "dino"])
-    assert "unknown method 'dino'" in str(err.value.code)
+        parse_args(["--method", "dinov2"])
+    assert "unknown method 'dinov2'" in str(err.value.code)
     assert "simclr, mocov2plus, byol, barlow_twins, swav, vicreg" in str(err.value.code)
     args = tiny_args("byol", "--optimizer", "rmsprop")
     args.num_classes = 4

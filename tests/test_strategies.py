@@ -19,6 +19,10 @@ CASES = {name: ["--cl_strategy", name] for name in STRATEGIES}
 CASES["ewc"] += ["--online_eval_batch_size", "16"]  # the Fisher pass reads the task's SSL stream only
 CASES["cassle+replay"] = ["--cl_strategy", "replay", "--distiller", "decorrelative"]
 CASES["pfr+replay"] = ["--cl_strategy", "pfr", "replay"]
+CASES["ewc_batch_fisher"] = ["--cl_strategy", "ewc", "--ewc_fisher", "batch"]
+CASES["lump_ucl_views"] = ["--cl_strategy", "lump", "--lump_views", "ucl"]
+CASES["der_projector_ucl_views+pod_flat"] = ["--cl_strategy", "der", "pod", "--der_target", "projector",
+                                           "--der_views", "ucl", "--pod_flat_lamb", "1"]
 
 
 def _state(path):
@@ -196,7 +200,7 @@ def test_every_method_takes_every_kind_of_strategy(method):
             return [torch.randn(len(indices), 3, 16, 16) for _ in range(2)]
 
     der.__dict__.update(source=Source(), has_data=True)
-    der.buffer.add(torch.arange(8), torch.zeros(8, dtype=torch.long), 0, z=torch.randn(8, 16))
+    der.buffer.add(torch.arange(8), torch.zeros(8, dtype=torch.long), 0, z=torch.randn(8, model.features_dim))
     indexes, views, targets = fake_batch()
     model._step_indexes = indexes
     out = model.ssl_step(views, targets)

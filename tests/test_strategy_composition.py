@@ -66,16 +66,23 @@ def frozen_feats(model, views):
         return [model.frozen_backbone(v) for v in views]
 
 
-def stages(backbone, views):
-    """The tiny net's three conv blocks' outputs, all views concatenated along the batch."""
+def pre_relu_stages(backbone, views):
+    """The tiny net's three conv blocks before their ReLU (conv, BN), all views concatenated along
+    the batch: what POD reads (PODNet's stage outputs before the final ReLU)."""
     per_view = []
     for v in views:
         h, out = v, []
         for block in backbone.features:
-            h = block(h)
-            out.append(h)
+            pre = block[1](block[0](h))
+            out.append(pre)
+            h = torch.relu(pre)
         per_view.append(out)
     return [torch.cat(hs) for hs in zip(*per_view)]
+
+
+def pooled_pre_relu(backbone, v):
+    """LUCIR's features: the last block's map before its ReLU, globally average-pooled."""
+    return pre_relu_stages(backbone, [v])[-1].mean(dim=(2, 3))
 
 
 def ssl_params(model):  # EWC's weights: the SSL model itself, its backbone and heads
@@ -89,9 +96,10 @@ REFERENCE = {
     "ewc": (None, lambda m, v, rec: 0.5 * 3.0 * sum(
         (f * (p - a) ** 2).sum() for p, a, f in zip(ssl_params(m), rec["anchor"], rec["fisher"]))),
     "less_forget": (None, lambda m, v, rec: 2.0 * math.sqrt(TASK) * torch.stack(
-        [less_forget_loss(f, o) for f, o in zip(feats(m, v), frozen_feats(m, v))]).mean()),
-    "pod": (None, lambda m, v, rec: 1.5 * math.sqrt(TASK) * pod_spatial_loss(
-        stages(m.backbone, v), [h.detach() for h in stages(m.frozen_backbone, v)])),
+        [less_forget_loss(pooled_pre_relu(m.backbone, x), pooled_pre_relu(m.frozen_backbone, x).detach())
+         for x in v]).mean()),
+    "pod": (None, lambda m, v, rec: 1.5 * math.sqrt(TASK + 1) * pod_spatial_loss(
+        pre_relu_stages(m.backbone, v), [h.detach() for h in pre_relu_stages(m.frozen_backbone, v)])),
     "pfr": (None, lambda m, v, rec: 0.8 * torch.stack(
         [pfr_loss(m.strategies["pfr"].projector(f), o) for f, o in zip(feats(m, v), frozen_feats(m, v))]).mean()),
     "der": (None, lambda m, v, rec: der_term(m, rec, 0.3)),
@@ -112,9 +120,10 @@ REFERENCE = {
 
 
 def der_term(model, rec, alpha):
-    """alpha * MSE between today's projection of the first replayed batch and its stored one."""
+    """alpha * MSE between today's backbone features of the first replayed batch and the stored ones
+    (DER's default --der_target backbone, as UCL)."""
     views, stored_z = rec["samples"][0]
-    return alpha * der_loss(model.projector(model.backbone(views[0])), stored_z)
+    return alpha * der_loss(model.backbone(views[0]), stored_z)
 
 # each strategy with Barlow Twins; all the loss-term strategies at once with every method
 CASES = {name: ("barlow_twins", [name]) for name in STRATEGIES}

@@ -101,8 +101,9 @@ def naive_pod(stages, stages_old):
         for hb, gb in zip(h, g):
             def embed(a):
                 C, H, W = len(a), len(a[0]), len(a[0][0])
-                width = [sum(a[c][y][w] for w in range(W)) for c in range(C) for y in range(H)]
-                height = [sum(a[c][y][w] for y in range(H)) for c in range(C) for w in range(W)]
+                # PODNet squares the maps before pooling them (pod(): a = torch.pow(a, 2))
+                width = [sum(a[c][y][w] ** 2 for w in range(W)) for c in range(C) for y in range(H)]
+                height = [sum(a[c][y][w] ** 2 for y in range(H)) for c in range(C) for w in range(W)]
                 v = width + height
                 n = math.sqrt(sum(x * x for x in v))
                 return [x / n for x in v]

@@ -13,7 +13,7 @@ import torch
 from cassle.methods import METHODS
 from main_continual import build_model
 from tests.helpers import fake_batch, tiny_args
-from tests.step_reference import sgd_step, ssl_reference
+from tests.step_reference import prepare_step, sgd_step, ssl_reference
 
 STEPS = 5
 
@@ -43,6 +43,7 @@ def test_sgd_steps_on_the_method_step_lower_its_ssl_loss(method):
     torch.manual_seed(0)
     model = build_model(args).train()
     _, views, targets = fake_batch(batch_size=16, seed=3)
+    prepare_step(method, model, views)
     buffers = {k: v.clone() for k, v in model.state_dict().items()
                if k not in dict(model.named_parameters())}
     start = measured(method, model, buffers, views)

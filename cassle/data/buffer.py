@@ -51,8 +51,9 @@ class ReservoirBuffer(nn.Module):
 
     @torch.no_grad()
     def add(self, indexes: torch.Tensor, labels: torch.Tensor, task: int,
-            z: torch.Tensor | None = None) -> None:
-        """Offer a batch to the reservoir (algorithm R, vectorised)."""
+            z: torch.Tensor | None = None) -> torch.Tensor:
+        """Offer a batch to the reservoir (algorithm R, vectorised); returns each item's slot
+        (``capacity``: not kept)."""
         n = indexes.shape[0]
         pos = self.num_seen + torch.arange(n, device=indexes.device)  # stream position, 0-based
         # Uniform integer in [0, pos]: the slot it would replace; kept only when < capacity.
@@ -68,6 +69,7 @@ class ReservoirBuffer(nn.Module):
                 raise ValueError("this buffer stores projections (DER): pass z")
             self.z.index_put_((slot,), z.detach().to(self.z.dtype))
         self.num_seen += n
+        return slot
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:

@@ -1,6 +1,13 @@
-"""The domain-incremental demo set: scikit-learn's digits drawn in fixed styles, as image files.
+"""The demo image sets, written as image files: scikit-learn's digits in fixed styles, or procedural shapes.
 
     python -m cassle.data.demo DATA_DIR [--styles plain inverted colour noisy] [--per_class N]
+    python -m cassle.data.demo DATA_DIR --set shapes [--styles textured] [--per_class 300] [--seed 0]
+
+``--set shapes`` (``cassle.data.shapes``) writes ``DATA_DIR/<style>/<shape>/<n>.png`` and its lists
+the same way: ten shapes with random colour, position, size, background texture and noise, one
+domain per style (default: ``textured`` only, the class-incremental demo; ``--styles textured plain
+outline noisy`` for the domain-incremental one). 300 per class and style, 32x32: 3000 PNGs per
+style in a few seconds; the same seed always writes the same pixels.
 
 writes ``DATA_DIR/<style>/<digit>/<n>.png`` (a domain tree, one domain per style) and its lists
 (``cassle.data.prepare``: test fraction 0.2 per style and digit, seed 0). The digits come with
@@ -74,19 +81,54 @@ def write_digit_domains(root: str | Path, styles: Sequence[str] = tuple(STYLES),
     return len(keep) * len(styles)
 
 
+def write_shape_domains(root: str | Path, styles: Sequence[str] = ("textured",), per_class: int = 300,
+                        image_size: int = 32, seed: int = 0, prepare_lists: bool = True) -> int:
+    """Write the procedural shapes in ``styles`` under ``root`` (and the lists); returns the images written."""
+    from PIL import Image
+
+    from .shapes import SHAPES, shape_images
+    from .shapes import STYLES as SHAPE_STYLES
+
+    unknown = [s for s in styles if s not in SHAPE_STYLES]
+    if unknown:
+        raise ValueError(f"unknown shape style(s) {', '.join(unknown)}; valid: {', '.join(SHAPE_STYLES)}")
+    if per_class < 2:
+        raise ValueError(f"--per_class {per_class}: the train/test split needs at least 2 images per class")
+    root = Path(root)
+    for style in styles:
+        images, labels = shape_images(per_class, style, seed, image_size)
+        for n, (image, label) in enumerate(zip(images, labels)):
+            path = root / style / SHAPES[label] / f"{n % per_class:04d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(path)
+    if prepare_lists:
+        prepare(str(root), force=True, validate=False)
+    return len(labels) * len(styles)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m cassle.data.demo", description=__doc__.split("\n\n")[0])
     p.add_argument("data_dir")
-    p.add_argument("--styles", nargs="+", default=list(STYLES), help=f"any of {', '.join(STYLES)}")
-    p.add_argument("--per_class", type=int, default=None, help="digits per class (default: all)")
+    p.add_argument("--set", dest="image_set", choices=("digits", "shapes"), default="digits",
+                   help="digits (scikit-learn's, in fixed styles) or shapes (procedural; cassle.data.shapes)")
+    p.add_argument("--styles", nargs="+", default=None,
+                   help=f"digits: any of {', '.join(STYLES)} (default: all); "
+                        "shapes: any of textured plain outline noisy (default: textured)")
+    p.add_argument("--per_class", type=int, default=None, help="images per class (digits: all; shapes: 300)")
     p.add_argument("--image_size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0, help="shapes: the generator's seed")
     opts = p.parse_args(argv)
     try:
-        n = write_digit_domains(opts.data_dir, opts.styles, opts.per_class, opts.image_size)
+        if opts.image_set == "shapes":
+            opts.styles = opts.styles or ["textured"]
+            n = write_shape_domains(opts.data_dir, opts.styles, opts.per_class or 300, opts.image_size, opts.seed)
+        else:
+            opts.styles = opts.styles or list(STYLES)
+            n = write_digit_domains(opts.data_dir, opts.styles, opts.per_class, opts.image_size)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {n} images in {len(opts.styles)} styles ({', '.join(opts.styles)}) and their lists to "
+    print(f"wrote {n} {opts.image_set} images in {len(opts.styles)} style(s) ({', '.join(opts.styles)}) and their lists to "
           f"{opts.data_dir}")
     return 0
 

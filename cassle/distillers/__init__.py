@@ -27,6 +27,8 @@ DEFAULT_DISTILLER = {
     "mocov2plus": "contrastive",
     "swav": "knowledge",
 }
+# Beyond the paper (issue 22): the method's own kind of objective, as for the six (README).
+DEFAULT_DISTILLER.update({"dino": "knowledge", "deepclusterv2": "knowledge", "mocov3": "contrastive"})
 
 distill_wrapper = make_distill_wrapper(DISTILLERS)
 

@@ -1,6 +1,10 @@
 """Evaluation: continual metrics (A, F, T), reports, the weighted kNN monitor and the fast linear probe.
 
 ``report`` imports matplotlib only when a report is written, and wandb only in ``log_to_wandb``.
+The linear evaluation (``linear.py``: the protocols; its parts ``eval_data``, ``frozen_backbone``,
+``augmented_probe``, ``errors``) and what ``main_linear.py`` runs (``run_eval.py``; its parts
+``run_folder``, ``eval_inputs``, ``eval_outputs``) are imported from their modules
+(docs/ARCHITECTURE.md, "Evaluation").
 
 Layer: evaluation. Imports backbones, data and utils, and ``cassle.continual.manifest`` to read run
 folders; never methods, distillers or strategies (checkpoints are read as weights).

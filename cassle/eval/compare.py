@@ -30,6 +30,7 @@ from cassle.utils.checkpoint import atomic_write_text
 METRICS = ("A", "F", "T")
 METHOD_NAMES = {"simclr": "SimCLR", "mocov2plus": "MoCoV2+", "byol": "BYOL", "barlow_twins": "Barlow Twins",
                 "swav": "SwAV", "vicreg": "VICReg"}
+METHOD_NAMES.update({"dino": "DINO", "deepclusterv2": "DeepClusterV2", "mocov3": "MoCo v3"})  # issue 22
 STRATEGY_NAMES = {"ewc": "EWC", "replay": "ER", "der": "DER", "lump": "LUMP", "less_forget": "Less-Forget",
                   "pod": "POD", "pfr": "PFR", "si": "SI", "derpp": "DER++", "co2l": "Co2L"}
 ROW_ORDER = ["fine-tuning", "EWC", "SI", "ER", "DER", "DER++", "LUMP", "Less-Forget", "POD", "PFR", "Co2L",

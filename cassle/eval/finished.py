@@ -14,7 +14,7 @@ import json
 import os
 
 from cassle.continual.progress import read_checkpoint_record, task_complete
-from cassle.eval.linear import EvalInputError
+from cassle.eval.errors import EvalInputError
 
 __all__ = ["planned_schedule", "check_task_finished", "check_not_symlink"]
 

@@ -91,7 +91,7 @@ def probe_train_loader(data, indices: torch.Tensor, *, batch_size: int, num_work
             data.train_set, indices, [view], data.mean, data.std, batch_size=batch_size,
             num_threads=max(1, num_workers), device_id=torch.cuda.current_device() if on_gpu else None,
             seed=seed))
-    from cassle.eval.linear import _Transformed
+    from cassle.eval.eval_data import _Transformed
 
     ds = _Transformed(data.train_set, indices, train_transform(data))
     return DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=num_workers,

@@ -12,6 +12,8 @@ methods, distillers, strategies, continual or eval (tests/test_house.py checks i
 
 from cassle.losses.barlow import barlow_loss_func
 from cassle.losses.byol import byol_loss_func
+from cassle.losses.deepclusterv2 import deepclusterv2_loss_func
+from cassle.losses.dino import DINOLoss
 from cassle.losses.distill import (
     contrastive_distill_loss,
     decorrelative_distill_loss,
@@ -21,6 +23,7 @@ from cassle.losses.distill import (
     simclr_distill_loss_func,
 )
 from cassle.losses.moco import moco_loss_func
+from cassle.losses.mocov3 import mocov3_loss_func
 from cassle.losses.simclr import simclr_loss_func, supcon_pos_mask
 from cassle.losses.swav import sinkhorn_knopp, swav_loss_func
 from cassle.losses.vicreg import vicreg_loss_func
@@ -40,4 +43,7 @@ __all__ = [
     "predictive_distill_loss",
     "predictive_mse_distill_loss",
     "knowledge_distill_loss",
+    "deepclusterv2_loss_func",
+    "DINOLoss",
+    "mocov3_loss_func",
 ]

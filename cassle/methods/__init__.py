@@ -1,4 +1,4 @@
-"""The six self-supervised methods. The key is the `--method` value.
+"""The self-supervised methods. The key is the `--method` value.
 
 Layer: model. One file per method over ``BaseMethod`` / ``BaseMomentumMethod``; imports backbones,
 losses, utils and eval's kNN monitor (``cassle.eval.knn``); never distillers, strategies or continual.
@@ -6,7 +6,10 @@ losses, utils and eval's kNN monitor (``cassle.eval.knn``); never distillers, st
 from cassle.methods.barlow_twins import BarlowTwins
 from cassle.methods.base import BaseMethod, StepOutput
 from cassle.methods.byol import BYOL
+from cassle.methods.deepclusterv2 import DeepClusterV2
+from cassle.methods.dino import DINO
 from cassle.methods.mocov2plus import MoCoV2Plus
+from cassle.methods.mocov3 import MoCoV3
 from cassle.methods.momentum import BaseMomentumMethod
 from cassle.methods.simclr import SimCLR
 from cassle.methods.swav import SwAV
@@ -20,6 +23,8 @@ METHODS = {
     "swav": SwAV,
     "vicreg": VICReg,
 }
+# Beyond the paper's six (issue 22): the original code's DINO and DeepClusterV2, and MoCo v3.
+METHODS.update({"dino": DINO, "deepclusterv2": DeepClusterV2, "mocov3": MoCoV3})
 
 
 def get_method_class(name: str):

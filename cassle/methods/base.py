@@ -195,6 +195,10 @@ class BaseMethod(pl.LightningModule):
     def ssl_step(self, views: list[torch.Tensor], targets: torch.Tensor) -> StepOutput:
         raise TypeError(f"{type(self).__name__} must define ssl_step(views, targets)")
 
+    def project(self, feats: torch.Tensor) -> torch.Tensor:
+        """What ``ssl_step`` returns as ``z`` for backbone features ``feats`` (DER's projector target)."""
+        return self.projector(feats)
+
     def start_new_task(self) -> None:
         """Called before training a task from scratch (not on a mid-task resume)."""
 

@@ -51,6 +51,9 @@ class MoCoV2Plus(BaseMomentumMethod):
         self.queue[:, :, cols] = keys.permute(0, 2, 1).to(self.queue.dtype)
         self.queue_ptr.add_(n).remainder_(size)
 
+    def project(self, feats):
+        return F.normalize(self.projector(feats), dim=-1)  # the z of ssl_step
+
     def ssl_step(self, views, targets) -> StepOutput:
         feats = [self.backbone(v) for v in views]
         z = [self.projector(f) for f in feats]

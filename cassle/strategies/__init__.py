@@ -48,20 +48,45 @@ def add_strategy_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--der_alpha", type=float, default=0.4,
                    help="DER weight alpha (Buzzega et al. 2020); 0.4: Madaan et al. 2022's SSL "
                         "adaptation of DER")
+    g.add_argument("--der_target", choices=("backbone", "projector"), default="backbone",
+                   help="what DER stores and matches: backbone features (default: UCL, Madaan et al. "
+                        "2022, where alpha 0.4 was tuned) or the method's projector output z")
+    g.add_argument("--der_views", choices=("ssl", "ucl"), default="ssl",
+                   help="DER's replayed views: view 1 of the method's SSL augmentation (default) or "
+                        "UCL's buffer transform, a RandomResizedCrop(0.08-1) + flip without colour")
     g.add_argument("--lump_alpha", type=float, default=0.4,
                    help="mixup lambda ~ Beta(alpha, alpha) (Madaan et al. 2022: 0.4)")
-    g.add_argument("--ewc_lamb", type=float, default=100.0,
-                   help="EWC penalty weight lambda. Kirkpatrick et al. 2017 tune it per benchmark and "
-                        "give no value for SSL losses; with 100 the penalty was 3-15%% of the Barlow "
-                        "Twins loss in this repo's CPU checks (digits, CIFAR-100): tune it on a grid")
+    g.add_argument("--lump_views", choices=("ssl", "ucl"), default="ssl",
+                   help="LUMP's buffer views: two fresh views of the method's SSL augmentation "
+                        "(default) or UCL's (Madaan et al. 2022's code): a fresh crop + flip and the "
+                        "second view stored when the image was buffered")
+    g.add_argument("--ewc_lamb", type=float, default=0.1,
+                   help="EWC penalty weight lambda in lambda/2 sum_i F_i (theta_i - theta*_i)^2 with the "
+                        "per-sample Fisher. 0.1: the largest stable value of a sweep {0.1, 1, 4, 20} on "
+                        "the CIFAR-100 CPU check (benchmarks/RESULTS.md; 20 = mammoth's seq-cifar10 "
+                        "e_lambda 10 for cross-entropy, diverges); sweep it for a new method or recipe")
+    g.add_argument("--ewc_fisher", choices=("sample", "batch"), default="sample",
+                   help="EWC's Fisher: per-sample empirical Fisher mean_i (grad l_i)^2 (default, as "
+                        "Kirkpatrick et al. 2017 and mammoth's ewc_on) or the squared batch-mean "
+                        "gradient averaged over batches (this project's earlier variant, ~1/B of it)")
+    g.add_argument("--ewc_fisher_samples", type=int, default=1024,
+                   help="images of the finished task for the per-sample Fisher (0: all)")
     g.add_argument("--ewc_fisher_batches", type=int, default=0,
-                   help="batches of the finished task for the Fisher (0: all, one pass, as "
-                        "Kirkpatrick et al. 2017)")
+                   help="batches of the finished task for --ewc_fisher batch (0: all, one pass)")
+    g.add_argument("--ewc_gamma", type=float, default=1.0,
+                   help="online EWC decay: F <- gamma F + F_task (Schwarz et al. 2018; mammoth's "
+                        "ewc_on; 1.0: the Fishers of all tasks summed, as Kirkpatrick et al. 2017 "
+                        "and mammoth's tuned CIFAR-10 / Tiny-ImageNet runs)")
     g.add_argument("--less_forget_lamb", type=float, default=5.0,
                    help="lambda_base of Less-Forget (Hou et al. 2019: 5), times sqrt(old/new tasks)")
+    g.add_argument("--less_forget_features", choices=("pre_relu", "post_relu"), default="pre_relu",
+                   help="Less-Forget's features: the pooled last stage before its final ReLU (LUCIR) "
+                        "or the backbone output after it")
     g.add_argument("--pod_lamb", type=float, default=3.0,
                    help="POD-spatial weight (Douillard et al. 2020, CIFAR-100: 3), times "
-                        "sqrt(old/new tasks)")
+                        "sqrt(seen/task classes) = sqrt(t + 1) at task t")
+    g.add_argument("--pod_flat_lamb", type=float, default=0.0,
+                   help="POD-flat weight, times sqrt(t + 1) (0: off; PODNet's CIFAR-100 config: 1)")
     g.add_argument("--pfr_lamb", type=float, default=1.0,
                    help="PFR weight (Gomez-Villa et al. 2022 weight the term with lambda; 1.0, the "
                         "weight of the CaSSLe distillers)")
@@ -118,11 +143,17 @@ def validate_strategy_args(args, datamodule) -> None:
         if size > seen:
             raise ValueError(f"--buffer_size {size} is larger than the {seen} training images seen up to "
                              f"task {args.task_idx}; use at most {seen}")
+    if "lump" in names and getattr(args, "lump_views", "ssl") == "ucl":
+        args.lump_view_crop = datamodule.view_settings[1]["crop_size"]  # the stored view's size
     for c in classes:  # a strategy's own flag checks (SI, DER++, Co2L)
         if hasattr(c, "check_args"):
             c.check_args(args)
     if "ewc" in names and args.ewc_lamb < 0:
         raise ValueError(f"--ewc_lamb must be >= 0, got {args.ewc_lamb}")
+    if "ewc" in names and not 0 <= args.ewc_gamma <= 1:
+        raise ValueError(f"--ewc_gamma must be in [0, 1], got {args.ewc_gamma}")
+    if "ewc" in names and args.ewc_fisher_samples < 0:
+        raise ValueError(f"--ewc_fisher_samples must be >= 0, got {args.ewc_fisher_samples}")
 
 
 def strategy_wrapper(method_cls: type, names, base_method: type | None = None) -> type:

@@ -191,7 +191,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def save_args(args: argparse.Namespace, path: str) -> None:
     """Write the resolved arguments as JSON (atomically: tmp file + rename)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
+    tmp = f"{path}.{os.getpid()}.tmp"  # DDP ranks started together (SLURM) each write it
     with open(tmp, "w") as f:
         json.dump(vars(args), f, indent=2, sort_keys=True, default=str)
     os.replace(tmp, path)

@@ -5,6 +5,8 @@
 #   --buffer_size 500: Buzzega et al. 2020, the mid-size buffer of their CIFAR benchmarks
 #   --replay_batch_size 256: the batch size (divyam3897/UCL models/der.py: train.batch_size)
 #   --der_alpha 0.4: divyam3897/UCL configs train.alpha, tuned there for SSL (Madaan et al. 2022)
+#   --der_target backbone: backbone features, as divyam3897/UCL models/der.py (where alpha 0.4 was tuned)
+#   --der_views ssl: replayed images get the method's SSL augmentation (UCL: crop + flip, --der_views ucl)
 # Run all tasks: DATA_DIR=/path/to/cifar100 python job_launcher.py --script bash_files/continual/cifar/barlow_der.sh
 # DATA_DIR holds torchvision's cifar-100-python/ (or train_*.npz + test.npz).
 python main_continual.py \
@@ -50,6 +52,8 @@ python main_continual.py \
     --buffer_size 500 \
     --replay_batch_size 256 \
     --der_alpha 0.4 \
+    --der_target backbone \
+    --der_views ssl \
     --cl_strategy der \
     --name barlow-cifar100-der \
     --project cassle \

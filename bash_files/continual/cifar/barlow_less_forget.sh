@@ -3,6 +3,7 @@
 # Barlow Twins + Less-Forget (Hou et al., 2019).
 # Strategy hyperparameters, all stated below (none left to a default), and their sources:
 #   --less_forget_lamb 5.0: lambda_base of Hou et al. 2019 (LUCIR), times sqrt(old / new tasks)
+#   --less_forget_features pre_relu: pooled last stage before its final ReLU, as LUCIR (hshustc/CVPR19_Incremental_Learning)
 # Run all tasks: DATA_DIR=/path/to/cifar100 python job_launcher.py --script bash_files/continual/cifar/barlow_less_forget.sh
 # DATA_DIR holds torchvision's cifar-100-python/ (or train_*.npz + test.npz).
 python main_continual.py \
@@ -46,6 +47,7 @@ python main_continual.py \
     --lamb 0.005 \
     --scale_loss 0.1 \
     --less_forget_lamb 5.0 \
+    --less_forget_features pre_relu \
     --cl_strategy less_forget \
     --name barlow-cifar100-less-forget \
     --project cassle \

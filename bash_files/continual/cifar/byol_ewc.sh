@@ -2,8 +2,11 @@
 # CaSSLe paper, CIFAR-100 class-incremental, 5 tasks x 500 epochs, ResNet-18, 1 GPU:
 # BYOL + EWC (Kirkpatrick et al., 2017).
 # Strategy hyperparameters, all stated below (none left to a default), and their sources:
-#   --ewc_lamb 100: no paper value for an SSL loss; this repo's CPU checks (penalty 3-15% of the loss), tune on a grid
-#   --ewc_fisher_batches 0: every batch of the finished task, one pass (Kirkpatrick et al., 2017)
+#   --ewc_lamb 0.1: largest stable value of a sweep {0.1, 1, 4, 20} on the CIFAR-100 CPU check (benchmarks/RESULTS.md); mammoth's seq-cifar10 e_lambda 10 (= 20 here) diverges with an SSL loss and LARS lr 0.3
+#   --ewc_fisher_batches 0: for --ewc_fisher batch only: every batch of the finished task, one pass
+#   --ewc_fisher sample: per-sample empirical Fisher, as Kirkpatrick et al. 2017 and aimagelab/mammoth models/ewc_on.py
+#   --ewc_fisher_samples 1024: images of the finished task for the Fisher (mammoth: all; bounded here, cost in benchmarks/RESULTS.md)
+#   --ewc_gamma 1.0: Fishers of all tasks summed (Kirkpatrick et al. 2017; mammoth seq-cifar10 ewc_on gamma 1.0)
 # Run all tasks: DATA_DIR=/path/to/cifar100 python job_launcher.py --script bash_files/continual/cifar/byol_ewc.sh
 # DATA_DIR holds torchvision's cifar-100-python/ (or train_*.npz + test.npz).
 # --momentum_classifier (as the reference): a second online classifier on the momentum backbone;
@@ -50,8 +53,11 @@ python main_continual.py \
     --base_tau_momentum 0.99 \
     --final_tau_momentum 1.0 \
     --momentum_classifier \
-    --ewc_lamb 100 \
+    --ewc_lamb 0.1 \
     --ewc_fisher_batches 0 \
+    --ewc_fisher sample \
+    --ewc_fisher_samples 1024 \
+    --ewc_gamma 1.0 \
     --cl_strategy ewc \
     --name byol-cifar100-ewc \
     --project cassle \

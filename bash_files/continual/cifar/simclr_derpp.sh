@@ -6,6 +6,8 @@
 #   --replay_batch_size 256: the batch size (mammoth's minibatch_size default)
 #   --derpp_alpha 0.3: aimagelab/mammoth models/config/derpp.yaml, seq-cifar100, buffer 500
 #   --derpp_beta 0.5: aimagelab/mammoth models/config/derpp.yaml, seq-cifar100, buffer 500
+#   --der_target backbone: the DER term on backbone features, as DER here (divyam3897/UCL models/der.py, the SSL DER)
+#   --der_views ssl: replayed images get the method's SSL augmentation (UCL: crop + flip, --der_views ucl)
 # Run all tasks: DATA_DIR=/path/to/cifar100 python job_launcher.py --script bash_files/continual/cifar/simclr_derpp.sh
 # DATA_DIR holds torchvision's cifar-100-python/ (or train_*.npz + test.npz).
 python main_continual.py \
@@ -51,6 +53,8 @@ python main_continual.py \
     --replay_batch_size 256 \
     --derpp_alpha 0.3 \
     --derpp_beta 0.5 \
+    --der_target backbone \
+    --der_views ssl \
     --cl_strategy derpp \
     --name simclr-cifar100-derpp \
     --project cassle \

@@ -3,6 +3,7 @@
 # SimCLR + Less-Forget (Hou et al., 2019).
 # Strategy hyperparameters, all stated below (none left to a default), and their sources:
 #   --less_forget_lamb 5.0: lambda_base of Hou et al. 2019 (LUCIR), times sqrt(old / new tasks)
+#   --less_forget_features pre_relu: pooled last stage before its final ReLU, as LUCIR (hshustc/CVPR19_Incremental_Learning)
 # Run all tasks: DATA_DIR=/path/to/cifar100 python job_launcher.py --script bash_files/continual/cifar/simclr_less_forget.sh
 # DATA_DIR holds torchvision's cifar-100-python/ (or train_*.npz + test.npz).
 python main_continual.py \
@@ -45,6 +46,7 @@ python main_continual.py \
     --output_dim 256 \
     --temperature 0.2 \
     --less_forget_lamb 5.0 \
+    --less_forget_features pre_relu \
     --cl_strategy less_forget \
     --name simclr-cifar100-less-forget \
     --project cassle \

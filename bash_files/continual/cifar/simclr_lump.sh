@@ -4,6 +4,7 @@
 # Strategy hyperparameters, all stated below (none left to a default), and their sources:
 #   --buffer_size 256: divyam3897/UCL configs model.buffer_size (Madaan et al. 2022)
 #   --lump_alpha 0.4: mixup lambda ~ Beta(0.4, 0.4), divyam3897/UCL configs train.alpha
+#   --lump_views ssl: two fresh SSL views of the buffered image (UCL's stored view: --lump_views ucl)
 # Run all tasks: DATA_DIR=/path/to/cifar100 python job_launcher.py --script bash_files/continual/cifar/simclr_lump.sh
 # DATA_DIR holds torchvision's cifar-100-python/ (or train_*.npz + test.npz).
 python main_continual.py \
@@ -47,6 +48,7 @@ python main_continual.py \
     --temperature 0.2 \
     --buffer_size 256 \
     --lump_alpha 0.4 \
+    --lump_views ssl \
     --cl_strategy lump \
     --name simclr-cifar100-lump \
     --project cassle \

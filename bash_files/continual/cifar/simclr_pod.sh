@@ -2,7 +2,8 @@
 # CaSSLe paper, CIFAR-100 class-incremental, 5 tasks x 500 epochs, ResNet-18, 1 GPU:
 # SimCLR + POD-spatial (Douillard et al., 2020).
 # Strategy hyperparameters, all stated below (none left to a default), and their sources:
-#   --pod_lamb 3.0: lambda_spatial of Douillard et al. 2020 (PODNet, CIFAR-100), times sqrt(old / new tasks)
+#   --pod_lamb 3.0: lambda_spatial of Douillard et al. 2020 (PODNet, CIFAR-100), times sqrt(t + 1) (PODNet: sqrt(seen / task classes))
+#   --pod_flat_lamb 0.0: POD-flat off, POD-spatial only (PODNet's CIFAR-100 config adds it with 1.0)
 # Run all tasks: DATA_DIR=/path/to/cifar100 python job_launcher.py --script bash_files/continual/cifar/simclr_pod.sh
 # DATA_DIR holds torchvision's cifar-100-python/ (or train_*.npz + test.npz).
 python main_continual.py \
@@ -45,6 +46,7 @@ python main_continual.py \
     --output_dim 256 \
     --temperature 0.2 \
     --pod_lamb 3.0 \
+    --pod_flat_lamb 0.0 \
     --cl_strategy pod \
     --name simclr-cifar100-pod \
     --project cassle \
