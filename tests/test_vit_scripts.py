@@ -13,6 +13,7 @@ from cassle.utils.args import parse_args
 from tests.test_bash_scripts import SCRIPT_ROOT, _fake_cifar100, _launch
 
 VIT_SCRIPTS = sorted((SCRIPT_ROOT / "cifar-vit").glob("*.sh"))
+IN100_VIT_SCRIPTS = sorted((SCRIPT_ROOT / "imagenet-100-vit").glob("*.sh"))
 # facebookresearch/moco-v3 CONFIG.md (ViT-Small): --optimizer=adamw --lr=1.5e-4 --weight-decay=.1
 # --warmup-epochs=40, cosine per iteration to 0; solo-learn mocov3_vit.yaml: classifier_lr 3e-4;
 # solo-learn scripts/pretrain/cifar/mae.yaml: vit_small, patch_size 4 on 32 px.
@@ -20,8 +21,17 @@ RECIPE = {"--backbone": ["vit_small"], "--patch_size": ["4"], "--optimizer": ["a
           "--classifier_lr": ["3e-4"], "--weight_decay": ["0.1"], "--scheduler": ["warmup_cosine"],
           "--scheduler_interval": ["step"], "--warmup_epochs": ["40"], "--warmup_start_lr": ["0.0"],
           "--min_lr": ["0.0"]}
+# facebookresearch/dino main_dino.py defaults: adamw, lr 5e-4, warmup 10, min_lr 1e-6, wd 0.04 (biases and
+# norms excluded), clip_grad 3.0, momentum_teacher 0.996; solo-learn dino_vit.yaml: classifier_lr 3e-3.
+DINO_RECIPE = {**RECIPE, "--lr": ["5e-4"], "--classifier_lr": ["3e-3"], "--weight_decay": ["0.04"],
+               "--warmup_epochs": ["10"], "--min_lr": ["1e-6"], "--exclude_bias_n_norm": [],
+               "--clip_grad": ["3.0"], "--base_tau_momentum": ["0.996"]}
 # the ResNet scripts' optimiser flags that the ViT recipe replaces (LARS and its switches)
 REPLACED = {"--eta_lars", "--grad_clip_lars", "--exclude_bias_n_norm"}
+
+
+def _recipe(path: Path) -> dict:
+    return DINO_RECIPE if path.stem.startswith("dino") else RECIPE
 
 
 def _flags(path: Path) -> list[tuple[str, list[str]]]:
@@ -29,24 +39,44 @@ def _flags(path: Path) -> list[tuple[str, list[str]]]:
 
 
 def test_both_methods_both_variants_are_shipped():
-    assert [p.name for p in VIT_SCRIPTS] == ["barlow.sh", "barlow_distill.sh", "byol.sh", "byol_distill.sh"]
+    assert [p.name for p in VIT_SCRIPTS] == [f"{m}{v}.sh" for m in ("barlow", "byol", "dino", "mocov3")
+                                             for v in ("", "_distill")]
+    assert [p.name for p in IN100_VIT_SCRIPTS] == [f"{m}{v}.sh" for m in ("dino", "mocov3") for v in ("", "_distill")]
 
 
 @pytest.mark.parametrize("path", VIT_SCRIPTS, ids=[p.name for p in VIT_SCRIPTS])
 def test_vit_script_is_the_resnet_script_with_the_vit_recipe(path: Path):
     ours = dict(_flags(path))
     resnet = dict(_flags(SCRIPT_ROOT / "cifar" / path.name))
-    for flag, value in RECIPE.items():
+    recipe = _recipe(path)
+    for flag, value in recipe.items():
         assert ours.get(flag) == value, f"{path.name}: {flag} {ours.get(flag)} (recipe: {value})"
-    assert not REPLACED & set(ours), f"{path.name}: LARS switches left in a ViT script"
-    same = {f: v for f, v in resnet.items() if f not in RECIPE and f not in REPLACED and f != "--name"}
+    assert not (REPLACED - set(recipe)) & set(ours), f"{path.name}: LARS switches left in a ViT script"
+    same = {f: v for f, v in resnet.items() if f not in recipe and f not in REPLACED and f != "--name"}
     assert {f: ours.get(f) for f in same} == same, f"{path.name}: differs from cifar/{path.name} beyond the recipe"
     assert ours["--name"][0] == resnet["--name"][0].replace("-cifar100", "-vit-cifar100")
     args = parse_args(parse_script(path.read_text(), {"DATA_DIR": "/data"}))
-    assert (args.backbone, args.patch_size, args.optimizer, args.lr) == ("vit_small", 4, "adamw", 1.5e-4)
-    assert args.precision == "auto" and not args.lars and not args.exclude_bias_n_norm
+    assert (args.backbone, args.patch_size, args.optimizer) == ("vit_small", 4, "adamw")
+    assert args.precision == "auto" and not args.lars
     text = path.read_text()
-    assert "scripts/pretrain/cifar/mae.yaml" in text and "moco-v3" in text  # the sources are named
+    assert "scripts/pretrain/cifar/mae.yaml" in text and ("moco-v3" in text or "facebookresearch/dino" in text)
+
+
+@pytest.mark.parametrize("path", IN100_VIT_SCRIPTS, ids=[p.name for p in IN100_VIT_SCRIPTS])
+def test_imagenet100_vit_script(path: Path):
+    ours = dict(_flags(path))
+    recipe = {**_recipe(path), "--patch_size": ["16"], "--crop_size": ["224"], "--devices": ["2"],
+              "--batch_size": ["128"], "--max_epochs": ["400"]}
+    for flag, value in recipe.items():
+        assert ours.get(flag) == value, f"{path.name}: {flag} {ours.get(flag)} (recipe: {value})"
+    if path.stem.startswith("dino"):  # DINO README, ViT-S/16 boosted run
+        assert (ours["--num_prototypes"], ours["--norm_last_layer"]) == (["65536"], ["false"])
+        assert (ours["--teacher_temperature"], ours["--warmup_teacher_temperature_epochs"]) == (["0.07"], ["30"])
+    else:  # moco-v3 CONFIG.md: --moco-t=.2, 4096-d MLPs, 256-d output, m 0.99 cosine to 1
+        assert (ours["--temperature"], ours["--proj_hidden_dim"], ours["--output_dim"]) == (["0.2"], ["4096"], ["256"])
+        assert (ours["--base_tau_momentum"], ours["--final_tau_momentum"]) == (["0.99"], ["1.0"])
+    args = parse_args(parse_script(path.read_text(), {"DATA_DIR": "/data"}))
+    assert (args.backbone, args.optimizer, args.strategy, args.dataset) == ("vit_small", "adamw", "ddp", "imagenet100")
 
 
 @pytest.mark.slow
