@@ -48,6 +48,18 @@ RECIPES = {
              "--saturation", "0.8", "--hue", "0.2"],
     "vicreg": ["--optimizer", "lars", "--grad_clip_lars", "--exclude_bias_n_norm", "--lr", "0.3",
                "--weight_decay", "1e-4", "--min_scale", "0.2", "--solarization_prob", "0.1"],
+    # issue 22: bash_files/continual/cifar/<m>.sh (solo-learn's CIFAR scripts), queues shortened
+    "simsiam": ["--optimizer", "sgd", "--lr", "0.5", "--classifier_lr", "0.1", "--weight_decay", "1e-5",
+                "--saturation", "0.4", "--zero_init_residual"],
+    "nnclr": ["--optimizer", "lars", "--eta_lars", "0.02", "--grad_clip_lars", "--exclude_bias_n_norm",
+              "--lr", "0.4", "--classifier_lr", "0.1", "--weight_decay", "1e-5", "--solarization_prob", "0.0",
+              "0.2", "--pred_hidden_dim", "1024", "--queue_size", "4096"],
+    "ressl": ["--optimizer", "sgd", "--lr", "0.05", "--classifier_lr", "0.1", "--weight_decay", "1e-4",
+              "--brightness", "0.4", "0.0", "--contrast", "0.4", "0.0", "--saturation", "0.2", "0.0",
+              "--hue", "0.1", "0.0", "--queue_size", "4096"],
+    # W-MSE: projections of 32 whitened in slices of 64 rows, so batches of 64 or 128 fit
+    "wmse": ["--optimizer", "adam", "--lr", "3e-3", "--classifier_lr", "3e-3", "--weight_decay", "1e-6",
+             "--warmup_start_lr", "0", "--min_scale", "0.2", "--output_dim", "32", "--whitening_size", "64"],
 }
 
 

@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +50,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
 
-MODES = ("step", "gpu", "workers", "finetune", "augment", "optim")
+MODES = ("step", "gpu", "workers", "finetune", "augment", "optim", "strategy")  # strategy: strategy_cost.py
 # The optimiser variants of the "optim" mode (flags after the recipe's, so they win).
 OPTIMIZER_FLAGS = {"lars": ["--lars"], "sgd": ["--no-lars", "--optimizer", "sgd"]}
 TARGETS = {"e2e_gpu_vs_step": 0.85, "e2e_gpu_vs_workers": 2.0}
@@ -82,7 +83,7 @@ def parse_bench_args(argv=None) -> argparse.Namespace:
     p.add_argument("--channels_last", default="auto", choices=["auto", "on", "off"])
     p.add_argument("--num_workers", type=int, default=None,
                    help="workers of the torchvision mode (default: the CPU count, at most 16)")
-    p.add_argument("--modes", default=",".join(MODES), help=f"comma list out of {', '.join(MODES)}")
+    p.add_argument("--modes", default=",".join(MODES[:-1]), help=f"comma list out of {', '.join(MODES)}")
     p.add_argument("--seed", type=int, default=5)
     p.add_argument("--smoke", action="store_true",
                    help="tiny sizes on the CPU: tiny backbone, synthetic data, a few steps")
@@ -295,7 +296,7 @@ def run(b: argparse.Namespace, log=print) -> dict:
         length = b.warmup_steps + b.steps
         commands["cassle_args"] = shlex.join(cassle_argv(b, distiller=b.distiller, data_device=batched,
                                                          checkpoint_dir="DIR"))
-        if {"step", "finetune", "optim"} & set(b.modes):
+        if {"step", "finetune", "optim", "strategy"} & set(b.modes):
             batch = premade_batch(dm, device)
         if "step" in b.modes:
             views["step_premade"] = timed_fit(args, model, b, loader=RepeatBatch(batch, length))
@@ -319,6 +320,9 @@ def run(b: argparse.Namespace, log=print) -> dict:
             fmodel.to(device)
             views["finetune_step_premade"] = timed_fit(fargs, fmodel, b, loader=RepeatBatch(batch, length))
             log(f"fine-tuning step (no CaSSLe)  {views['finetune_step_premade']:>12,.0f} views/s")
+        if "strategy" in b.modes:  # CaSSLe + a continual strategy beside CaSSLe
+            from benchmarks.strategy_cost import strategy_steps
+            views.update((cost := strategy_steps(sys.modules[__name__], b, batch, device, tmp, log))[0])
         if "optim" in b.modes:
             for name, flags in OPTIMIZER_FLAGS.items():
                 oargs, _, omodel = build(b, distiller=b.distiller, data_device=batched, checkpoint_dir=tmp,
@@ -363,6 +367,7 @@ def run(b: argparse.Namespace, log=print) -> dict:
         "cassle_args": commands["cassle_args"],
         "views_per_s": views,
         "cassle_overhead": overhead,
+        "strategy_cost": cost[1] if "strategy" in b.modes else {},
         "step_ms_by_optimizer": step_ms,
         "ratios": ratios,
         "targets": TARGETS,
@@ -378,8 +383,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(min(2, torch.get_num_threads()))
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)  # keep the table readable
-    from throughput_matrix import run_matrix  # the benchmarks folder is the script's own
-    result = run_matrix(b, run, argv) if b.matrix else run(b)
+    result = __import__("throughput_matrix").run_matrix(b, run, argv) if b.matrix else run(b)  # beside this file
     text = json.dumps(result, indent=2, sort_keys=True)
     if b.output:
         os.makedirs(os.path.dirname(os.path.abspath(b.output)), exist_ok=True)
@@ -389,8 +393,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    import warnings
-
     for noisy in (".*does not have many workers.*", ".*overridden `on_after_batch_transfer`.*",
                   ".*smaller than the logging interval.*", ".*`srun` command is available.*",
                   ".*warmup_steps.*", ".*LeafSpec.*", ".*no `val_dataloader`.*"):

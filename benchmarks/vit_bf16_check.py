@@ -102,7 +102,8 @@ def run_one(b, precision: str) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--script", default="byol", choices=["byol", "barlow"], help="cifar-vit script (task 0)")
+    p.add_argument("--script", default="byol", choices=["byol", "barlow", "dino", "mocov3"],
+                   help="cifar-vit script (task 0)")
     p.add_argument("--backbone", default="vit_tiny")
     p.add_argument("--data_dir", default=None, help="CIFAR-100 (numpy or torchvision layout); default synthetic")
     p.add_argument("--steps", type=int, default=300)

@@ -14,6 +14,13 @@ TINY_METHOD_FLAGS = {
     "swav": ["--proj_hidden_dim", "32", "--output_dim", "16", "--num_prototypes", "20",
              "--queue_size", "32", "--epoch_queue_starts", "0", "--freeze_prototypes_epochs", "0"],
     "vicreg": ["--proj_hidden_dim", "32", "--output_dim", "16"],
+    "simsiam": ["--proj_hidden_dim", "32", "--output_dim", "16", "--pred_hidden_dim", "32"],
+    "nnclr": ["--proj_hidden_dim", "32", "--output_dim", "16", "--pred_hidden_dim", "32",
+              "--queue_size", "64"],
+    "ressl": ["--proj_hidden_dim", "32", "--output_dim", "16", "--queue_size", "64"],
+    # whitening needs slices longer than the output (a full-rank covariance); 8 divides the
+    # tests' batches of 8 and 16
+    "wmse": ["--proj_hidden_dim", "32", "--output_dim", "4", "--whitening_size", "8"],
 }
 TINY_METHOD_FLAGS.update({
     "dino": ["--proj_hidden_dim", "32", "--output_dim", "16", "--num_prototypes", "20"],

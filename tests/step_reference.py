@@ -19,18 +19,26 @@ from cassle.losses import (
     decorrelative_distill_loss,
     knowledge_distill_loss,
     moco_loss_func,
+    nnclr_loss_func,
     predictive_distill_loss,
     predictive_mse_distill_loss,
+    relational_distill_loss,
+    ressl_loss_func,
     simclr_loss_func,
+    simsiam_loss_func,
     sinkhorn_knopp,
     swav_loss_func,
     vicreg_loss_func,
+    wmse_loss_func,
 )
 from main_continual import build_model
 from tests.helpers import fake_batch, tiny_args
 from tests.step_reference_more import SSL_REFERENCE_MORE, prepare_step
 
 LR = 0.05  # the SGD steps of the step-level tests
+# W-MSE whitens slices of 8 rows in the tests: an ill-conditioned covariance whose curvature makes
+# 0.05 a large step (its first-order sign checks need a smaller one)
+METHOD_LR = {"wmse": 0.005}
 
 
 def task1_model(method: str, *extra: str, distiller: str | None = None, seed: int = 0):
@@ -49,6 +57,7 @@ def task1_model(method: str, *extra: str, distiller: str | None = None, seed: in
 
 
 def sgd_step(model, loss):
+    lr = METHOD_LR.get(model.hparams.method, LR)
     params = [p for p in model.parameters() if p.requires_grad]
     for p in params:
         p.grad = None
@@ -56,7 +65,7 @@ def sgd_step(model, loss):
     with torch.no_grad():
         for p in params:
             if p.grad is not None:
-                p.sub_(LR * p.grad)
+                p.sub_(lr * p.grad)
 
 
 def _z(model, views):
@@ -111,6 +120,51 @@ def _swav(model, views):
     return swav_loss_func(scores, codes, temperature=hp.temperature), z
 
 
+def _simsiam(model, views):
+    # each view's prediction against the other view's projection (stop-gradient), halved
+    z = _z(model, views)
+    p = [model.predictor(zi) for zi in z]
+    return simsiam_loss_func(p[0], z[1]) / 2 + simsiam_loss_func(p[1], z[0]) / 2, z
+
+
+def _nnclr(model, views):
+    # the support set's nearest neighbour (before the step's update) of each normalised z is the
+    # positive of the other view's prediction
+    z = _z(model, views)
+    p = [model.predictor(zi) for zi in z]
+    zn = [F.normalize(zi, dim=-1) for zi in z]
+    queue, T = model.queue.clone(), model.hparams.temperature
+    nn = [queue[(zi @ queue.T).argmax(dim=1)] for zi in zn]
+    return (nnclr_loss_func(nn[0], p[1], temperature=T) + nnclr_loss_func(nn[1], p[0], temperature=T)) / 2, zn
+
+
+def _ressl(model, views):
+    # one direction: the first view's query, the second view's momentum key, the queue before the step
+    q = [F.normalize(zi, dim=-1) for zi in _z(model, views)]
+    with torch.no_grad():
+        k = F.normalize(model.momentum_projector(model.momentum_backbone(views[1])), dim=-1)
+    hp = model.hparams
+    return ressl_loss_func(q[0], k, model.queue.clone(), hp.temperature_q, hp.temperature_k), q
+
+
+def _whiten_whole(x):
+    # whitening of the whole batch: (x - mean) C^-1/2 with the Cholesky factor, written out
+    xc = x - x.mean(0)
+    cov = xc.T @ xc / (x.shape[0] - 1)
+    return xc @ torch.linalg.inv(torch.linalg.cholesky(cov)).T
+
+
+def _wmse(model, views):
+    # with one whitening slice per view (whitening_size = batch) the method's random slicing is
+    # the identity and this is its loss; a larger batch is measured with its slices in order (a
+    # fixed draw of the method's random ones)
+    ws = model.hparams.whitening_size
+    assert views[0].shape[0] % ws == 0 and model.hparams.whitening_iters == 1
+    z = _z(model, views)
+    w = [torch.cat([_whiten_whole(s) for s in zi.split(ws)]) for zi in z]
+    return wmse_loss_func(w[0], w[1]), z
+
+
 # method name -> (model, views) -> (SSL loss, the projections the distillers get)
 SSL_REFERENCE = {
     "simclr": _simclr,
@@ -119,6 +173,10 @@ SSL_REFERENCE = {
     "barlow_twins": _barlow,
     "swav": _swav,
     "vicreg": _vicreg,
+    "simsiam": _simsiam,
+    "nnclr": _nnclr,
+    "ressl": _ressl,
+    "wmse": _wmse,
 }
 SSL_REFERENCE.update(SSL_REFERENCE_MORE)  # issue 22's methods
 
@@ -148,6 +206,9 @@ DISTILL_REFERENCE = {
     "contrastive": lambda m, p, zb: contrastive_distill_loss(p[0], p[1], zb[0], zb[1],
                                                               temperature=_temperature(m, 0.2)),
     "knowledge": _knowledge,
+    "relational": lambda m, p, zb: relational_distill_loss(
+        p[0], p[1], zb[0], zb[1], temperature_q=_temperature(m, m.hparams.get("temperature_q", 0.1)),
+        temperature_k=m.hparams.get("temperature_k", 0.04)),
 }
 
 

@@ -23,6 +23,7 @@ import pytest
 
 from cassle.continual.plan import PlanError, get_flag, parse_script, plan_tasks, split_flags
 from cassle.utils.args import parse_args
+from tests.script_table_22a import CIFAR_RECIPE_22A, CIFAR_WARMUP_22A, MORE_22A, PAPER_22A
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT_ROOT = REPO / "bash_files" / "continual"
@@ -48,7 +49,7 @@ SETTINGS = {
 # Issue 22's DINO, DeepClusterV2 and MoCo v3: CIFAR-100 and the digits demo.
 MORE_22B = ("dino", "deepclusterv2", "mocov3")
 for _setting_name in ("cifar", "digits"):
-    SETTINGS[_setting_name] = (SETTINGS[_setting_name][0] + MORE_22B, *SETTINGS[_setting_name][1:])
+    SETTINGS[_setting_name] = (SETTINGS[_setting_name][0] + MORE_22B + MORE_22A, *SETTINGS[_setting_name][1:])
 # file stem -> (--method, the distiller the paper pairs with it); written here from the paper,
 # not imported from cassle.distillers, so a wrong pairing in either place fails.
 PAPER = {
@@ -63,18 +64,20 @@ PAPER = {
 # Beyond the paper: the method's own kind of objective (README, "CaSSLe for more methods").
 PAPER.update({"dino": ("dino", "knowledge"), "deepclusterv2": ("deepclusterv2", "knowledge"),
               "mocov3": ("mocov3", "contrastive")})
+PAPER.update(PAPER_22A)  # SimSiam, NNCLR, ReSSL, W-MSE (tests/script_table_22a.py)
 
 
 # Continual-strategy scripts (issue 10): file suffix -> the --cl_strategy values it must set.
 STRATEGY_SCRIPTS = {s: [s] for s in ("ewc", "replay", "der", "lump", "less_forget", "pod", "pfr", "si", "derpp",
-                                     "co2l")}
+                                     "co2l", "cromo_mixup")}
+ON_CASSLE = {"cromo_mixup"}  # a strategy whose method includes CaSSLe's distiller: based on <method>_distill.sh
 STRATEGY_SCRIPTS.update({"pfr_replay": ["pfr", "replay"], "distill_replay": ["replay"]})
 # setting -> (method stems, suffixes) of the strategy grid shipped beside fine-tuning and CaSSLe
 STRATEGY_GRID = {
     "cifar": (("barlow", "byol", "simclr"), ("ewc", "replay", "der", "lump", "less_forget", "pod", "pfr", "si",
-                                             "derpp", "co2l")),
+                                             "derpp", "co2l", "cromo_mixup")),
     "digits": (("barlow",), ("ewc", "replay", "der", "lump", "less_forget", "pod", "pfr", "pfr_replay",
-                             "distill_replay", "si", "derpp", "co2l")),
+                             "distill_replay", "si", "derpp", "co2l", "cromo_mixup")),
 }
 
 
@@ -166,7 +169,7 @@ def test_script_arguments_match_setting_and_paper(path: Path, tmp_path):
         assert args.supervised == (stem == "supcon"), f"{path.name}: --supervised only for SupCon"
     variant = _variant(path)
     assert (args.cl_strategy or []) == STRATEGY_SCRIPTS.get(variant, []), f"{path.name}: --cl_strategy"
-    if "distill" in variant:
+    if "distill" in variant or variant in ON_CASSLE:
         assert args.distiller == distiller, f"{path.name}: the paper pairs {method} with {distiller}"
     else:
         distill_flags = [f for f, _ in split_flags(_argv(path)) if f.startswith("--distill")]
@@ -181,7 +184,7 @@ def test_script_arguments_match_setting_and_paper(path: Path, tmp_path):
     runs = plan_tasks(_argv(path), None, str(tmp_path))
     assert [r.task_idx for r in runs] == list(range(num_tasks))
     assert get_flag(runs[0].argv, "--distiller") is None
-    if "distill" in variant:
+    if "distill" in variant or variant in ON_CASSLE:
         assert all(get_flag(r.argv, "--distiller") == distiller for r in runs[1:])
 
 
@@ -217,6 +220,8 @@ CIFAR_RECIPE.update({
     "mocov3": ("lars", 0.3, 0.3, 1e-6, True, 0.0, (0.4, 0.4, 0.2, 0.1), [0.0, 0.2], 0.08),
 })
 CIFAR_WARMUP = {"deepclusterv2": (11, 0.0)}  # (epochs, start lr); the others 10 epochs from 0.003
+CIFAR_RECIPE.update(CIFAR_RECIPE_22A)
+CIFAR_WARMUP.update(CIFAR_WARMUP_22A)
 # stem -> optimizer, scheduler, lr, weight_decay
 BIG_RECIPE = {
     "barlow": ("lars", "warmup_cosine", 0.4, 1e-4),
@@ -359,7 +364,8 @@ def _strategy_flags() -> set[str]:
 def test_strategy_script_is_its_base_script_plus_the_strategy(path: Path):
     """A strategy script = the fine-tuning (or CaSSLe) script of its method + strategy flags, so a
     recipe change in the base script that is not carried over fails here."""
-    base = path.with_name(f"{_stem(path)}{'_distill' if 'distill' in _variant(path) else ''}.sh")
+    on_cassle = "distill" in _variant(path) or _variant(path) in ON_CASSLE
+    base = path.with_name(f"{_stem(path)}{'_distill' if on_cassle else ''}.sh")
     strategy_flags = (*_strategy_flags(), "--name")
     ours = [(f, v) for f, v in split_flags(_argv(path)) if f not in strategy_flags]
     theirs = [(f, v) for f, v in split_flags(_argv(base)) if f != "--name"]
@@ -375,6 +381,7 @@ STRATEGY_FLAG_PREFIXES = {
     "der": ("--buffer_size", "--replay_batch_size", "--der_"), "lump": ("--buffer_size", "--lump_"),
     "less_forget": ("--less_forget_",), "pod": ("--pod_",), "pfr": ("--pfr_",), "si": ("--si_",),
     "derpp": ("--buffer_size", "--replay_batch_size", "--derpp_", "--der_"), "co2l": ("--co2l_",),
+    "cromo_mixup": ("--buffer_size", "--replay_batch_size", "--cromo_"),
 }
 NOT_USED_BY = {"derpp": {"--der_alpha"}}  # DER++ weighs the DER term with --derpp_alpha
 

@@ -194,7 +194,7 @@ def test_3_every_report_names_the_protocol(tmp_path, monkeypatch):
 def test_3_launcher_passes_the_protocol_and_reevaluates_when_it_changes(tmp_path, monkeypatch):
     import json
 
-    from cassle.continual import launcher
+    from cassle.continual import launcher, task_process
 
     assert launcher.build_parser().parse_args(["--script", "s.sh", "--eval", "--eval_protocol", "paper"]).eval_protocol == "paper"
     assert launcher.build_parser().parse_args(["--script", "s.sh"]).eval_protocol == "fast"
@@ -207,7 +207,7 @@ def test_3_launcher_passes_the_protocol_and_reevaluates_when_it_changes(tmp_path
     seen = []
     script = tmp_path / "main_linear.py"
     script.write_text("")
-    monkeypatch.setattr(launcher, "run_task", lambda command, *a, **k: seen.append(command) or 0)
+    monkeypatch.setattr(task_process, "run_task", lambda command, *a, **k: seen.append(command) or 0)
     monkeypatch.setattr(launcher.mf, "load_manifest", lambda d: manifest)
     monkeypatch.setattr(launcher.mf, "update_task", lambda *a, **k: None)
     assert launcher.run_eval(str(tmp_path), "python", str(script), eval_protocol="paper") == 0

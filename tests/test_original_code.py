@@ -15,7 +15,7 @@ import torchvision
 
 import main_continual
 import main_linear
-from cassle.continual import launcher
+from cassle.continual import launcher, task_process
 from cassle.utils.args import module_available, parse_args
 from cassle.utils.original_checkpoint import KEY_MAP, map_key, translate
 
@@ -209,7 +209,7 @@ def test_launcher_validates_task_args_before_starting(env, monkeypatch):
     script.write_text(original_script("cifar", "byol", False))
     monkeypatch.delenv("PRETRAINED_PATH")  # a fine-tuning run from task 0
     started = []
-    monkeypatch.setattr(launcher, "run_task", lambda *a, **k: started.append(a) or 0)
+    monkeypatch.setattr(task_process, "run_task", lambda *a, **k: started.append(a) or 0)
     for extra in (["--dry_run"], []):
         exp = env / f"exp{len(extra)}"
         rc, out = _quiet(launcher.main, ["--script", str(script), "--experiment_dir", str(exp), *extra,
@@ -402,7 +402,7 @@ def test_original_cifar_scripts_run_from_original_checkpoints(method, env, monke
     through the launcher with `-- --accelerator cpu --devices 1` and small sizes: a few steps each
     (tasks run in-process: the launcher's subprocess path is tested elsewhere)."""
     _fake_cifar100(env / "data")
-    monkeypatch.setattr(launcher, "run_task", _in_process)
+    monkeypatch.setattr(task_process, "run_task", _in_process)
     if True:
         ckpt = original_checkpoint(method)
         pretrained = env / f"{method}-task0.ckpt"

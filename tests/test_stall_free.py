@@ -27,6 +27,10 @@ RECIPE = ["--lars", "--grad_clip_lars", "--exclude_bias_n_norm", "--hue", "0.1",
 # SwAV: a queue of 2 batches, in use from step 2 on, under bf16 autocast (the GPU default);
 # BYOL also feeds the online kNN monitor.
 EXTRA = {"swav": ["--queue_size", "16", "--precision", "bf16-mixed"], "byol": ["--knn_eval"]}
+# Issue 22: W-MSE's whitening and NNCLR's neighbour search under bf16 autocast; ReSSL with its
+# scripts' momentum classifier.
+EXTRA.update({"wmse": ["--precision", "bf16-mixed"], "nnclr": ["--precision", "bf16-mixed"],
+              "ressl": ["--momentum_classifier"]})
 
 
 def _task0_checkpoint(method: str, tmp_path) -> str:
@@ -44,7 +48,9 @@ def _task0_checkpoint(method: str, tmp_path) -> str:
     ("byol", ["--cl_strategy", "der", "ewc", "pod", "pfr", "less_forget", "--buffer_size", "64"]),
     ("simclr", ["--cl_strategy", "replay", "--buffer_size", "64"]),
     # SI's per-optimiser-step path integral, DER++'s second buffer draw, Co2L's relations
-    ("vicreg", ["--cl_strategy", "derpp", "si", "co2l", "--buffer_size", "64"])])
+    ("vicreg", ["--cl_strategy", "derpp", "si", "co2l", "--buffer_size", "64"]),
+    # CroMo-Mixup's per-step Beta draw, mixed forward and frozen forward (active from step 1)
+    ("simclr", ["--cl_strategy", "cromo_mixup", "--buffer_size", "64", "--replay_batch_size", "4"])])
 def test_no_blocking_call_per_step(method, more, tmp_path):
     online_eval = list(METHODS).index(method) % 2 == 0  # half also run the online-eval stream
     args = tiny_args(

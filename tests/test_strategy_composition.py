@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from cassle.distillers import DEFAULT_DISTILLER
+from cassle.losses.barlow import barlow_loss_func
 from cassle.losses.der import der_loss
 from cassle.losses.ird import ird_loss
 from cassle.losses.less_forget import less_forget_loss
@@ -33,7 +34,8 @@ TOL = dict(rtol=1e-5, atol=1e-6)
 FLAGS = ["--distill_lamb", str(LAMB), "--ewc_lamb", "3.0", "--less_forget_lamb", "2.0", "--pod_lamb", "1.5",
          "--pfr_lamb", "0.8", "--der_alpha", "0.3", "--lump_alpha", "0.4", "--buffer_size", "16",
          "--replay_batch_size", "4", "--si_c", "0.7", "--derpp_alpha", "0.25", "--derpp_beta", "0.6",
-         "--co2l_lamb", "0.9", "--co2l_current_temp", "0.3", "--co2l_past_temp", "0.05"]
+         "--co2l_lamb", "0.9", "--co2l_current_temp", "0.3", "--co2l_past_temp", "0.05",
+         "--cromo_alpha", "0.5", "--cromo_lambda", "0.6"]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -116,7 +118,23 @@ REFERENCE = {
     "co2l": (None, lambda m, v, rec: 0.9 * ird_loss(
         torch.cat(ssl_reference(rec["method"], m, v)[1]),
         torch.cat([m.frozen_projector(m.frozen_backbone(x)) for x in v]).detach(), 0.3, 0.05)),
+    # CroMo-Mixup (Barlow Twins, lambda 0.6, M = min(B, 4)): per view, the mixed images' projection
+    # against the current images' (weight lambda) and the frozen model's of the buffer images (1 - lambda)
+    "cromo_mixup": (None, lambda m, v, rec: cromo_term(m, v, rec, 0.6, 4)),
 }
+
+
+def cromo_term(model, views, rec, lam, k):
+    replayed = rec["samples"][0][0]
+    z_new = ssl_reference(rec["method"], model, views)[1]
+    hp = model.hparams
+    terms = []
+    for x, r, zn in zip(views, replayed, z_new):
+        z_mix = model.projector(model.backbone(lam * x[:k] + (1 - lam) * r))
+        z_old = model.frozen_projector(model.frozen_backbone(r)).detach()
+        terms.append(lam * barlow_loss_func(z_mix, zn[:k], hp.lamb, hp.scale_loss)
+                     + (1 - lam) * barlow_loss_func(z_mix, z_old, hp.lamb, hp.scale_loss))
+    return sum(terms) / len(terms)
 
 
 def der_term(model, rec, alpha):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cassle.continual import launcher
+from cassle.continual import launcher, task_process
 from cassle.continual import manifest as mf
 from cassle.continual.progress import read_checkpoint_record
 from tests.test_run_folder_trust import Folder
@@ -55,7 +55,7 @@ def _no_space(path):
 
 
 def test_disk_full_while_the_launcher_writes_a_task_log(folder, monkeypatch):
-    real = launcher.run_task
+    real = task_process.run_task
 
     def run_task(command, log_path, *args, **kwargs):
         if "task1" in log_path:
@@ -64,7 +64,7 @@ def test_disk_full_while_the_launcher_writes_a_task_log(folder, monkeypatch):
             raise _no_space(log_path)
         return real(command, log_path, *args, **kwargs)
 
-    monkeypatch.setattr(launcher, "run_task", run_task)
+    monkeypatch.setattr(task_process, "run_task", run_task)
     rc, _, err = folder.launch()
     assert rc == 1, err
     log = folder.exp / "task1" / "train.log"
@@ -74,7 +74,7 @@ def test_disk_full_while_the_launcher_writes_a_task_log(folder, monkeypatch):
     task1 = folder.manifest()["tasks"]["1"]
     assert task1["status"] == "failed" and "no space left" in task1["disk_full"]
     assert _tmp_files(folder.exp) == []
-    monkeypatch.setattr(launcher, "run_task", real)  # space freed: the rerun finishes
+    monkeypatch.setattr(task_process, "run_task", real)  # space freed: the rerun finishes
     assert folder.launch()[0] == 0
     assert [t["status"] for t in folder.manifest()["tasks"].values()] == ["done"] * 3
 

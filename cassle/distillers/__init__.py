@@ -9,6 +9,7 @@ from cassle.distillers.decorrelative import DecorrelativeDistiller
 from cassle.distillers.knowledge import KnowledgeDistiller
 from cassle.distillers.predictive import PredictiveDistiller
 from cassle.distillers.predictive_mse import PredictiveMSEDistiller
+from cassle.distillers.relational import RelationalDistiller
 
 DISTILLERS = {
     "decorrelative": DecorrelativeDistiller,
@@ -16,6 +17,7 @@ DISTILLERS = {
     "predictive_mse": PredictiveMSEDistiller,
     "contrastive": ContrastiveDistiller,
     "knowledge": KnowledgeDistiller,
+    "relational": RelationalDistiller,
 }
 
 # The distiller the paper pairs with each method (used by the demo and the bash scripts).
@@ -26,6 +28,11 @@ DEFAULT_DISTILLER = {
     "simclr": "contrastive",
     "mocov2plus": "contrastive",
     "swav": "knowledge",
+    # issue 22 (the original code ships no distiller for these; README, "distillers")
+    "simsiam": "predictive",
+    "nnclr": "contrastive",
+    "ressl": "relational",
+    "wmse": "predictive",
 }
 # Beyond the paper (issue 22): the method's own kind of objective, as for the six (README).
 DEFAULT_DISTILLER.update({"dino": "knowledge", "deepclusterv2": "knowledge", "mocov3": "contrastive"})

@@ -25,7 +25,8 @@ from cassle.methods.base import BaseMethod, StepOutput, mlp
 def add_distiller_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("CaSSLe distillation (tasks > 0)")
     group.add_argument("--distiller", default=None, help="decorrelative, predictive, "
-                       "predictive_mse, contrastive, knowledge (omit for fine-tuning)")
+                       "predictive_mse, contrastive, knowledge, relational (omit for "
+                       "fine-tuning)")
     group.add_argument("--distill_lamb", type=float, default=None,
                        help="weight of the distillation loss (default: the distiller's)")
     group.add_argument("--distill_proj_hidden_dim", type=int, default=2048,
@@ -33,7 +34,8 @@ def add_distiller_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--distill_barlow_lamb", type=float, default=0.005)
     group.add_argument("--distill_scale_loss", type=float, default=0.1)
     group.add_argument("--distill_temperature", type=float, default=None,
-                       help="default: 0.2 contrastive, 0.1 knowledge")
+                       help="default: 0.2 contrastive, 0.1 knowledge, --temperature_q "
+                            "(else 0.1) relational")
     group.add_argument("--distill_bn_eval", action="store_true",
                        help="frozen model's BatchNorm in eval mode (running stats). Default: train "
                             "mode like the reference (batch statistics; its running stats drift)")

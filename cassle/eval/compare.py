@@ -31,10 +31,15 @@ METRICS = ("A", "F", "T")
 METHOD_NAMES = {"simclr": "SimCLR", "mocov2plus": "MoCoV2+", "byol": "BYOL", "barlow_twins": "Barlow Twins",
                 "swav": "SwAV", "vicreg": "VICReg"}
 METHOD_NAMES.update({"dino": "DINO", "deepclusterv2": "DeepClusterV2", "mocov3": "MoCo v3"})  # issue 22
+METHOD_NAMES.update({"simsiam": "SimSiam", "nnclr": "NNCLR", "ressl": "ReSSL", "wmse": "W-MSE"})  # issue 22
 STRATEGY_NAMES = {"ewc": "EWC", "replay": "ER", "der": "DER", "lump": "LUMP", "less_forget": "Less-Forget",
-                  "pod": "POD", "pfr": "PFR", "si": "SI", "derpp": "DER++", "co2l": "Co2L"}
+                  "pod": "POD", "pfr": "PFR", "si": "SI", "derpp": "DER++", "co2l": "Co2L",
+                  "cromo_mixup": "CroMo-Mixup"}
 ROW_ORDER = ["fine-tuning", "EWC", "SI", "ER", "DER", "DER++", "LUMP", "Less-Forget", "POD", "PFR", "Co2L",
-             "CaSSLe"]
+             "CaSSLe", "CaSSLe + CroMo-Mixup"]
+# CroMo-Mixup (Mushtaq et al., ECCV 2024) is run as CaSSLe's distiller (its KD term) + --cl_strategy
+# cromo_mixup; no paper number beside its rows: its CIFAR-100 runs (750 epochs per task, 500 images
+# stored per task, ErumMushtaq/CroMo-Mixup README) are not this repo's protocol (README, differences).
 # CaSSLe paper (Fini et al., 2022), CIFAR-100, 5 class-incremental tasks, linear top-1 after the
 # last task: fine-tuning -> CaSSLe.
 PAPER_CIFAR100 = {

@@ -24,9 +24,14 @@ from cassle.losses.distill import (
 )
 from cassle.losses.moco import moco_loss_func
 from cassle.losses.mocov3 import mocov3_loss_func
+from cassle.losses.nnclr import nnclr_loss_func
+from cassle.losses.relational import relational_distill_loss
+from cassle.losses.ressl import ressl_loss_func
 from cassle.losses.simclr import simclr_loss_func, supcon_pos_mask
+from cassle.losses.simsiam import simsiam_loss_func
 from cassle.losses.swav import sinkhorn_knopp, swav_loss_func
 from cassle.losses.vicreg import vicreg_loss_func
+from cassle.losses.wmse import wmse_loss_func
 
 __all__ = [
     "barlow_loss_func",
@@ -46,4 +51,9 @@ __all__ = [
     "deepclusterv2_loss_func",
     "DINOLoss",
     "mocov3_loss_func",
+    "simsiam_loss_func",
+    "nnclr_loss_func",
+    "ressl_loss_func",
+    "wmse_loss_func",
+    "relational_distill_loss",
 ]

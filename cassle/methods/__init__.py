@@ -11,9 +11,13 @@ from cassle.methods.dino import DINO
 from cassle.methods.mocov2plus import MoCoV2Plus
 from cassle.methods.mocov3 import MoCoV3
 from cassle.methods.momentum import BaseMomentumMethod
+from cassle.methods.nnclr import NNCLR
+from cassle.methods.ressl import ReSSL
 from cassle.methods.simclr import SimCLR
+from cassle.methods.simsiam import SimSiam
 from cassle.methods.swav import SwAV
 from cassle.methods.vicreg import VICReg
+from cassle.methods.wmse import WMSE
 
 METHODS = {
     "simclr": SimCLR,
@@ -22,6 +26,10 @@ METHODS = {
     "barlow_twins": BarlowTwins,
     "swav": SwAV,
     "vicreg": VICReg,
+    "simsiam": SimSiam,
+    "nnclr": NNCLR,
+    "ressl": ReSSL,
+    "wmse": WMSE,
 }
 # Beyond the paper's six (issue 22): the original code's DINO and DeepClusterV2, and MoCo v3.
 METHODS.update({"dino": DINO, "deepclusterv2": DeepClusterV2, "mocov3": MoCoV3})

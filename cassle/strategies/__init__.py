@@ -1,6 +1,6 @@
 """Continual strategies beyond CaSSLe, one flag for any SSL method: ``--cl_strategy NAME [NAME]``.
 
-The key is the CLI value. Combinations: at most one replay strategy (replay, der, derpp, lump) with any
+The key is the CLI value. Combinations: at most one replay strategy (replay, der, derpp, lump, cromo_mixup) with any
 regularisers, and any of them with a CaSSLe ``--distiller`` (e.g. ``--distiller predictive
 --cl_strategy replay``, ``--cl_strategy pfr replay``).
 
@@ -13,6 +13,7 @@ import argparse
 
 from cassle.strategies.base import Strategy, StrategyMixin, TaskEndCallback, adaptive_factor
 from cassle.strategies.co2l import Co2L, add_co2l_args
+from cassle.strategies.cromo_mixup import CroMoMixup, add_cromo_mixup_args
 from cassle.strategies.derpp import DERPP, add_derpp_args
 from cassle.strategies.ewc import EWC
 from cassle.strategies.frozen import POD, PFR, LessForget
@@ -30,6 +31,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "si": SI,
     "derpp": DERPP,
     "co2l": Co2L,
+    "cromo_mixup": CroMoMixup,
 }
 
 
@@ -37,13 +39,14 @@ def add_strategy_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("continual strategies (--cl_strategy; --strategy is Lightning's)")
     g.add_argument("--cl_strategy", nargs="+", default=None, metavar="NAME",
                    help=f"one or more of {', '.join(STRATEGIES)}: at most one replay strategy "
-                        "(replay, der, derpp, lump); combinable with --distiller (CaSSLe + replay)")
+                        "(replay, der, derpp, lump, cromo_mixup); combinable with --distiller (CaSSLe + replay)")
     g.add_argument("--buffer_size", type=int, default=None,
-                   help="replay buffer slots (images). Default: 500 for replay/der/derpp (a buffer size "
+                   help="replay buffer slots (images). Default: 500 for replay/der/derpp/cromo_mixup (a buffer size "
                         "of Buzzega et al. 2020's CIFAR benchmarks), 256 for lump (Madaan et al. 2022)")
     g.add_argument("--replay_batch_size", type=int, default=None,
                    help="buffer images per step for replay/der (derpp: per draw, two draws) (default: "
-                        "--batch_size, as Madaan et al. 2022's SSL adaptations); lump always mixes one "
+                        "--batch_size, as Madaan et al. 2022's SSL adaptations; cromo_mixup: 64, its --replay_bs); "
+                        "lump always mixes one "
                         "per current image")
     g.add_argument("--der_alpha", type=float, default=0.4,
                    help="DER weight alpha (Buzzega et al. 2020); 0.4: Madaan et al. 2022's SSL "
@@ -95,6 +98,7 @@ def add_strategy_args(parser: argparse.ArgumentParser) -> None:
     add_si_args(g)
     add_derpp_args(g)
     add_co2l_args(g)
+    add_cromo_mixup_args(g)
 
 
 def check_strategy_names(names) -> list[str]:
@@ -107,7 +111,8 @@ def check_strategy_names(names) -> list[str]:
         raise ValueError(f"--cl_strategy names a strategy twice: {' '.join(names)}")
     replays = [n for n in names if STRATEGIES[n].kind == "replay"]
     if len(replays) > 1:
-        raise ValueError(f"--cl_strategy {' '.join(replays)}: choose one replay strategy (replay, der, derpp, lump)")
+        raise ValueError(f"--cl_strategy {' '.join(replays)}: choose one replay strategy "
+                         "(replay, der, derpp, lump, cromo_mixup)")
     return names
 
 
@@ -145,7 +150,7 @@ def validate_strategy_args(args, datamodule) -> None:
                              f"task {args.task_idx}; use at most {seen}")
     if "lump" in names and getattr(args, "lump_views", "ssl") == "ucl":
         args.lump_view_crop = datamodule.view_settings[1]["crop_size"]  # the stored view's size
-    for c in classes:  # a strategy's own flag checks (SI, DER++, Co2L)
+    for c in classes:  # a strategy's own flag checks (SI, DER++, Co2L, CroMo-Mixup)
         if hasattr(c, "check_args"):
             c.check_args(args)
     if "ewc" in names and args.ewc_lamb < 0:

@@ -40,7 +40,7 @@ KEY_MAP: tuple[tuple[str, str], ...] = (
     ("frozen_projector.", "frozen_projector."),
     ("frozen_prototypes.", "frozen_prototypes."),
 )
-SAME_NAME_KEYS = ("queue", "queue_ptr")
+SAME_NAME_KEYS = ("queue", "queue_ptr", "queue_y")  # queue_y: NNCLR's support-set labels
 
 
 class OriginalCheckpointError(ValueError):
@@ -101,6 +101,11 @@ def infer_from_weights(state: Mapping[str, Any]) -> dict[str, Any]:
         hp["method"] = "swav"
     elif momentum and "predictor.0.weight" in state:
         hp["method"] = "byol"
+    elif "queue_y" in state:  # the support set's labels
+        hp["method"] = "nnclr"
+    elif ("momentum_projector.0.weight" in state and "queue" in state
+          and state["queue"].dim() == 2):  # (K, D) keys; MoCo's queue is (2, D, K)
+        hp["method"] = "ressl"
     elif momentum and "queue" in state:
         hp["method"] = "mocov2plus"
     elif len(layers) == 2 and "projector.1.weight" not in state:
