@@ -10,8 +10,9 @@ default in the modes ``step`` (CaSSLe step on a pre-made batch) and ``finetune``
 the distiller); ``--modes`` picks others. The ViT rows use the ViT scripts' optimiser (AdamW, no
 LARS, ``bash_files/continual/cifar-vit``) and ``--patch_size 4`` on 32 px crops (16 px crops with
 ``--smoke``, still patch 4); the ResNet rows the method's CIFAR recipe where ``throughput.RECIPES``
-has one. ``--smoke`` keeps its tiny heads and synthetic data but not its tiny backbone: the
-backbones are the two measured ones.
+has one. A pair that cannot run at the given settings (W-MSE needs a batch that is a multiple
+of its ``--whitening_size``) gets an ``error`` row and the loop goes on. ``--smoke`` keeps its
+tiny heads and synthetic data but not its tiny backbone: the backbones are the two measured ones.
 """
 from __future__ import annotations
 
@@ -40,7 +41,13 @@ def run_matrix(b, run, argv=None, log=print) -> dict:
             one.distiller = DEFAULT_DISTILLER.get(method)
             one.extra = list(b.extra) + (VIT_FLAGS if backbone.startswith("vit_") else [])
             log(f"--- {method} + {one.distiller} on {backbone}")
-            result = run(one, log=log)
+            try:
+                result = run(one, log=log)
+            except Exception as err:  # noqa: BLE001 - one pair's setting error must not stop the table
+                log(f"    failed: {type(err).__name__}: {err}")
+                rows.append({"method": method, "backbone": backbone, "distiller": one.distiller,
+                             "error": f"{type(err).__name__}: {err}", "cassle_extra_time_fraction": None})
+                continue
             views = result["views_per_s"]
             rows.append({"method": method, "backbone": backbone, "distiller": one.distiller,
                          "precision": result["settings"]["precision"], **views,

@@ -44,6 +44,17 @@ def test_matrix_covers_every_method_on_both_backbones():
     assert all(r["cassle_extra_time_fraction"] == 0.25 for r in out["matrix"])
     assert any("vit_small" in line and "+25.0 %" in line for line in lines)
 
+    def failing_run(b, log=print):
+        if b.method == "byol" and b.backbone == "vit_small":
+            raise ValueError("--batch_size 4 must be a multiple of 256")
+        return fake_run(b, log)
+
+    out = matrix.run_matrix(b, failing_run, argv=["--smoke", "--matrix"], log=lines.append)
+    bad = [r for r in out["matrix"] if "error" in r]
+    assert [(r["method"], r["backbone"]) for r in bad] == [("byol", "vit_small")]
+    assert "multiple of 256" in bad[0]["error"]
+    assert len(out["matrix"]) == 2 * len(METHODS)
+
 
 def test_vit_row_command_line_is_the_vit_recipe(tmp_path):
     from cassle.utils.args import parse_args
