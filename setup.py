@@ -13,6 +13,7 @@ setup(
         "pytorch-lightning>=2.0,<3",
         "torchmetrics>=1.0",
         "einops",
+        "timm>=1.0,<2",  # the ViT backbones (cassle/backbones/vit.py; dynamic_img_size, tested 1.0.31)
         "scikit-learn",
         "wandb",
         "matplotlib",
@@ -20,7 +21,7 @@ setup(
         "numpy",
     ],
     extras_require={
-        "dev": ["pytest>=7", "scipy", "timm"],  # timm: the LARS reference test
+        "dev": ["pytest>=7", "scipy", "timm>=1.0,<2"],  # timm: also the LARS reference test
         # DALI from PyPI; pick the build matching the machine's CUDA (cuda120 for CUDA 12.x).
         "dali": ["nvidia-dali-cuda120"],
         "dali-cuda130": ["nvidia-dali-cuda130"],

@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,6 +88,7 @@ def parse_bench_args(argv=None) -> argparse.Namespace:
     p.add_argument("--smoke", action="store_true",
                    help="tiny sizes on the CPU: tiny backbone, synthetic data, a few steps")
     p.add_argument("--output", default=None, help="JSON file to write")
+    p.add_argument("--matrix", action="store_true", help="every method x {resnet18, vit_small} (throughput_matrix.py)")
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = []
     if "--" in argv:
@@ -381,7 +383,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(min(2, torch.get_num_threads()))
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)  # keep the table readable
-    result = run(b)
+    result = __import__("throughput_matrix").run_matrix(b, run, argv) if b.matrix else run(b)  # beside this file
     text = json.dumps(result, indent=2, sort_keys=True)
     if b.output:
         os.makedirs(os.path.dirname(os.path.abspath(b.output)), exist_ok=True)
@@ -391,8 +393,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    import warnings
-
     for noisy in (".*does not have many workers.*", ".*overridden `on_after_batch_transfer`.*",
                   ".*smaller than the logging interval.*", ".*`srun` command is available.*",
                   ".*warmup_steps.*", ".*LeafSpec.*", ".*no `val_dataloader`.*"):

@@ -61,7 +61,7 @@ def test_unknown_backbone():
         build_backbone("resnet19")
     for name in BACKBONES:
         assert name in str(err.value)
-    assert set(BACKBONES) == {"resnet18", "resnet50", "tiny"}
+    assert set(BACKBONES) == {"resnet18", "resnet50", "tiny", "vit_tiny", "vit_small", "vit_base"}
 
 
 @pytest.mark.parametrize("size", [8, 16, 32])

@@ -43,6 +43,9 @@ SETTINGS = {
     "digits-domains": (("barlow",), "custom", "domain", 4),
     "custom": (("barlow",), "custom", "class", 5),
     "shapes": (("simclr",), "custom", "class", 5),  # the README demo (scripts/demo.sh runs both)
+    # ViT-S/4 backbones (issue 22; their recipe: tests/test_vit_scripts.py)
+    "cifar-vit": (("barlow", "byol", "dino", "mocov3"), "cifar100", "class", 5),
+    "imagenet-100-vit": (("dino", "mocov3"), "imagenet100", "class", 5),
 }
 # Issue 22's DINO, DeepClusterV2 and MoCo v3: CIFAR-100 and the digits demo.
 MORE_22B = ("dino", "deepclusterv2", "mocov3")

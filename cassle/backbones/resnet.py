@@ -20,6 +20,7 @@ import torchvision
 from torch import nn
 
 from .tiny import tiny
+from .vit import VIT_BACKBONES
 
 CIFAR_STEM_PADDING = 2  # the reference's: 32x32 input -> 34x34 maps
 
@@ -50,13 +51,20 @@ BACKBONES: dict[str, Callable[..., tuple[nn.Module, int]]] = {
     "resnet18": resnet18,
     "resnet50": resnet50,
     "tiny": tiny,
+    **VIT_BACKBONES,  # vit_tiny / vit_small / vit_base (timm), see vit.py
 }
 
 
 def build_backbone(
-    name: str, cifar: bool = False, zero_init_residual: bool = False
+    name: str, cifar: bool = False, zero_init_residual: bool = False,
+    img_size: int | None = None, patch_size: int | None = None,
 ) -> tuple[nn.Module, int]:
-    """Build backbone `name` (a key of BACKBONES); returns (module, feat_dim)."""
+    """Build backbone `name` (a key of BACKBONES); returns (module, feat_dim).
+
+    `img_size` / `patch_size` go to the ViTs only (their crop and patch, vit.py); the conv nets
+    take any input size and ignore them."""
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; valid names: {sorted(BACKBONES)}")
+    if name in VIT_BACKBONES:
+        return BACKBONES[name](cifar=cifar, img_size=img_size, patch_size=patch_size)
     return BACKBONES[name](cifar=cifar, zero_init_residual=zero_init_residual)

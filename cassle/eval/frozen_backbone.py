@@ -69,11 +69,13 @@ def _cifar_stem(hp: dict) -> bool:
 
 
 def _build_backbone(hp: dict) -> tuple[nn.Module, int]:
-    from cassle.backbones import BACKBONES, build_backbone
+    from cassle.backbones import BACKBONES, build_backbone, vit_kwargs
 
     if hp["backbone"] not in BACKBONES:
         raise EvalInputError(f"unknown backbone {hp['backbone']!r}; valid: {', '.join(BACKBONES)}")
-    return build_backbone(hp["backbone"], cifar=_cifar_stem(hp), zero_init_residual=bool(hp.get("zero_init_residual")))
+    return build_backbone(hp["backbone"], cifar=_cifar_stem(hp), zero_init_residual=bool(hp.get("zero_init_residual")),
+                          **vit_kwargs(hp["backbone"], hp.get("crop_size"), hp.get("patch_size"),
+                                       small_images=hp.get("dataset") in SMALL_IMAGE_DATASETS))
 
 
 def _freeze(backbone: nn.Module) -> nn.Module:

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cassle.backbones import BACKBONES, build_backbone
+from cassle.backbones import BACKBONES, build_backbone, vit_kwargs
 from cassle.eval.knn import KNNMonitor
 from cassle.utils.lars import LARS, exclude_bias_and_norm_param_groups
 from cassle.utils.schedulers import INTERVALS, SCHEDULERS, build_scheduler
@@ -75,7 +75,9 @@ class BaseMethod(pl.LightningModule):
         cifar_stem = args.cifar_stem if args.cifar_stem is not None else (
             args.dataset in SMALL_IMAGE_DATASETS)
         self.backbone, self.features_dim = build_backbone(
-            args.backbone, cifar=cifar_stem, zero_init_residual=args.zero_init_residual)
+            args.backbone, cifar=cifar_stem, zero_init_residual=args.zero_init_residual,
+            **vit_kwargs(args.backbone, args.get("crop_size"), args.get("patch_size"),
+                         small_images=args.dataset in SMALL_IMAGE_DATASETS))
         self.classifier = nn.Linear(self.features_dim, args.num_classes)
         self._nonfinite_loss: torch.Tensor | None = None
         self.channels_last = False  # set by the runner on GPUs; see _memory_format
@@ -92,6 +94,9 @@ class BaseMethod(pl.LightningModule):
         group.add_argument("--cifar_stem", type=lambda s: s.lower() in ("1", "true", "yes"),
                            default=None, help="3x3 stride-1 stem (default: on for small images)")
         group.add_argument("--zero_init_residual", action="store_true")
+        group.add_argument("--patch_size", type=int, default=None,
+                           help="ViT patch size (default: 4 for crops up to 64 px, as solo-learn's "
+                                "CIFAR ViT; 16 above); the position embeddings fit the crop")
         group.add_argument("--optimizer", default="sgd", help=f"one of {', '.join(OPTIMIZERS)}")
         group.add_argument("--lars", action="store_true",
                            help="reference spelling of --optimizer lars (SGD wrapped in LARS)")
