@@ -6,6 +6,7 @@
 
 See `python job_launcher.py --help` and cassle/continual/launcher.py.
 """
+
 import os
 import sys
 

@@ -9,6 +9,7 @@ codes: 0 only when the task completed and `<checkpoint_dir>/last.ckpt` holds its
 143 after SIGTERM and 130 after SIGINT (128 + signal, as a shell reports a killed command), whatever
 point of the task the signal hit; 1 for any other unfinished task; 2 for bad input.
 """
+
 from __future__ import annotations
 
 import os
@@ -64,26 +65,38 @@ def build_loggers(args):
     if args.wandb:
         from pytorch_lightning.loggers import WandbLogger  # imports wandb only when asked
 
-        loggers.append(WandbLogger(name=args.name, project=args.project, entity=args.entity,
-                                   save_dir=args.checkpoint_dir,
-                                   offline=not args.wandb_online, config=vars(args)))
+        loggers.append(
+            WandbLogger(
+                name=args.name,
+                project=args.project,
+                entity=args.entity,
+                save_dir=args.checkpoint_dir,
+                offline=not args.wandb_online,
+                config=vars(args),
+            )
+        )
     return loggers
 
 
 def check_task_args(args) -> None:
     if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         said = getattr(args, "device_request", None) or f"--accelerator {args.accelerator}"
-        raise ValueError(f"{said} asks for a GPU but no CUDA GPU is visible; run on the CPU by "
-                         "giving `--accelerator cpu --devices 1` after it (with the launcher: "
-                         "add `-- --accelerator cpu --devices 1`)")
+        raise ValueError(
+            f"{said} asks for a GPU but no CUDA GPU is visible; run on the CPU by "
+            "giving `--accelerator cpu --devices 1` after it (with the launcher: "
+            "add `-- --accelerator cpu --devices 1`)"
+        )
     if args.num_tasks is not None and not 0 <= args.task_idx < args.num_tasks:
-        raise ValueError(f"--task_idx {args.task_idx} is out of range for --num_tasks "
-                         f"{args.num_tasks} (valid: 0..{args.num_tasks - 1})")
-    if (args.distiller and args.task_idx > 0 and not args.pretrained_model
-            and not args.resume_from_checkpoint):
-        raise ValueError(f"task {args.task_idx} with --distiller {args.distiller} needs "
-                         "--pretrained_model: the previous task's final checkpoint (its frozen "
-                         "copy is what CaSSLe distils from)")
+        raise ValueError(
+            f"--task_idx {args.task_idx} is out of range for --num_tasks "
+            f"{args.num_tasks} (valid: 0..{args.num_tasks - 1})"
+        )
+    if args.distiller and args.task_idx > 0 and not args.pretrained_model and not args.resume_from_checkpoint:
+        raise ValueError(
+            f"task {args.task_idx} with --distiller {args.distiller} needs "
+            "--pretrained_model: the previous task's final checkpoint (its frozen "
+            "copy is what CaSSLe distils from)"
+        )
 
 
 def determinism_flags(args) -> dict:
@@ -107,9 +120,12 @@ def build_lightning_strategy(args):
     name = args.strategy
     devices = args.devices
     on_gpu = runs_on_gpu(args)
-    many = (args.num_nodes > 1 or (isinstance(devices, int) and (devices > 1 or devices == -1))
-            or (isinstance(devices, list) and len(devices) > 1)  # GPU ids: --gpus 0,1
-            or (devices == "auto" and on_gpu and torch.cuda.device_count() > 1))
+    many = (
+        args.num_nodes > 1
+        or (isinstance(devices, int) and (devices > 1 or devices == -1))
+        or (isinstance(devices, list) and len(devices) > 1)  # GPU ids: --gpus 0,1
+        or (devices == "auto" and on_gpu and torch.cuda.device_count() > 1)
+    )
     if name == "auto" and many:
         name = "ddp"
     entry = StrategyRegistry[name] if isinstance(name, str) and name in StrategyRegistry else None
@@ -124,8 +140,7 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
     from cassle.strategies import TaskEndCallback, validate_strategy_args
     from cassle.utils.args import save_args
     from cassle.utils.callbacks import AtomicLastCheckpoint, ConsoleProgress, RNGStateCheckpoint
-    from cassle.utils.checkpoint import (check_compatible, load_pretrained, read_checkpoint,
-                                         resume_context)
+    from cassle.utils.checkpoint import check_compatible, load_pretrained, read_checkpoint, resume_context
 
     check_task_args(args)
     pl.seed_everything(args.seed, workers=True)
@@ -140,9 +155,11 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
         # Read (safely) and checked here; Lightning's own load below applies the same allowlist.
         resumed = read_checkpoint(args.resume_from_checkpoint, trust=args.trust_checkpoint, hints=args)
         if resumed.get("original_format"):
-            raise ValueError(f"{args.resume_from_checkpoint} was written by the original cassle code: "
-                             "its trainer state cannot be resumed here; start from its weights "
-                             "with --pretrained_model instead")
+            raise ValueError(
+                f"{args.resume_from_checkpoint} was written by the original cassle code: "
+                "its trainer state cannot be resumed here; start from its weights "
+                "with --pretrained_model instead"
+            )
         check_compatible(resumed, args.resume_from_checkpoint, args, resume=True)
     elif args.pretrained_model:
         pretrained = read_checkpoint(args.pretrained_model, trust=args.trust_checkpoint, hints=args)
@@ -159,29 +176,42 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
     os.makedirs(args.checkpoint_dir, exist_ok=True)
     save_args(args, os.path.join(args.checkpoint_dir, "args.json"))
     trainer = pl.Trainer(
-        max_epochs=args.max_epochs, max_steps=args.max_steps,
-        accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes,
-        strategy=build_lightning_strategy(args), sync_batchnorm=args.sync_batchnorm,
+        max_epochs=args.max_epochs,
+        max_steps=args.max_steps,
+        accelerator=args.accelerator,
+        devices=args.devices,
+        num_nodes=args.num_nodes,
+        strategy=build_lightning_strategy(args),
+        sync_batchnorm=args.sync_batchnorm,
         precision=precision,
-        logger=build_loggers(args), enable_checkpointing=False,
+        logger=build_loggers(args),
+        enable_checkpointing=False,
         # TaskEndCallback first: what it computes (EWC's Fisher) goes into the final last.ckpt.
-        callbacks=[TaskEndCallback(), AtomicLastCheckpoint(args.checkpoint_dir, task_idx=args.task_idx),
-                   RNGStateCheckpoint(), ConsoleProgress(args.task_idx),
-                   pl.callbacks.LearningRateMonitor(logging_interval="step"),
-                   # The bar shows epoch-level values only: Lightning reads every step-level bar
-                   # value with .item() after each batch, bar or no bar (see BaseMethod).
-                   *([] if args.no_progress_bar else [pl.callbacks.TQDMProgressBar(refresh_rate=20)]),
-                   *extra_callbacks],
-        limit_train_batches=args.limit_train_batches, limit_val_batches=args.limit_val_batches,
+        callbacks=[
+            TaskEndCallback(),
+            AtomicLastCheckpoint(args.checkpoint_dir, task_idx=args.task_idx),
+            RNGStateCheckpoint(),
+            ConsoleProgress(args.task_idx),
+            pl.callbacks.LearningRateMonitor(logging_interval="step"),
+            # The bar shows epoch-level values only: Lightning reads every step-level bar
+            # value with .item() after each batch, bar or no bar (see BaseMethod).
+            *([] if args.no_progress_bar else [pl.callbacks.TQDMProgressBar(refresh_rate=20)]),
+            *extra_callbacks,
+        ],
+        limit_train_batches=args.limit_train_batches,
+        limit_val_batches=args.limit_val_batches,
         check_val_every_n_epoch=args.check_val_every_n_epoch,
-        log_every_n_steps=args.log_every_n_steps, num_sanity_val_steps=args.num_sanity_val_steps,
-        enable_progress_bar=not args.no_progress_bar, **determinism_flags(args),
+        log_every_n_steps=args.log_every_n_steps,
+        num_sanity_val_steps=args.num_sanity_val_steps,
+        enable_progress_bar=not args.no_progress_bar,
+        **determinism_flags(args),
     )
     # weights_only=True: a resumed checkpoint is data only (cassle.utils.checkpoint's allowlist),
     # unless --trust_checkpoint says the user knows where the file comes from.
     with resume_context():
-        trainer.fit(model, datamodule=datamodule, ckpt_path=args.resume_from_checkpoint,
-                    weights_only=not args.trust_checkpoint)
+        trainer.fit(
+            model, datamodule=datamodule, ckpt_path=args.resume_from_checkpoint, weights_only=not args.trust_checkpoint
+        )
     return trainer
 
 
@@ -223,7 +253,7 @@ class StopSignals(pl.Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         self.training = False
 
-    def __enter__(self) -> "StopSignals":
+    def __enter__(self) -> StopSignals:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._previous[sig] = signal.signal(sig, self._handle)
         return self
@@ -272,16 +302,21 @@ def main(argv=None) -> int:
             return 1
     if stop.exit_code is not None:
         name = signal.Signals(stop.signum).name
-        print(f"task {args.task_idx} stopped by {name}; the launcher resumes it from {last} "
-              f"(or pass --resume_from_checkpoint {last})", file=sys.stderr)
+        print(
+            f"task {args.task_idx} stopped by {name}; the launcher resumes it from {last} "
+            f"(or pass --resume_from_checkpoint {last})",
+            file=sys.stderr,
+        )
         return stop.exit_code
     if trainer.interrupted:
-        print(f"task {args.task_idx} was interrupted; resume with --resume_from_checkpoint {last}",
-              file=sys.stderr)
+        print(f"task {args.task_idx} was interrupted; resume with --resume_from_checkpoint {last}", file=sys.stderr)
         return 1
     if not os.path.isfile(last):
-        print(f"error: task {args.task_idx} ran no training step (no {last}); check "
-              "--limit_train_batches, --batch_size and the task's data size", file=sys.stderr)
+        print(
+            f"error: task {args.task_idx} ran no training step (no {last}); check "
+            "--limit_train_batches, --batch_size and the task's data size",
+            file=sys.stderr,
+        )
         return 1
     complete, why = task_complete(last, args.task_idx, args.max_epochs, args.max_steps)
     if not complete:

@@ -24,6 +24,7 @@ Several evaluated runs (run folders, or folders of run folders such as a launche
 writes the A / F / T table (rows = strategy, columns = method, mean +- std over seeds) as
 comparison.csv / .md / .png / .json (cassle/eval/compare.py).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,30 +39,55 @@ def build_parser() -> argparse.ArgumentParser:
     from cassle.data.args import DATASETS, SPLIT_STRATEGIES
     from cassle.utils.args import add_original_flags, new_parser
 
-    p = new_parser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p = new_parser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     what = p.add_argument_group("what to evaluate (exactly one)")
-    what.add_argument("--pretrained_feature_extractor", "--pretrained_model", "--checkpoint",
-                      dest="pretrained_feature_extractor", help="one task's last.ckpt")
+    what.add_argument(
+        "--pretrained_feature_extractor",
+        "--pretrained_model",
+        "--checkpoint",
+        dest="pretrained_feature_extractor",
+        help="one task's last.ckpt",
+    )
     what.add_argument("--run_dir", help="a job_launcher.py run folder (task*/last.ckpt, manifest.json)")
-    what.add_argument("--compare", nargs="+", metavar="RUN",
-                      help="evaluated run folders (or folders of them) to tabulate; needs --output_dir")
-    what.add_argument("--trust_checkpoint", action="store_true",
-                      help="unpickle the checkpoint(s) fully, running any code they carry: only for "
-                           "files whose origin you know (default: data only, see README)")
-    what.add_argument("--protocol", choices=["linear", "online"], default="linear",
-                      help="linear: train a linear probe (default); online: the checkpoint's online "
-                           "classifier trained during pretraining (the reference's CIFAR numbers)")
-    what.add_argument("--eval_protocol", choices=["fast", "paper"], default=None,
-                      help="with --run_dir: fast (default) = features once, no augmentation, standardised, "
-                           "lr 0.1 for every method (minutes; not the paper's figures); paper = the paper's "
-                           "protocol for the run's dataset: CIFAR the online classifier, ImageNet-100 / "
-                           "DomainNet the offline augmented probe with the per-method lr. Every report "
-                           "names the protocol beside A / F / T")
-    what.add_argument("--mode", choices=["fast", "augmented"], default=None,
-                      help="augmented: the reference's 100-epoch augmented protocol (default for one "
-                           "checkpoint); fast: features extracted once, probe on cached features "
-                           "(default for --run_dir)")
+    what.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="RUN",
+        help="evaluated run folders (or folders of them) to tabulate; needs --output_dir",
+    )
+    what.add_argument(
+        "--trust_checkpoint",
+        action="store_true",
+        help="unpickle the checkpoint(s) fully, running any code they carry: only for "
+        "files whose origin you know (default: data only, see README)",
+    )
+    what.add_argument(
+        "--protocol",
+        choices=["linear", "online"],
+        default="linear",
+        help="linear: train a linear probe (default); online: the checkpoint's online "
+        "classifier trained during pretraining (the reference's CIFAR numbers)",
+    )
+    what.add_argument(
+        "--eval_protocol",
+        choices=["fast", "paper"],
+        default=None,
+        help="with --run_dir: fast (default) = features once, no augmentation, standardised, "
+        "lr 0.1 for every method (minutes; not the paper's figures); paper = the paper's "
+        "protocol for the run's dataset: CIFAR the online classifier, ImageNet-100 / "
+        "DomainNet the offline augmented probe with the per-method lr. Every report "
+        "names the protocol beside A / F / T",
+    )
+    what.add_argument(
+        "--mode",
+        choices=["fast", "augmented"],
+        default=None,
+        help="augmented: the reference's 100-epoch augmented protocol (default for one "
+        "checkpoint); fast: features extracted once, probe on cached features "
+        "(default for --run_dir)",
+    )
 
     data = p.add_argument_group("data (default: what the checkpoint was trained on)")
     data.add_argument("--dataset", choices=DATASETS, default=None)
@@ -74,32 +100,65 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--synthetic_image_size", type=int, default=None)
     data.add_argument("--split_strategy", choices=SPLIT_STRATEGIES, default=None)
     data.add_argument("--num_tasks", type=int, default=None)
-    data.add_argument("--domains", nargs="+", default=None,
-                      help="domains in task order (default: the checkpoint's; DomainNet's reference order)")
+    data.add_argument(
+        "--domains",
+        nargs="+",
+        default=None,
+        help="domains in task order (default: the checkpoint's; DomainNet's reference order)",
+    )
     data.add_argument("--domain", default=None, help="data with domains: train and test on this domain only")
-    data.add_argument("--domain_eval", choices=["agnostic", "aware", "both"], default="both",
-                      help="domain split: agnostic = one classifier on all domains, aware = one per domain")
-    data.add_argument("--crop_size", type=int, default=None,
-                      help="test crop; default: the run's own crop size (folders: resize crop*256/224 + "
-                           "centre crop, the reference's 256/224 for 224 px runs)")
-    data.add_argument("--validate_images", action=argparse.BooleanOptionalAction, default=True,
-                      help="check every listed image exists and its header decodes before evaluating")
-    data.add_argument("--allow_paths_outside_data_dir", action="store_true", default=False,
-                      help="accept list lines whose image lies outside --data_dir (also on when the "
-                           "checkpoint's run was given it and its data is evaluated)")
-    data.add_argument("--max_image_pixels", type=int, default=None,
-                      help="larger images are refused naming the file (default: the run's, else PIL's "
-                           "89,478,485; 0 = no limit)")
-    data.add_argument("--label_fraction", type=float, default=None,
-                      help="semi-supervised: a stratified, seeded fraction of the labels (0.01, 0.1)")
+    data.add_argument(
+        "--domain_eval",
+        choices=["agnostic", "aware", "both"],
+        default="both",
+        help="domain split: agnostic = one classifier on all domains, aware = one per domain",
+    )
+    data.add_argument(
+        "--crop_size",
+        type=int,
+        default=None,
+        help="test crop; default: the run's own crop size (folders: resize crop*256/224 + "
+        "centre crop, the reference's 256/224 for 224 px runs)",
+    )
+    data.add_argument(
+        "--validate_images",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="check every listed image exists and its header decodes before evaluating",
+    )
+    data.add_argument(
+        "--allow_paths_outside_data_dir",
+        action="store_true",
+        default=False,
+        help="accept list lines whose image lies outside --data_dir (also on when the "
+        "checkpoint's run was given it and its data is evaluated)",
+    )
+    data.add_argument(
+        "--max_image_pixels",
+        type=int,
+        default=None,
+        help="larger images are refused naming the file (default: the run's, else PIL's 89,478,485; 0 = no limit)",
+    )
+    data.add_argument(
+        "--label_fraction",
+        type=float,
+        default=None,
+        help="semi-supervised: a stratified, seeded fraction of the labels (0.01, 0.1)",
+    )
 
     opt = p.add_argument_group("probe")
     opt.add_argument("--max_epochs", type=int, default=100)
     opt.add_argument("--lr", type=float, default=None, help="default: the reference lr of the method")
-    opt.add_argument("--method", default=None, help="pick the reference lr of this method instead of the "
-                                                    "checkpoint's (e.g. supcon)")
-    opt.add_argument("--lr_decay_steps", type=int, nargs="+", default=None,
-                     help="epochs of the x0.1 steps (default: 60%% and 80%% of --max_epochs)")
+    opt.add_argument(
+        "--method", default=None, help="pick the reference lr of this method instead of the checkpoint's (e.g. supcon)"
+    )
+    opt.add_argument(
+        "--lr_decay_steps",
+        type=int,
+        nargs="+",
+        default=None,
+        help="epochs of the x0.1 steps (default: 60%% and 80%% of --max_epochs)",
+    )
     opt.add_argument("--weight_decay", type=float, default=0.0)
     opt.add_argument("--momentum", type=float, default=0.9)
     opt.add_argument("--batch_size", type=int, default=256)
@@ -110,23 +169,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = p.add_argument_group("hardware and output")
     run.add_argument("--num_workers", type=int, default=None, help="default: the checkpoint's")
-    run.add_argument("--accelerator", default="auto",
-                     help="auto, cpu, gpu (the last of --gpus / --accelerator / --devices wins)")
-    run.add_argument("--gpus", default=None,
-                     help="the original's spelling: GPU ids; linear evaluation uses one GPU")
+    run.add_argument(
+        "--accelerator", default="auto", help="auto, cpu, gpu (the last of --gpus / --accelerator / --devices wins)"
+    )
+    run.add_argument("--gpus", default=None, help="the original's spelling: GPU ids; linear evaluation uses one GPU")
     run.add_argument("--devices", default="1", help="linear evaluation uses one device")
-    run.add_argument("--lars", action="store_true",
-                     help="not supported: the probe uses SGD, as the reference's linear scripts")
+    run.add_argument(
+        "--lars", action="store_true", help="not supported: the probe uses SGD, as the reference's linear scripts"
+    )
     run.add_argument("--precision", default="auto", help="auto (bf16 on GPUs that support it), 32, 16, bf16")
-    run.add_argument("--encoder", "--backbone", dest="backbone", default=None,
-                     help="checked against the checkpoint (the architecture comes from the checkpoint)")
-    run.add_argument("--dali", action="store_true",
-                     help="augmented probe on image folders / DomainNet: batches through NVIDIA DALI when it "
-                          "is installed (bicubic crop, flip, last batch dropped, as the reference); without "
-                          "DALI the same augmentation in torchvision workers")
-    run.add_argument("--image_cache_gb", type=float, default=4.0,
-                     help="image folders: keep the decoded, test-transformed images in memory (up to this "
-                          "size) so every checkpoint of a run reuses them; 0 decodes on every pass")
+    run.add_argument(
+        "--encoder",
+        "--backbone",
+        dest="backbone",
+        default=None,
+        help="checked against the checkpoint (the architecture comes from the checkpoint)",
+    )
+    run.add_argument(
+        "--dali",
+        action="store_true",
+        help="augmented probe on image folders / DomainNet: batches through NVIDIA DALI when it "
+        "is installed (bicubic crop, flip, last batch dropped, as the reference); without "
+        "DALI the same augmentation in torchvision workers",
+    )
+    run.add_argument(
+        "--image_cache_gb",
+        type=float,
+        default=4.0,
+        help="image folders: keep the decoded, test-transformed images in memory (up to this "
+        "size) so every checkpoint of a run reuses them; 0 decodes on every pass",
+    )
     run.add_argument("--output_dir", default=None)
     run.add_argument("--save_checkpoint", action="store_true", help="also save the trained classifier")
     run.add_argument("--progress_bar", action="store_true")
@@ -147,8 +219,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     opts = parser.parse_args(argv)
     check_wandb(parser, opts)
     if sum(map(bool, (opts.pretrained_feature_extractor, opts.run_dir, opts.compare))) != 1:
-        parser.error("give exactly one of --pretrained_feature_extractor PATH (one checkpoint), "
-                     "--run_dir DIR (every task of a run) and --compare RUN [RUN ...] (a table of runs)")
+        parser.error(
+            "give exactly one of --pretrained_feature_extractor PATH (one checkpoint), "
+            "--run_dir DIR (every task of a run) and --compare RUN [RUN ...] (a table of runs)"
+        )
     if opts.compare and not opts.output_dir:
         parser.error("--compare needs --output_dir DIR (where the comparison files go)")
     resolve_devices(opts, argv, parser)
@@ -189,13 +263,17 @@ def main(argv=None) -> int:
             print(f"[eval] test transform: {res['protocol']['test_transform']}")
             F, T = res["F"], res["T"]
             why_no_t = " (not defined for --protocol online)" if res["extra"].get("T_undefined") else ""
-            print(f"[eval] A = {res['A']:.2f}  F = {'n/a' if F is None else f'{F:.2f}'}  "
-                  f"T = {'n/a' if T is None else f'{T:.2f}'}{why_no_t}  [{res['protocol']['label']}]  "
-                  f"-> {res['output_dir']}")
+            print(
+                f"[eval] A = {res['A']:.2f}  F = {'n/a' if F is None else f'{F:.2f}'}  "
+                f"T = {'n/a' if T is None else f'{T:.2f}'}{why_no_t}  [{res['protocol']['label']}]  "
+                f"-> {res['output_dir']}"
+            )
         else:
             res = evaluate_checkpoint(opts)
-            print(f"{res['protocol']['name']}: top-1 {res['acc1']:.2f} [{res['protocol']['label']}] (test transform: "
-                  f"{res['protocol']['test_transform']})")
+            print(
+                f"{res['protocol']['name']}: top-1 {res['acc1']:.2f} [{res['protocol']['label']}] (test transform: "
+                f"{res['protocol']['test_transform']})"
+            )
             for name, acc in zip(res["task_names"], res["per_task"]):
                 print(f"  {name}: {acc:.2f}")
             for d, acc in res.get("knn", {}).items():
@@ -210,7 +288,10 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    for noisy in (".*does not have many workers.*", ".*`srun` command is available.*",
-                  ".*smaller than the logging interval.*"):
+    for noisy in (
+        ".*does not have many workers.*",
+        ".*`srun` command is available.*",
+        ".*smaller than the logging interval.*",
+    ):
         warnings.filterwarnings("ignore", noisy)
     sys.exit(main())

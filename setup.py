@@ -1,4 +1,5 @@
 """cassle: continual self-supervised learning (CaSSLe, Fini et al., CVPR 2022)."""
+
 from setuptools import find_packages, setup
 
 setup(
@@ -21,7 +22,7 @@ setup(
         "numpy",
     ],
     extras_require={
-        "dev": ["pytest>=7", "scipy", "timm>=1.0,<2"],  # timm: also the LARS reference test
+        "dev": ["pytest>=7", "pytest-xdist", "scipy", "timm>=1.0,<2", "ruff==0.17.6"],  # timm: also the LARS reference test
         # DALI from PyPI; pick the build matching the machine's CUDA (cuda120 for CUDA 12.x).
         "dali": ["nvidia-dali-cuda120"],
         "dali-cuda130": ["nvidia-dali-cuda130"],

@@ -6,6 +6,7 @@ The allowlist (.ci/expected_skips.txt) has one line per expected skip:
 Exit status 1 when a test skipped that the allowlist does not name (a test CI is meant to run),
 0 otherwise. Allowlist lines that matched no skip are reported too (they may be stale).
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -23,8 +24,7 @@ def skipped_tests(xml_path: str) -> list[tuple[str, str]]:
         module = case.get("classname", "")
         # classname is dotted: tests.test_x, tests.sub.test_x or tests.test_x.TestClass
         parts = module.split(".")
-        end = next((i + 1 for i, p in enumerate(parts) if p.startswith("test_") or p.endswith("_test")),
-                   len(parts))
+        end = next((i + 1 for i, p in enumerate(parts) if p.startswith("test_") or p.endswith("_test")), len(parts))
         node = "::".join(["/".join(parts[:end]) + ".py", *parts[end:], case.get("name", "")])
         out.append((node, (skip.get("message") or "").strip()))
     return out
@@ -49,8 +49,9 @@ def main(xml_path: str, allow_path: str) -> int:
     used, unexpected = set(), []
     print(f"\n==== skipped tests: {len(skips)} ====")
     for node, reason in skips:
-        match = next((i for i, (glob, text, _) in enumerate(allowed)
-                      if fnmatch.fnmatch(node, glob) and text in reason), None)
+        match = next(
+            (i for i, (glob, text, _) in enumerate(allowed) if fnmatch.fnmatch(node, glob) and text in reason), None
+        )
         if match is None:
             unexpected.append(node)
         else:
@@ -61,8 +62,10 @@ def main(xml_path: str, allow_path: str) -> int:
         if i not in used:
             print(f"  note: expected skip '{glob} | {text}' did not happen (stale entry?)")
     if unexpected:
-        print(f"\nFAIL: {len(unexpected)} test(s) skipped that CI is meant to run (fix the cause, or add them "
-              f"to {allow_path} with the reason CI's machine cannot run them, and say so in the README):")
+        print(
+            f"\nFAIL: {len(unexpected)} test(s) skipped that CI is meant to run (fix the cause, or add them "
+            f"to {allow_path} with the reason CI's machine cannot run them, and say so in the README):"
+        )
         for node in unexpected:
             print(f"  {node}")
         return 1

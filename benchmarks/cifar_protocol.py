@@ -29,6 +29,7 @@ evaluation, from the shell's clock) and training views/s = 2 x optimizer steps x
 over tasks, / the tasks' time (process start to exit, from the manifest). Writes
 ``OUT_DIR/protocol.md`` and ``OUT_DIR/protocol.json`` and prints the markdown.
 """
+
 from __future__ import annotations
 
 import time
@@ -54,8 +55,9 @@ from protocol_report import cmd_report  # noqa: E402  (benchmarks/ is on sys.pat
 
 
 # --------------------------------------------------------------------------- plan
-def protocol_argvs(finetune_script: str, cassle_script: str, data_dir: str, common: list[str],
-                   offline_extra: list[str]) -> dict[str, list[str]]:
+def protocol_argvs(
+    finetune_script: str, cassle_script: str, data_dir: str, common: list[str], offline_extra: list[str]
+) -> dict[str, list[str]]:
     """The merged argv of each run, as ``job_launcher.py --script S -- common [offline_extra]``."""
     from cassle.continual.plan import merge_args, parse_script
 
@@ -87,8 +89,8 @@ def _task_sizes(args, datamodule) -> list[int]:
 def _probe_kind(argv: list[str], steps: int, warmup: int, tmp: str) -> dict:
     """Build one task as main_continual does and time ``steps`` iterations after ``warmup``."""
     import pytorch_lightning as pl
-
     import throughput
+
     from cassle.data import ContinualDataModule
     from cassle.utils.args import parse_args
     from main_continual import apply_memory_format, build_model
@@ -104,13 +106,20 @@ def _probe_kind(argv: list[str], steps: int, warmup: int, tmp: str) -> dict:
     build_s = time.perf_counter() - t0
     timer = throughput.StepTimer(warmup, steps)
     t_fit = time.perf_counter()
-    views = throughput.timed_fit(args, model, argparse.Namespace(warmup_steps=warmup, steps=steps),
-                                 datamodule=dm, timer=timer)
+    views = throughput.timed_fit(
+        args, model, argparse.Namespace(warmup_steps=warmup, steps=steps), datamodule=dm, timer=timer
+    )
     step_s = 2 * args.batch_size / views
     # Trainer set-up (data onto the device) and the first steps' extra cost (kernel selection).
     setup_s = (timer.t_start - t_fit) + max(0.0, (timer.t0 - timer.t_start) - warmup * step_s)
-    return {"args": args, "datamodule": dm, "model": model, "views_per_s": views, "step_s": step_s,
-            "build_s": build_s + setup_s}
+    return {
+        "args": args,
+        "datamodule": dm,
+        "model": model,
+        "views_per_s": views,
+        "step_s": step_s,
+        "build_s": build_s + setup_s,
+    }
 
 
 def _device(args):
@@ -188,8 +197,13 @@ def plan_time(m: dict, epochs: int) -> dict:
         per_run[name] = {"gpu_s": gpu, "process_s": own + m["eval_s"][name]}
     gpu_total = sum(r["gpu_s"] for r in per_run.values())
     process = max(r["process_s"] for r in per_run.values())
-    return {"epochs": epochs, "gpu_work_s": gpu_total, "per_process_s": process,
-            "planned_s": gpu_total + process, "runs": per_run}
+    return {
+        "epochs": epochs,
+        "gpu_work_s": gpu_total,
+        "per_process_s": process,
+        "planned_s": gpu_total + process,
+        "runs": per_run,
+    }
 
 
 def largest_epochs(m: dict, budget_s: float, limit: int = 100_000) -> int:
@@ -208,19 +222,18 @@ def largest_epochs(m: dict, budget_s: float, limit: int = 100_000) -> int:
 
 def measure(opts) -> dict:
     """Everything ``plan_time`` needs, measured on this machine."""
+    import pytorch_lightning  # noqa: F401  (timed: every task process pays these imports)
+    import throughput  # noqa: F401
     import torch
 
-    from cassle.continual.plan import plan_tasks
-
-    import pytorch_lightning  # noqa: F401  (timed: every task process pays these imports)
-
     import main_continual  # noqa: F401
-    import throughput  # noqa: F401
+    from cassle.continual.plan import plan_tasks
     from cassle.data import ContinualDataModule  # noqa: F401
 
     import_s = time.perf_counter() - _T_START
-    argvs = protocol_argvs(opts.finetune_script, opts.cassle_script, opts.data_dir, opts.common,
-                           shlex.split(opts.offline_extra))
+    argvs = protocol_argvs(
+        opts.finetune_script, opts.cassle_script, opts.data_dir, opts.common, shlex.split(opts.offline_extra)
+    )
     with tempfile.TemporaryDirectory() as tmp:
         ft_task0 = plan_tasks(argvs["finetune"], None, os.path.join(tmp, "ft"))[0].argv
         cs_tasks = plan_tasks(argvs["cassle"], None, os.path.join(tmp, "cs"))
@@ -254,9 +267,17 @@ def measure(opts) -> dict:
         "views_per_s": {"finetune": ft["views_per_s"], "cassle": cs["views_per_s"]},
         "step_s": {"finetune": ft["step_s"], "cassle": cs["step_s"]},
         "startup_s": {"finetune": import_s + ft["build_s"], "cassle": import_s + cs["build_s"]},
-        "import_s": import_s, "forward_images_per_s": fwd, "val_s": val_s, "checkpoint_s": ckpt_s,
-        "probe_step_s": probe_step, "eval_s": eval_s, "runs": runs,
-        "train_size": n_train, "test_size": n_test, "task_sizes": sizes, "batch_size": B,
+        "import_s": import_s,
+        "forward_images_per_s": fwd,
+        "val_s": val_s,
+        "checkpoint_s": ckpt_s,
+        "probe_step_s": probe_step,
+        "eval_s": eval_s,
+        "runs": runs,
+        "train_size": n_train,
+        "test_size": n_test,
+        "task_sizes": sizes,
+        "batch_size": B,
         "probe": {"steps": opts.steps, "warmup_steps": opts.warmup_steps},
         "argv": argvs,
     }
@@ -269,22 +290,36 @@ def cmd_plan(opts) -> int:
     budget = opts.budget_s - spent
     best = largest_epochs(m, budget)
     plan = plan_time(m, opts.epochs)
-    print(f"probe on {m['device']} ({opts.steps} steps after {opts.warmup_steps} warm-up, batch {m['batch_size']}): "
-          f"fine-tuning {m['views_per_s']['finetune']:,.0f} views/s, CaSSLe {m['views_per_s']['cassle']:,.0f} views/s; "
-          f"backbone forward {m['forward_images_per_s']:,.0f} images/s; task start-up "
-          f"{m['startup_s']['cassle']:.1f} s; checkpoint {m['checkpoint_s']:.2f} s")
+    print(
+        f"probe on {m['device']} ({opts.steps} steps after {opts.warmup_steps} warm-up, batch {m['batch_size']}): "
+        f"fine-tuning {m['views_per_s']['finetune']:,.0f} views/s, CaSSLe {m['views_per_s']['cassle']:,.0f} views/s; "
+        f"backbone forward {m['forward_images_per_s']:,.0f} images/s; task start-up "
+        f"{m['startup_s']['cassle']:.1f} s; checkpoint {m['checkpoint_s']:.2f} s"
+    )
     for name, r in plan["runs"].items():
-        print(f"  {name:8s} {len(m['runs'][name]['tasks'])} task(s): GPU work {r['gpu_s']:7.0f} s, "
-              f"start-up + checkpoints + evaluation {r['process_s']:5.0f} s")
+        print(
+            f"  {name:8s} {len(m['runs'][name]['tasks'])} task(s): GPU work {r['gpu_s']:7.0f} s, "
+            f"start-up + checkpoints + evaluation {r['process_s']:5.0f} s"
+        )
     fits = "fits" if spent + plan["planned_s"] <= opts.budget_s else "does NOT fit"
-    print(f"planned time at EPOCHS={opts.epochs}: {plan['planned_s']:.0f} s (GPU work of the three runs "
-          f"summed {plan['gpu_work_s']:.0f} s + per-process {plan['per_process_s']:.0f} s); "
-          f"{fits} in the budget of {opts.budget_s:.0f} s")
-    print(f"largest EPOCHS that fits in {opts.budget_s:.0f} s: {best}"
-          + (f" (planned {plan_time(m, best)['planned_s']:.0f} s, after {spent:.0f} s already spent)" if best else ""))
+    print(
+        f"planned time at EPOCHS={opts.epochs}: {plan['planned_s']:.0f} s (GPU work of the three runs "
+        f"summed {plan['gpu_work_s']:.0f} s + per-process {plan['per_process_s']:.0f} s); "
+        f"{fits} in the budget of {opts.budget_s:.0f} s"
+    )
+    print(
+        f"largest EPOCHS that fits in {opts.budget_s:.0f} s: {best}"
+        + (f" (planned {plan_time(m, best)['planned_s']:.0f} s, after {spent:.0f} s already spent)" if best else "")
+    )
     if opts.json:
-        out = {"epochs": opts.epochs, "budget_s": opts.budget_s, "spent_s": spent,
-               "largest_epochs": best, "plan": plan, "measured": m}
+        out = {
+            "epochs": opts.epochs,
+            "budget_s": opts.budget_s,
+            "spent_s": spent,
+            "largest_epochs": best,
+            "plan": plan,
+            "measured": m,
+        }
         Path(opts.json).write_text(json.dumps(out, indent=2, default=str) + "\n")
     return 0
 
@@ -294,7 +329,7 @@ def main(argv=None) -> int:
     common: list[str] = []
     if "--" in argv:
         cut = argv.index("--")
-        argv, common = argv[:cut], argv[cut + 1:]
+        argv, common = argv[:cut], argv[cut + 1 :]
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     pl_ = sub.add_parser("plan")
@@ -325,9 +360,15 @@ if __name__ == "__main__":
     import logging
     import warnings
 
-    for noisy in (".*does not have many workers.*", ".*smaller than the logging interval.*",
-                  ".*`srun` command is available.*", ".*warmup_steps.*", ".*LeafSpec.*", ".*no `val_dataloader`.*",
-                  ".*`weights_only` was not set.*"):
+    for noisy in (
+        ".*does not have many workers.*",
+        ".*smaller than the logging interval.*",
+        ".*`srun` command is available.*",
+        ".*warmup_steps.*",
+        ".*LeafSpec.*",
+        ".*no `val_dataloader`.*",
+        ".*`weights_only` was not set.*",
+    ):
         warnings.filterwarnings("ignore", noisy)
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)

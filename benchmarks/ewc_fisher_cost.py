@@ -7,6 +7,7 @@ per-sample Fisher pass of ``cassle.strategies.fisher.sample_fisher`` (a forward 
 vectorised per-sample weight gradients), and prints both and their ratio. The Fisher runs once per
 task over ``--ewc_fisher_samples`` images (default 1024), i.e. about ratio x 1024 / B steps.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,9 +58,11 @@ def main() -> None:
         sample_fisher(model, named, [(a.batch, lambda: model.plain_ssl_loss(views, None))])
 
     t_step, t_fisher = _timed(step, device), _timed(fisher, device)
-    print(f"{a.method} {a.backbone} batch {a.batch} on {device}: forward+backward {t_step:.3f}s, "
-          f"per-sample Fisher {t_fisher:.3f}s, ratio {t_fisher / t_step:.1f}; 1024 images ~ "
-          f"{t_fisher / t_step * 1024 / a.batch:.0f} training steps of batch {a.batch}, once per task")
+    print(
+        f"{a.method} {a.backbone} batch {a.batch} on {device}: forward+backward {t_step:.3f}s, "
+        f"per-sample Fisher {t_fisher:.3f}s, ratio {t_fisher / t_step:.1f}; 1024 images ~ "
+        f"{t_fisher / t_step * 1024 / a.batch:.0f} training steps of batch {a.batch}, once per task"
+    )
 
 
 if __name__ == "__main__":

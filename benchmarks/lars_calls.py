@@ -6,6 +6,7 @@ Counts the top-level aten calls of one optimiser step with torch's profiler (on 
 least one kernel launch) and times a few steps on this machine's CPU. The per-parameter loop is the
 reference implementation kept in tests/test_optim.py.
 """
+
 from __future__ import annotations
 
 import sys
@@ -38,8 +39,11 @@ def main() -> None:
         opt.step()  # momentum buffers exist from here on, as in training
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
             opt.step()
-        calls = [e for e in prof.events() if e.name.startswith("aten::")
-                 and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::"))]
+        calls = [
+            e
+            for e in prof.events()
+            if e.name.startswith("aten::") and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::"))
+        ]
         t0 = time.perf_counter()
         for _ in range(5):
             opt.step()

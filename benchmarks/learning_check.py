@@ -10,6 +10,7 @@ Prints a table and writes JSON (machine, versions, command, figures).
     python benchmarks/learning_check.py --dataset cifar100 --data_dir DATA --backbone resnet18 \
         --epochs 30 --batch_size 256
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,40 +27,175 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from cassle.data import ContinualDataModule  # noqa: E402
 from cassle.eval.linear import load_backbone_from_checkpoint, random_backbone  # noqa: E402
-from cassle.eval.probe import (extract_features, probe_accuracy,  # noqa: E402
-                               train_linear_probe_on_features)
+from cassle.eval.probe import extract_features, probe_accuracy, train_linear_probe_on_features  # noqa: E402
 from cassle.utils.args import parse_args  # noqa: E402
 
 # Per-method flags of the CIFAR recipes (REFERENCE section 4), heads shrunk for the tiny backbone.
 RECIPES = {
-    "barlow_twins": ["--optimizer", "lars", "--grad_clip_lars", "--exclude_bias_n_norm",
-                     "--lr", "0.3", "--weight_decay", "1e-4", "--scale_loss", "0.1",
-                     "--solarization_prob", "0.0", "0.2"],
-    "byol": ["--optimizer", "lars", "--grad_clip_lars", "--exclude_bias_n_norm", "--lr", "1.0",
-             "--weight_decay", "1e-5", "--solarization_prob", "0.0", "0.2"],
-    "simclr": ["--optimizer", "lars", "--grad_clip_lars", "--exclude_bias_n_norm", "--lr", "0.4",
-               "--weight_decay", "1e-5", "--brightness", "0.8", "--contrast", "0.8",
-               "--saturation", "0.8", "--hue", "0.2"],
-    "mocov2plus": ["--optimizer", "sgd", "--lr", "0.3", "--weight_decay", "1e-4",
-                   "--queue_size", "4096"],
-    "swav": ["--optimizer", "lars", "--grad_clip_lars", "--lr", "0.6", "--weight_decay", "1e-6",
-             "--min_lr", "6e-4", "--num_prototypes", "300", "--epoch_queue_starts", "1000",
-             "--freeze_prototypes_epochs", "1", "--brightness", "0.8", "--contrast", "0.8",
-             "--saturation", "0.8", "--hue", "0.2"],
-    "vicreg": ["--optimizer", "lars", "--grad_clip_lars", "--exclude_bias_n_norm", "--lr", "0.3",
-               "--weight_decay", "1e-4", "--min_scale", "0.2", "--solarization_prob", "0.1"],
+    "barlow_twins": [
+        "--optimizer",
+        "lars",
+        "--grad_clip_lars",
+        "--exclude_bias_n_norm",
+        "--lr",
+        "0.3",
+        "--weight_decay",
+        "1e-4",
+        "--scale_loss",
+        "0.1",
+        "--solarization_prob",
+        "0.0",
+        "0.2",
+    ],
+    "byol": [
+        "--optimizer",
+        "lars",
+        "--grad_clip_lars",
+        "--exclude_bias_n_norm",
+        "--lr",
+        "1.0",
+        "--weight_decay",
+        "1e-5",
+        "--solarization_prob",
+        "0.0",
+        "0.2",
+    ],
+    "simclr": [
+        "--optimizer",
+        "lars",
+        "--grad_clip_lars",
+        "--exclude_bias_n_norm",
+        "--lr",
+        "0.4",
+        "--weight_decay",
+        "1e-5",
+        "--brightness",
+        "0.8",
+        "--contrast",
+        "0.8",
+        "--saturation",
+        "0.8",
+        "--hue",
+        "0.2",
+    ],
+    "mocov2plus": ["--optimizer", "sgd", "--lr", "0.3", "--weight_decay", "1e-4", "--queue_size", "4096"],
+    "swav": [
+        "--optimizer",
+        "lars",
+        "--grad_clip_lars",
+        "--lr",
+        "0.6",
+        "--weight_decay",
+        "1e-6",
+        "--min_lr",
+        "6e-4",
+        "--num_prototypes",
+        "300",
+        "--epoch_queue_starts",
+        "1000",
+        "--freeze_prototypes_epochs",
+        "1",
+        "--brightness",
+        "0.8",
+        "--contrast",
+        "0.8",
+        "--saturation",
+        "0.8",
+        "--hue",
+        "0.2",
+    ],
+    "vicreg": [
+        "--optimizer",
+        "lars",
+        "--grad_clip_lars",
+        "--exclude_bias_n_norm",
+        "--lr",
+        "0.3",
+        "--weight_decay",
+        "1e-4",
+        "--min_scale",
+        "0.2",
+        "--solarization_prob",
+        "0.1",
+    ],
     # issue 22: bash_files/continual/cifar/<m>.sh (solo-learn's CIFAR scripts), queues shortened
-    "simsiam": ["--optimizer", "sgd", "--lr", "0.5", "--classifier_lr", "0.1", "--weight_decay", "1e-5",
-                "--saturation", "0.4", "--zero_init_residual"],
-    "nnclr": ["--optimizer", "lars", "--eta_lars", "0.02", "--grad_clip_lars", "--exclude_bias_n_norm",
-              "--lr", "0.4", "--classifier_lr", "0.1", "--weight_decay", "1e-5", "--solarization_prob", "0.0",
-              "0.2", "--pred_hidden_dim", "1024", "--queue_size", "4096"],
-    "ressl": ["--optimizer", "sgd", "--lr", "0.05", "--classifier_lr", "0.1", "--weight_decay", "1e-4",
-              "--brightness", "0.4", "0.0", "--contrast", "0.4", "0.0", "--saturation", "0.2", "0.0",
-              "--hue", "0.1", "0.0", "--queue_size", "4096"],
+    "simsiam": [
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.5",
+        "--classifier_lr",
+        "0.1",
+        "--weight_decay",
+        "1e-5",
+        "--saturation",
+        "0.4",
+        "--zero_init_residual",
+    ],
+    "nnclr": [
+        "--optimizer",
+        "lars",
+        "--eta_lars",
+        "0.02",
+        "--grad_clip_lars",
+        "--exclude_bias_n_norm",
+        "--lr",
+        "0.4",
+        "--classifier_lr",
+        "0.1",
+        "--weight_decay",
+        "1e-5",
+        "--solarization_prob",
+        "0.0",
+        "0.2",
+        "--pred_hidden_dim",
+        "1024",
+        "--queue_size",
+        "4096",
+    ],
+    "ressl": [
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.05",
+        "--classifier_lr",
+        "0.1",
+        "--weight_decay",
+        "1e-4",
+        "--brightness",
+        "0.4",
+        "0.0",
+        "--contrast",
+        "0.4",
+        "0.0",
+        "--saturation",
+        "0.2",
+        "0.0",
+        "--hue",
+        "0.1",
+        "0.0",
+        "--queue_size",
+        "4096",
+    ],
     # W-MSE: projections of 32 whitened in slices of 64 rows, so batches of 64 or 128 fit
-    "wmse": ["--optimizer", "adam", "--lr", "3e-3", "--classifier_lr", "3e-3", "--weight_decay", "1e-6",
-             "--warmup_start_lr", "0", "--min_scale", "0.2", "--output_dim", "32", "--whitening_size", "64"],
+    "wmse": [
+        "--optimizer",
+        "adam",
+        "--lr",
+        "3e-3",
+        "--classifier_lr",
+        "3e-3",
+        "--weight_decay",
+        "1e-6",
+        "--warmup_start_lr",
+        "0",
+        "--min_scale",
+        "0.2",
+        "--output_dim",
+        "32",
+        "--whitening_size",
+        "64",
+    ],
 }
 
 
@@ -75,28 +211,59 @@ def main() -> int:
     p.add_argument("--proj_dim", type=int, default=256, help="projector hidden and output width")
     p.add_argument("--num_workers", type=int, default=2)
     p.add_argument("--output", default="benchmarks/results/learning_check.json")
-    p.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
-                   help="more main_continual flags for every run, e.g. --extra --crop_size 16")
+    p.add_argument(
+        "--extra",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="more main_continual flags for every run, e.g. --extra --crop_size 16",
+    )
     opts = p.parse_args()
 
     from main_continual import run_task
 
-    results = {"command": " ".join(sys.argv), "machine": platform.platform(),
-               "cpu_count": os.cpu_count(), "torch": torch.__version__,
-               "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-               "settings": vars(opts), "methods": {}}
+    results = {
+        "command": " ".join(sys.argv),
+        "machine": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "settings": vars(opts),
+        "methods": {},
+    }
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"{'method':14s} {'trained':>8s} {'random':>8s} {'gain':>7s} {'minutes':>8s}")
     for method in opts.methods:
         with tempfile.TemporaryDirectory() as out:
-            argv = ["--method", method, "--dataset", opts.dataset, "--backbone", opts.backbone,
-                    "--num_tasks", str(opts.num_tasks), "--task_idx", "0",
-                    "--max_epochs", str(opts.epochs), "--batch_size", str(opts.batch_size),
-                    "--num_workers", str(opts.num_workers), "--warmup_epochs",
-                    str(min(10, max(1, opts.epochs // 10))), "--proj_hidden_dim",
-                    str(opts.proj_dim), "--output_dim", str(opts.proj_dim),
-                    "--checkpoint_dir", out, "--no_progress_bar", "--check_val_every_n_epoch",
-                    str(opts.epochs), *RECIPES[method]]
+            argv = [
+                "--method",
+                method,
+                "--dataset",
+                opts.dataset,
+                "--backbone",
+                opts.backbone,
+                "--num_tasks",
+                str(opts.num_tasks),
+                "--task_idx",
+                "0",
+                "--max_epochs",
+                str(opts.epochs),
+                "--batch_size",
+                str(opts.batch_size),
+                "--num_workers",
+                str(opts.num_workers),
+                "--warmup_epochs",
+                str(min(10, max(1, opts.epochs // 10))),
+                "--proj_hidden_dim",
+                str(opts.proj_dim),
+                "--output_dim",
+                str(opts.proj_dim),
+                "--checkpoint_dir",
+                out,
+                "--no_progress_bar",
+                "--check_val_every_n_epoch",
+                str(opts.epochs),
+                *RECIPES[method],
+            ]
             if method == "byol":
                 argv += ["--pred_hidden_dim", str(opts.proj_dim)]
             if opts.data_dir:
@@ -118,15 +285,14 @@ def main() -> int:
                 net = net.to(device).eval()
                 xtr, ytr = extract_features(net, dm.eval_loader(train=True, indices=task_idx), device)
                 val_loader = torch.utils.data.DataLoader(
-                    torch.utils.data.Subset(dm.val_dataset, test_idx.tolist()), batch_size=256)
+                    torch.utils.data.Subset(dm.val_dataset, test_idx.tolist()), batch_size=256
+                )
                 xte, yte = extract_features(net, val_loader, device)
-                probe = train_linear_probe_on_features(xtr, ytr, dm.num_classes, epochs=100,
-                                                       device=device)
+                probe = train_linear_probe_on_features(xtr, ytr, dm.num_classes, epochs=100, device=device)
                 accs[name] = probe_accuracy(probe, xte, yte)
         gain = accs["trained"] - accs["random"]
         results["methods"][method] = {**accs, "gain": gain, "train_minutes": minutes}
-        print(f"{method:14s} {accs['trained']:8.2f} {accs['random']:8.2f} {gain:+7.2f} "
-              f"{minutes:8.1f}", flush=True)
+        print(f"{method:14s} {accs['trained']:8.2f} {accs['random']:8.2f} {gain:+7.2f} {minutes:8.1f}", flush=True)
     os.makedirs(os.path.dirname(os.path.abspath(opts.output)), exist_ok=True)
     with open(opts.output, "w") as f:
         json.dump(results, f, indent=2)

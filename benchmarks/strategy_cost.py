@@ -11,6 +11,7 @@ backbone and projector, one no-grad forward of the 2 x M buffer views through th
 and projector; extra memory: the activations of the 2 x M mixed views and the buffer (indices,
 labels, tasks: a few KiB).
 """
+
 from __future__ import annotations
 
 import torch
@@ -42,8 +43,9 @@ def strategy_steps(tp, b, batch, device, tmp, log=print) -> tuple[dict, dict]:
     length = b.warmup_steps + b.steps
 
     def measure(flags: tuple[str, ...]):
-        args, dm, model = build(b, distiller=b.distiller, data_device="gpu" if cuda else "cpu_batched",
-                                checkpoint_dir=tmp, more=flags)
+        args, dm, model = build(
+            b, distiller=b.distiller, data_device="gpu" if cuda else "cpu_batched", checkpoint_dir=tmp, more=flags
+        )
         model.to(device)
         if flags:
             _ready(model, dm, device)
@@ -51,7 +53,7 @@ def strategy_steps(tp, b, batch, device, tmp, log=print) -> tuple[dict, dict]:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
         speed = timed_fit(args, model, b, loader=RepeatBatch(batch, length))
-        return speed, (torch.cuda.max_memory_allocated(device) / 2 ** 20 if cuda else None)
+        return speed, (torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None)
 
     base, base_mem = measure(())
     views["cassle_step_premade"] = base
@@ -59,7 +61,8 @@ def strategy_steps(tp, b, batch, device, tmp, log=print) -> tuple[dict, dict]:
         speed, mem = measure(("--cl_strategy", name, *flags))
         views[f"cassle_{name}_step_premade"] = speed
         cost[name] = {"extra_time_fraction": base / speed - 1, "peak_mib_cassle": base_mem, "peak_mib": mem}
-        log(f"CaSSLe + {name:14s}     {speed:>12,.0f} views/s ({100 * cost[name]['extra_time_fraction']:+.1f} % "
-            f"time per step beside CaSSLe {base:,.0f}"
-            + (f"; peak {mem:,.0f} MiB vs {base_mem:,.0f})" if cuda else ")"))
+        log(
+            f"CaSSLe + {name:14s}     {speed:>12,.0f} views/s ({100 * cost[name]['extra_time_fraction']:+.1f} % "
+            f"time per step beside CaSSLe {base:,.0f}" + (f"; peak {mem:,.0f} MiB vs {base_mem:,.0f})" if cuda else ")")
+        )
     return views, cost

@@ -28,6 +28,7 @@ the runner's precision / channels_last resolution, CSV logger and LR monitor. A 
 Targets (the Speed issue; one H100/H200, Barlow Twins + decorrelative, ResNet-18, batch 256,
 CIFAR-100): gpu >= 85% of step, gpu >= 2x workers. Figures go to stdout and ``--output`` (JSON).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,92 +45,21 @@ import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script from anywhere
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT, ROOT / "benchmarks"):  # run as a script from anywhere, or imported by path
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
-
-MODES = ("step", "gpu", "workers", "finetune", "augment", "optim", "strategy")  # strategy: strategy_cost.py
-# The optimiser variants of the "optim" mode (flags after the recipe's, so they win).
-OPTIMIZER_FLAGS = {"lars": ["--lars"], "sgd": ["--no-lars", "--optimizer", "sgd"]}
-TARGETS = {"e2e_gpu_vs_step": 0.85, "e2e_gpu_vs_workers": 2.0}
-# CIFAR recipe of the reference (REFERENCE.md section 4) for the method being measured: the
-# optimiser (LARS) and augmentation settings change the cost of a step, so use the real ones.
-RECIPES = {
-    "barlow_twins": ["--lr", "0.3", "--classifier_lr", "0.1", "--weight_decay", "1e-4", "--lars",
-                     "--eta_lars", "0.02", "--grad_clip_lars", "--exclude_bias_n_norm",
-                     "--brightness", "0.4", "--contrast", "0.4", "--saturation", "0.2", "--hue", "0.1",
-                     "--solarization_prob", "0.0", "0.2", "--scale_loss", "0.1"],
-}
-SMOKE_FLAGS = ["--dataset", "synthetic", "--synthetic_size", "192", "--synthetic_image_size", "16",
-               "--crop_size", "16", "--num_classes", "4", "--accelerator", "cpu", "--devices", "1",
-               "--proj_hidden_dim", "32", "--output_dim", "16", "--distill_proj_hidden_dim", "32"]
-
-
-def parse_bench_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                epilog="Arguments after `--` go to cassle's own parser unchanged.")
-    p.add_argument("--method", default="barlow_twins")
-    p.add_argument("--distiller", default="decorrelative")
-    p.add_argument("--batch_size", type=int, default=256)
-    p.add_argument("--backbone", default="resnet18")
-    p.add_argument("--dataset", default="cifar100")
-    p.add_argument("--data_dir", default=None)
-    p.add_argument("--num_tasks", type=int, default=5)
-    p.add_argument("--steps", type=int, default=100, help="timed iterations per mode")
-    p.add_argument("--warmup_steps", type=int, default=20, help="untimed iterations first (>= 1)")
-    p.add_argument("--precision", default="auto", help="as main_continual: auto = bf16-mixed on bf16 GPUs")
-    p.add_argument("--channels_last", default="auto", choices=["auto", "on", "off"])
-    p.add_argument("--num_workers", type=int, default=None,
-                   help="workers of the torchvision mode (default: the CPU count, at most 16)")
-    p.add_argument("--modes", default=",".join(MODES[:-1]), help=f"comma list out of {', '.join(MODES)}")
-    p.add_argument("--seed", type=int, default=5)
-    p.add_argument("--smoke", action="store_true",
-                   help="tiny sizes on the CPU: tiny backbone, synthetic data, a few steps")
-    p.add_argument("--output", default=None, help="JSON file to write")
-    p.add_argument("--matrix", action="store_true", help="every method x {resnet18, vit_small} (throughput_matrix.py)")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, extra = argv[:cut], argv[cut + 1:]
-    b = p.parse_args(argv)
-    b.extra = extra
-    b.modes = [m.strip() for m in b.modes.split(",") if m.strip()]
-    bad = [m for m in b.modes if m not in MODES]
-    if bad:
-        p.error(f"unknown mode(s) {bad}; valid: {', '.join(MODES)}")
-    if b.smoke:
-        b.backbone, b.dataset = "tiny", "synthetic"
-        b.batch_size = min(b.batch_size, 16)
-        b.num_tasks, b.steps, b.warmup_steps = 2, min(b.steps, 4), min(b.warmup_steps, 2)
-        if b.num_workers is None:
-            b.num_workers = 1
-    if b.num_workers is None:
-        b.num_workers = min(16, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
-    if b.warmup_steps < 1 or b.steps < 1:
-        p.error("--steps and --warmup_steps must be >= 1")
-    return b
-
-
-def cassle_argv(b: argparse.Namespace, *, distiller: str | None, data_device: str, checkpoint_dir: str,
-                more: tuple[str, ...] = ()) -> list[str]:
-    """The main_continual command line this benchmark measures."""
-    argv = ["--method", b.method, "--backbone", b.backbone, "--batch_size", str(b.batch_size),
-            "--num_tasks", str(b.num_tasks), "--task_idx", "1", "--num_workers", str(b.num_workers),
-            "--precision", b.precision, "--channels_last", b.channels_last, "--seed", str(b.seed),
-            "--data_device", data_device, "--no_progress_bar", "--checkpoint_dir", checkpoint_dir,
-            *RECIPES.get(b.method, [])]
-    if not b.smoke:
-        argv += ["--dataset", b.dataset]
-    if b.data_dir:
-        argv += ["--data_dir", b.data_dir]
-    if distiller:
-        argv += ["--distiller", distiller]
-    if b.smoke:
-        argv += SMOKE_FLAGS
-    return argv + list(b.extra) + list(more)
+from throughput_config import (  # noqa: E402, F401  (re-exported; benchmarks/ is on sys.path)
+    MODES,
+    OPTIMIZER_FLAGS,
+    RECIPES,
+    SMOKE_FLAGS,
+    TARGETS,
+    cassle_argv,
+    parse_bench_args,
+)
 
 
 def machine_info() -> dict:
@@ -157,18 +87,24 @@ def machine_info() -> dict:
     info = {
         "device": torch.cuda.get_device_name(0) if cuda else "cpu",
         "gpu_count": torch.cuda.device_count() if cuda else 0,
-        "cuda": torch.version.cuda, "bf16_supported": bool(cuda and torch.cuda.is_bf16_supported()),
-        "cpu_model": cpu_model, "cpu_count": os.cpu_count(),
+        "cuda": torch.version.cuda,
+        "bf16_supported": bool(cuda and torch.cuda.is_bf16_supported()),
+        "cpu_model": cpu_model,
+        "cpu_count": os.cpu_count(),
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "python": platform.python_version(), "platform": platform.platform(),
-        "torch": torch.__version__, "pytorch_lightning": pl.__version__,
-        "torchvision": version("torchvision"), "git_sha": git("rev-parse", "HEAD"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "pytorch_lightning": pl.__version__,
+        "torchvision": version("torchvision"),
+        "git_sha": git("rev-parse", "HEAD"),
         "git_dirty": bool(git("status", "--porcelain")),
         # other load on the machine makes figures noisy (shared CPU machines especially)
         "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
     try:
         import importlib.metadata as md
+
         info["nvidia_dali"] = md.version("nvidia-dali-cuda120")
     except Exception:
         info["nvidia_dali"] = None
@@ -227,8 +163,9 @@ def build(b, *, distiller: str | None, data_device: str, checkpoint_dir: str, mo
     from cassle.utils.args import parse_args
     from main_continual import apply_memory_format, build_model
 
-    args = parse_args(cassle_argv(b, distiller=distiller, data_device=data_device, checkpoint_dir=checkpoint_dir,
-                                  more=more))
+    args = parse_args(
+        cassle_argv(b, distiller=distiller, data_device=data_device, checkpoint_dir=checkpoint_dir, more=more)
+    )
     pl.seed_everything(args.seed, workers=True, verbose=False)
     dm = ContinualDataModule.from_args(args)
     args.num_classes = dm.num_classes
@@ -247,12 +184,21 @@ def timed_fit(args, model, b, *, datamodule=None, loader=None, timer: StepTimer 
 
     timer = timer or StepTimer(b.warmup_steps, b.steps)
     trainer = pl.Trainer(
-        max_epochs=10 ** 6, max_steps=b.warmup_steps + b.steps, accelerator=args.accelerator, devices=1,
-        precision=resolve_precision(args), enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
-        logger=CSVLogger(args.checkpoint_dir, name="logs"), log_every_n_steps=args.log_every_n_steps,
+        max_epochs=10**6,
+        max_steps=b.warmup_steps + b.steps,
+        accelerator=args.accelerator,
+        devices=1,
+        precision=resolve_precision(args),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        logger=CSVLogger(args.checkpoint_dir, name="logs"),
+        log_every_n_steps=args.log_every_n_steps,
         callbacks=[timer, pl.callbacks.LearningRateMonitor(logging_interval="step")],
-        **determinism_flags(args))  # cudnn autotuning as in the runner
+        **determinism_flags(args),
+    )  # cudnn autotuning as in the runner
     if datamodule is not None:
         trainer.fit(model, datamodule=datamodule)
     else:
@@ -262,8 +208,13 @@ def timed_fit(args, model, b, *, datamodule=None, loader=None, timer: StepTimer 
 
 def premade_batch(dm, device: torch.device):
     """One batch through the batched path's own gather + augmentation, kept on ``device``."""
-    loader = dm._device_loader(dm.train_full.images[dm.task_indices], dm.train_full.targets[dm.task_indices],
-                               dm.task_indices, train=True, device=device)
+    loader = dm._device_loader(
+        dm.train_full.images[dm.task_indices],
+        dm.train_full.targets[dm.task_indices],
+        dm.task_indices,
+        train=True,
+        device=device,
+    )
     indexes, images, targets = next(iter(loader))
     views = dm.augmenter(device)(images, loader.generator)
     return indexes, views, targets
@@ -294,8 +245,9 @@ def run(b: argparse.Namespace, log=print) -> dict:
         args, dm, model = build(b, distiller=b.distiller, data_device=batched, checkpoint_dir=tmp)
         model.to(device)
         length = b.warmup_steps + b.steps
-        commands["cassle_args"] = shlex.join(cassle_argv(b, distiller=b.distiller, data_device=batched,
-                                                         checkpoint_dir="DIR"))
+        commands["cassle_args"] = shlex.join(
+            cassle_argv(b, distiller=b.distiller, data_device=batched, checkpoint_dir="DIR")
+        )
         if {"step", "finetune", "optim", "strategy"} & set(b.modes):
             batch = premade_batch(dm, device)
         if "step" in b.modes:
@@ -305,7 +257,7 @@ def run(b: argparse.Namespace, log=print) -> dict:
             views["e2e_gpu_augment"] = timed_fit(args, model, b, datamodule=dm)
             log(f"end to end, batched ({device.type:4s})    {views['e2e_gpu_augment']:>12,.0f} views/s")
         if "augment" in b.modes:
-            images = dm.train_full.images[dm.task_indices][:b.batch_size].to(device)
+            images = dm.train_full.images[dm.task_indices][: b.batch_size].to(device)
             fused = dm.augmenter(device)  # what the hook runs: both views in one pass
             views["augment_only"] = augment_only(fused, images, b.steps, b.warmup_steps)
             views["augment_only_per_view"] = augment_only(fused.multi, images, b.steps, b.warmup_steps)
@@ -322,17 +274,21 @@ def run(b: argparse.Namespace, log=print) -> dict:
             log(f"fine-tuning step (no CaSSLe)  {views['finetune_step_premade']:>12,.0f} views/s")
         if "strategy" in b.modes:  # CaSSLe + a continual strategy beside CaSSLe
             from benchmarks.strategy_cost import strategy_steps
+
             views.update((cost := strategy_steps(sys.modules[__name__], b, batch, device, tmp, log))[0])
         if "optim" in b.modes:
             for name, flags in OPTIMIZER_FLAGS.items():
-                oargs, _, omodel = build(b, distiller=b.distiller, data_device=batched, checkpoint_dir=tmp,
-                                         more=tuple(flags))
+                oargs, _, omodel = build(
+                    b, distiller=b.distiller, data_device=batched, checkpoint_dir=tmp, more=tuple(flags)
+                )
                 omodel.to(device)
                 views[f"step_premade_{name}"] = timed_fit(oargs, omodel, b, loader=RepeatBatch(batch, length))
             step_ms = {name: 1000 * 2 * b.batch_size / views[f"step_premade_{name}"] for name in OPTIMIZER_FLAGS}
             step_ms["lars_extra_fraction"] = step_ms["lars"] / step_ms["sgd"] - 1
-            log(f"step with LARS / with SGD     {step_ms['lars']:>9.2f} / {step_ms['sgd']:.2f} ms "
-                f"(LARS {100 * step_ms['lars_extra_fraction']:+.1f} %)")
+            log(
+                f"step with LARS / with SGD     {step_ms['lars']:>9.2f} / {step_ms['sgd']:.2f} ms "
+                f"(LARS {100 * step_ms['lars_extra_fraction']:+.1f} %)"
+            )
 
     ratios, meets = {}, {}
     if "e2e_gpu_augment" in views and "step_premade" in views:
@@ -345,10 +301,12 @@ def run(b: argparse.Namespace, log=print) -> dict:
         step_ms = {}
     overhead = {}
     if "step_premade" in views and "finetune_step_premade" in views:
-        overhead = {"distill_step_views_per_s": views["step_premade"],
-                    "finetune_step_views_per_s": views["finetune_step_premade"],
-                    # extra time per step that CaSSLe adds: frozen forward + predictor + its loss
-                    "extra_time_fraction": views["finetune_step_premade"] / views["step_premade"] - 1}
+        overhead = {
+            "distill_step_views_per_s": views["step_premade"],
+            "finetune_step_views_per_s": views["finetune_step_premade"],
+            # extra time per step that CaSSLe adds: frozen forward + predictor + its loss
+            "extra_time_fraction": views["finetune_step_premade"] / views["step_premade"] - 1,
+        }
     for k, v in ratios.items():
         log(f"{k:28s}  {v:6.2f}  (target >= {TARGETS[k]}{', met' if meets[k] else ', NOT met'})")
     if overhead:
@@ -357,12 +315,23 @@ def run(b: argparse.Namespace, log=print) -> dict:
         "smoke": b.smoke,
         "machine": machine_info(),
         # what ran: cassle's resolved args (flags after `--` may override the benchmark's own)
-        "settings": {"method": args.method, "distiller": args.distiller, "backbone": args.backbone,
-                     "dataset": args.dataset, "batch_size": args.batch_size, "num_tasks": args.num_tasks,
-                     "task_idx": 1, "steps": b.steps,
-                     "warmup_steps": b.warmup_steps, "precision": resolve_precision(args),
-                     "channels_last": bool(model.channels_last), "num_workers": b.num_workers,
-                     "batched_device": str(device), "train_size": dm.train_size, "modes": b.modes},
+        "settings": {
+            "method": args.method,
+            "distiller": args.distiller,
+            "backbone": args.backbone,
+            "dataset": args.dataset,
+            "batch_size": args.batch_size,
+            "num_tasks": args.num_tasks,
+            "task_idx": 1,
+            "steps": b.steps,
+            "warmup_steps": b.warmup_steps,
+            "precision": resolve_precision(args),
+            "channels_last": bool(model.channels_last),
+            "num_workers": b.num_workers,
+            "batched_device": str(device),
+            "train_size": dm.train_size,
+            "modes": b.modes,
+        },
         "command": shlex.join([sys.executable, "benchmarks/throughput.py", *b.argv]),
         "cassle_args": commands["cassle_args"],
         "views_per_s": views,
@@ -393,8 +362,14 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    for noisy in (".*does not have many workers.*", ".*overridden `on_after_batch_transfer`.*",
-                  ".*smaller than the logging interval.*", ".*`srun` command is available.*",
-                  ".*warmup_steps.*", ".*LeafSpec.*", ".*no `val_dataloader`.*"):
+    for noisy in (
+        ".*does not have many workers.*",
+        ".*overridden `on_after_batch_transfer`.*",
+        ".*smaller than the logging interval.*",
+        ".*`srun` command is available.*",
+        ".*warmup_steps.*",
+        ".*LeafSpec.*",
+        ".*no `val_dataloader`.*",
+    ):
         warnings.filterwarnings("ignore", noisy)
     sys.exit(main())

@@ -14,6 +14,7 @@ has one. A pair that cannot run at the given settings (W-MSE needs a batch that 
 of its ``--whitening_size``) gets an ``error`` row and the loop goes on. ``--smoke`` keeps its
 tiny heads and synthetic data but not its tiny backbone: the backbones are the two measured ones.
 """
+
 from __future__ import annotations
 
 import copy
@@ -22,8 +23,18 @@ import sys
 BACKBONES = ("resnet18", "vit_small")
 DEFAULT_MODES = ["step", "finetune"]
 # The ViT scripts' optimiser flags (bash_files/continual/cifar-vit: MoCo v3's ViT recipe)
-VIT_FLAGS = ["--no-lars", "--optimizer", "adamw", "--no-exclude_bias_n_norm", "--lr", "1.5e-4",
-             "--weight_decay", "0.1", "--patch_size", "4"]
+VIT_FLAGS = [
+    "--no-lars",
+    "--optimizer",
+    "adamw",
+    "--no-exclude_bias_n_norm",
+    "--lr",
+    "1.5e-4",
+    "--weight_decay",
+    "0.1",
+    "--patch_size",
+    "4",
+]
 
 
 def run_matrix(b, run, argv=None, log=print) -> dict:
@@ -45,19 +56,42 @@ def run_matrix(b, run, argv=None, log=print) -> dict:
                 result = run(one, log=log)
             except Exception as err:  # noqa: BLE001 - one pair's setting error must not stop the table
                 log(f"    failed: {type(err).__name__}: {err}")
-                rows.append({"method": method, "backbone": backbone, "distiller": one.distiller,
-                             "error": f"{type(err).__name__}: {err}", "cassle_extra_time_fraction": None})
+                rows.append(
+                    {
+                        "method": method,
+                        "backbone": backbone,
+                        "distiller": one.distiller,
+                        "error": f"{type(err).__name__}: {err}",
+                        "cassle_extra_time_fraction": None,
+                    }
+                )
                 continue
             views = result["views_per_s"]
-            rows.append({"method": method, "backbone": backbone, "distiller": one.distiller,
-                         "precision": result["settings"]["precision"], **views,
-                         "cassle_extra_time_fraction": result["cassle_overhead"].get("extra_time_fraction")})
+            rows.append(
+                {
+                    "method": method,
+                    "backbone": backbone,
+                    "distiller": one.distiller,
+                    "precision": result["settings"]["precision"],
+                    **views,
+                    "cassle_extra_time_fraction": result["cassle_overhead"].get("extra_time_fraction"),
+                }
+            )
             runs.append(result)
     keys = [k for k in ("step_premade", "finetune_step_premade") if any(k in r for r in rows)]
     log(f"{'method':14s} {'backbone':10s} " + " ".join(f"{k:>22s}" for k in keys) + "   CaSSLe extra")
     for r in rows:
         extra = r["cassle_extra_time_fraction"]
-        log(f"{r['method']:14s} {r['backbone']:10s} " + " ".join(f"{r.get(k, float('nan')):>22,.0f}" for k in keys)
-            + (f"   {100 * extra:+.1f} %" if extra is not None else ""))
-    return {"smoke": b.smoke, "matrix": rows, "backbones": list(BACKBONES), "modes": list(modes),
-            "machine": runs[0]["machine"] if runs else None, "runs": runs}
+        log(
+            f"{r['method']:14s} {r['backbone']:10s} "
+            + " ".join(f"{r.get(k, float('nan')):>22,.0f}" for k in keys)
+            + (f"   {100 * extra:+.1f} %" if extra is not None else "")
+        )
+    return {
+        "smoke": b.smoke,
+        "matrix": rows,
+        "backbones": list(BACKBONES),
+        "modes": list(modes),
+        "machine": runs[0]["machine"] if runs else None,
+        "runs": runs,
+    }

@@ -19,6 +19,7 @@ losses / gradients, the largest gradient norm, and at the end the bf16 - fp32 ga
 window's loss. "stable" = no non-finite value and the last-window loss within 10% of fp32's.
 These are numbers, not a pass/fail test: benchmarks/RESULTS.md ("ViT bf16") records them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,9 +37,23 @@ if str(ROOT) not in sys.path:
 import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
 
-DROP = {"--online_eval_batch_size", "--crop_size", "--patch_size", "--data_dir", "--wandb", "--accelerator",
-        "--devices", "--precision", "--batch_size", "--num_workers", "--max_epochs", "--warmup_epochs",
-        "--backbone", "--lr", "--name"}
+DROP = {
+    "--online_eval_batch_size",
+    "--crop_size",
+    "--patch_size",
+    "--data_dir",
+    "--wandb",
+    "--accelerator",
+    "--devices",
+    "--precision",
+    "--batch_size",
+    "--num_workers",
+    "--max_epochs",
+    "--warmup_epochs",
+    "--backbone",
+    "--lr",
+    "--name",
+}
 
 
 class Recorder(pl.Callback):
@@ -70,15 +85,45 @@ def argv_for(b, precision: str, out_dir: str) -> list[str]:
     else:
         argv = [x for x in argv if x != "cifar100"]  # replaced below
         i = argv.index("--dataset")
-        argv[i + 1:i + 1] = ["synthetic"]
+        argv[i + 1 : i + 1] = ["synthetic"]
         argv += ["--synthetic_size", str(b.batch_size * 16), "--synthetic_image_size", "32", "--num_classes", "100"]
     per_epoch = max(1, b.steps // 10)
-    return argv + ["--backbone", b.backbone, "--batch_size", str(b.batch_size), "--lr", repr(lr),
-                   "--crop_size", str(b.crop_size), "--patch_size", "4",
-                   "--max_epochs", "10", "--warmup_epochs", "1", "--limit_train_batches", str(per_epoch),
-                   "--check_val_every_n_epoch", "1000", "--num_sanity_val_steps", "0",
-                   "--accelerator", b.accelerator, "--devices", "1", "--precision", precision, "--num_workers", "0",
-                   "--no-wandb", "--no_progress_bar", "--checkpoint_dir", out_dir, "--name", f"bf16-check-{precision}"]
+    return argv + [
+        "--backbone",
+        b.backbone,
+        "--batch_size",
+        str(b.batch_size),
+        "--lr",
+        repr(lr),
+        "--crop_size",
+        str(b.crop_size),
+        "--patch_size",
+        "4",
+        "--max_epochs",
+        "10",
+        "--warmup_epochs",
+        "1",
+        "--limit_train_batches",
+        str(per_epoch),
+        "--check_val_every_n_epoch",
+        "1000",
+        "--num_sanity_val_steps",
+        "0",
+        "--accelerator",
+        b.accelerator,
+        "--devices",
+        "1",
+        "--precision",
+        precision,
+        "--num_workers",
+        "0",
+        "--no-wandb",
+        "--no_progress_bar",
+        "--checkpoint_dir",
+        out_dir,
+        "--name",
+        f"bf16-check-{precision}",
+    ]
 
 
 def run_one(b, precision: str) -> dict:
@@ -92,18 +137,24 @@ def run_one(b, precision: str) -> dict:
         run_task(args, extra_callbacks=[rec])
         seconds = time.perf_counter() - t0
     w = b.window
-    windows = [sum(rec.losses[i:i + w]) / len(rec.losses[i:i + w]) for i in range(0, len(rec.losses), w)]
-    return {"precision": precision, "steps": len(rec.losses), "seconds": round(seconds, 1),
-            "loss_windows": [round(x, 4) for x in windows], "first_loss": rec.losses[0] if rec.losses else None,
-            "nonfinite_losses": sum(not math.isfinite(x) for x in rec.losses),
-            "nonfinite_grads": rec.nonfinite_grads,
-            "max_grad_norm": max(rec.grad_norms) if rec.grad_norms else None}
+    windows = [sum(rec.losses[i : i + w]) / len(rec.losses[i : i + w]) for i in range(0, len(rec.losses), w)]
+    return {
+        "precision": precision,
+        "steps": len(rec.losses),
+        "seconds": round(seconds, 1),
+        "loss_windows": [round(x, 4) for x in windows],
+        "first_loss": rec.losses[0] if rec.losses else None,
+        "nonfinite_losses": sum(not math.isfinite(x) for x in rec.losses),
+        "nonfinite_grads": rec.nonfinite_grads,
+        "max_grad_norm": max(rec.grad_norms) if rec.grad_norms else None,
+    }
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--script", default="byol", choices=["byol", "barlow", "dino", "mocov3"],
-                   help="cifar-vit script (task 0)")
+    p.add_argument(
+        "--script", default="byol", choices=["byol", "barlow", "dino", "mocov3"], help="cifar-vit script (task 0)"
+    )
     p.add_argument("--backbone", default="vit_tiny")
     p.add_argument("--data_dir", default=None, help="CIFAR-100 (numpy or torchvision layout); default synthetic")
     p.add_argument("--steps", type=int, default=300)
@@ -112,11 +163,20 @@ def main(argv=None) -> int:
     p.add_argument("--window", type=int, default=30, help="steps per averaged loss")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"], help="gpu: the same check on a GPU")
-    p.add_argument("--precisions", nargs="+", default=["32", "bf16-mixed"],
-                   help="one of them per process to run the two side by side; the gap needs both")
+    p.add_argument(
+        "--precisions",
+        nargs="+",
+        default=["32", "bf16-mixed"],
+        help="one of them per process to run the two side by side; the gap needs both",
+    )
     p.add_argument("--output", default=None, help="JSON file to write")
-    p.add_argument("--compare", nargs=2, metavar=("FP32_JSON", "BF16_JSON"), default=None,
-                   help="only compare the outputs of two one-precision runs")
+    p.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("FP32_JSON", "BF16_JSON"),
+        default=None,
+        help="only compare the outputs of two one-precision runs",
+    )
     b = p.parse_args(argv)
     if b.compare:
         compare(*(json.loads(Path(f).read_text())["runs"][0] for f in b.compare))
@@ -132,11 +192,21 @@ def main(argv=None) -> int:
     for prec in b.precisions:
         r = run_one(b, prec)
         results.append(r)
-        print(f"{r['precision']:>10}: {r['steps']} steps in {r['seconds']} s; loss by {b.window}-step window: "
-              f"{r['loss_windows']}; non-finite losses {r['nonfinite_losses']}, grads {r['nonfinite_grads']}; "
-              f"max grad norm {r['max_grad_norm']:.3g}", flush=True)
-    summary = {"script": b.script, "backbone": b.backbone, "batch_size": b.batch_size, "crop_size": b.crop_size,
-               "data": b.data_dir or "synthetic", "torch": torch.__version__, "runs": results}
+        print(
+            f"{r['precision']:>10}: {r['steps']} steps in {r['seconds']} s; loss by {b.window}-step window: "
+            f"{r['loss_windows']}; non-finite losses {r['nonfinite_losses']}, grads {r['nonfinite_grads']}; "
+            f"max grad norm {r['max_grad_norm']:.3g}",
+            flush=True,
+        )
+    summary = {
+        "script": b.script,
+        "backbone": b.backbone,
+        "batch_size": b.batch_size,
+        "crop_size": b.crop_size,
+        "data": b.data_dir or "synthetic",
+        "torch": torch.__version__,
+        "runs": results,
+    }
     if len(results) == 2:
         summary.update(compare(*results))
     if b.output:
@@ -149,9 +219,11 @@ def compare(fp32: dict, bf16: dict) -> dict:
     """bf16 - fp32 gap of the last window's loss; "stable" = no non-finite value and gap < 10%."""
     last32, last16 = fp32["loss_windows"][-1], bf16["loss_windows"][-1]
     gap = (last16 - last32) / abs(last32)
-    stable = (bf16["nonfinite_losses"] == 0 and bf16["nonfinite_grads"] == 0 and abs(gap) < 0.10)
-    print(f"last-window loss: fp32 {last32:.4f}, bf16 {last16:.4f} (gap {100 * gap:+.2f}%); "
-          f"stable: {'yes' if stable else 'NO'}")
+    stable = bf16["nonfinite_losses"] == 0 and bf16["nonfinite_grads"] == 0 and abs(gap) < 0.10
+    print(
+        f"last-window loss: fp32 {last32:.4f}, bf16 {last16:.4f} (gap {100 * gap:+.2f}%); "
+        f"stable: {'yes' if stable else 'NO'}"
+    )
     return {"last_window_gap": gap, "stable": stable}
 
 

@@ -7,6 +7,7 @@ run's ``eval/results.json`` (linear probe on frozen features after every task), 
 row from the same evaluation, each run's wall time (training and evaluation, the shell's clock).
 Writes ``OUT_DIR/demo.md`` and ``OUT_DIR/demo.json`` and prints the table and the PNG paths.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,21 +29,39 @@ def report(out_dir: Path, method: str, total_wall_s: float | None = None, comman
     rows = {name: run_row(out_dir / name) for name in RUNS}
     tasks = rows["finetune"]["num_tasks"]
     random_a = rows["finetune"]["random_init_A"]
-    lines = [f"Shapes (cassle.data.shapes, 16x16), {method}, {tasks} class-incremental tasks, tiny conv net, CPU",
-             "", "| run | A | F | T | wall time (s) |", "|---|---:|---:|---:|---:|",
-             f"| random init | {_fmt(random_a)} | | | |"]
+    lines = [
+        f"Shapes (cassle.data.shapes, 16x16), {method}, {tasks} class-incremental tasks, tiny conv net, CPU",
+        "",
+        "| run | A | F | T | wall time (s) |",
+        "|---|---:|---:|---:|---:|",
+        f"| random init | {_fmt(random_a)} | | | |",
+    ]
     for name, label in RUNS.items():
         r = rows[name]
         lines.append(f"| {label} | {_fmt(r['A'])} | {_fmt(r['F'])} | {_fmt(r['T'])} | {_fmt(r['wall_s'], '.0f')} |")
-    lines += ["", "A: mean linear-probe accuracy (%) over the tasks' test images after the last task; F: forgetting; "
-              "T: forward transfer (vs random init). The two runs ran concurrently"
-              + (f"; {total_wall_s:.0f} s in all (data, both runs, their evaluation)." if total_wall_s else "."),
-              "Accuracy matrices: " + ", ".join(str(out_dir / n / "eval" / "accuracy_matrix.png") for n in RUNS)]
+    lines += [
+        "",
+        "A: mean linear-probe accuracy (%) over the tasks' test images after the last task; F: forgetting; "
+        "T: forward transfer (vs random init). The two runs ran concurrently"
+        + (f"; {total_wall_s:.0f} s in all (data, both runs, their evaluation)." if total_wall_s else "."),
+        "Accuracy matrices: " + ", ".join(str(out_dir / n / "eval" / "accuracy_matrix.png") for n in RUNS),
+    ]
     text = "\n".join(lines) + "\n"
     (out_dir / "demo.md").write_text(text)
-    (out_dir / "demo.json").write_text(json.dumps({"method": method, "rows": rows, "random_init_A": random_a,
-                                                   "total_wall_s": total_wall_s, "command": command,
-                                                   "machine": machine_info()}, indent=2) + "\n")
+    (out_dir / "demo.json").write_text(
+        json.dumps(
+            {
+                "method": method,
+                "rows": rows,
+                "random_init_A": random_a,
+                "total_wall_s": total_wall_s,
+                "command": command,
+                "machine": machine_info(),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return text
 
 

@@ -20,6 +20,7 @@ recorded state and nothing truncated was ever recorded done), weights identical 
 task's final weights, or for an evaluation kill the accuracy matrix, equal the reference's).
 Exit code 0 when every row says yes. CPU only; the demo takes a few minutes per run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,15 +50,18 @@ EPOCH_LINE = re.compile(r"\[cassle\] task (\d+) \| epoch (\d+)/(\d+)")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--script", default="bash_files/continual/digits/barlow_distill.sh")
     p.add_argument("--kills", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", default=None, help="default: experiments/fault_injection-<date>")
-    p.add_argument("--reference", default=None,
-                   help="an uninterrupted run of the same command (same code) to compare with, instead of "
-                        "running one first")
+    p.add_argument(
+        "--reference",
+        default=None,
+        help="an uninterrupted run of the same command (same code) to compare with, instead of running one first",
+    )
     p.add_argument("extra", nargs="*", help="after --: overrides for the script (as with job_launcher.py)")
     return p.parse_args(argv)
 
@@ -67,8 +71,14 @@ class Launch:
 
     def __init__(self, command, log_path):
         self.log = open(log_path, "a")
-        self.proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        self.proc = subprocess.Popen(
+            command,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )
         self.lines: queue.Queue = queue.Queue()
         self.epochs_seen: dict[int, int] = {}  # task -> last epoch line seen
         threading.Thread(target=self._read, daemon=True).start()
@@ -131,29 +141,33 @@ def draw_kills(rng, n, num_tasks, epochs):
             slots.add((rng.randrange(num_tasks - 1), epochs, 2, kind))
         else:
             slots.add((rng.randrange(num_tasks), rng.randint(1, epochs), KINDS.index(kind), kind))
-    return [(t, e, kind, rng.uniform(0.2, 0.8), rng.choice(SIGNALS), rng.choice(TARGETS))
-            for t, e, _, kind in sorted(slots)]
+    return [
+        (t, e, kind, rng.uniform(0.2, 0.8), rng.choice(SIGNALS), rng.choice(TARGETS)) for t, e, _, kind in sorted(slots)
+    ]
 
 
 def reach(launch, exp, task, epoch, kind, fraction, epoch_seconds, epochs):
     """Block until the kill point is reached; returns its description (None if the run ended)."""
     if kind == "evaluation":
-        if launch.wait_line(lambda l: "[launcher] evaluating" in l) is None:
+        if launch.wait_line(lambda line: "[launcher] evaluating" in line) is None:
             return None
         time.sleep(fraction * 3)
         return "evaluation"
     if kind == "between tasks":
-        if launch.wait_line(lambda l: f"[launcher] task {task}: done" in l) is None:
+        if launch.wait_line(lambda line: f"[launcher] task {task}: done" in line) is None:
             return None
         return f"between tasks {task} and {task + 1}"
+
     # mid-epoch / checkpoint write of (task, epoch): start at the end of the previous epoch
     def previous_done(line):
         m = EPOCH_LINE.search(line)
         if epoch == 1:
             return f"[launcher] task {task} " in line and ("starting" in line or "resuming" in line)
         return bool(m) and int(m.group(1)) == task and int(m.group(2)) >= epoch - 1
+
     if launch.wait_line(previous_done) is None:
         return None
+
     def current():  # the epoch under way when the kill lands, from the console lines
         seen = launch.epochs_seen.get(task, 0)
         return f"epoch {seen + 1}" if seen < epochs else "after the last epoch"
@@ -173,8 +187,10 @@ def reach(launch, exp, task, epoch, kind, fraction, epoch_seconds, epochs):
 def state_dicts(exp, num_tasks):
     import torch
 
-    return [torch.load(exp / f"task{t}" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
-            for t in range(num_tasks)]
+    return [
+        torch.load(exp / f"task{t}" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+        for t in range(num_tasks)
+    ]
 
 
 def identical(a, b) -> bool:
@@ -200,10 +216,21 @@ def main(argv=None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     script = str((REPO / opts.script).resolve())
     argv = merge_args(parse_script(Path(script).read_text(), os.environ), opts.extra)
-    num_tasks, epochs = int(get_flag(argv, "--num_tasks")), int(get_flag(argv, "--max_epochs", 1000))  # the parser's default
+    num_tasks, epochs = (
+        int(get_flag(argv, "--num_tasks")),
+        int(get_flag(argv, "--max_epochs", 1000)),
+    )  # the parser's default
 
     def command(exp):
-        cmd = [sys.executable, str(REPO / "job_launcher.py"), "--script", script, "--experiment_dir", str(exp), "--eval"]
+        cmd = [
+            sys.executable,
+            str(REPO / "job_launcher.py"),
+            "--script",
+            script,
+            "--experiment_dir",
+            str(exp),
+            "--eval",
+        ]
         return cmd + (["--", *opts.extra] if opts.extra else [])
 
     ref_exp, exp = Path(opts.reference or workdir / "reference"), workdir / "chaos"
@@ -214,12 +241,16 @@ def main(argv=None) -> int:
     if opts.reference:  # its duration from the manifest: first start to last finish
         tasks = json.loads((ref_exp / "manifest.json").read_text())["tasks"].values()
         span = max(datetime.fromisoformat(t["finished"]) for t in tasks) - min(
-            datetime.fromisoformat(t["started"]) for t in tasks)
+            datetime.fromisoformat(t["started"]) for t in tasks
+        )
         epoch_seconds = span.total_seconds() / (num_tasks * epochs)
     else:
         epoch_seconds = (time.monotonic() - started) / (num_tasks * epochs)
-    print(f"[fault_injection] reference done in {time.monotonic() - started:.0f}s "
-          f"(~{epoch_seconds:.1f}s per epoch incl. start-up)", flush=True)
+    print(
+        f"[fault_injection] reference done in {time.monotonic() - started:.0f}s "
+        f"(~{epoch_seconds:.1f}s per epoch incl. start-up)",
+        flush=True,
+    )
 
     rng = random.Random(opts.seed)
     kills = draw_kills(rng, opts.kills, num_tasks, epochs)
@@ -255,11 +286,17 @@ def main(argv=None) -> int:
         rc = launch.finish(timeout=300 + 3 * epoch_seconds)
         launch = None
         bad = truncated_done(exp, num_tasks, epochs)
-        status = ("no: " + "; ".join(bad) if bad else
-                  "no: the launcher went on after the kill" if rc is None else f"exit {rc}")
+        status = (
+            "no: " + "; ".join(bad)
+            if bad
+            else "no: the launcher went on after the kill"
+            if rc is None
+            else f"exit {rc}"
+        )
         rows.append([where, sig.name, target, status, None, task])
-        print(f"[fault_injection] kill {len(rows)}: {sig.name} to the {target} at {where}; launcher exit {rc}",
-              flush=True)
+        print(
+            f"[fault_injection] kill {len(rows)}: {sig.name} to the {target} at {where}; launcher exit {rc}", flush=True
+        )
 
     # Relaunch until the run finishes (a folder still locked by a stopping task is retried).
     for _ in range(20):
@@ -292,9 +329,11 @@ def main(argv=None) -> int:
     print()
     for r in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)))
-    print(f"\nseed {opts.seed}, {len(rows)} kills, script {opts.script}; final run complete: "
-          f"{'yes' if finished else 'no'}; all {num_tasks} tasks' weights and the accuracy matrix equal the "
-          f"uninterrupted run's: {'yes' if all_tasks else 'no'}; folders: {workdir}")
+    print(
+        f"\nseed {opts.seed}, {len(rows)} kills, script {opts.script}; final run complete: "
+        f"{'yes' if finished else 'no'}; all {num_tasks} tasks' weights and the accuracy matrix equal the "
+        f"uninterrupted run's: {'yes' if all_tasks else 'no'}; folders: {workdir}"
+    )
     ok = all_tasks and all(r[3] == "yes" and r[4] == "yes" for r in rows if r[4] != "-")
     return 0 if ok else 1
 

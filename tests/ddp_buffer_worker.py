@@ -1,5 +1,6 @@
 """A DDP rank for test_device_semantics (imports torch only, so spawning it is cheap): a module
 with a SwAV-like queue buffer pushed in forward, wrapped with given DDP arguments."""
+
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
@@ -14,7 +15,7 @@ class QueueModule(torch.nn.Module):
     def forward(self, x):
         z = self.lin(x)
         with torch.no_grad():  # newest rows in front, like SwAV's queue
-            self.queue.copy_(torch.cat([z.detach(), self.queue[:-len(z)]]))
+            self.queue.copy_(torch.cat([z.detach(), self.queue[: -len(z)]]))
         return z.sum()
 
 

@@ -4,6 +4,7 @@ ranks walk the same sequence of ``run_task`` calls.
 
     python tests/ddp_strategy_worker.py OUT_DIR GROUPS_JSON   # GROUPS_JSON: [["ewc", "pod"], ["der"]]
 """
+
 import json
 import os
 import sys
@@ -20,8 +21,22 @@ def main(out: Path, groups: list[list[str]]) -> None:
         name = "+".join(group)
         prev = None
         for task in range(2):
-            argv = ["--num_tasks", "2", "--synthetic_size", "128", "--buffer_size", "8",
-                    "--devices", "2", "--strategy", "ddp", "--task_idx", str(task), "--cl_strategy", *group]
+            argv = [
+                "--num_tasks",
+                "2",
+                "--synthetic_size",
+                "128",
+                "--buffer_size",
+                "8",
+                "--devices",
+                "2",
+                "--strategy",
+                "ddp",
+                "--task_idx",
+                str(task),
+                "--cl_strategy",
+                *group,
+            ]
             if prev is not None:
                 argv += ["--pretrained_model", str(prev)]
             run_task(tiny_args("barlow_twins", *argv, tmp_path=out / name / f"task{task}"))

@@ -68,6 +68,7 @@ def _write_checkpoint(path, state, hang=False):
             _hang(os.path.dirname(path))
         with zipfile.ZipFile(f, "w") as archive:
             archive.writestr("archive/data.pkl", data)
+
     atomic_write_with(path, write)
 
 
@@ -121,9 +122,13 @@ def main():
     if _env_int("FAKE_HANG_START_TASK") == t:
         _hang(args.checkpoint_dir)
     env_names = [n for n in os.environ.get("FAKE_ENV_LOG", "").split(",") if n]
-    atomic_write_text(os.path.join(args.checkpoint_dir, "args.json"),
-                      json.dumps({**vars(args), "unknown": rest, "argv": sys.argv[1:],
-                                  "env": {n: os.environ.get(n) for n in env_names}}, indent=2))
+    atomic_write_text(
+        os.path.join(args.checkpoint_dir, "args.json"),
+        json.dumps(
+            {**vars(args), "unknown": rest, "argv": sys.argv[1:], "env": {n: os.environ.get(n) for n in env_names}},
+            indent=2,
+        ),
+    )
     print(f"fake task {t}: epochs {start_epoch}..{args.max_epochs}", flush=True)
     if _env_int("FAKE_NO_CKPT_TASK") == t:
         return 0
@@ -133,15 +138,24 @@ def main():
         epoch_start = time.monotonic()
         time.sleep(float(os.environ.get("FAKE_EPOCH_SECONDS", "0")))
         weights = hashlib.sha256(f"{weights}|{t}|{epoch}".encode()).hexdigest()[:16]
-        state = {"epoch": epoch, "global_step": 10 * epoch,
-                 PROGRESS_KEY: progress_record(t, epoch, args.max_epochs, 10 * epoch, -1),
-                 "task_idx": t, "completed": epoch == args.max_epochs, "pretrained": args.pretrained_model,
-                 "resumed_from_epoch": resumed_from, "distiller": args.distiller, "weights": weights}
+        state = {
+            "epoch": epoch,
+            "global_step": 10 * epoch,
+            PROGRESS_KEY: progress_record(t, epoch, args.max_epochs, 10 * epoch, -1),
+            "task_idx": t,
+            "completed": epoch == args.max_epochs,
+            "pretrained": args.pretrained_model,
+            "resumed_from_epoch": resumed_from,
+            "distiller": args.distiller,
+            "weights": weights,
+        }
         hang = _env_int("FAKE_HANG_WRITE_TASK") == t and epoch == (_env_int("FAKE_HANG_WRITE_EPOCH") or 1)
         _write_checkpoint(os.path.join(args.checkpoint_dir, "last.ckpt"), state, hang)
         print(f"fake task {t}: epoch {epoch} saved", flush=True)
-        print(epoch_line(t, epoch, args.max_epochs, {"ssl_loss": 1.0 / epoch},
-                         time.monotonic() - epoch_start, 0.0), flush=True)
+        print(
+            epoch_line(t, epoch, args.max_epochs, {"ssl_loss": 1.0 / epoch}, time.monotonic() - epoch_start, 0.0),
+            flush=True,
+        )
         if _env_int("FAKE_FAIL_TASK") == t and epoch == (_env_int("FAKE_FAIL_EPOCH") or 1):
             _die(f"failing task {t} at epoch {epoch} as asked", code=3)
         if _env_int("FAKE_EXIT0_TASK") == t and epoch == (_env_int("FAKE_EXIT0_EPOCH") or 1):

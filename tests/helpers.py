@@ -1,4 +1,5 @@
 """Tiny configurations shared by the tests: a small backbone, small heads, synthetic data."""
+
 from __future__ import annotations
 
 import torch
@@ -11,31 +12,74 @@ TINY_METHOD_FLAGS = {
     "mocov2plus": ["--proj_hidden_dim", "32", "--output_dim", "16", "--queue_size", "64"],
     "byol": ["--proj_hidden_dim", "32", "--output_dim", "16", "--pred_hidden_dim", "32"],
     "barlow_twins": ["--proj_hidden_dim", "32", "--output_dim", "16"],
-    "swav": ["--proj_hidden_dim", "32", "--output_dim", "16", "--num_prototypes", "20",
-             "--queue_size", "32", "--epoch_queue_starts", "0", "--freeze_prototypes_epochs", "0"],
+    "swav": [
+        "--proj_hidden_dim",
+        "32",
+        "--output_dim",
+        "16",
+        "--num_prototypes",
+        "20",
+        "--queue_size",
+        "32",
+        "--epoch_queue_starts",
+        "0",
+        "--freeze_prototypes_epochs",
+        "0",
+    ],
     "vicreg": ["--proj_hidden_dim", "32", "--output_dim", "16"],
     "simsiam": ["--proj_hidden_dim", "32", "--output_dim", "16", "--pred_hidden_dim", "32"],
-    "nnclr": ["--proj_hidden_dim", "32", "--output_dim", "16", "--pred_hidden_dim", "32",
-              "--queue_size", "64"],
+    "nnclr": ["--proj_hidden_dim", "32", "--output_dim", "16", "--pred_hidden_dim", "32", "--queue_size", "64"],
     "ressl": ["--proj_hidden_dim", "32", "--output_dim", "16", "--queue_size", "64"],
     # whitening needs slices longer than the output (a full-rank covariance); 8 divides the
     # tests' batches of 8 and 16
     "wmse": ["--proj_hidden_dim", "32", "--output_dim", "4", "--whitening_size", "8"],
 }
-TINY_METHOD_FLAGS.update({
-    "dino": ["--proj_hidden_dim", "32", "--output_dim", "16", "--num_prototypes", "20"],
-    "deepclusterv2": ["--proj_hidden_dim", "32", "--output_dim", "16", "--num_prototypes", "4", "4"],
-    "mocov3": ["--proj_hidden_dim", "32", "--output_dim", "16", "--pred_hidden_dim", "32"],
-})
+TINY_METHOD_FLAGS.update(
+    {
+        "dino": ["--proj_hidden_dim", "32", "--output_dim", "16", "--num_prototypes", "20"],
+        "deepclusterv2": ["--proj_hidden_dim", "32", "--output_dim", "16", "--num_prototypes", "4", "4"],
+        "mocov3": ["--proj_hidden_dim", "32", "--output_dim", "16", "--pred_hidden_dim", "32"],
+    }
+)
 
 
 def tiny_argv(method: str, *extra: str, distiller: str | None = None, tmp_path=None) -> list[str]:
-    argv = ["--method", method, "--backbone", "tiny", "--dataset", "synthetic",
-            "--synthetic_size", "64", "--synthetic_image_size", "16", "--crop_size", "16",
-            "--num_classes", "4", "--batch_size", "16", "--num_workers", "0",
-            "--max_epochs", "1", "--optimizer", "sgd", "--lr", "0.05",
-            "--distill_proj_hidden_dim", "32", "--accelerator", "cpu", "--devices", "1",
-            "--no_progress_bar", "--precision", "32", *TINY_METHOD_FLAGS[method]]
+    argv = [
+        "--method",
+        method,
+        "--backbone",
+        "tiny",
+        "--dataset",
+        "synthetic",
+        "--synthetic_size",
+        "64",
+        "--synthetic_image_size",
+        "16",
+        "--crop_size",
+        "16",
+        "--num_classes",
+        "4",
+        "--batch_size",
+        "16",
+        "--num_workers",
+        "0",
+        "--max_epochs",
+        "1",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.05",
+        "--distill_proj_hidden_dim",
+        "32",
+        "--accelerator",
+        "cpu",
+        "--devices",
+        "1",
+        "--no_progress_bar",
+        "--precision",
+        "32",
+        *TINY_METHOD_FLAGS[method],
+    ]
     if distiller:
         argv += ["--distiller", distiller]
     if tmp_path is not None:

@@ -2,13 +2,19 @@
 with which distiller, and the CIFAR-100 recipe of PNR's public scripts (csm9493/PNR
 bash_files/continual/cifar/*_pnr.sh) = CaSSLe's recipe of the method with the values PNR's script
 sets otherwise, written out here."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 # file stem -> its distiller, for the methods PNR's public code covers; CIFAR-100 and the digits demo
-PNR = {"barlow": "pnr_decorrelative", "byol": "pnr_predictive", "mocov2plus": "pnr_moco",
-       "simclr": "pnr_contrastive", "vicreg": "pnr_predictive_mse"}
+PNR = {
+    "barlow": "pnr_decorrelative",
+    "byol": "pnr_predictive",
+    "mocov2plus": "pnr_moco",
+    "simclr": "pnr_contrastive",
+    "vicreg": "pnr_predictive_mse",
+}
 PNR_GRID = ("cifar", "digits")
 # stem -> the CIFAR_RECIPE fields PNR's script sets otherwise (index: value), its
 # --pnr_negative_lamb (None: no such term)

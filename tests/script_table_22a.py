@@ -3,8 +3,12 @@ here so that file stays under 400 lines)."""
 
 MORE_22A = ("simsiam", "nnclr", "ressl", "wmse")  # shipped in bash_files/continual/{cifar,digits}
 # file stem -> (--method, the distiller of its kind of objective; README, "Methods beyond the paper's six")
-PAPER_22A = {"simsiam": ("simsiam", "predictive"), "nnclr": ("nnclr", "contrastive"),
-             "ressl": ("ressl", "relational"), "wmse": ("wmse", "predictive")}
+PAPER_22A = {
+    "simsiam": ("simsiam", "predictive"),
+    "nnclr": ("nnclr", "contrastive"),
+    "ressl": ("ressl", "relational"),
+    "wmse": ("wmse", "predictive"),
+}
 # solo-learn's bash_files/pretrain/cifar/{simsiam,nnclr,ressl,wmse}.sh (Nov 2021, commit 95886b6), in
 # test_bash_scripts.CIFAR_RECIPE's layout
 CIFAR_RECIPE_22A = {

@@ -21,6 +21,7 @@ were made with an explicit ``device=``. A ``TorchFunctionMode`` sees every torch
 each event is named by the innermost source line outside torch (a line of this repository when one
 is on the stack, the library line as well when the call happens inside a library).
 """
+
 from __future__ import annotations
 
 import os
@@ -35,17 +36,49 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _HERE = os.path.abspath(__file__)
 
-_READS = {"item", "tolist", "numpy", "cpu", "__bool__", "__int__", "__float__", "__index__",
-          "__format__", "__repr__", "__array__"}
-_DATA_DEPENDENT = {"nonzero", "argwhere", "masked_select", "unique", "unique_consecutive",
-                   "bincount"}
+_READS = {
+    "item",
+    "tolist",
+    "numpy",
+    "cpu",
+    "__bool__",
+    "__int__",
+    "__float__",
+    "__index__",
+    "__format__",
+    "__repr__",
+    "__array__",
+}
+_DATA_DEPENDENT = {"nonzero", "argwhere", "masked_select", "unique", "unique_consecutive", "bincount"}
 _FROM_DATA = {"tensor", "as_tensor", "asarray", "new_tensor"}
-_FACTORIES = {"tensor", "as_tensor", "asarray", "zeros", "ones", "empty", "full", "arange", "range",
-              "linspace", "logspace", "eye", "rand", "randn", "randint", "randperm", "empty_strided",
-              "scalar_tensor", "zeros_like", "ones_like", "full_like", "empty_like", "rand_like",
-              "randn_like", "randint_like"}
-_LIKE = {"zeros_like", "ones_like", "full_like", "empty_like", "rand_like", "randn_like",
-         "randint_like"}
+_FACTORIES = {
+    "tensor",
+    "as_tensor",
+    "asarray",
+    "zeros",
+    "ones",
+    "empty",
+    "full",
+    "arange",
+    "range",
+    "linspace",
+    "logspace",
+    "eye",
+    "rand",
+    "randn",
+    "randint",
+    "randperm",
+    "empty_strided",
+    "scalar_tensor",
+    "zeros_like",
+    "ones_like",
+    "full_like",
+    "empty_like",
+    "rand_like",
+    "randn_like",
+    "randint_like",
+}
+_LIKE = {"zeros_like", "ones_like", "full_like", "empty_like", "rand_like", "randn_like", "randint_like"}
 _FRESH = "_stall_recorder_fresh"
 
 
@@ -83,8 +116,7 @@ def _data_dependent(name: str, args, kwargs) -> bool:
         return len(args) + len(kwargs) == 1
     if name == "repeat_interleave":
         repeats = args[1] if len(args) > 1 else kwargs.get("repeats")
-        return (isinstance(repeats, torch.Tensor) and repeats.numel() > 1
-                and kwargs.get("output_size") is None)
+        return isinstance(repeats, torch.Tensor) and repeats.numel() > 1 and kwargs.get("output_size") is None
     if name in ("__getitem__", "__setitem__", "index_put_", "index_put"):
         return len(args) > 1 and _has_bool_index(args[1])
     return False
@@ -127,8 +159,8 @@ def where() -> str:
 
 @dataclass
 class Event:
-    kind: str   # "read", "sync", "from_data", "h2d"
-    call: str   # the torch call
+    kind: str  # "read", "sync", "from_data", "h2d"
+    call: str  # the torch call
     where: str  # file:line (function)
 
     def __str__(self) -> str:
@@ -152,16 +184,22 @@ class StallRecorder(TorchFunctionMode):
         name = getattr(func, "__name__", str(func))
         if name in _READS and args and isinstance(args[0], torch.Tensor) and not _is_fresh(args[0]):
             self._record("read", f"Tensor.{name}")
-        elif (_data_dependent(name, args, kwargs) and args and isinstance(args[0], torch.Tensor)
-              and not _is_fresh(args[0])):
+        elif (
+            _data_dependent(name, args, kwargs)
+            and args
+            and isinstance(args[0], torch.Tensor)
+            and not _is_fresh(args[0])
+        ):
             self._record("sync", f"{name} (output size read from the device)")
-        elif name in _FROM_DATA and kwargs.get("device") is not None and (
-                name == "new_tensor" or _has_python_data(args[0] if args else kwargs.get("data"))):
+        elif (
+            name in _FROM_DATA
+            and kwargs.get("device") is not None
+            and (name == "new_tensor" or _has_python_data(args[0] if args else kwargs.get("data")))
+        ):
             self._record("from_data", f"torch.{name}(python data, device=...)")
         elif name == "new_tensor" and args and not _is_fresh(args[0]):
             self._record("from_data", "Tensor.new_tensor(python data) on a device tensor")
-        elif name in ("to", "cuda") and args and _is_fresh(args[0]) and (
-                name == "cuda" or _names_device(args, kwargs)):
+        elif name in ("to", "cuda") and args and _is_fresh(args[0]) and (name == "cuda" or _names_device(args, kwargs)):
             self._record("h2d", f"Tensor.{name} of a fresh host tensor")
         elif name not in ("to", "cuda"):
             tensors = list(_tensors(args)) + list(_tensors(kwargs))
@@ -177,8 +215,7 @@ class StallRecorder(TorchFunctionMode):
             if name in _LIKE:
                 if _is_fresh(first) and kwargs.get("device") is None:
                     _mark(out)
-            elif kwargs.get("device") is None and not (isinstance(first, torch.Tensor)
-                                                      and not _is_fresh(first)):
+            elif kwargs.get("device") is None and not (isinstance(first, torch.Tensor) and not _is_fresh(first)):
                 _mark(out)
         elif name == "from_numpy":
             _mark(out)

@@ -7,6 +7,7 @@ A method or distiller added to the registries without an entry here fails
 tests/test_step_composition.py and tests/test_training_direction.py with a message that says to
 add one: a new method must show that its step is composed right and that it learns.
 """
+
 from __future__ import annotations
 
 import torch
@@ -108,8 +109,9 @@ def _moco(model, views):
     with torch.no_grad():
         k = [F.normalize(model.momentum_projector(model.momentum_backbone(v)), dim=-1) for v in views]
     queue, T = model.queue.clone(), model.hparams.temperature
-    loss = (moco_loss_func(q[0], k[1], queue[1], temperature=T)
-            + moco_loss_func(q[1], k[0], queue[0], temperature=T)) / 2
+    loss = (
+        moco_loss_func(q[0], k[1], queue[1], temperature=T) + moco_loss_func(q[1], k[0], queue[0], temperature=T)
+    ) / 2
     return loss, q  # the distillers get the normalised q (REFERENCE)
 
 
@@ -192,33 +194,46 @@ def _temperature(model, default):
 def _knowledge(model, p, z_bar):
     students, teachers = model.distiller.prototypes, model.frozen_prototypes
     # one learnable layer per frozen head (DeepClusterV2's heads), the mean over heads
-    pairs = (zip(students, teachers) if isinstance(students, torch.nn.ModuleList)
-             else [(students, teachers)])
-    losses = [knowledge_distill_loss([s(F.normalize(pi, dim=-1)) for pi in p],
-                                     [t(F.normalize(zb, dim=-1)) for zb in z_bar],
-                                     temperature=_temperature(model, 0.1)) for s, t in pairs]
+    pairs = zip(students, teachers) if isinstance(students, torch.nn.ModuleList) else [(students, teachers)]
+    losses = [
+        knowledge_distill_loss(
+            [s(F.normalize(pi, dim=-1)) for pi in p],
+            [t(F.normalize(zb, dim=-1)) for zb in z_bar],
+            temperature=_temperature(model, 0.1),
+        )
+        for s, t in pairs
+    ]
     return torch.stack(losses).mean()
 
 
 # distiller name -> (model, p = g(z) per view, z_bar per view) -> distillation loss
 DISTILL_REFERENCE = {
     "decorrelative": lambda m, p, zb: decorrelative_distill_loss(
-        p[0], p[1], zb[0], zb[1], lamb=m.hparams.distill_barlow_lamb, scale_loss=m.hparams.distill_scale_loss),
+        p[0], p[1], zb[0], zb[1], lamb=m.hparams.distill_barlow_lamb, scale_loss=m.hparams.distill_scale_loss
+    ),
     "predictive": lambda m, p, zb: predictive_distill_loss(p[0], p[1], zb[0], zb[1]),
     "predictive_mse": lambda m, p, zb: predictive_mse_distill_loss(p[0], p[1], zb[0], zb[1]),
-    "contrastive": lambda m, p, zb: contrastive_distill_loss(p[0], p[1], zb[0], zb[1],
-                                                              temperature=_temperature(m, 0.2)),
+    "contrastive": lambda m, p, zb: contrastive_distill_loss(
+        p[0], p[1], zb[0], zb[1], temperature=_temperature(m, 0.2)
+    ),
     "knowledge": _knowledge,
     "relational": lambda m, p, zb: relational_distill_loss(
-        p[0], p[1], zb[0], zb[1], temperature_q=_temperature(m, m.hparams.get("temperature_q", 0.1)),
-        temperature_k=m.hparams.get("temperature_k", 0.04)),
+        p[0],
+        p[1],
+        zb[0],
+        zb[1],
+        temperature_q=_temperature(m, m.hparams.get("temperature_q", 0.1)),
+        temperature_k=m.hparams.get("temperature_k", 0.04),
+    ),
 }
 
 
 def ssl_reference(method: str, model, views):
     if method not in SSL_REFERENCE:
-        raise AssertionError(f"method {method!r} has no reference step in tests/step_reference.py: "
-                             "add one (its loss from the model's modules and cassle.losses)")
+        raise AssertionError(
+            f"method {method!r} has no reference step in tests/step_reference.py: "
+            "add one (its loss from the model's modules and cassle.losses)"
+        )
     return SSL_REFERENCE[method](model, views)
 
 

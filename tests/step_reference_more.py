@@ -1,5 +1,6 @@
 """Reference steps of DINO, DeepClusterV2 and MoCo v3 for tests/step_reference.py (issue 22):
 each loss from the model's modules and cassle.losses, not through ``ssl_step``."""
+
 from __future__ import annotations
 
 import torch
@@ -13,10 +14,20 @@ def _dino(model, views):
     z = [model.projector(model.backbone(v)) for v in views]
     student = torch.cat([model.prototypes(F.normalize(zi, dim=-1)) for zi in z])
     with torch.no_grad():
-        teacher = torch.cat([model.momentum_prototypes(F.normalize(
-            model.momentum_projector(model.momentum_backbone(v)), dim=-1)) for v in views])
-    loss_fn = DINOLoss(hp.num_prototypes, hp.warmup_teacher_temperature, hp.teacher_temperature,
-                       hp.warmup_teacher_temperature_epochs, hp.max_epochs, hp.student_temperature)
+        teacher = torch.cat(
+            [
+                model.momentum_prototypes(F.normalize(model.momentum_projector(model.momentum_backbone(v)), dim=-1))
+                for v in views
+            ]
+        )
+    loss_fn = DINOLoss(
+        hp.num_prototypes,
+        hp.warmup_teacher_temperature,
+        hp.teacher_temperature,
+        hp.warmup_teacher_temperature_epochs,
+        hp.max_epochs,
+        hp.student_temperature,
+    )
     loss_fn.center.copy_(model.dino_loss.center)  # the centre the step starts from
     loss_fn.epoch = model.dino_loss.epoch
     return loss_fn(student, teacher), z

@@ -5,6 +5,7 @@ equations in tests/test_losses_pnr.py), without ``ssl_step`` or the PNR mixin:
 
 ``state`` is the model whose queues (MoCo's keys, PNR's frozen projections) the step starts from.
 """
+
 from __future__ import annotations
 
 import torch
@@ -26,8 +27,7 @@ def _frozen(model, views):
 
 
 def _contrastive(model, views, ssl, z, p, zb):
-    main, reg = pnr_infonce_losses(p[0], p[1], z[0], z[1], zb[0], zb[1],
-                                   temperature=model.distiller.temperature)
+    main, reg = pnr_infonce_losses(p[0], p[1], z[0], z[1], zb[0], zb[1], temperature=model.distiller.temperature)
     return main, reg, torch.zeros(())
 
 
@@ -35,15 +35,23 @@ def _moco(model, views, ssl, z, p, zb, state):
     # z are the normalised queries; keys from the momentum network; both queues as before the step
     with torch.no_grad():
         k = [F.normalize(model.momentum_projector(model.momentum_backbone(v)), dim=-1) for v in views]
-    main, reg = pnr_moco_losses(z, k, p, zb, state.queue.clone(), state.distiller.pnr_queue.clone(),
-                                temperature=model.hparams.temperature,
-                                distill_temperature=model.distiller.temperature)
+    main, reg = pnr_moco_losses(
+        z,
+        k,
+        p,
+        zb,
+        state.queue.clone(),
+        state.distiller.pnr_queue.clone(),
+        temperature=model.hparams.temperature,
+        distill_temperature=model.distiller.temperature,
+    )
     return main, reg, torch.zeros(())
 
 
 def _negative(distill, kind):
     def reference(model, views, ssl, z, p, zb):
         return ssl, distill(model, p, zb), pnr_negative_loss(p[0], p[1], zb[0], zb[1], kind=kind)
+
     return reference
 
 
@@ -51,11 +59,13 @@ PNR_REFERENCE = {
     "pnr_contrastive": _contrastive,
     "pnr_moco": _moco,
     "pnr_predictive": _negative(lambda m, p, zb: predictive_distill_loss(p[0], p[1], zb[0], zb[1]), "byol"),
-    "pnr_decorrelative": _negative(lambda m, p, zb: decorrelative_distill_loss(
-        p[0], p[1], zb[0], zb[1], lamb=m.hparams.distill_barlow_lamb,
-        scale_loss=m.hparams.distill_scale_loss), "cosine"),
-    "pnr_predictive_mse": _negative(
-        lambda m, p, zb: predictive_mse_distill_loss(p[0], p[1], zb[0], zb[1]), "mse"),
+    "pnr_decorrelative": _negative(
+        lambda m, p, zb: decorrelative_distill_loss(
+            p[0], p[1], zb[0], zb[1], lamb=m.hparams.distill_barlow_lamb, scale_loss=m.hparams.distill_scale_loss
+        ),
+        "cosine",
+    ),
+    "pnr_predictive_mse": _negative(lambda m, p, zb: predictive_mse_distill_loss(p[0], p[1], zb[0], zb[1]), "mse"),
 }
 
 

@@ -1,4 +1,5 @@
 """Atomic writes (cassle/utils/checkpoint.py): never a partial file, and ordinary permissions."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Bad input to the task runner: one clear error each, a non-zero exit, nothing overwritten."""
+
 from __future__ import annotations
 
 import subprocess
@@ -11,7 +12,7 @@ import torch
 
 from cassle.utils.args import parse_args
 from main_continual import main, run_task
-from tests.helpers import tiny_argv, tiny_args
+from tests.helpers import tiny_args, tiny_argv
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,30 +30,43 @@ def precious(tmp_path):
     folder = tmp_path / "task1"
     folder.mkdir()
     (folder / "last.ckpt").write_bytes(b"precious weights")
-    (folder / "args.json").write_text("{\"precious\": true}")
+    (folder / "args.json").write_text('{"precious": true}')
     return folder
 
 
 def _unchanged(folder: Path) -> bool:
-    return ((folder / "last.ckpt").read_bytes() == b"precious weights"
-            and (folder / "args.json").read_text() == "{\"precious\": true}")
+    return (folder / "last.ckpt").read_bytes() == b"precious weights" and (
+        folder / "args.json"
+    ).read_text() == '{"precious": true}'
 
 
 CASES = {
     "unknown distiller": (["--distiller", "nope"], "unknown distiller 'nope'"),
     "classes not divisible": (["--num_tasks", "3"], "divisible"),
     "task_idx out of range": (["--num_tasks", "2", "--task_idx", "2"], "out of range"),
-    "missing pretrained": (["--num_tasks", "2", "--task_idx", "1", "--distiller", "decorrelative",
-                            "--pretrained_model", "/nonexistent/last.ckpt"],
-                           "checkpoint not found: '/nonexistent/last.ckpt'"),
-    "distiller without pretrained": (["--num_tasks", "2", "--task_idx", "1",
-                                      "--distiller", "decorrelative"], "needs --pretrained_model"),
+    "missing pretrained": (
+        [
+            "--num_tasks",
+            "2",
+            "--task_idx",
+            "1",
+            "--distiller",
+            "decorrelative",
+            "--pretrained_model",
+            "/nonexistent/last.ckpt",
+        ],
+        "checkpoint not found: '/nonexistent/last.ckpt'",
+    ),
+    "distiller without pretrained": (
+        ["--num_tasks", "2", "--task_idx", "1", "--distiller", "decorrelative"],
+        "needs --pretrained_model",
+    ),
     "gpu without a gpu": (["--accelerator", "gpu"], "no CUDA GPU is visible"),
-    "missing data dir": (["--dataset", "cifar100", "--data_dir", "/nonexistent/cifar"],
-                         "/nonexistent/cifar"),
+    "missing data dir": (["--dataset", "cifar100", "--data_dir", "/nonexistent/cifar"], "/nonexistent/cifar"),
     "per-step interval of an epoch scheduler": (
         ["--scheduler", "step", "--lr_decay_steps", "1", "--scheduler_interval", "step"],
-        "--scheduler_interval step applies to warmup_cosine and cosine"),
+        "--scheduler_interval step applies to warmup_cosine and cosine",
+    ),
     "fractional warmup per epoch": (["--warmup_epochs", "0.5"], "not a whole number of epochs"),
 }
 
@@ -73,19 +87,47 @@ def test_bad_input_is_one_clear_error_and_writes_nothing(case, precious):
 
 
 def test_pretrained_from_another_method_or_backbone(task0_ckpt, precious):
-    argv = tiny_argv("simclr", "--num_tasks", "2", "--task_idx", "1", "--pretrained_model",
-                     str(task0_ckpt), distiller="contrastive", tmp_path=precious)
+    argv = tiny_argv(
+        "simclr",
+        "--num_tasks",
+        "2",
+        "--task_idx",
+        "1",
+        "--pretrained_model",
+        str(task0_ckpt),
+        distiller="contrastive",
+        tmp_path=precious,
+    )
     with pytest.raises(ValueError, match="method='barlow_twins', but this run uses method='simclr'"):
         main(argv)
-    argv = tiny_argv("barlow_twins", "--num_tasks", "2", "--task_idx", "1", "--pretrained_model",
-                     str(task0_ckpt), "--backbone", "resnet18", distiller="decorrelative",
-                     tmp_path=precious)
+    argv = tiny_argv(
+        "barlow_twins",
+        "--num_tasks",
+        "2",
+        "--task_idx",
+        "1",
+        "--pretrained_model",
+        str(task0_ckpt),
+        "--backbone",
+        "resnet18",
+        distiller="decorrelative",
+        tmp_path=precious,
+    )
     with pytest.raises(ValueError, match="backbone='tiny', but this run uses backbone='resnet18'"):
         main(argv)
     garbage = precious.parent / "garbage.ckpt"
     garbage.write_bytes(b"not a checkpoint")
-    argv = tiny_argv("barlow_twins", "--num_tasks", "2", "--task_idx", "1", "--pretrained_model",
-                     str(garbage), distiller="decorrelative", tmp_path=precious)
+    argv = tiny_argv(
+        "barlow_twins",
+        "--num_tasks",
+        "2",
+        "--task_idx",
+        "1",
+        "--pretrained_model",
+        str(garbage),
+        distiller="decorrelative",
+        tmp_path=precious,
+    )
     with pytest.raises(ValueError, match="cannot read checkpoint"):
         main(argv)
     assert _unchanged(precious)
@@ -93,19 +135,30 @@ def test_pretrained_from_another_method_or_backbone(task0_ckpt, precious):
 
 def test_resume_with_another_schedule_interval_is_refused(task0_ckpt, precious):
     """The checkpoint's scheduler counter counts epochs; continuing it per step would be wrong."""
-    argv = tiny_argv("barlow_twins", "--num_tasks", "2", "--resume_from_checkpoint", str(task0_ckpt),
-                     "--scheduler_interval", "step", tmp_path=precious)
+    argv = tiny_argv(
+        "barlow_twins",
+        "--num_tasks",
+        "2",
+        "--resume_from_checkpoint",
+        str(task0_ckpt),
+        "--scheduler_interval",
+        "step",
+        tmp_path=precious,
+    )
     with pytest.raises(ValueError, match="--scheduler_interval epoch, this run uses --scheduler_interval step"):
         main(argv)
     assert _unchanged(precious)
 
 
 def test_cli_exit_codes_are_non_zero(precious):
-    for argv, message in ((["--num_tasks", "3"], "divisible"),
-                          (["--not_a_flag"], "unrecognized arguments")):
-        proc = subprocess.run([sys.executable, "main_continual.py",
-                               *tiny_argv("byol", *argv, tmp_path=precious)],
-                              cwd=REPO, capture_output=True, text=True, timeout=120)
+    for argv, message in ((["--num_tasks", "3"], "divisible"), (["--not_a_flag"], "unrecognized arguments")):
+        proc = subprocess.run(
+            [sys.executable, "main_continual.py", *tiny_argv("byol", *argv, tmp_path=precious)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode != 0 and message in proc.stderr
     assert _unchanged(precious)
 

@@ -8,6 +8,7 @@ of REFERENCE.md section 4, and the model builds (tiny backbone) from the script'
 Slow smoke runs (``-m "not slow"`` skips them): one CIFAR script through ``job_launcher.py`` on a
 fake CIFAR-100 in the numpy layout, and one digits demo end to end, each with a tiny override.
 """
+
 from __future__ import annotations
 
 import csv
@@ -63,22 +64,46 @@ PAPER = {
     "swav": ("swav", "knowledge"),
 }
 # Beyond the paper: the method's own kind of objective (README, "CaSSLe for more methods").
-PAPER.update({"dino": ("dino", "knowledge"), "deepclusterv2": ("deepclusterv2", "knowledge"),
-              "mocov3": ("mocov3", "contrastive")})
+PAPER.update(
+    {
+        "dino": ("dino", "knowledge"),
+        "deepclusterv2": ("deepclusterv2", "knowledge"),
+        "mocov3": ("mocov3", "contrastive"),
+    }
+)
 PAPER.update(PAPER_22A)  # SimSiam, NNCLR, ReSSL, W-MSE (tests/script_table_22a.py)
 
 
 # Continual-strategy scripts (issue 10): file suffix -> the --cl_strategy values it must set.
-STRATEGY_SCRIPTS = {s: [s] for s in ("ewc", "replay", "der", "lump", "less_forget", "pod", "pfr", "si", "derpp",
-                                     "co2l", "cromo_mixup")}
+STRATEGY_SCRIPTS = {
+    s: [s] for s in ("ewc", "replay", "der", "lump", "less_forget", "pod", "pfr", "si", "derpp", "co2l", "cromo_mixup")
+}
 ON_CASSLE = {"cromo_mixup"}  # a strategy whose method includes CaSSLe's distiller: based on <method>_distill.sh
 STRATEGY_SCRIPTS.update({"pfr_replay": ["pfr", "replay"], "distill_replay": ["replay"]})
 # setting -> (method stems, suffixes) of the strategy grid shipped beside fine-tuning and CaSSLe
 STRATEGY_GRID = {
-    "cifar": (("barlow", "byol", "simclr"), ("ewc", "replay", "der", "lump", "less_forget", "pod", "pfr", "si",
-                                             "derpp", "co2l", "cromo_mixup")),
-    "digits": (("barlow",), ("ewc", "replay", "der", "lump", "less_forget", "pod", "pfr", "pfr_replay",
-                             "distill_replay", "si", "derpp", "co2l", "cromo_mixup")),
+    "cifar": (
+        ("barlow", "byol", "simclr"),
+        ("ewc", "replay", "der", "lump", "less_forget", "pod", "pfr", "si", "derpp", "co2l", "cromo_mixup"),
+    ),
+    "digits": (
+        ("barlow",),
+        (
+            "ewc",
+            "replay",
+            "der",
+            "lump",
+            "less_forget",
+            "pod",
+            "pfr",
+            "pfr_replay",
+            "distill_replay",
+            "si",
+            "derpp",
+            "co2l",
+            "cromo_mixup",
+        ),
+    ),
 }
 
 
@@ -87,7 +112,7 @@ def _setting(path: Path) -> str:
 
 
 def _variant(path: Path) -> str:
-    """"" (fine-tuning), "distill", "pnr" (tests/pnr_scripts.py), or a STRATEGY_SCRIPTS suffix."""
+    """ "" (fine-tuning), "distill", "pnr" (tests/pnr_scripts.py), or a STRATEGY_SCRIPTS suffix."""
     if is_pnr(path):
         return "pnr"
     for suffix in sorted(STRATEGY_SCRIPTS, key=len, reverse=True):
@@ -117,16 +142,26 @@ def _args(path: Path, *extra: str):
     try:
         return parse_args(argv)
     except SystemExit as err:  # argparse's error exit: name the script, not just the flag
-        pytest.fail(f"{path.relative_to(REPO)}: main_continual.py rejects its arguments (exit {err.code}); "
-                    f"see the argparse message above")
+        pytest.fail(
+            f"{path.relative_to(REPO)}: main_continual.py rejects its arguments (exit {err.code}); "
+            f"see the argparse message above"
+        )
 
 
 # --------------------------------------------------------------------------- the set of files
 def test_every_expected_script_is_shipped():
-    expected = {f"{setting}/{stem}{suffix}.sh" for setting, (stems, *_r) in SETTINGS.items()
-                for stem in stems for suffix in ("", "_distill")}
-    expected |= {f"{setting}/{stem}_{suffix}.sh" for setting, (stems, suffixes) in STRATEGY_GRID.items()
-                 for stem in stems for suffix in suffixes}
+    expected = {
+        f"{setting}/{stem}{suffix}.sh"
+        for setting, (stems, *_r) in SETTINGS.items()
+        for stem in stems
+        for suffix in ("", "_distill")
+    }
+    expected |= {
+        f"{setting}/{stem}_{suffix}.sh"
+        for setting, (stems, suffixes) in STRATEGY_GRID.items()
+        for stem in stems
+        for suffix in suffixes
+    }
     expected |= {f"{setting}/{stem}_pnr.sh" for setting in PNR_GRID for stem in PNR}
     shipped = set(_ids(SCRIPTS))
     assert not expected - shipped, f"missing scripts: {sorted(expected - shipped)}"
@@ -219,11 +254,13 @@ CIFAR_RECIPE = {
     "mocov2plus": ("sgd", 0.3, 0.3, 1e-4, False, 0.0, (0.4, 0.4, 0.4, 0.1), [0.0], 0.08),
 }
 # solo-learn's scripts/pretrain/cifar/{dino,deepclusterv2,mocov3}.yaml
-CIFAR_RECIPE.update({
-    "dino": ("lars", 0.3, 0.1, 1e-6, True, 0.0, (0.4, 0.4, 0.2, 0.1), [0.0, 0.2], 0.08),
-    "deepclusterv2": ("lars", 0.6, 0.1, 1e-6, True, 6e-4, (0.8, 0.8, 0.8, 0.2), [0.0], 0.08),
-    "mocov3": ("lars", 0.3, 0.3, 1e-6, True, 0.0, (0.4, 0.4, 0.2, 0.1), [0.0, 0.2], 0.08),
-})
+CIFAR_RECIPE.update(
+    {
+        "dino": ("lars", 0.3, 0.1, 1e-6, True, 0.0, (0.4, 0.4, 0.2, 0.1), [0.0, 0.2], 0.08),
+        "deepclusterv2": ("lars", 0.6, 0.1, 1e-6, True, 6e-4, (0.8, 0.8, 0.8, 0.2), [0.0], 0.08),
+        "mocov3": ("lars", 0.3, 0.3, 1e-6, True, 0.0, (0.4, 0.4, 0.2, 0.1), [0.0, 0.2], 0.08),
+    }
+)
 CIFAR_WARMUP = {"deepclusterv2": (11, 0.0)}  # (epochs, start lr); the others 10 epochs from 0.003
 CIFAR_RECIPE.update(CIFAR_RECIPE_22A)
 CIFAR_WARMUP.update(CIFAR_WARMUP_22A)
@@ -243,8 +280,9 @@ def _flat(v):
     return list(v) if isinstance(v, (list, tuple)) else [v]
 
 
-@pytest.mark.parametrize("path", [p for p in SCRIPTS if _setting(p) == "cifar"],
-                         ids=_ids([p for p in SCRIPTS if _setting(p) == "cifar"]))
+@pytest.mark.parametrize(
+    "path", [p for p in SCRIPTS if _setting(p) == "cifar"], ids=_ids([p for p in SCRIPTS if _setting(p) == "cifar"])
+)
 def test_cifar_recipe(path: Path):
     opt, lr, cls_lr, wd, excl, min_lr, jitter, solar, min_scale = recipe_of(path, CIFAR_RECIPE[_stem(path)])
     a = _args(path)
@@ -261,8 +299,11 @@ def test_cifar_recipe(path: Path):
     assert a.backbone == "resnet18" and a.wandb and a.devices == 1
 
 
-@pytest.mark.parametrize("path", [p for p in SCRIPTS if _setting(p) in ("imagenet-100/class", "imagenet-100/data", "domainnet")],
-                         ids=_ids([p for p in SCRIPTS if _setting(p) in ("imagenet-100/class", "imagenet-100/data", "domainnet")]))
+@pytest.mark.parametrize(
+    "path",
+    [p for p in SCRIPTS if _setting(p) in ("imagenet-100/class", "imagenet-100/data", "domainnet")],
+    ids=_ids([p for p in SCRIPTS if _setting(p) in ("imagenet-100/class", "imagenet-100/data", "domainnet")]),
+)
 def test_imagenet_domainnet_recipe(path: Path):
     stem, a = _stem(path), _args(path)
     opt, scheduler, lr, wd = BIG_RECIPE[stem]
@@ -292,10 +333,35 @@ def test_imagenet_domainnet_recipe(path: Path):
 
 
 # --------------------------------------------------------------------------- smoke runs (slow)
-TINY = ["--backbone", "tiny", "--max_epochs", "1", "--batch_size", "16", "--num_workers", "0",
-        "--proj_hidden_dim", "32", "--output_dim", "32", "--distill_proj_hidden_dim", "32",
-        "--limit_train_batches", "2", "--limit_val_batches", "2", "--warmup_epochs", "0",
-        "--accelerator", "cpu", "--devices", "1", "--precision", "32", "--no_progress_bar"]
+TINY = [
+    "--backbone",
+    "tiny",
+    "--max_epochs",
+    "1",
+    "--batch_size",
+    "16",
+    "--num_workers",
+    "0",
+    "--proj_hidden_dim",
+    "32",
+    "--output_dim",
+    "32",
+    "--distill_proj_hidden_dim",
+    "32",
+    "--limit_train_batches",
+    "2",
+    "--limit_val_batches",
+    "2",
+    "--warmup_epochs",
+    "0",
+    "--accelerator",
+    "cpu",
+    "--devices",
+    "1",
+    "--precision",
+    "32",
+    "--no_progress_bar",
+]
 
 
 def _fake_cifar100(root: Path) -> None:
@@ -310,7 +376,9 @@ def _fake_cifar100(root: Path) -> None:
 def _launch(script: Path, exp: Path, extra: list[str], env: dict) -> None:
     cmd = [sys.executable, "job_launcher.py", "--script", str(script), "--experiment_dir", str(exp), "--", *extra]
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, f"{script.name} through the launcher failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    assert res.returncode == 0, (
+        f"{script.name} through the launcher failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    )
 
 
 def _final_val_acc(exp: Path, task: int) -> float:
@@ -364,8 +432,11 @@ def _strategy_flags() -> set[str]:
     return {o for a in parser._actions for o in a.option_strings if o.startswith("--") and o != "--help"}
 
 
-@pytest.mark.parametrize("path", [p for p in SCRIPTS if _variant(p) in STRATEGY_SCRIPTS],
-                         ids=_ids([p for p in SCRIPTS if _variant(p) in STRATEGY_SCRIPTS]))
+@pytest.mark.parametrize(
+    "path",
+    [p for p in SCRIPTS if _variant(p) in STRATEGY_SCRIPTS],
+    ids=_ids([p for p in SCRIPTS if _variant(p) in STRATEGY_SCRIPTS]),
+)
 def test_strategy_script_is_its_base_script_plus_the_strategy(path: Path):
     """A strategy script = the fine-tuning (or CaSSLe) script of its method + strategy flags, so a
     recipe change in the base script that is not carried over fails here."""
@@ -382,17 +453,26 @@ def test_strategy_script_is_its_base_script_plus_the_strategy(path: Path):
 # strategy script states every one of them explicitly, with its source in the header comment, so no
 # strategy runs on an unstated default (a new flag of a strategy fails here until the scripts state it).
 STRATEGY_FLAG_PREFIXES = {
-    "ewc": ("--ewc_",), "replay": ("--buffer_size", "--replay_batch_size"),
-    "der": ("--buffer_size", "--replay_batch_size", "--der_"), "lump": ("--buffer_size", "--lump_"),
-    "less_forget": ("--less_forget_",), "pod": ("--pod_",), "pfr": ("--pfr_",), "si": ("--si_",),
-    "derpp": ("--buffer_size", "--replay_batch_size", "--derpp_", "--der_"), "co2l": ("--co2l_",),
+    "ewc": ("--ewc_",),
+    "replay": ("--buffer_size", "--replay_batch_size"),
+    "der": ("--buffer_size", "--replay_batch_size", "--der_"),
+    "lump": ("--buffer_size", "--lump_"),
+    "less_forget": ("--less_forget_",),
+    "pod": ("--pod_",),
+    "pfr": ("--pfr_",),
+    "si": ("--si_",),
+    "derpp": ("--buffer_size", "--replay_batch_size", "--derpp_", "--der_"),
+    "co2l": ("--co2l_",),
     "cromo_mixup": ("--buffer_size", "--replay_batch_size", "--cromo_"),
 }
 NOT_USED_BY = {"derpp": {"--der_alpha"}}  # DER++ weighs the DER term with --derpp_alpha
 
 
-@pytest.mark.parametrize("path", [p for p in SCRIPTS if _setting(p) == "cifar" and _variant(p) in STRATEGY_SCRIPTS],
-                         ids=_ids([p for p in SCRIPTS if _setting(p) == "cifar" and _variant(p) in STRATEGY_SCRIPTS]))
+@pytest.mark.parametrize(
+    "path",
+    [p for p in SCRIPTS if _setting(p) == "cifar" and _variant(p) in STRATEGY_SCRIPTS],
+    ids=_ids([p for p in SCRIPTS if _setting(p) == "cifar" and _variant(p) in STRATEGY_SCRIPTS]),
+)
 def test_cifar_strategy_script_states_every_strategy_hyperparameter_with_its_source(path: Path):
     argv, text = _argv(path), path.read_text()
     flags = _strategy_flags()
@@ -403,4 +483,3 @@ def test_cifar_strategy_script_states_every_strategy_hyperparameter_with_its_sou
             assert flag in argv, f"{path.name}: {flag} is left to its default; state it"
             value = get_flag(argv, flag)
             assert f"#   {flag} {value}: " in text, f"{path.name}: no source comment for {flag} {value}"
-

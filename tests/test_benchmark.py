@@ -1,4 +1,5 @@
 """benchmarks/throughput.py: the --smoke run end to end (CPU, seconds) and its argument handling."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -14,19 +15,42 @@ _spec = importlib.util.spec_from_file_location("throughput", REPO / "benchmarks"
 throughput = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(throughput)
 
-VIEW_KEYS = {"step_premade", "e2e_gpu_augment", "e2e_torchvision_workers", "finetune_step_premade", "augment_only",
-             "augment_only_per_view", "step_premade_lars", "step_premade_sgd"}
+VIEW_KEYS = {
+    "step_premade",
+    "e2e_gpu_augment",
+    "e2e_torchvision_workers",
+    "finetune_step_premade",
+    "augment_only",
+    "augment_only_per_view",
+    "step_premade_lars",
+    "step_premade_sgd",
+}
 
 
 def test_smoke_run_writes_positive_figures(tmp_path):
     out = tmp_path / "smoke.json"
-    done = subprocess.run([sys.executable, "benchmarks/throughput.py", "--smoke", "--output", str(out)],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "benchmarks/throughput.py", "--smoke", "--output", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert "views/s" in done.stdout and "e2e_gpu_vs_step" in done.stdout
     result = json.loads(out.read_text())
-    assert {"machine", "settings", "command", "cassle_args", "views_per_s", "cassle_overhead", "ratios",
-            "targets", "meets_targets", "smoke"} <= set(result)
+    assert {
+        "machine",
+        "settings",
+        "command",
+        "cassle_args",
+        "views_per_s",
+        "cassle_overhead",
+        "ratios",
+        "targets",
+        "meets_targets",
+        "smoke",
+    } <= set(result)
     assert result["smoke"] is True
     assert set(result["views_per_s"]) == VIEW_KEYS
     assert all(v > 0 for v in result["views_per_s"].values())
@@ -36,8 +60,7 @@ def test_smoke_run_writes_positive_figures(tmp_path):
     views = result["views_per_s"]
     assert result["ratios"]["e2e_gpu_vs_step"] == pytest.approx(views["e2e_gpu_augment"] / views["step_premade"])
     overhead = result["cassle_overhead"]
-    assert overhead["extra_time_fraction"] == pytest.approx(
-        views["finetune_step_premade"] / views["step_premade"] - 1)
+    assert overhead["extra_time_fraction"] == pytest.approx(views["finetune_step_premade"] / views["step_premade"] - 1)
     step_ms = result["step_ms_by_optimizer"]
     assert step_ms["lars"] == pytest.approx(1000 * 2 * result["settings"]["batch_size"] / views["step_premade_lars"])
     assert step_ms["sgd"] == pytest.approx(1000 * 2 * result["settings"]["batch_size"] / views["step_premade_sgd"])
@@ -59,7 +82,12 @@ def test_target_setting_command_line_is_valid_for_cassle():
 
     b = throughput.parse_bench_args(["--data_dir", "/data/cifar100", "--", "--max_epochs", "3"])
     assert (b.method, b.distiller, b.backbone, b.batch_size, b.dataset) == (
-        "barlow_twins", "decorrelative", "resnet18", 256, "cifar100")
+        "barlow_twins",
+        "decorrelative",
+        "resnet18",
+        256,
+        "cifar100",
+    )
     args = parse_args(throughput.cassle_argv(b, distiller=b.distiller, data_device="gpu", checkpoint_dir="x"))
     assert args.dataset == "cifar100" and args.task_idx == 1 and args.num_tasks == 5 and args.lars
     assert args.solarization_prob == [0.0, 0.2] and args.max_epochs == 3 and args.data_device == "gpu"

@@ -1,4 +1,5 @@
 """A checkpoint is data: no entry point runs code from one unless --trust_checkpoint says so."""
+
 from __future__ import annotations
 
 import logging
@@ -17,7 +18,7 @@ from cassle.utils.callbacks import numpy_state_from_plain, numpy_state_to_plain
 from cassle.utils.checkpoint import UnsafeCheckpointError, check_loadable, load_checkpoint, unsafe_globals
 from main_continual import main as continual_main
 from main_continual import run_task
-from tests.helpers import tiny_argv, tiny_args
+from tests.helpers import tiny_args, tiny_argv
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -95,8 +96,17 @@ def test_main_linear_refuses_checkpoint_and_run_dir(evil, tmp_path, capsys):
 def test_main_continual_refuses_pretrained_and_resume(evil, tmp_path, flag):
     path, marker = evil
     task_dir = tmp_path / "task1"
-    argv = tiny_argv("barlow_twins", "--num_tasks", "2", "--task_idx", "1", flag, str(path),
-                     distiller="decorrelative", tmp_path=task_dir)
+    argv = tiny_argv(
+        "barlow_twins",
+        "--num_tasks",
+        "2",
+        "--task_idx",
+        "1",
+        flag,
+        str(path),
+        distiller="decorrelative",
+        tmp_path=task_dir,
+    )
     with pytest.raises(UnsafeCheckpointError) as err:
         continual_main(argv)
     assert _refused(str(err.value), path)
@@ -109,8 +119,9 @@ def test_launcher_with_pretrained_path_refuses(evil, tmp_path, monkeypatch, caps
     prints a plan); main_continual's own refusal is tested above."""
     path, marker = evil
     script = tmp_path / "start_at_1.sh"
-    flags = tiny_argv("barlow_twins", "--num_tasks", "2", "--task_idx", "1", "--max_steps", "1",
-                      distiller="decorrelative") + ["--name", "evil", "--pretrained_model", "$PRETRAINED_PATH"]
+    flags = tiny_argv(
+        "barlow_twins", "--num_tasks", "2", "--task_idx", "1", "--max_steps", "1", distiller="decorrelative"
+    ) + ["--name", "evil", "--pretrained_model", "$PRETRAINED_PATH"]
     script.write_text("python3 main_continual.py \\\n    " + " \\\n    ".join(flags) + "\n")
     monkeypatch.setenv("PRETRAINED_PATH", str(path))
     exp = tmp_path / "exp"
@@ -127,8 +138,7 @@ def test_trust_checkpoint_loads_and_says_so(evil, caplog):
         ckpt = load_checkpoint(path, trust=True)
     assert marker.exists()  # the user asked for it: the pickle ran
     assert "state_dict" in ckpt
-    assert any("--trust_checkpoint" in r.getMessage() and str(path) in r.getMessage()
-               for r in caplog.records)
+    assert any("--trust_checkpoint" in r.getMessage() and str(path) in r.getMessage() for r in caplog.records)
 
 
 # --------------------------------------------------------------------------- own checkpoints
@@ -184,12 +194,38 @@ def test_old_format_own_checkpoint_is_refused_then_upgraded(own, tmp_path, capsy
     # main_continual: as the previous task (pretrained) and resumed; main_linear: one checkpoint.
     for flag in ("--pretrained_model", "--resume_from_checkpoint"):
         out = tmp_path / flag.strip("-")
-        argv = tiny_argv("barlow_twins", "--num_tasks", "2", "--task_idx", "1" if "pre" in flag else "0",
-                         "--max_steps", "3", "--max_epochs", "2", flag, str(old),
-                         *(["--distiller", "decorrelative"] if "pre" in flag else []), tmp_path=out)
+        argv = tiny_argv(
+            "barlow_twins",
+            "--num_tasks",
+            "2",
+            "--task_idx",
+            "1" if "pre" in flag else "0",
+            "--max_steps",
+            "3",
+            "--max_epochs",
+            "2",
+            flag,
+            str(old),
+            *(["--distiller", "decorrelative"] if "pre" in flag else []),
+            tmp_path=out,
+        )
         assert continual_main(argv) == 0 and (out / "last.ckpt").exists()
-    rc = main_linear.main(["--pretrained_feature_extractor", str(old), "--mode", "fast", "--max_epochs", "1",
-                           "--num_workers", "0", "--accelerator", "cpu", "--output_dir", str(tmp_path / "lin")])
+    rc = main_linear.main(
+        [
+            "--pretrained_feature_extractor",
+            str(old),
+            "--mode",
+            "fast",
+            "--max_epochs",
+            "1",
+            "--num_workers",
+            "0",
+            "--accelerator",
+            "cpu",
+            "--output_dir",
+            str(tmp_path / "lin"),
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
 
 
@@ -227,8 +263,12 @@ def hostile(own, tmp_path):
 def _names_refusal(text: str, path: Path) -> bool:
     """One error line naming the file and the numpy construction that was refused."""
     lines = [line for line in text.splitlines() if str(path) in line]
-    return (len(lines) == 1 and "multiarray._reconstruct" in lines[0] and "numpy.dtype" in lines[0]
-            and "refusing to load" in lines[0])
+    return (
+        len(lines) == 1
+        and "multiarray._reconstruct" in lines[0]
+        and "numpy.dtype" in lines[0]
+        and "refusing to load" in lines[0]
+    )
 
 
 def test_object_array_is_refused_by_the_loader(hostile):
@@ -256,8 +296,17 @@ def test_object_array_main_continual_exits_2(hostile, tmp_path, flag, monkeypatc
     import runpy
 
     task_dir = tmp_path / "task1"
-    argv = tiny_argv("barlow_twins", "--num_tasks", "2", "--task_idx", "1", flag, str(hostile),
-                     distiller="decorrelative", tmp_path=task_dir)
+    argv = tiny_argv(
+        "barlow_twins",
+        "--num_tasks",
+        "2",
+        "--task_idx",
+        "1",
+        flag,
+        str(hostile),
+        distiller="decorrelative",
+        tmp_path=task_dir,
+    )
     monkeypatch.setattr("sys.argv", ["main_continual.py", *argv])
     with pytest.raises(SystemExit) as stop:
         runpy.run_path(str(REPO / "main_continual.py"), run_name="__main__")
@@ -267,8 +316,9 @@ def test_object_array_main_continual_exits_2(hostile, tmp_path, flag, monkeypatc
 
 def test_object_array_as_pretrained_path_is_refused_before_task_0(hostile, tmp_path, monkeypatch, capsys):
     script = tmp_path / "start_at_1.sh"
-    flags = tiny_argv("barlow_twins", "--num_tasks", "2", "--task_idx", "1", "--max_steps", "1",
-                      distiller="decorrelative") + ["--name", "hostile", "--pretrained_model", "$PRETRAINED_PATH"]
+    flags = tiny_argv(
+        "barlow_twins", "--num_tasks", "2", "--task_idx", "1", "--max_steps", "1", distiller="decorrelative"
+    ) + ["--name", "hostile", "--pretrained_model", "$PRETRAINED_PATH"]
     script.write_text("python3 main_continual.py \\\n    " + " \\\n    ".join(flags) + "\n")
     monkeypatch.setenv("PRETRAINED_PATH", str(hostile))
     exp = tmp_path / "exp"

@@ -1,4 +1,5 @@
 """main_linear.py --compare: runs -> A/F/T table by strategy x method, mean +- std over seeds."""
+
 import csv
 import json
 from pathlib import Path
@@ -8,13 +9,31 @@ import pytest
 from main_linear import main
 
 
-def _run(root: Path, name: str, method: str, seed: int, A: float, F: float = 1.0, T: float = 2.0,
-         dataset="cifar100", distiller=None, cl_strategy=None, protocol=None) -> Path:
+def _run(
+    root: Path,
+    name: str,
+    method: str,
+    seed: int,
+    A: float,
+    F: float = 1.0,
+    T: float = 2.0,
+    dataset="cifar100",
+    distiller=None,
+    cl_strategy=None,
+    protocol=None,
+) -> Path:
     run = root / name
     for t in range(2):  # task 0 of a CaSSLe run has no distiller: the last task's args count
         (run / f"task{t}").mkdir(parents=True)
-        args = {"method": method, "seed": seed, "dataset": dataset, "split_strategy": "class", "num_tasks": 5,
-                "distiller": distiller if t else None, "cl_strategy": cl_strategy}
+        args = {
+            "method": method,
+            "seed": seed,
+            "dataset": dataset,
+            "split_strategy": "class",
+            "num_tasks": 5,
+            "distiller": distiller if t else None,
+            "cl_strategy": cl_strategy,
+        }
         (run / f"task{t}" / "args.json").write_text(json.dumps(args))
     (run / "eval").mkdir()
     protocol = protocol or {"name": "online", "dataset": dataset, "eval_protocol": "paper"}
@@ -33,7 +52,12 @@ def test_compare_table_csv_markdown_plot(tmp_path, capsys):
     assert main(["--compare", str(grid), str(simclr), "--output_dir", str(out)]) == 0
     rows = list(csv.DictReader((out / "comparison.csv").open()))
     ft = next(r for r in rows if r["metric"] == "A" and r["strategy"] == "fine-tuning")
-    assert (float(ft["mean"]), float(ft["std"]), ft["n"], ft["seeds"]) == (52.0, pytest.approx(2.828, abs=1e-3), "2", "1 2")
+    assert (float(ft["mean"]), float(ft["std"]), ft["n"], ft["seeds"]) == (
+        52.0,
+        pytest.approx(2.828, abs=1e-3),
+        "2",
+        "1 2",
+    )
     assert ft["paper"] == "52.7"  # the CaSSLe paper's BYOL fine-tuning on CIFAR-100
     cassle = next(r for r in rows if r["metric"] == "A" and r["strategy"] == "CaSSLe")
     assert cassle["paper"] == "62.2"

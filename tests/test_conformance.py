@@ -15,6 +15,7 @@ project's earlier choices are checked alongside.
 8. only --lr is scaled by batch x devices / 256; lr / distill_lamb for the predictive distiller only
 9. warmup-cosine stepped per epoch (tau still per step)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,10 +62,21 @@ def test_1_online_eval_batches_get_the_last_views_augmentation(data_device):
     the reference's stream (transform[-1]) is solarized, the clean one and view 1 are not."""
     from cassle.data import ContinualDataModule
 
-    common = dict(dataset="synthetic", synthetic_size=64, synthetic_image_size=16, num_classes=4,
-                  batch_size=16, num_workers=0, data_device=data_device, online_eval_batch_size=32,
-                  min_scale=[1.0], color_jitter_prob=[0.0], gray_scale_prob=[0.0],
-                  horizontal_flip_prob=[0.0], solarization_prob=[0.0, 1.0])
+    common = dict(
+        dataset="synthetic",
+        synthetic_size=64,
+        synthetic_image_size=16,
+        num_classes=4,
+        batch_size=16,
+        num_workers=0,
+        data_device=data_device,
+        online_eval_batch_size=32,
+        min_scale=[1.0],
+        color_jitter_prob=[0.0],
+        gray_scale_prob=[0.0],
+        horizontal_flip_prob=[0.0],
+        solarization_prob=[0.0, 1.0],
+    )
 
     def max_pixel(dm):
         x, y = next(iter(dm.online_eval_loader()))
@@ -187,10 +199,11 @@ def _naive_vicreg(z1, z2):
 
 
 LOCAL_LOSSES = {  # name -> (distributed call, per-process naive reference of the same semantics)
-    "simclr": (lambda z1, z2, y: simclr_loss_func(z1, z2, 0.2),
-               lambda z1, z2, y: _naive_ntxent(z1, z2, 0.2)),
-    "supcon": (lambda z1, z2, y: simclr_loss_func(z1, z2, 0.1, supcon_pos_mask(y)),
-               lambda z1, z2, y: _naive_ntxent(z1, z2, 0.1, y)),
+    "simclr": (lambda z1, z2, y: simclr_loss_func(z1, z2, 0.2), lambda z1, z2, y: _naive_ntxent(z1, z2, 0.2)),
+    "supcon": (
+        lambda z1, z2, y: simclr_loss_func(z1, z2, 0.1, supcon_pos_mask(y)),
+        lambda z1, z2, y: _naive_ntxent(z1, z2, 0.1, y),
+    ),
     "vicreg": (lambda z1, z2, y: vicreg_loss_func(z1, z2), lambda z1, z2, y: _naive_vicreg(z1, z2)),
 }
 
@@ -198,9 +211,11 @@ LOCAL_LOSSES = {  # name -> (distributed call, per-process naive reference of th
 def _data():
     g = torch.Generator().manual_seed(1)
     n = WORLD * N_LOCAL
-    return {"z1": torch.randn(n, D, generator=g, dtype=torch.float64),
-            "z2": torch.randn(n, D, generator=g, dtype=torch.float64) * 0.5 + 0.2,
-            "y": torch.tensor([0, 1, 0, 2, 1, 3, 1, 1, 0, 2, 3, 3])}
+    return {
+        "z1": torch.randn(n, D, generator=g, dtype=torch.float64),
+        "z2": torch.randn(n, D, generator=g, dtype=torch.float64) * 0.5 + 0.2,
+        "y": torch.tensor([0, 1, 0, 2, 1, 3, 1, 1, 0, 2, 3, 3]),
+    }
 
 
 def _grads(fn, z1, z2, *extra):
@@ -221,15 +236,16 @@ def _decorrelative(z1, z2, **opt_in):
 def _worker(rank, port, out_dir, data):
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=WORLD, timeout=timedelta(seconds=60))
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD, timeout=timedelta(seconds=60)
+    )
     try:
         local = slice(rank * N_LOCAL, (rank + 1) * N_LOCAL)
         z1, z2, y = data["z1"][local], data["z2"][local], data["y"][local]
         res = {name: _grads(fn, z1, z2, y) for name, (fn, _) in LOCAL_LOSSES.items()}
         for name, fn in (("barlow", _barlow), ("decorrelative", _decorrelative)):
             res[name] = _grads(fn, z1, z2)
-            res[name + "_global"] = _grads(lambda a, b: fn(a, b, global_batch=True), z1, z2)
+            res[name + "_global"] = _grads(lambda a, b, fn=fn: fn(a, b, global_batch=True), z1, z2)
         res["simclr_global"] = _grads(lambda a, b: simclr_loss_func(a, b, 0.2, global_batch=True), z1, z2)
         torch.save(res, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
@@ -276,8 +292,10 @@ def test_4_barlow_local_statistics_with_averaged_correlation(local_results, name
         if name == "barlow":
             return _naive_barlow_local(chunks(z1), chunks(z2), 0.3, 0.7)
         zb1, zb2 = (2 * z2 + 1).detach(), z1.tanh().detach()
-        return 0.5 * (_naive_barlow_local(chunks(z1), chunks(zb1), 0.3, 0.7)
-                      + _naive_barlow_local(chunks(z2), chunks(zb2), 0.3, 0.7))
+        return 0.5 * (
+            _naive_barlow_local(chunks(z1), chunks(zb1), 0.3, 0.7)
+            + _naive_barlow_local(chunks(z2), chunks(zb2), 0.3, 0.7)
+        )
 
     loss, g1, g2 = _grads(naive, data["z1"], data["z2"])
     glob = _grads(lambda a, b: fn(a, b), data["z1"], data["z2"])  # one process: whole batch
@@ -301,9 +319,15 @@ def test_4_simclr_global_opt_in_differs_from_local(local_results):
         assert not torch.isclose(res[r]["simclr"][0], whole[0])
 
 
-@pytest.mark.parametrize("method,distiller,loss_name", [
-    ("barlow_twins", None, "barlow_loss_func"), ("simclr", None, "simclr_loss_func"),
-    ("vicreg", None, "vicreg_loss_func"), ("barlow_twins", "decorrelative", "decorrelative_distill_loss")])
+@pytest.mark.parametrize(
+    "method,distiller,loss_name",
+    [
+        ("barlow_twins", None, "barlow_loss_func"),
+        ("simclr", None, "simclr_loss_func"),
+        ("vicreg", None, "vicreg_loss_func"),
+        ("barlow_twins", "decorrelative", "decorrelative_distill_loss"),
+    ],
+)
 def test_4_methods_pass_the_distributed_loss_flag(monkeypatch, method, distiller, loss_name):
     import cassle.distillers.decorrelative as decorrelative_mod
     from tests.helpers import fake_batch
@@ -373,17 +397,22 @@ def test_6_cifar100_uses_cifar10_statistics_in_pretraining_and_linear_eval(tmp_p
 
     rng = np.random.default_rng(0)
     for name in ("train_0", "test"):
-        np.savez(tmp_path / f"{name}.npz", x=rng.integers(0, 256, (100, 32, 32, 3), dtype=np.uint8),
-                 y=np.arange(100, dtype=np.int64))
+        np.savez(
+            tmp_path / f"{name}.npz",
+            x=rng.integers(0, 256, (100, 32, 32, 3), dtype=np.uint8),
+            y=np.arange(100, dtype=np.int64),
+        )
     dm = ContinualDataModule(dataset="cifar100", data_dir=str(tmp_path), num_workers=0)
     assert (dm.mean, dm.std) == CIFAR10_STATS
-    opts = main_linear.parse_args(["--pretrained_feature_extractor", "x.ckpt", "--dataset", "cifar100",
-                                   "--data_dir", str(tmp_path)])
+    opts = main_linear.parse_args(
+        ["--pretrained_feature_extractor", "x.ckpt", "--dataset", "cifar100", "--data_dir", str(tmp_path)]
+    )
     data = resolve_data(opts, {"dataset": "cifar100"})
     assert (tuple(data.mean), tuple(data.std)) == CIFAR10_STATS
     # CIFAR-100's own statistics stay available through --mean / --std
-    own = ContinualDataModule(dataset="cifar100", data_dir=str(tmp_path), mean=[0.5071, 0.4865, 0.4409],
-                              std=[0.2673, 0.2564, 0.2762])
+    own = ContinualDataModule(
+        dataset="cifar100", data_dir=str(tmp_path), mean=[0.5071, 0.4865, 0.4409], std=[0.2673, 0.2564, 0.2762]
+    )
     assert own.mean == (0.5071, 0.4865, 0.4409)
 
 
@@ -413,9 +442,24 @@ def _optimizer_lrs(model, world_size):
 @pytest.mark.parametrize("distiller,divided", [("predictive", True), ("contrastive", False)])
 def test_8_only_lr_is_scaled_and_lamb_rule_is_predictive_only(distiller, divided):
     method = "byol" if distiller == "predictive" else "simclr"
-    _, model = _tiny(method, "--lr", "0.4", "--classifier_lr", "0.1", "--batch_size", "64",
-                     "--scheduler", "none", "--task_idx", "1", "--num_tasks", "2",
-                     "--distill_lamb", "0.5", distiller=distiller)
+    _, model = _tiny(
+        method,
+        "--lr",
+        "0.4",
+        "--classifier_lr",
+        "0.1",
+        "--batch_size",
+        "64",
+        "--scheduler",
+        "none",
+        "--task_idx",
+        "1",
+        "--num_tasks",
+        "2",
+        "--distill_lamb",
+        "0.5",
+        distiller=distiller,
+    )
     lrs = _optimizer_lrs(model, world_size=2)
     scaled = 0.4 * 64 * 2 / 256
     assert lrs["backbone"] == pytest.approx(scaled) and lrs["projector"] == pytest.approx(scaled)
@@ -431,19 +475,37 @@ def test_9_warmup_cosine_steps_per_epoch_and_tau_per_step():
     from cassle.methods.momentum import momentum_tau
     from cassle.utils.schedulers import warmup_cosine_lr
 
-    args, model = _tiny("byol", "--max_epochs", "3", "--warmup_epochs", "1", "--lr", "0.4",
-                        "--synthetic_size", "32", "--base_tau_momentum", "0.9")
+    args, model = _tiny(
+        "byol",
+        "--max_epochs",
+        "3",
+        "--warmup_epochs",
+        "1",
+        "--lr",
+        "0.4",
+        "--synthetic_size",
+        "32",
+        "--base_tau_momentum",
+        "0.9",
+    )
     seen = []
 
     class Spy(pl.Callback):
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
-            seen.append((trainer.current_epoch, trainer.optimizers[0].param_groups[0]["lr"],
-                         module.current_tau))
+            seen.append((trainer.current_epoch, trainer.optimizers[0].param_groups[0]["lr"], module.current_tau))
 
-    trainer = pl.Trainer(max_epochs=3, accelerator="cpu", devices=1, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
-                         callbacks=[Spy()])
+    trainer = pl.Trainer(
+        max_epochs=3,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        callbacks=[Spy()],
+    )
     trainer.fit(model, datamodule=ContinualDataModule.from_args(args))
     assert trainer.lr_scheduler_configs[0].interval == "epoch"
     base = 0.4 * 16 / 256
@@ -461,8 +523,10 @@ def test_9_per_step_schedule_is_opt_in():
 
 
 # --------------------------------------------------------------------------- the opt-in flags
-@pytest.mark.parametrize("flag,value", [("--distributed_loss", "all"), ("--scheduler_interval", "batch"),
-                                        ("--online_eval_transform", "augmented")])
+@pytest.mark.parametrize(
+    "flag,value",
+    [("--distributed_loss", "all"), ("--scheduler_interval", "batch"), ("--online_eval_transform", "augmented")],
+)
 def test_opt_in_flags_reject_unknown_values(flag, value, capsys):
     from tests.helpers import tiny_args
 

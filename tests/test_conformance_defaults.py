@@ -7,6 +7,7 @@ pytorch-lightning version it pinned). Flags the original made required (--datase
 --optimizer, --task_idx, --split_strategy, --brightness, ...) have no default there and are not
 listed. A second test parses two original scripts that rely on defaults.
 """
+
 from __future__ import annotations
 
 import re
@@ -26,56 +27,127 @@ TRANSFORMS = "cassle/utils/pretrain_dataloader.py (hard-coded in the transforms)
 # flag -> (the original's default, where it comes from); "*" = every method
 ORIGINAL_CONTINUAL = {
     "*": {
-        "num_tasks": (2, ARGS), "distiller": (None, ARGS),
-        "gaussian_prob": (0.5, DATASET), "solarization_prob": (0.0, DATASET), "min_scale": (0.08, DATASET),
-        "num_crops": (2, DATASET), "num_small_crops": (0, DATASET), "dali": (False, DATASET),
+        "num_tasks": (2, ARGS),
+        "distiller": (None, ARGS),
+        "gaussian_prob": (0.5, DATASET),
+        "solarization_prob": (0.0, DATASET),
+        "min_scale": (0.08, DATASET),
+        "num_crops": (2, DATASET),
+        "num_small_crops": (0, DATASET),
+        "dali": (False, DATASET),
         "dali_device": ("gpu", DATASET),
-        "color_jitter_prob": (0.8, TRANSFORMS), "gray_scale_prob": (0.2, TRANSFORMS),
-        "horizontal_flip_prob": (0.5, TRANSFORMS), "max_scale": (1.0, TRANSFORMS),
-        "zero_init_residual": (False, BASE), "batch_size": (128, BASE), "lr": (0.3, BASE),
-        "classifier_lr": (0.3, BASE), "weight_decay": (1e-4, BASE), "num_workers": (4, BASE),
-        "lars": (False, BASE), "grad_clip_lars": (False, BASE), "eta_lars": (1e-3, BASE),
-        "exclude_bias_n_norm": (False, BASE), "scheduler": ("reduce", BASE), "lr_decay_steps": (None, BASE),
-        "min_lr": (0.0, BASE), "warmup_start_lr": (0.003, BASE), "warmup_epochs": (10, BASE),
-        "knn_eval": (True, BASE + ": --disable_knn_eval off"), "knn_k": (20, BASE),
-        "entity": (None, BASE), "wandb": (False, BASE), "pretrained_model": (None, "cassle/args/setup.py"),
-        "max_epochs": (1000, PL15 + " (None, then 1000)"), "check_val_every_n_epoch": (1, PL15),
-        "log_every_n_steps": (50, PL15), "num_sanity_val_steps": (2, PL15), "precision": (32, PL15),
-        "sync_batchnorm": (False, PL15), "num_nodes": (1, PL15), "seed": (5, "main_pretrain.py: seed_everything(5)"),
+        "color_jitter_prob": (0.8, TRANSFORMS),
+        "gray_scale_prob": (0.2, TRANSFORMS),
+        "horizontal_flip_prob": (0.5, TRANSFORMS),
+        "max_scale": (1.0, TRANSFORMS),
+        "zero_init_residual": (False, BASE),
+        "batch_size": (128, BASE),
+        "lr": (0.3, BASE),
+        "classifier_lr": (0.3, BASE),
+        "weight_decay": (1e-4, BASE),
+        "num_workers": (4, BASE),
+        "lars": (False, BASE),
+        "grad_clip_lars": (False, BASE),
+        "eta_lars": (1e-3, BASE),
+        "exclude_bias_n_norm": (False, BASE),
+        "scheduler": ("reduce", BASE),
+        "lr_decay_steps": (None, BASE),
+        "min_lr": (0.0, BASE),
+        "warmup_start_lr": (0.003, BASE),
+        "warmup_epochs": (10, BASE),
+        "knn_eval": (True, BASE + ": --disable_knn_eval off"),
+        "knn_k": (20, BASE),
+        "entity": (None, BASE),
+        "wandb": (False, BASE),
+        "pretrained_model": (None, "cassle/args/setup.py"),
+        "max_epochs": (1000, PL15 + " (None, then 1000)"),
+        "check_val_every_n_epoch": (1, PL15),
+        "log_every_n_steps": (50, PL15),
+        "num_sanity_val_steps": (2, PL15),
+        "precision": (32, PL15),
+        "sync_batchnorm": (False, PL15),
+        "num_nodes": (1, PL15),
+        "seed": (5, "main_pretrain.py: seed_everything(5)"),
         "distill_proj_hidden_dim": (2048, "cassle/distillers/*.py"),
         "distill_barlow_lamb": (5e-3, "cassle/distillers/decorrelative.py"),
         "distill_scale_loss": (0.1, "cassle/distillers/decorrelative.py"),
     },
-    "barlow_twins": {"output_dim": (2048, "cassle/methods/barlow_twins.py"), "proj_hidden_dim": (2048, "barlow_twins.py"),
-                     "lamb": (5e-3, "barlow_twins.py"), "scale_loss": (0.025, "barlow_twins.py")},
-    "byol": {"output_dim": (256, "cassle/methods/byol.py"), "proj_hidden_dim": (2048, "byol.py"),
-             "pred_hidden_dim": (512, "byol.py"), "base_tau_momentum": (0.99, MOMENTUM),
-             "final_tau_momentum": (1.0, MOMENTUM), "momentum_classifier": (False, MOMENTUM)},
-    "mocov2plus": {"output_dim": (128, "cassle/methods/mocov2plus.py"), "proj_hidden_dim": (2048, "mocov2plus.py"),
-                   "temperature": (0.1, "mocov2plus.py"), "queue_size": (65536, "mocov2plus.py"),
-                   "base_tau_momentum": (0.99, MOMENTUM), "final_tau_momentum": (1.0, MOMENTUM),
-                   "momentum_classifier": (False, MOMENTUM)},
-    "simclr": {"output_dim": (128, "cassle/methods/simclr.py"), "proj_hidden_dim": (2048, "simclr.py"),
-               "temperature": (0.1, "simclr.py"), "supervised": (False, "simclr.py")},
-    "swav": {"output_dim": (128, "cassle/methods/swav.py"), "proj_hidden_dim": (2048, "swav.py"),
-             "queue_size": (3840, "swav.py"), "temperature": (0.1, "swav.py"), "num_prototypes": (3000, "swav.py"),
-             "sk_epsilon": (0.05, "swav.py"), "sk_iters": (3, "swav.py"), "freeze_prototypes_epochs": (1, "swav.py"),
-             "epoch_queue_starts": (15, "swav.py")},
-    "vicreg": {"output_dim": (2048, "cassle/methods/vicreg.py"), "proj_hidden_dim": (2048, "vicreg.py"),
-               "sim_loss_weight": (25.0, "vicreg.py"), "var_loss_weight": (25.0, "vicreg.py"),
-               "cov_loss_weight": (1.0, "vicreg.py")},
+    "barlow_twins": {
+        "output_dim": (2048, "cassle/methods/barlow_twins.py"),
+        "proj_hidden_dim": (2048, "barlow_twins.py"),
+        "lamb": (5e-3, "barlow_twins.py"),
+        "scale_loss": (0.025, "barlow_twins.py"),
+    },
+    "byol": {
+        "output_dim": (256, "cassle/methods/byol.py"),
+        "proj_hidden_dim": (2048, "byol.py"),
+        "pred_hidden_dim": (512, "byol.py"),
+        "base_tau_momentum": (0.99, MOMENTUM),
+        "final_tau_momentum": (1.0, MOMENTUM),
+        "momentum_classifier": (False, MOMENTUM),
+    },
+    "mocov2plus": {
+        "output_dim": (128, "cassle/methods/mocov2plus.py"),
+        "proj_hidden_dim": (2048, "mocov2plus.py"),
+        "temperature": (0.1, "mocov2plus.py"),
+        "queue_size": (65536, "mocov2plus.py"),
+        "base_tau_momentum": (0.99, MOMENTUM),
+        "final_tau_momentum": (1.0, MOMENTUM),
+        "momentum_classifier": (False, MOMENTUM),
+    },
+    "simclr": {
+        "output_dim": (128, "cassle/methods/simclr.py"),
+        "proj_hidden_dim": (2048, "simclr.py"),
+        "temperature": (0.1, "simclr.py"),
+        "supervised": (False, "simclr.py"),
+    },
+    "swav": {
+        "output_dim": (128, "cassle/methods/swav.py"),
+        "proj_hidden_dim": (2048, "swav.py"),
+        "queue_size": (3840, "swav.py"),
+        "temperature": (0.1, "swav.py"),
+        "num_prototypes": (3000, "swav.py"),
+        "sk_epsilon": (0.05, "swav.py"),
+        "sk_iters": (3, "swav.py"),
+        "freeze_prototypes_epochs": (1, "swav.py"),
+        "epoch_queue_starts": (15, "swav.py"),
+    },
+    "vicreg": {
+        "output_dim": (2048, "cassle/methods/vicreg.py"),
+        "proj_hidden_dim": (2048, "vicreg.py"),
+        "sim_loss_weight": (25.0, "vicreg.py"),
+        "var_loss_weight": (25.0, "vicreg.py"),
+        "cov_loss_weight": (1.0, "vicreg.py"),
+    },
 }
 # distiller -> (distill_lamb, distill_temperature) of cassle/distillers/<name>.py
-ORIGINAL_DISTILLERS = {"contrastive": (1.0, 0.2), "decorrelative": (1.0, None), "knowledge": (1.0, 0.1),
-                       "predictive": (1.0, None), "predictive_mse": (25.0, None)}
+ORIGINAL_DISTILLERS = {
+    "contrastive": (1.0, 0.2),
+    "decorrelative": (1.0, None),
+    "knowledge": (1.0, 0.1),
+    "predictive": (1.0, None),
+    "predictive_mse": (25.0, None),
+}
 # main_linear.py: cassle/methods/linear.py, cassle/args/setup.py parse_args_linear, Lightning 1.5, main_linear.py
 ORIGINAL_LINEAR = {
-    "batch_size": (128, LINEAR), "lr": (0.3, LINEAR), "weight_decay": (1e-4, LINEAR), "scheduler": ("reduce", LINEAR),
-    "lr_decay_steps": (None, LINEAR), "lars": (False, LINEAR), "zero_init_residual": (False, LINEAR),
-    "exclude_bias_n_norm": (False, LINEAR), "entity": (None, LINEAR), "wandb": (False, LINEAR),
-    "num_workers": (4, LINEAR), "num_tasks": (2, "cassle/args/setup.py"), "domain": (None, "cassle/args/setup.py"),
-    "dali": (False, DATASET), "max_epochs": (1000, PL15 + " (None, then 1000)"), "precision": (32, PL15),
-    "seed": (5, "main_linear.py: seed_everything(5)"), "save_checkpoint": (False, "cassle/args/setup.py"),
+    "batch_size": (128, LINEAR),
+    "lr": (0.3, LINEAR),
+    "weight_decay": (1e-4, LINEAR),
+    "scheduler": ("reduce", LINEAR),
+    "lr_decay_steps": (None, LINEAR),
+    "lars": (False, LINEAR),
+    "zero_init_residual": (False, LINEAR),
+    "exclude_bias_n_norm": (False, LINEAR),
+    "entity": (None, LINEAR),
+    "wandb": (False, LINEAR),
+    "num_workers": (4, LINEAR),
+    "num_tasks": (2, "cassle/args/setup.py"),
+    "domain": (None, "cassle/args/setup.py"),
+    "dali": (False, DATASET),
+    "max_epochs": (1000, PL15 + " (None, then 1000)"),
+    "precision": (32, PL15),
+    "seed": (5, "main_linear.py: seed_everything(5)"),
+    "save_checkpoint": (False, "cassle/args/setup.py"),
 }
 
 # Defaults that differ on purpose: flag -> words of the README row (table of differences) giving the reason.
@@ -86,18 +158,24 @@ LISTED_CONTINUAL = {
     "num_sanity_val_steps": "no sanity validation",
     "precision": "`--precision auto`",
 }
-LISTED_LINEAR = {flag: "`main_linear.py` probe defaults" for flag in
-                 ("batch_size", "lr", "weight_decay", "scheduler", "lr_decay_steps", "max_epochs")}
-LISTED_LINEAR.update({flag: "data and hardware flags of `main_linear.py` default to the checkpoint's"
-                      for flag in ("num_tasks", "seed", "num_workers")},
-                     precision="`--precision auto`")
+LISTED_LINEAR = {
+    flag: "`main_linear.py` probe defaults"
+    for flag in ("batch_size", "lr", "weight_decay", "scheduler", "lr_decay_steps", "max_epochs")
+}
+LISTED_LINEAR.update(
+    {
+        flag: "data and hardware flags of `main_linear.py` default to the checkpoint's"
+        for flag in ("num_tasks", "seed", "num_workers")
+    },
+    precision="`--precision auto`",
+)
 
 
 def differences_table() -> str:
     text = (REPO / "README.md").read_text()
     start = text.index("## Behaviours of the reference")
     end = text.find("\n## ", start + 1)
-    return text[start:end if end > 0 else len(text)]
+    return text[start : end if end > 0 else len(text)]
 
 
 def _same(ours, theirs) -> bool:
@@ -115,8 +193,9 @@ def _check(defaults: dict, original: dict, listed: dict, table: str, where: str)
             wrong.append(f"{where}: --{flag} missing (original: {value!r} from {source})")
         elif flag in listed:
             if listed[flag] not in table:
-                wrong.append(f"{where}: --{flag} is listed as a difference but the README row "
-                             f"{listed[flag]!r} is missing")
+                wrong.append(
+                    f"{where}: --{flag} is listed as a difference but the README row {listed[flag]!r} is missing"
+                )
         elif not _same(defaults[flag], value):
             wrong.append(f"{where}: --{flag} default {defaults[flag]!r}, original {value!r} ({source})")
     return wrong
@@ -151,10 +230,12 @@ def test_main_linear_defaults_are_the_originals_or_listed():
 def test_the_listed_rows_name_the_original_value():
     """Each listed difference's README row gives the reference's value it replaces."""
     table = differences_table()
-    for phrase, reference in (("`--num_tasks` default 1", "reference: 2"),
-                              ("`--scheduler` default `warmup_cosine`", "`reduce`"),
-                              ("no sanity validation", "Lightning 1.5's 2"),
-                              ("`main_linear.py` probe defaults", "1000 epochs")):
+    for phrase, reference in (
+        ("`--num_tasks` default 1", "reference: 2"),
+        ("`--scheduler` default `warmup_cosine`", "`reduce`"),
+        ("no sanity validation", "Lightning 1.5's 2"),
+        ("`main_linear.py` probe defaults", "1000 epochs"),
+    ):
         row = next(line for line in table.splitlines() if phrase in line)
         assert reference in row, row
 
@@ -227,7 +308,9 @@ def test_shipped_scripts_give_what_the_original_relied_on():
     assert simclr.classifier_lr == 0.3
     moco = shipped("domainnet/mocov2plus.sh")
     assert moco.gaussian_prob in ([0.5], [0.5, 0.5]) and moco.output_dim == 128
-    assert re.search(r"--check_val_every_n_epoch\s+9+\b", (REPO / "bash_files/continual/domainnet/mocov2plus.sh").read_text())
+    assert re.search(
+        r"--check_val_every_n_epoch\s+9+\b", (REPO / "bash_files/continual/domainnet/mocov2plus.sh").read_text()
+    )
 
 
 # Per-dataset defaults of the original: --size 224 (ignored for CIFAR, which crops at 32) and, for

@@ -6,6 +6,7 @@ that name the protocol which made them, and the smaller points (precision, resul
 3. --eval_protocol {fast, paper}: see the tests below
 4. --precision auto / 16 on GPUs without native bf16; benchmarks/RESULTS.md paths relative
 """
+
 from __future__ import annotations
 
 import re
@@ -33,8 +34,9 @@ def folder_data(tmp_path):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(path)
     train, test = (load_dataset("custom", str(tmp_path), train=t) for t in (True, False))
-    return EvalData.build("custom", train, test, num_classes=2, split="class", num_tasks=1,
-                          mean=(0.5,) * 3, std=(0.25,) * 3, crop_size=8)
+    return EvalData.build(
+        "custom", train, test, num_classes=2, split="class", num_tasks=1, mean=(0.5,) * 3, std=(0.25,) * 3, crop_size=8
+    )
 
 
 def _crop(transform):
@@ -53,8 +55,9 @@ def test_2_offline_probe_crops_bicubic_for_folders_bilinear_for_cifar(folder_dat
     assert crop.interpolation == InterpolationMode.BICUBIC  # the reference's DALI INTERP_CUBIC
     assert (tuple(crop.size), crop.scale) == ((8, 8), (0.08, 1.0))
     tensor = TensorImageDataset(torch.zeros(6, 8, 8, 3, dtype=torch.uint8), torch.arange(6) % 2, num_classes=2)
-    cifar_like = EvalData.build("synthetic", tensor, tensor, num_classes=2, split="class", num_tasks=1,
-                                mean=(0.5,) * 3, std=(0.5,) * 3)
+    cifar_like = EvalData.build(
+        "synthetic", tensor, tensor, num_classes=2, split="class", num_tasks=1, mean=(0.5,) * 3, std=(0.5,) * 3
+    )
     assert _crop(cifar_like.train_transform()).interpolation == InterpolationMode.BILINEAR  # torchvision's
 
 
@@ -121,8 +124,10 @@ def _run_folder(tmp_path, dataset):
     return str(run)
 
 
-@pytest.mark.parametrize("dataset,protocol,mode", [("cifar100", "online", None), ("imagenet100", "linear", "augmented"),
-                                                   ("domainnet", "linear", "augmented")])
+@pytest.mark.parametrize(
+    "dataset,protocol,mode",
+    [("cifar100", "online", None), ("imagenet100", "linear", "augmented"), ("domainnet", "linear", "augmented")],
+)
 def test_3_paper_protocol_is_the_papers_for_the_dataset(tmp_path, dataset, protocol, mode):
     import main_linear
 
@@ -162,8 +167,14 @@ def test_3_results_name_their_protocol():
     assert fast["eval_protocol"] == "fast" and "not the paper's" in fast["label"]
     online = tags({"name": "online", "dataset": "cifar100"})
     assert online == {"eval_protocol": "paper", "label": "paper protocol: online classifier"}
-    probe = {"name": "linear-augmented", "dataset": "imagenet100", "lr": 3.0, "lr_source": "reference lr of byol",
-             "epochs": 100, "label_fraction": 1.0}
+    probe = {
+        "name": "linear-augmented",
+        "dataset": "imagenet100",
+        "lr": 3.0,
+        "lr_source": "reference lr of byol",
+        "epochs": 100,
+        "label_fraction": 1.0,
+    }
     assert tags(probe)["label"] == "paper protocol: offline augmented probe, lr 3.0"
     assert tags({**probe, "lr_source": "--lr"})["eval_protocol"] == "custom"
     assert tags({**probe, "dataset": "cifar100"})["eval_protocol"] == "custom"  # CIFAR's is the online one
@@ -178,10 +189,15 @@ def test_3_every_report_names_the_protocol(tmp_path, monkeypatch):
     titles = []
     heatmap = report._heatmap
     monkeypatch.setattr(report, "_heatmap", lambda *a, **k: titles.append(a[6]) or heatmap(*a, **k))
-    proto = {"name": "linear-fast", "dataset": "cifar100", "eval_protocol": "fast",
-             "label": "fast protocol: fast probe on cached standardised features (not the paper's)"}
-    res = report.write_report(tmp_path, [[50.0, 10.0], [40.0, 45.0]], [10.0, 10.0], protocol=proto, seed=5,
-                              checkpoints=["a", "b"])
+    proto = {
+        "name": "linear-fast",
+        "dataset": "cifar100",
+        "eval_protocol": "fast",
+        "label": "fast protocol: fast probe on cached standardised features (not the paper's)",
+    }
+    res = report.write_report(
+        tmp_path, [[50.0, 10.0], [40.0, 45.0]], [10.0, 10.0], protocol=proto, seed=5, checkpoints=["a", "b"]
+    )
     label = proto["label"]
     assert label in titles[0]  # the PNG title
     summary = (tmp_path / "summary.md").read_text()
@@ -196,11 +212,15 @@ def test_3_launcher_passes_the_protocol_and_reevaluates_when_it_changes(tmp_path
 
     from cassle.continual import launcher, task_process
 
-    assert launcher.build_parser().parse_args(["--script", "s.sh", "--eval", "--eval_protocol", "paper"]).eval_protocol == "paper"
+    assert (
+        launcher.build_parser().parse_args(["--script", "s.sh", "--eval", "--eval_protocol", "paper"]).eval_protocol
+        == "paper"
+    )
     assert launcher.build_parser().parse_args(["--script", "s.sh"]).eval_protocol == "fast"
     (tmp_path / "eval").mkdir()
-    (tmp_path / "eval" / "results.json").write_text(json.dumps(
-        {"checkpoints": [], "protocol": {"name": "linear-fast", "eval_protocol": "fast"}}))
+    (tmp_path / "eval" / "results.json").write_text(
+        json.dumps({"checkpoints": [], "protocol": {"name": "linear-fast", "eval_protocol": "fast"}})
+    )
     manifest = {"eval": {"status": "done"}, "tasks": {}}
     assert launcher.eval_stale_reason(str(tmp_path), manifest, "fast") is None
     assert "fast protocol, --eval_protocol paper asked" in launcher.eval_stale_reason(str(tmp_path), manifest, "paper")
@@ -223,9 +243,18 @@ def test_3_readme_lists_the_fast_probe():
 
 # --------------------------------------------------------------------------- 4. smaller points
 MOMENTUM_CLASSIFIER_SCRIPTS = (  # the original set --momentum_classifier in these
-    "cifar/byol", "cifar/byol_distill", "domainnet/byol", "domainnet/byol_distill", "domainnet/mocov2plus",
-    "domainnet/mocov2plus_distill", "imagenet-100/class/byol_distill", "imagenet-100/class/mocov2plus_distill",
-    "imagenet-100/data/byol", "imagenet-100/data/mocov2plus", "imagenet-100/data/mocov2plus_distill")
+    "cifar/byol",
+    "cifar/byol_distill",
+    "domainnet/byol",
+    "domainnet/byol_distill",
+    "domainnet/mocov2plus",
+    "domainnet/mocov2plus_distill",
+    "imagenet-100/class/byol_distill",
+    "imagenet-100/class/mocov2plus_distill",
+    "imagenet-100/data/byol",
+    "imagenet-100/data/mocov2plus",
+    "imagenet-100/data/mocov2plus_distill",
+)
 
 
 def _shipped(name):

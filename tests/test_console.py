@@ -1,5 +1,6 @@
 """The console of a run: one line per epoch from the trainer, nothing else from the launcher's tasks,
 and no warning caused by the project's own code (tiny run, CPU)."""
+
 from __future__ import annotations
 
 import logging
@@ -16,16 +17,30 @@ def test_console_filter_and_formats():
     assert for_console(line + "\n") == line
     assert for_console("tqdm 10%\rtqdm 50%\r" + line) == line  # a bar's last segment counts
     assert for_console("[eval] A = 90.00") == "[eval] A = 90.00"
-    for noise in ("GPU available: False, used: False", "  | Name | Type", "UserWarning: something",
-                  "💡 Tip: try installing litlogger"):
+    for noise in (
+        "GPU available: False, used: False",
+        "  | Name | Type",
+        "UserWarning: something",
+        "💡 Tip: try installing litlogger",
+    ):
         assert for_console(noise) is None
     assert task_line(0, 10, 95, {}) == "[cassle] task 0 finished: 10 epochs in 1m35s"
     assert [format_duration(s) for s in (0.4, 59, 61, 3725)] == ["0s", "59s", "1m01s", "1h02m"]
 
 
 def test_tiny_run_prints_epoch_lines_and_no_warning_of_ours(tmp_path, capsys, caplog):
-    args = tiny_args("byol", "--max_epochs", "2", "--synthetic_size", "32", "--online_eval_batch_size", "8",
-                     "--num_tasks", "1", tmp_path=tmp_path)
+    args = tiny_args(
+        "byol",
+        "--max_epochs",
+        "2",
+        "--synthetic_size",
+        "32",
+        "--online_eval_batch_size",
+        "8",
+        "--num_tasks",
+        "1",
+        tmp_path=tmp_path,
+    )
     with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.INFO):
         warnings.simplefilter("always")
         run_task(args)

@@ -1,4 +1,5 @@
 """Invariants of the CaSSLe task loop on a tiny 2-task run, and every method x distiller pair."""
+
 from __future__ import annotations
 
 import itertools
@@ -15,17 +16,18 @@ from tests.helpers import fake_batch, tiny_args
 
 GENERIC_DISTILLERS = [d for d in DISTILLERS if d != "knowledge" and d not in PNR_DISTILLER.values()]
 PROTOTYPE_METHODS = ("swav", "dino", "deepclusterv2")  # the knowledge distiller's methods
-PAIRS = [(m, d) for m, d in itertools.product(METHODS, GENERIC_DISTILLERS)] + [
-    (m, "knowledge") for m in PROTOTYPE_METHODS] + list(PNR_DISTILLER.items())
+PAIRS = (
+    [(m, d) for m, d in itertools.product(METHODS, GENERIC_DISTILLERS)]
+    + [(m, "knowledge") for m in PROTOTYPE_METHODS]
+    + list(PNR_DISTILLER.items())
+)
 
 
 def _task_args(tmp_path, task, method="barlow_twins", distiller="decorrelative", *extra):
-    argv = ["--num_tasks", "2", "--task_idx", str(task), "--max_epochs", "1",
-            "--synthetic_size", "48", *extra]
+    argv = ["--num_tasks", "2", "--task_idx", str(task), "--max_epochs", "1", "--synthetic_size", "48", *extra]
     if task > 0:
         argv += ["--pretrained_model", str(tmp_path / f"task{task - 1}" / "last.ckpt")]
-    return tiny_args(method, *argv, distiller=distiller if task > 0 else None,
-                     tmp_path=tmp_path / f"task{task}")
+    return tiny_args(method, *argv, distiller=distiller if task > 0 else None, tmp_path=tmp_path / f"task{task}")
 
 
 class InvariantChecker(pl.Callback):
@@ -39,8 +41,10 @@ class InvariantChecker(pl.Callback):
         self.predictor_grads = []
 
     def _assert_frozen_unchanged(self, module):
-        state = {**{f"frozen_backbone.{k}": v for k, v in module.frozen_backbone.state_dict().items()},
-                 **{f"frozen_projector.{k}": v for k, v in module.frozen_projector.state_dict().items()}}
+        state = {
+            **{f"frozen_backbone.{k}": v for k, v in module.frozen_backbone.state_dict().items()},
+            **{f"frozen_projector.{k}": v for k, v in module.frozen_projector.state_dict().items()},
+        }
         params = {n for n, _ in module.named_parameters() if n.startswith("frozen_")}
         for key, expected in self.expected.items():
             if key in params or self.check_buffers:
@@ -66,8 +70,9 @@ class InvariantChecker(pl.Callback):
 
     def on_after_backward(self, trainer, module):
         grads = [p.grad for p in module.distiller.predictor.parameters()]
-        self.predictor_grads.append(all(g is not None and torch.isfinite(g).all() for g in grads)
-                                    and any(g.abs().sum() > 0 for g in grads))
+        self.predictor_grads.append(
+            all(g is not None and torch.isfinite(g).all() for g in grads) and any(g.abs().sum() > 0 for g in grads)
+        )
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         self.batches += 1
@@ -86,10 +91,13 @@ def test_frozen_model_is_previous_checkpoint_and_never_changes(tmp_path, bn_eval
     assert "train/distill_loss" not in trainer0.callback_metrics
 
     ckpt = torch.load(tmp_path / "task0" / "last.ckpt", map_location="cpu", weights_only=False)
-    expected = {k.replace("backbone.", "frozen_backbone.", 1) if k.startswith("backbone.") else
-                k.replace("projector.", "frozen_projector.", 1): v
-                for k, v in ckpt["state_dict"].items()
-                if k.startswith(("backbone.", "projector."))}
+    expected = {
+        k.replace("backbone.", "frozen_backbone.", 1)
+        if k.startswith("backbone.")
+        else k.replace("projector.", "frozen_projector.", 1): v
+        for k, v in ckpt["state_dict"].items()
+        if k.startswith(("backbone.", "projector."))
+    }
     checker = InvariantChecker(expected, check_buffers=bn_eval)
     args1 = _task_args(tmp_path, 1, "barlow_twins", "decorrelative", *extra)
     trainer1 = run_task(args1, extra_callbacks=[checker])
@@ -98,8 +106,7 @@ def test_frozen_model_is_previous_checkpoint_and_never_changes(tmp_path, bn_eval
     assert checker.predictor_grads and all(checker.predictor_grads)
     # The online backbone did move away from the frozen copy.
     model1 = trainer1.lightning_module
-    assert any(not torch.equal(a, b) for a, b in zip(model1.backbone.parameters(),
-                                                      model1.frozen_backbone.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(model1.backbone.parameters(), model1.frozen_backbone.parameters()))
     if not bn_eval:  # reference behaviour: the frozen BN runs on batch statistics (drifts stats)
         assert model1.frozen_backbone.training
 
@@ -108,18 +115,19 @@ def test_resume_keeps_end_of_previous_task_frozen_model(tmp_path):
     """Resuming mid-task must restore the snapshot, not rebuild it from the partly trained
     weights (a defect of the reference)."""
     run_task(_task_args(tmp_path, 0))
-    args1 = _task_args(tmp_path, 1, "barlow_twins", "decorrelative", "--max_epochs", "2",
-                       "--max_steps", "3")
+    args1 = _task_args(tmp_path, 1, "barlow_twins", "decorrelative", "--max_epochs", "2", "--max_steps", "3")
     run_task(args1)  # stops after 3 steps: a partly trained task 1
     mid = tmp_path / "task1" / "last.ckpt"
-    frozen_mid = {k: v for k, v in torch.load(mid, weights_only=False)["state_dict"].items()
-                  if k.startswith("frozen_backbone.")}
+    frozen_mid = {
+        k: v for k, v in torch.load(mid, weights_only=False)["state_dict"].items() if k.startswith("frozen_backbone.")
+    }
     task0 = torch.load(tmp_path / "task0" / "last.ckpt", weights_only=False)["state_dict"]
     for k, v in frozen_mid.items():
         if "running" not in k and "num_batches" not in k:
             assert torch.equal(v, task0[k.replace("frozen_", "", 1)])
-    args_resume = _task_args(tmp_path, 1, "barlow_twins", "decorrelative", "--max_epochs", "2",
-                             "--resume_from_checkpoint", str(mid))
+    args_resume = _task_args(
+        tmp_path, 1, "barlow_twins", "decorrelative", "--max_epochs", "2", "--resume_from_checkpoint", str(mid)
+    )
     trainer = run_task(args_resume)
     model = trainer.lightning_module
     for name, p in model.frozen_backbone.named_parameters():
@@ -144,7 +152,7 @@ def test_every_method_distiller_pair_steps(method, distiller):
         grads = [p.grad for p in model.distiller.parameters()]
         assert all(g is not None for g in grads), "a distiller parameter got no gradient"
         opt.step()
-    for frozen_p, in zip(model.frozen_backbone.parameters()):
+    for (frozen_p,) in zip(model.frozen_backbone.parameters()):
         assert frozen_p.grad is None
 
 
@@ -166,8 +174,7 @@ def test_pnr_distillers_reject_the_methods_their_code_does_not_cover(distiller):
 
 
 def test_distill_lamb_below_one_scales_predictor_lr():
-    args = tiny_args("byol", "--task_idx", "1", "--num_tasks", "2", "--distill_lamb", "0.5",
-                     distiller="predictive")
+    args = tiny_args("byol", "--task_idx", "1", "--num_tasks", "2", "--distill_lamb", "0.5", distiller="predictive")
     args.num_classes = 4
     model = build_model(args)
     groups = {g["name"]: g for g in model.learnable_params()}
@@ -177,8 +184,9 @@ def test_distill_lamb_below_one_scales_predictor_lr():
     assert "lr_factor" not in {g["name"]: g for g in model.learnable_params()}["distiller"]
 
 
-@pytest.mark.parametrize("method,distiller", [("mocov2plus", "contrastive"), ("swav", "knowledge"),
-                                              ("byol", "predictive")])
+@pytest.mark.parametrize(
+    "method,distiller", [("mocov2plus", "contrastive"), ("swav", "knowledge"), ("byol", "predictive")]
+)
 def test_carry_over_between_tasks(method, distiller):
     """All weights carry over (momentum networks, MoCo queue, classifier, predictor); the SwAV
     queue and the tau schedule start afresh (REFERENCE section 3)."""
@@ -225,9 +233,22 @@ def test_online_eval_stream_covers_all_classes(tmp_path, data_device):
             assert x.dtype == torch.float32 and x.ndim == 4 and len(y) == 8
             seen["online_eval"] |= set(y.tolist())
 
-    args = tiny_args("byol", "--num_tasks", "2", "--task_idx", "1", "--online_eval_batch_size",
-                     "8", "--data_device", data_device, "--synthetic_size", "96",
-                     "--max_epochs", "2", tmp_path=tmp_path)
+    args = tiny_args(
+        "byol",
+        "--num_tasks",
+        "2",
+        "--task_idx",
+        "1",
+        "--online_eval_batch_size",
+        "8",
+        "--data_device",
+        data_device,
+        "--synthetic_size",
+        "96",
+        "--max_epochs",
+        "2",
+        tmp_path=tmp_path,
+    )
     run_task(args, extra_callbacks=[Spy()])
     assert seen["first"][0] != seen["first"][1], "the online-eval stream is not reshuffled"
 

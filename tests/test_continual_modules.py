@@ -23,13 +23,30 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_old_public_names_are_the_moved_objects():
     moved = {
-        launcher: {"run_local": local_executor, "run_eval": eval_step, "run_task": task_process,
-                   "build_parser": command_line, "eval_stale_reason": eval_step, "EVAL_RESULTS": eval_step,
-                   "RESUME_NEUTRAL_FLAGS": invocation, "validate_task_args": invocation},
-        plan: {"PlanError": flags, "split_flags": flags, "join_flags": flags, "get_flag": flags,
-               "set_flag": flags, "drop_flags": flags, "merge_args": flags, "diff_args": flags,
-               "flag_key": flags, "parse_script": bash_script, "script_exports": bash_script,
-               "OPTIONAL_VARS": bash_script},
+        launcher: {
+            "run_local": local_executor,
+            "run_eval": eval_step,
+            "run_task": task_process,
+            "build_parser": command_line,
+            "eval_stale_reason": eval_step,
+            "EVAL_RESULTS": eval_step,
+            "RESUME_NEUTRAL_FLAGS": invocation,
+            "validate_task_args": invocation,
+        },
+        plan: {
+            "PlanError": flags,
+            "split_flags": flags,
+            "join_flags": flags,
+            "get_flag": flags,
+            "set_flag": flags,
+            "drop_flags": flags,
+            "merge_args": flags,
+            "diff_args": flags,
+            "flag_key": flags,
+            "parse_script": bash_script,
+            "script_exports": bash_script,
+            "OPTIONAL_VARS": bash_script,
+        },
     }
     for old, names in moved.items():
         assert set(names) <= set(old.__all__), old.__name__

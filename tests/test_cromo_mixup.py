@@ -1,6 +1,7 @@
 """CroMo-Mixup (Mushtaq et al., ECCV 2024): its loss on fixed tensors against the equation written
 out here, and the strategy's own behaviour (task 0 inactive, lambda fixed or drawn, BYOL's targets,
 bad flags). Its composition with the method and CaSSLe's distiller is in test_strategy_composition."""
+
 from __future__ import annotations
 
 import pytest
@@ -22,23 +23,45 @@ def test_cromo_mixup_loss_is_the_lambda_weighted_pair_losses_averaged_over_views
         return -(F.normalize(a, dim=1) * F.normalize(b, dim=1)).sum(1).mean()
 
     # L = 1/2 [ lam L(m1, n1) + (1 - lam) L(m1, o1) + lam L(m2, n2) + (1 - lam) L(m2, o2) ]
-    expected = 0.5 * (0.3 * neg_cos(z_mix[0], z_new[0]) + 0.7 * neg_cos(z_mix[0], z_old[0])
-                      + 0.3 * neg_cos(z_mix[1], z_new[1]) + 0.7 * neg_cos(z_mix[1], z_old[1]))
+    expected = 0.5 * (
+        0.3 * neg_cos(z_mix[0], z_new[0])
+        + 0.7 * neg_cos(z_mix[0], z_old[0])
+        + 0.3 * neg_cos(z_mix[1], z_new[1])
+        + 0.7 * neg_cos(z_mix[1], z_old[1])
+    )
     got = cromo_mixup_loss(z_mix, z_new, z_old, lam, neg_cos)
     assert got.dtype == torch.float64
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
     # lambda 1: the current model's target alone; lambda 0: the frozen model's alone
-    torch.testing.assert_close(cromo_mixup_loss(z_mix, z_new, z_old, 1.0, neg_cos),
-                               0.5 * (neg_cos(z_mix[0], z_new[0]) + neg_cos(z_mix[1], z_new[1])), rtol=0, atol=1e-6)
-    torch.testing.assert_close(cromo_mixup_loss(z_mix, z_new, z_old, 0.0, neg_cos),
-                               0.5 * (neg_cos(z_mix[0], z_old[0]) + neg_cos(z_mix[1], z_old[1])), rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        cromo_mixup_loss(z_mix, z_new, z_old, 1.0, neg_cos),
+        0.5 * (neg_cos(z_mix[0], z_new[0]) + neg_cos(z_mix[1], z_new[1])),
+        rtol=0,
+        atol=1e-6,
+    )
+    torch.testing.assert_close(
+        cromo_mixup_loss(z_mix, z_new, z_old, 0.0, neg_cos),
+        0.5 * (neg_cos(z_mix[0], z_old[0]) + neg_cos(z_mix[1], z_old[1])),
+        rtol=0,
+        atol=1e-6,
+    )
     with pytest.raises(ValueError, match="as many views"):
         cromo_mixup_loss(z_mix, z_new[:1], z_old, lam, neg_cos)
 
 
 def _model(method, *flags, task="1", fill=True):
-    model = task1_model(method, "--task_idx", task, "--cl_strategy", "cromo_mixup", "--buffer_size", "16",
-                        "--replay_batch_size", "4", *flags)
+    model = task1_model(
+        method,
+        "--task_idx",
+        task,
+        "--cl_strategy",
+        "cromo_mixup",
+        "--buffer_size",
+        "16",
+        "--replay_batch_size",
+        "4",
+        *flags,
+    )
     s = model.strategies["cromo_mixup"]
     s.__dict__.update(source=Source(), has_data=fill)
     if fill:
@@ -77,9 +100,14 @@ def test_lambda_is_drawn_per_step_when_not_fixed():
     assert len(lams) == 3 and all(0 < x < 1 for x in lams)
 
 
-@pytest.mark.parametrize("flags, match", [(("--method", "vicreg"), "supports --method"),
-                                          (("--cromo_alpha", "0"), "--cromo_alpha"),
-                                          (("--cromo_lambda", "1.5"), "--cromo_lambda")])
+@pytest.mark.parametrize(
+    "flags, match",
+    [
+        (("--method", "vicreg"), "supports --method"),
+        (("--cromo_alpha", "0"), "--cromo_alpha"),
+        (("--cromo_lambda", "1.5"), "--cromo_lambda"),
+    ],
+)
 def test_bad_flags_are_one_clear_error(flags, match):
     import argparse
 
@@ -93,8 +121,16 @@ def test_bad_flags_are_one_clear_error(flags, match):
 
 
 # ------------------------------------------------------------------ end to end (tiny synthetic sequence)
-FLAGS = ["--cl_strategy", "cromo_mixup", "--distiller", "decorrelative", "--replay_batch_size", "8",
-         "--cromo_lambda", "beta"]
+FLAGS = [
+    "--cl_strategy",
+    "cromo_mixup",
+    "--distiller",
+    "decorrelative",
+    "--replay_batch_size",
+    "8",
+    "--cromo_lambda",
+    "beta",
+]
 
 
 def test_killed_task_resumes_to_identical_weights_buffer_and_lambda_draws(tmp_path):
@@ -104,9 +140,18 @@ def test_killed_task_resumes_to_identical_weights_buffer_and_lambda_draws(tmp_pa
     killed = tmp_path / "killed"
     with pytest.raises(_Killed):
         _sequence(killed, FLAGS, epochs=2, extra_callbacks=[_Kill()])
-    argv = [*SEQ, *FLAGS, "--task_idx", "1", "--max_epochs", "2",
-            "--pretrained_model", str(killed / "task0" / "last.ckpt"),
-            "--resume_from_checkpoint", str(killed / "task1" / "last.ckpt")]
+    argv = [
+        *SEQ,
+        *FLAGS,
+        "--task_idx",
+        "1",
+        "--max_epochs",
+        "2",
+        "--pretrained_model",
+        str(killed / "task0" / "last.ckpt"),
+        "--resume_from_checkpoint",
+        str(killed / "task1" / "last.ckpt"),
+    ]
     run_task(tiny_args("barlow_twins", *argv, tmp_path=killed / "task1"))
     resumed = _state(killed / "task1" / "last.ckpt")
     assert resumed.keys() == reference.keys()
@@ -143,12 +188,39 @@ def test_two_process_gloo_ddp_task_1(tmp_path):
     from tests.helpers import tiny_args, tiny_argv
     from tests.test_ddp import _run
 
-    flags = ["--num_tasks", "2", "--synthetic_size", "128", "--cl_strategy", "cromo_mixup", "--buffer_size", "16",
-             "--replay_batch_size", "8", "--cromo_lambda", "0.7"]
+    flags = [
+        "--num_tasks",
+        "2",
+        "--synthetic_size",
+        "128",
+        "--cl_strategy",
+        "cromo_mixup",
+        "--buffer_size",
+        "16",
+        "--replay_batch_size",
+        "8",
+        "--cromo_lambda",
+        "0.7",
+    ]
     run_task(tiny_args("barlow_twins", *flags, tmp_path=tmp_path / "task0"))
-    _run([*tiny_argv("barlow_twins", *flags, "--task_idx", "1", "--pretrained_model",
-                     str(tmp_path / "task0" / "last.ckpt"), "--devices", "2", "--strategy", "ddp",
-                     distiller="decorrelative", tmp_path=tmp_path / "task1")])
+    _run(
+        [
+            *tiny_argv(
+                "barlow_twins",
+                *flags,
+                "--task_idx",
+                "1",
+                "--pretrained_model",
+                str(tmp_path / "task0" / "last.ckpt"),
+                "--devices",
+                "2",
+                "--strategy",
+                "ddp",
+                distiller="decorrelative",
+                tmp_path=tmp_path / "task1",
+            )
+        ]
+    )
     ckpt = torch.load(tmp_path / "task1" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 2  # 64 task-1 images / (16 per process x 2 processes)
     assert int(ckpt["state_dict"]["strategies.cromo_mixup.buffer.num_seen"]) > 64  # task 0's 64 + rank 0's own
@@ -168,14 +240,20 @@ def test_cost_beside_cassle_in_the_throughput_benchmark(tmp_path):
 
     out = tmp_path / "cost.json"
     repo = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, "benchmarks/throughput.py", "--smoke", "--modes", "strategy",
-                           "--output", str(out)], cwd=repo, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "benchmarks/throughput.py", "--smoke", "--modes", "strategy", "--output", str(out)],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     result = json.loads(out.read_text())
     views, cost = result["views_per_s"], result["strategy_cost"]["cromo_mixup"]
     assert views["cassle_step_premade"] > 0 and views["cassle_cromo_mixup_step_premade"] > 0
     assert cost["extra_time_fraction"] == pytest.approx(
-        views["cassle_step_premade"] / views["cassle_cromo_mixup_step_premade"] - 1)
+        views["cassle_step_premade"] / views["cassle_cromo_mixup_step_premade"] - 1
+    )
     assert "CaSSLe + cromo_mixup" in done.stdout
 
 

@@ -1,6 +1,7 @@
 """Datasets by description (cassle/data/custom.py): class and domain trees, file lists, the prepare
 tool, --domains / --num_tasks / --num_classes from the data, image validation, evaluation at the
 trained resolution, domain-aware reports, and the digits-domains demo through the launcher."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,15 @@ from PIL import Image
 from cassle.continual.plan import PlanError, plan_tasks
 from cassle.data import ContinualDataModule, load_dataset
 from cassle.data.args import task_count
-from cassle.data.custom import (DataError, ImageDecodeError, ImageListDataset, Sample, describe,
-                                split_samples, validate_images)
+from cassle.data.custom import (
+    DataError,
+    ImageDecodeError,
+    ImageListDataset,
+    Sample,
+    describe,
+    split_samples,
+    validate_images,
+)
 from cassle.data.prepare import main as prepare_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -137,8 +145,15 @@ def test_domains_give_the_tasks(domain_tree):
 
 
 def test_task_count_rule():
-    ns = lambda **kw: argparse.Namespace(**{"dataset": "custom", "split_strategy": "domain", "domains": None,  # noqa: E731
-                                            "num_tasks": None, **kw})
+    ns = lambda **kw: argparse.Namespace(
+        **{
+            "dataset": "custom",
+            "split_strategy": "domain",
+            "domains": None,  # noqa: E731
+            "num_tasks": None,
+            **kw,
+        }
+    )
     assert task_count(ns(domains=["a", "b"])) == 2
     assert task_count(ns(dataset="domainnet")) == 6  # DomainNet's reference order
     assert task_count(ns()) is None  # only the data can tell
@@ -191,8 +206,11 @@ def test_bad_images_are_named_before_training(domain_tree):
     # --no-validate_images skips the check; the image then fails when read, naming the file
     dm = _dm(domain_tree, split_strategy="domain", domains=list(DOMAINS), validate_images=False)
     dm.setup()
-    with pytest.raises(ImageDecodeError, match=f"cannot decode image {domain_tree / missing} "
-                                               r"\(listed at .*photo_train.txt:1\)"):
+    with pytest.raises(
+        ImageDecodeError,
+        match=f"cannot decode image {domain_tree / missing} "
+        r"\(listed at .*photo_train.txt:1\)",
+    ):
         dm.train_full[0]
 
 
@@ -217,15 +235,33 @@ def test_eval_uses_the_trained_crop_and_caches_decoded_images(domain_tree):
     from cassle.eval.linear import EvalData
     from cassle.eval.run_eval import resolve_data
 
-    hp = {"dataset": "custom", "data_dir": str(domain_tree), "split_strategy": "domain", "domains": list(DOMAINS),
-          "num_tasks": 3, "num_classes": 4, "crop_size": [8, 8]}
+    hp = {
+        "dataset": "custom",
+        "data_dir": str(domain_tree),
+        "split_strategy": "domain",
+        "domains": list(DOMAINS),
+        "num_tasks": 3,
+        "num_classes": 4,
+        "crop_size": [8, 8],
+    }
     opts = argparse.Namespace(dataset=None, crop_size=None, image_cache_gb=1.0)
     data = resolve_data(opts, hp)
     assert data.crop_size == 8 and data.task_names == list(DOMAINS)
     assert data.transform_description() == "resize 9 (bicubic) + centre crop 8"
-    assert EvalData.build("custom", data.train_set, data.test_set, num_classes=4, split=None, num_tasks=1,
-                          mean=data.mean, std=data.std, crop_size=224).transform_description() == \
-        "resize 256 (bicubic) + centre crop 224"  # the reference's transform for 224 px runs
+    assert (
+        EvalData.build(
+            "custom",
+            data.train_set,
+            data.test_set,
+            num_classes=4,
+            split=None,
+            num_tasks=1,
+            mean=data.mean,
+            std=data.std,
+            crop_size=224,
+        ).transform_description()
+        == "resize 256 (bicubic) + centre crop 224"
+    )  # the reference's transform for 224 px runs
     idx = torch.arange(len(data.test_set))
     cached = list(data.plain_batches("test", idx, 7, 0, torch.device("cpu")))
     assert "test" in data._cache
@@ -241,8 +277,16 @@ def test_report_has_domain_aware_results(tmp_path):
 
     R = [[80.0, 10.0], [60.0, 70.0]]
     aware = {"domains": ["photo", "sketch"], "matrix": [[90.0, 40.0], [85.0, 75.0]], "random_baseline": [30.0, 20.0]}
-    res = write_report(tmp_path, R, [20.0, 15.0], task_names=["photo", "sketch"], protocol={}, seed=0,
-                       checkpoints=[], domain_aware=aware)
+    res = write_report(
+        tmp_path,
+        R,
+        [20.0, 15.0],
+        task_names=["photo", "sketch"],
+        protocol={},
+        seed=0,
+        checkpoints=[],
+        domain_aware=aware,
+    )
     assert res["domain_aware"]["final_mean"] == 80.0
     assert json.loads((tmp_path / "results.json").read_text())["domain_aware"]["matrix"] == aware["matrix"]
     rows = list(csv.reader(open(tmp_path / DOMAIN_AWARE_CSV)))
@@ -254,8 +298,15 @@ def test_report_has_domain_aware_results(tmp_path):
     text = format_results(res)
     assert "domain-aware accuracy" in text and "mean over domains after the last task = 80.00" in text
     with pytest.raises(ValueError, match="one row per task"):
-        write_report(tmp_path, R, None, protocol={}, seed=0, checkpoints=[],
-                     domain_aware={"domains": ["photo"], "matrix": [[1.0]]})
+        write_report(
+            tmp_path,
+            R,
+            None,
+            protocol={},
+            seed=0,
+            checkpoints=[],
+            domain_aware={"domains": ["photo"], "matrix": [[1.0]]},
+        )
 
 
 def test_launcher_names_the_domains_before_anything_is_written(domain_tree, tmp_path, capsys):
@@ -265,25 +316,61 @@ def test_launcher_names_the_domains_before_anything_is_written(domain_tree, tmp_
     exp = tmp_path / "exp"
     os.environ["DATA_DIR"] = str(domain_tree)
     try:
-        rc = launcher_main(["--script", str(REPO / "bash_files" / "continual" / "digits-domains" / "barlow_distill.sh"),
-                            "--experiment_dir", str(exp), "--dry_run", "--", "--domains", "photo", "sketch",
-                            "--num_tasks", "3"], repo_root=str(REPO))
+        rc = launcher_main(
+            [
+                "--script",
+                str(REPO / "bash_files" / "continual" / "digits-domains" / "barlow_distill.sh"),
+                "--experiment_dir",
+                str(exp),
+                "--dry_run",
+                "--",
+                "--domains",
+                "photo",
+                "sketch",
+                "--num_tasks",
+                "3",
+            ],
+            repo_root=str(REPO),
+        )
         assert rc == 2 and "--num_tasks 3 does not match the 2 domains" in capsys.readouterr().err
         script = tmp_path / "no_order.sh"  # the demo without its task order
         script.write_text("\n".join(ln for ln in demo.splitlines() if "--domains" not in ln) + "\n")
         rc = launcher_main(["--script", str(script), "--experiment_dir", str(exp)], repo_root=str(REPO))
         assert rc == 2 and "found: cartoon, photo, sketch" in capsys.readouterr().err and not exp.exists()
-        rc = launcher_main(["--script", str(script), "--experiment_dir", str(exp), "--dry_run", "--",
-                            "--dataset", "domainnet"], repo_root=str(REPO))
+        rc = launcher_main(
+            ["--script", str(script), "--experiment_dir", str(exp), "--dry_run", "--", "--dataset", "domainnet"],
+            repo_root=str(REPO),
+        )
         assert rc == 0 and "--task_idx 5" in capsys.readouterr().out  # DomainNet: its six domains
     finally:
         del os.environ["DATA_DIR"]
 
 
 # --------------------------------------------------------------------------- the demo, through the launcher
-TINY = ["--max_epochs", "1", "--batch_size", "8", "--num_workers", "0", "--proj_hidden_dim", "32",
-        "--output_dim", "32", "--distill_proj_hidden_dim", "32", "--limit_train_batches", "2",
-        "--limit_val_batches", "1", "--warmup_epochs", "0", "--crop_size", "16", "--online_eval_batch_size", "16"]
+TINY = [
+    "--max_epochs",
+    "1",
+    "--batch_size",
+    "8",
+    "--num_workers",
+    "0",
+    "--proj_hidden_dim",
+    "32",
+    "--output_dim",
+    "32",
+    "--distill_proj_hidden_dim",
+    "32",
+    "--limit_train_batches",
+    "2",
+    "--limit_val_batches",
+    "1",
+    "--warmup_epochs",
+    "0",
+    "--crop_size",
+    "16",
+    "--online_eval_batch_size",
+    "16",
+]
 
 
 @pytest.fixture(scope="module")
@@ -297,8 +384,18 @@ def digit_domains(tmp_path_factory):
 
 def _launch(data: Path, exp: Path, extra: list[str], eval_: bool) -> subprocess.CompletedProcess:
     env = {**os.environ, "DATA_DIR": str(data), "PYTHONWARNINGS": "ignore"}
-    cmd = [sys.executable, "job_launcher.py", "--script", "bash_files/continual/digits-domains/barlow_distill.sh",
-           "--experiment_dir", str(exp), *(["--eval"] if eval_ else []), "--", *TINY, *extra]
+    cmd = [
+        sys.executable,
+        "job_launcher.py",
+        "--script",
+        "bash_files/continual/digits-domains/barlow_distill.sh",
+        "--experiment_dir",
+        str(exp),
+        *(["--eval"] if eval_ else []),
+        "--",
+        *TINY,
+        *extra,
+    ]
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, f"{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
     return res
@@ -336,13 +433,26 @@ def test_truncated_image_through_dali_names_the_file(tmp_path):
     if not dali_available():
         pytest.skip("NVIDIA DALI not installed (pip install nvidia-dali-cuda120)")
     for k in range(4):
-        Image.fromarray(np.random.default_rng(k).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / f"{k}.jpg")
+        Image.fromarray(np.random.default_rng(k).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
+            tmp_path / f"{k}.jpg"
+        )
     data = (tmp_path / "2.jpg").read_bytes()
     (tmp_path / "2.jpg").write_bytes(data[: len(data) // 3])
     ds = ImageListDataset(tmp_path, [(f"{k}.jpg", 0, 0) for k in range(4)], num_classes=1)
-    view = dict(crop_size=8, min_scale=0.5, max_scale=1.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0,
-                color_jitter_prob=0.0, gray_scale_prob=0.0, horizontal_flip_prob=0.0, gaussian_prob=0.0,
-                solarization_prob=0.0)
+    view = dict(
+        crop_size=8,
+        min_scale=0.5,
+        max_scale=1.0,
+        brightness=0.0,
+        contrast=0.0,
+        saturation=0.0,
+        hue=0.0,
+        color_jitter_prob=0.0,
+        gray_scale_prob=0.0,
+        horizontal_flip_prob=0.0,
+        gaussian_prob=0.0,
+        solarization_prob=0.0,
+    )
     with pytest.raises(ImageDecodeError, match=f"cannot decode image {tmp_path / '2.jpg'}"):
         for _ in DaliTrainLoader(ds, torch.arange(4), [view, view], (0.5,) * 3, (0.5,) * 3, batch_size=4):
             pass

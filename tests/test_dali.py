@@ -3,6 +3,7 @@
 Tests that need DALI skip with the reason when it is not installed; the "optional" behaviour
 (no import at package import, the one-line notice and torchvision fallback) is tested always.
 """
+
 from __future__ import annotations
 
 import logging
@@ -51,9 +52,20 @@ def folder(tmp_path):
 
 
 def settings(**overrides) -> list[dict]:
-    s = dict(crop_size=8, min_scale=0.08, max_scale=1.0, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1,
-             color_jitter_prob=0.0, gray_scale_prob=0.0, horizontal_flip_prob=0.0, gaussian_prob=0.0,
-             solarization_prob=0.0)
+    s = dict(
+        crop_size=8,
+        min_scale=0.08,
+        max_scale=1.0,
+        brightness=0.4,
+        contrast=0.4,
+        saturation=0.2,
+        hue=0.1,
+        color_jitter_prob=0.0,
+        gray_scale_prob=0.0,
+        horizontal_flip_prob=0.0,
+        gaussian_prob=0.0,
+        solarization_prob=0.0,
+    )
     s.update(overrides)
     return [dict(s), dict(s)]
 
@@ -70,16 +82,19 @@ def normalised(colour) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------------ optional import
 def test_package_import_does_not_import_dali():
-    code = ("import sys, cassle, cassle.data, cassle.data.dali, cassle.data.datamodule; "
-            "assert not any(m.startswith('nvidia.dali') for m in sys.modules), 'DALI imported'")
+    code = (
+        "import sys, cassle, cassle.data, cassle.data.dali, cassle.data.datamodule; "
+        "assert not any(m.startswith('nvidia.dali') for m in sys.modules), 'DALI imported'"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_without_dali_one_line_notice_and_torchvision(folder, monkeypatch, caplog):
     monkeypatch.setattr(dali_mod, "dali_available", lambda: False)
-    dm = ContinualDataModule(dataset="custom", data_dir=str(folder), dali=True, batch_size=4, num_workers=0,
-                             crop_size=[8])
+    dm = ContinualDataModule(
+        dataset="custom", data_dir=str(folder), dali=True, batch_size=4, num_workers=0, crop_size=[8]
+    )
     with caplog.at_level(logging.WARNING):
         assert dm.data_path() == "workers"
         indexes, views, targets = next(iter(dm.train_dataloader()))
@@ -91,8 +106,9 @@ def test_without_dali_one_line_notice_and_torchvision(folder, monkeypatch, caplo
 
 
 def test_dali_flag_on_tensor_dataset_is_a_notice(folder, caplog):
-    dm = ContinualDataModule(dataset="synthetic", synthetic_size=40, synthetic_image_size=8, num_classes=4,
-                             dali=True, num_workers=0)
+    dm = ContinualDataModule(
+        dataset="synthetic", synthetic_size=40, synthetic_image_size=8, num_classes=4, dali=True, num_workers=0
+    )
     with caplog.at_level(logging.WARNING):
         assert dm.data_path() == "workers"
     assert any("--dali is ignored" in r.getMessage() for r in caplog.records)
@@ -161,13 +177,14 @@ def test_probabilities_flip_and_grayscale(tmp_path):
     xs = torch.cat([v[0] for _, v, _ in loader])
     left, right = xs[..., :2].mean(dim=(1, 2, 3)), xs[..., -2:].mean(dim=(1, 2, 3))
     share = (left > right).float().mean().item()
-    assert abs(share - 0.3) < 0.15, share           # 3.2 binomial standard deviations
+    assert abs(share - 0.3) < 0.15, share  # 3.2 binomial standard deviations
     # grey: colour images become channel-equal with probability p
     for k in range(96):
         _save(tmp_path / "g" / "train" / "c" / f"{k:02d}.png", solid((220, 30, 60)))
     ds = load_dataset("custom", str(tmp_path / "g"), train=True)
-    loader = dali_mod.DaliTrainLoader(ds, None, settings(gray_scale_prob=0.6), (0.0,) * 3, (1.0,) * 3,
-                                      batch_size=32, num_threads=1, seed=2)
+    loader = dali_mod.DaliTrainLoader(
+        ds, None, settings(gray_scale_prob=0.6), (0.0,) * 3, (1.0,) * 3, batch_size=32, num_threads=1, seed=2
+    )
     xs = torch.cat([v[1] for _, v, _ in loader])
     grey = ((xs[:, 0] - xs[:, 1]).abs().amax(dim=(1, 2)) < 0.02).float().mean().item()
     assert abs(grey - 0.6) < 0.16, grey
@@ -179,12 +196,19 @@ def test_colour_jitter_brightness_factor_range_and_mean(tmp_path):
     for k in range(64):
         _save(tmp_path / "train" / "c" / f"{k:02d}.png", solid((100, 100, 100)))
     ds = load_dataset("custom", str(tmp_path), train=True)
-    loader = dali_mod.DaliTrainLoader(ds, None, settings(color_jitter_prob=1.0, contrast=0.0, saturation=0.0,
-                                                         hue=0.0), (0.0,) * 3, (1.0,) * 3,
-                                      batch_size=32, num_threads=1, seed=4)
+    loader = dali_mod.DaliTrainLoader(
+        ds,
+        None,
+        settings(color_jitter_prob=1.0, contrast=0.0, saturation=0.0, hue=0.0),
+        (0.0,) * 3,
+        (1.0,) * 3,
+        batch_size=32,
+        num_threads=1,
+        seed=4,
+    )
     factor = torch.cat([v[0].mean(dim=(1, 2, 3)) for _, v, _ in loader]) / (100 / 255)
     assert factor.min() >= 0.6 - 0.02 and factor.max() <= 1.4 + 0.02
-    assert abs(factor.mean().item() - 1.0) < 0.1 and abs(factor.std().item() - 0.8 / 12 ** 0.5) < 0.08
+    assert abs(factor.mean().item() - 1.0) < 0.1 and abs(factor.std().item() - 0.8 / 12**0.5) < 0.08
 
 
 @needs_dali
@@ -198,8 +222,16 @@ def test_shards_same_length_and_disjoint(folder):
 
 @needs_dali
 def test_eval_pipeline_and_datamodule_dali_path(folder):
-    dm = ContinualDataModule(dataset="custom", data_dir=str(folder), dali=True, batch_size=4, num_workers=1,
-                             crop_size=[8], mean=list(MEAN), std=list(STD))
+    dm = ContinualDataModule(
+        dataset="custom",
+        data_dir=str(folder),
+        dali=True,
+        batch_size=4,
+        num_workers=1,
+        crop_size=[8],
+        mean=list(MEAN),
+        std=list(STD),
+    )
     assert dm.data_path() == "dali"
     train = dm.train_dataloader()
     assert isinstance(train, dali_mod.DaliTrainLoader) and len(train) == 18 // 4
@@ -207,7 +239,7 @@ def test_eval_pipeline_and_datamodule_dali_path(folder):
     assert len(val) == 5
     xs, ys = zip(*val)
     y = torch.cat(ys)
-    assert y.tolist() == torch.tensor(dm.val_full.targets).tolist()    # whole val set, in order
+    assert y.tolist() == torch.tensor(dm.val_full.targets).tolist()  # whole val set, in order
     x = torch.cat(xs)
     assert x.shape == (18, 3, 8, 8)
     colours = [(200, 40, 90), (30, 160, 220), (120, 120, 120)]
@@ -225,8 +257,17 @@ def test_domainnet_task_through_dali(tmp_path):
                 _save(tmp_path / rel, solid((40 * d, 10 * k, 0)))
                 lines.append(f"{rel} {d}")
             (tmp_path / f"{domain}_{split}.txt").write_text("\n".join(lines) + "\n")
-    dm = ContinualDataModule(dataset="domainnet", data_dir=str(tmp_path), split_strategy="domain", num_tasks=6,
-                             task_idx=2, batch_size=3, num_workers=1, crop_size=[8], dali=True)
+    dm = ContinualDataModule(
+        dataset="domainnet",
+        data_dir=str(tmp_path),
+        split_strategy="domain",
+        num_tasks=6,
+        task_idx=2,
+        batch_size=3,
+        num_workers=1,
+        crop_size=[8],
+        dali=True,
+    )
     indexes, views, targets = next(iter(dm.train_dataloader()))
     assert sorted(indexes.tolist()) == [6, 7, 8] and targets.tolist() == [2, 2, 2]
     assert [tuple(v.shape) for v in views] == [(3, 3, 8, 8)] * 2
@@ -241,9 +282,23 @@ def test_run_task_trains_through_dali(tmp_path):
         for c in range(4):
             for k in range(4):
                 _save(tmp_path / "data" / split / f"c{c}" / f"{k}.png", solid((60 * c, 40, 200 - 40 * k), 20, 20))
-    args = tiny_args("barlow_twins", "--dataset", "custom", "--data_dir", str(tmp_path / "data"), "--dali",
-                     "--crop_size", "16", "--batch_size", "4", "--num_workers", "1", "--max_steps", "3",
-                     tmp_path=tmp_path / "run")
+    args = tiny_args(
+        "barlow_twins",
+        "--dataset",
+        "custom",
+        "--data_dir",
+        str(tmp_path / "data"),
+        "--dali",
+        "--crop_size",
+        "16",
+        "--batch_size",
+        "4",
+        "--num_workers",
+        "1",
+        "--max_steps",
+        "3",
+        tmp_path=tmp_path / "run",
+    )
     trainer = run_task(args)
     assert isinstance(trainer.train_dataloader, dali_mod.DaliTrainLoader)
     assert trainer.global_step == 3 and (tmp_path / "run" / "last.ckpt").is_file()
@@ -259,8 +314,15 @@ def test_dali_device_picks_where_the_pipeline_runs(folder, monkeypatch, dali_dev
             built["device_id"] = device_id
 
     monkeypatch.setattr(dali_mod, "DaliTrainLoader", Recorder)
-    dm = ContinualDataModule(dataset="custom", data_dir=str(folder), dali=True, dali_device=dali_device,
-                             batch_size=4, num_workers=1, crop_size=[8])
+    dm = ContinualDataModule(
+        dataset="custom",
+        data_dir=str(folder),
+        dali=True,
+        dali_device=dali_device,
+        batch_size=4,
+        num_workers=1,
+        crop_size=[8],
+    )
     monkeypatch.setattr(dm, "_trainer_device", lambda: torch.device("cuda", 0))
     dm._dali_loader(train=True)
     assert built["device_id"] == expected

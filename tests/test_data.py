@@ -10,10 +10,25 @@ import pytest
 import torch
 from PIL import Image
 
-from cassle.data import (DOMAINNET_DOMAINS, ContinualDataModule, DomainNetDataset, TensorImageDataset,
-                         add_augmentation_args, add_data_args, build_eval_transform, build_multiview_transform,
-                         build_view_transform, class_order, class_split_indices, class_split_tasks,
-                         data_split_indices, domain_split_indices, load_dataset, task_of_class, view_settings)
+from cassle.data import (
+    DOMAINNET_DOMAINS,
+    ContinualDataModule,
+    DomainNetDataset,
+    TensorImageDataset,
+    add_augmentation_args,
+    add_data_args,
+    build_eval_transform,
+    build_multiview_transform,
+    build_view_transform,
+    class_order,
+    class_split_indices,
+    class_split_tasks,
+    data_split_indices,
+    domain_split_indices,
+    load_dataset,
+    task_of_class,
+    view_settings,
+)
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
 
@@ -21,8 +36,10 @@ MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
     """Any attempt to open a network connection fails the test."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("network access attempted in a test")
+
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
 
@@ -36,9 +53,20 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def settings(**overrides) -> dict:
     """One view's settings with every random op off and a full-image crop (identity up to normalise)."""
-    s = dict(crop_size=32, min_scale=1.0, max_scale=1.0, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1,
-             color_jitter_prob=0.0, gray_scale_prob=0.0, horizontal_flip_prob=0.0, gaussian_prob=0.0,
-             solarization_prob=0.0)
+    s = dict(
+        crop_size=32,
+        min_scale=1.0,
+        max_scale=1.0,
+        brightness=0.4,
+        contrast=0.4,
+        saturation=0.2,
+        hue=0.1,
+        color_jitter_prob=0.0,
+        gray_scale_prob=0.0,
+        horizontal_flip_prob=0.0,
+        gaussian_prob=0.0,
+        solarization_prob=0.0,
+    )
     s.update(overrides)
     return s
 
@@ -129,11 +157,14 @@ def test_domain_split():
         domain_split_indices(domains, 5, 0)
 
 
-@pytest.mark.parametrize("fn,num_tasks", [
-    (lambda t: class_split_indices(torch.arange(10), 2, t), 2),
-    (lambda t: data_split_indices(10, 2, t), 2),
-    (lambda t: domain_split_indices(torch.zeros(3, dtype=torch.long), 6, t), 6),
-])
+@pytest.mark.parametrize(
+    "fn,num_tasks",
+    [
+        (lambda t: class_split_indices(torch.arange(10), 2, t), 2),
+        (lambda t: data_split_indices(10, 2, t), 2),
+        (lambda t: domain_split_indices(torch.zeros(3, dtype=torch.long), 6, t), 6),
+    ],
+)
 def test_task_idx_out_of_range(fn, num_tasks):
     fn(num_tasks - 1)  # the last task is fine
     for bad in (num_tasks, -1):
@@ -340,10 +371,10 @@ def test_per_view_flag_errors(capsys):
 
 
 # ------------------------------------------------------------------------------------------ data module
-@pytest.mark.parametrize("dataset,extra", [
-    ("synthetic", dict(synthetic_size=120, synthetic_image_size=16, num_classes=4)),
-    ("digits", dict(crop_size=[16])),
-])
+@pytest.mark.parametrize(
+    "dataset,extra",
+    [("synthetic", dict(synthetic_size=120, synthetic_image_size=16, num_classes=4)), ("digits", dict(crop_size=[16]))],
+)
 def test_datamodule_class_split_batches(dataset, extra):
     dm = ContinualDataModule(dataset=dataset, num_tasks=2, task_idx=1, batch_size=8, num_workers=0, **extra)
     n_cls = dm.num_classes
@@ -367,9 +398,26 @@ def test_datamodule_class_split_batches(dataset, extra):
 
 
 def test_datamodule_from_args_data_split():
-    args = parse(["--dataset", "synthetic", "--split_strategy", "data", "--num_tasks", "3", "--task_idx", "0",
-                  "--synthetic_size", "100", "--synthetic_image_size", "8", "--batch_size", "4",
-                  "--num_workers", "0"])
+    args = parse(
+        [
+            "--dataset",
+            "synthetic",
+            "--split_strategy",
+            "data",
+            "--num_tasks",
+            "3",
+            "--task_idx",
+            "0",
+            "--synthetic_size",
+            "100",
+            "--synthetic_image_size",
+            "8",
+            "--batch_size",
+            "4",
+            "--num_workers",
+            "0",
+        ]
+    )
     dm = ContinualDataModule.from_args(args)
     assert dm.train_size == 34 and dm.task_classes is None
     assert dm.task_indices.tolist() == data_split_indices(100, 3, 0).tolist()
@@ -380,15 +428,24 @@ def test_datamodule_from_args_data_split():
 
 
 def test_datamodule_domain_split(domainnet_dir):
-    dm = ContinualDataModule(dataset="domainnet", data_dir=str(domainnet_dir), split_strategy="domain",
-                             num_tasks=6, task_idx=2, batch_size=2, num_workers=0, crop_size=[16])
+    dm = ContinualDataModule(
+        dataset="domainnet",
+        data_dir=str(domainnet_dir),
+        split_strategy="domain",
+        num_tasks=6,
+        task_idx=2,
+        batch_size=2,
+        num_workers=0,
+        crop_size=[16],
+    )
     indexes, views, targets = next(iter(dm.train_dataloader()))
     assert targets.tolist() == [2, 2] and sorted(indexes.tolist()) == [4, 5]
     assert [tuple(v.shape) for v in views] == [(2, 3, 16, 16)] * 2
     x, _ = next(iter(dm.val_dataloader()))
     assert x.shape == (2, 3, 16, 16) and len(dm.val_dataset) == 12
     with pytest.raises(ValueError, match="one task per domain"):
-        ContinualDataModule(dataset="domainnet", data_dir=str(domainnet_dir), split_strategy="domain",
-                            num_tasks=5, num_workers=0).setup()
+        ContinualDataModule(
+            dataset="domainnet", data_dir=str(domainnet_dir), split_strategy="domain", num_tasks=5, num_workers=0
+        ).setup()
     with pytest.raises(ValueError, match="domains"):
         ContinualDataModule(dataset="synthetic", split_strategy="domain", num_tasks=6, num_workers=0).setup()

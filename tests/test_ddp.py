@@ -1,5 +1,6 @@
 """A real 2-process DDP run (gloo, CPU) of a CaSSLe task: Lightning launches the processes, the
 losses gather across them, and the checkpoint is written once."""
+
 from __future__ import annotations
 
 import subprocess
@@ -10,14 +11,15 @@ import pytest
 import torch
 
 from main_continual import run_task
-from tests.helpers import tiny_argv, tiny_args
+from tests.helpers import tiny_args, tiny_argv
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _run(argv: list[str]) -> None:
-    proc = subprocess.run([sys.executable, "main_continual.py", *argv], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "main_continual.py", *argv], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
 
 
@@ -28,9 +30,22 @@ def test_two_process_ddp_cassle_task(tmp_path, method, distiller):
     # Task 0 only makes the checkpoint that task 1 starts from: in this process, on one device (a
     # subprocess + a second DDP worker would cost two more interpreter start-ups).
     run_task(tiny_args(method, "--num_tasks", "2", "--synthetic_size", "128", tmp_path=tmp_path / "task0"))
-    _run([*tiny_argv(method, "--num_tasks", "2", "--task_idx", "1", "--pretrained_model",
-                     str(tmp_path / "task0" / "last.ckpt"), *ddp, distiller=distiller,
-                     tmp_path=tmp_path / "task1")])
+    _run(
+        [
+            *tiny_argv(
+                method,
+                "--num_tasks",
+                "2",
+                "--task_idx",
+                "1",
+                "--pretrained_model",
+                str(tmp_path / "task0" / "last.ckpt"),
+                *ddp,
+                distiller=distiller,
+                tmp_path=tmp_path / "task1",
+            )
+        ]
+    )
     ckpt = torch.load(tmp_path / "task1" / "last.ckpt", map_location="cpu", weights_only=False)
     # Task 1 holds 2 of the 4 classes, 64 of the 128 images: 64 / (16 per device x 2 devices)
     # = 2 steps, so the two processes did split the epoch.

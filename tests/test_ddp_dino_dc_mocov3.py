@@ -3,6 +3,7 @@ original's. MoCo v3: keys all-gathered, each query's positive is its own key in 
 DINO: the centre moves to the mean teacher output of the global batch (all-reduced), the same on
 every process; DeepClusterV2: k-means over the memories of all processes equals k-means over the
 concatenated memory, and every process gets the whole assignment table."""
+
 from __future__ import annotations
 
 import os
@@ -30,25 +31,29 @@ def _free_port() -> int:
 def _data():
     g = torch.Generator().manual_seed(0)
     bank = torch.nn.functional.normalize(torch.randn(2, WORLD * 6, 3, generator=g, dtype=torch.float64), dim=-1)
-    return {"q": torch.randn(WORLD * N, 5, generator=g, dtype=torch.float64),
-            "k": torch.randn(WORLD * N, 5, generator=g, dtype=torch.float64),
-            "student": torch.randn(2 * WORLD * N, 6, generator=g, dtype=torch.float64),
-            "teacher": torch.randn(2 * WORLD * N, 6, generator=g, dtype=torch.float64),
-            "bank": bank, "index": torch.randperm(40, generator=g)[:WORLD * 6],
-            "init": [bank[0, [0, 1, 2]].clone(), bank[1, [3, 4]].clone()]}
+    return {
+        "q": torch.randn(WORLD * N, 5, generator=g, dtype=torch.float64),
+        "k": torch.randn(WORLD * N, 5, generator=g, dtype=torch.float64),
+        "student": torch.randn(2 * WORLD * N, 6, generator=g, dtype=torch.float64),
+        "teacher": torch.randn(2 * WORLD * N, 6, generator=g, dtype=torch.float64),
+        "bank": bank,
+        "index": torch.randperm(40, generator=g)[: WORLD * 6],
+        "init": [bank[0, [0, 1, 2]].clone(), bank[1, [3, 4]].clone()],
+    }
 
 
 def _views(x, rank):
     """Rows of rank `rank` from a (2 views x WORLD*N) stack: its slice of each view."""
     v = x.chunk(2)
-    return torch.cat([vi[rank * N:(rank + 1) * N] for vi in v])
+    return torch.cat([vi[rank * N : (rank + 1) * N] for vi in v])
 
 
 def _worker(rank, port, out_dir, data):
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=WORLD, timeout=timedelta(seconds=60))
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD, timeout=timedelta(seconds=60)
+    )
     try:
         local = slice(rank * N, (rank + 1) * N)
         res = {"mocov3": mocov3_loss_func(data["q"][local], data["k"][local], temperature=0.2)}
@@ -56,9 +61,13 @@ def _worker(rank, port, out_dir, data):
         res["dino_loss"] = dino(_views(data["student"], rank), _views(data["teacher"], rank))
         res["dino_center"] = dino.center.clone()
         m = data["bank"].shape[1] // WORLD
-        res["kmeans"] = spherical_kmeans(data["bank"][:, rank * m:(rank + 1) * m],
-                                         data["index"][rank * m:(rank + 1) * m], [3, 2], iters=3,
-                                         init=data["init"] if rank == 0 else [torch.zeros(3, 3), torch.zeros(2, 3)])
+        res["kmeans"] = spherical_kmeans(
+            data["bank"][:, rank * m : (rank + 1) * m],
+            data["index"][rank * m : (rank + 1) * m],
+            [3, 2],
+            iters=3,
+            init=data["init"] if rank == 0 else [torch.zeros(3, 3), torch.zeros(2, 3)],
+        )
         torch.save(res, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -87,7 +96,7 @@ def test_mocov3_keys_of_the_global_batch(results):
     q = torch.nn.functional.normalize(data["q"], dim=1)
     k = torch.nn.functional.normalize(data["k"], dim=1)
     for rank in range(WORLD):
-        logits = q[rank * N:(rank + 1) * N] @ k.T / 0.2
+        logits = q[rank * N : (rank + 1) * N] @ k.T / 0.2
         labels = torch.arange(N) + rank * N
         expected = torch.nn.functional.cross_entropy(logits, labels) * 0.4
         torch.testing.assert_close(res[rank]["mocov3"], expected, rtol=0, atol=1e-10)

@@ -17,6 +17,7 @@ clustering: SwAV), wherever the reference's semantics make them equal:
 
 One ``torch.multiprocessing.spawn`` runs every case; the children save their gradients to tmp_path.
 """
+
 from __future__ import annotations
 
 import os
@@ -110,8 +111,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
             model = build(name)
             ddp = DistributedDataParallel(Step(model), find_unused_parameters=True)
             ddp(*batch(slice(rank * half, (rank + 1) * half))).backward()
-            results[name] = {"grads": grads(model),
-                             "queue": model.queue.clone() if name == "mocov2plus" else None}
+            results[name] = {"grads": grads(model), "queue": model.queue.clone() if name == "mocov2plus" else None}
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()

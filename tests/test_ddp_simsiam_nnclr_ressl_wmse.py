@@ -10,6 +10,7 @@ multi-process semantics of the original code.
 One ``torch.multiprocessing.spawn`` for the four methods; spawning two interpreters that import
 Lightning takes tens of seconds on 2 busy cores, hence ``slow`` (like tests/test_ddp.py).
 """
+
 from __future__ import annotations
 
 import os
@@ -54,16 +55,19 @@ def _batch(rank):
 def _worker(rank: int, port: int, out_dir: str) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=WORLD, timeout=timedelta(seconds=60))
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD, timeout=timedelta(seconds=60)
+    )
     try:
         res = {}
         for method in METHODS:
             model = _model(method)
             _, views, targets = _batch(rank)
             out = model.ssl_step(views, targets)
-            res[method] = {"loss": out.loss.detach(),
-                           **{k: v.clone() for k, v in model.state_dict().items() if k.startswith("queue")}}
+            res[method] = {
+                "loss": out.loss.detach(),
+                **{k: v.clone() for k, v in model.state_dict().items() if k.startswith("queue")},
+            }
         torch.save(res, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()

@@ -2,6 +2,7 @@
 autotuning, DDP without buffer broadcasts (each rank keeps its own SwAV queue), per-process RNG
 states of the own device only, float32 SwAV prototype scores under autocast, and the host-side
 SwAV queue count that replaced a per-step read of the queue."""
+
 from __future__ import annotations
 
 import random
@@ -25,8 +26,11 @@ from tests.helpers import tiny_args
 # ----------------------------------------------------------------------------- 8, 9
 @pytest.fixture
 def restore_torch_flags():
-    saved = (torch.are_deterministic_algorithms_enabled(),
-             torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.benchmark)
+    saved = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+    )
     yield
     torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
     torch.backends.cudnn.benchmark = saved[2]
@@ -35,8 +39,7 @@ def restore_torch_flags():
 def test_deterministic_warns_instead_of_failing(restore_torch_flags):
     """An op without a deterministic kernel (on CUDA: AdaptiveAvgPool2d's backward; on the CPU:
     put_) must warn under --deterministic, not stop the run; autotuning is off."""
-    pl.Trainer(accelerator="cpu", devices=1, logger=False,
-               **determinism_flags(tiny_args("simclr", "--deterministic")))
+    pl.Trainer(accelerator="cpu", devices=1, logger=False, **determinism_flags(tiny_args("simclr", "--deterministic")))
     assert torch.are_deterministic_algorithms_enabled()
     assert torch.is_deterministic_algorithms_warn_only_enabled()
     assert torch.backends.cudnn.benchmark is False
@@ -51,12 +54,15 @@ def test_cudnn_autotuning_by_default(restore_torch_flags):
 
 
 # ----------------------------------------------------------------------------- 10
-@pytest.mark.parametrize("extra,broadcast,start_method,find_unused", [
-    (["--devices", "2"], False, "popen", None),                       # auto -> ddp
-    (["--devices", "2", "--strategy", "ddp"], False, "popen", None),
-    (["--devices", "2", "--ddp_broadcast_buffers"], True, "popen", None),
-    (["--devices", "2", "--strategy", "ddp_spawn_find_unused_parameters_true"], False, "spawn", True),
-])
+@pytest.mark.parametrize(
+    "extra,broadcast,start_method,find_unused",
+    [
+        (["--devices", "2"], False, "popen", None),  # auto -> ddp
+        (["--devices", "2", "--strategy", "ddp"], False, "popen", None),
+        (["--devices", "2", "--ddp_broadcast_buffers"], True, "popen", None),
+        (["--devices", "2", "--strategy", "ddp_spawn_find_unused_parameters_true"], False, "spawn", True),
+    ],
+)
 def test_ddp_strategy_broadcasts_buffers_only_when_asked(extra, broadcast, start_method, find_unused):
     strategy = build_lightning_strategy(tiny_args("swav", *extra))
     assert isinstance(strategy, DDPStrategy)
@@ -79,14 +85,18 @@ def test_each_rank_keeps_its_own_queue_unless_broadcast(tmp_path):
     import sys
     from pathlib import Path
 
-    kwargs = [build_lightning_strategy(tiny_args("swav", "--devices", "2", *flag))._ddp_kwargs
-              for flag in ([], ["--ddp_broadcast_buffers"])]
+    kwargs = [
+        build_lightning_strategy(tiny_args("swav", "--devices", "2", *flag))._ddp_kwargs
+        for flag in ([], ["--ddp_broadcast_buffers"])
+    ]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     worker = Path(__file__).with_name("ddp_buffer_worker.py")
-    procs = [subprocess.Popen([sys.executable, str(worker), str(rank), str(port), str(tmp_path),
-                               json.dumps(kwargs)]) for rank in range(2)]
+    procs = [
+        subprocess.Popen([sys.executable, str(worker), str(rank), str(port), str(tmp_path), json.dumps(kwargs)])
+        for rank in range(2)
+    ]
     assert [p.wait(timeout=300) for p in procs] == [0, 0]
     own = [torch.load(tmp_path / f"queue0_{r}.pt") for r in range(2)]
     broadcast = [torch.load(tmp_path / f"queue1_{r}.pt") for r in range(2)]
@@ -128,9 +138,12 @@ def _patch_cuda(monkeypatch, cuda: FakeCuda) -> None:
 def test_rng_states_are_saved_per_rank_for_the_own_device(monkeypatch):
     cuda = FakeCuda(count=4)
     _patch_cuda(monkeypatch, cuda)
-    other_rank = {"python": random.Random(7).getstate(), "numpy": np.random.RandomState(7).get_state(),
-                  "torch": torch.Generator().manual_seed(7).get_state(),
-                  "cuda": torch.tensor([42], dtype=torch.uint8)}
+    other_rank = {
+        "python": random.Random(7).getstate(),
+        "numpy": np.random.RandomState(7).get_state(),
+        "torch": torch.Generator().manual_seed(7).get_state(),
+        "cuda": torch.tensor([42], dtype=torch.uint8),
+    }
     monkeypatch.setattr(callbacks, "_gather_objects", lambda states: [states, other_rank])
     checkpoint = {}
     RNGStateCheckpoint().on_save_checkpoint(_trainer(0, "cuda:3"), None, checkpoint)
@@ -154,9 +167,14 @@ def test_rng_states_are_saved_per_rank_for_the_own_device(monkeypatch):
 def test_rng_states_of_the_earlier_layout_load_on_fewer_gpus(monkeypatch):
     cuda = FakeCuda(count=1)
     _patch_cuda(monkeypatch, cuda)
-    old = {"rng_states": {"python": random.Random(3).getstate(), "numpy": np.random.get_state(),
-                          "torch": torch.get_rng_state(),
-                          "cuda": [torch.tensor([i], dtype=torch.uint8) for i in range(8)]}}
+    old = {
+        "rng_states": {
+            "python": random.Random(3).getstate(),
+            "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": [torch.tensor([i], dtype=torch.uint8) for i in range(8)],
+        }
+    }
     RNGStateCheckpoint().on_load_checkpoint(_trainer(0, "cuda:0"), None, old)
     assert cuda.set_calls == [(0, 0)] and random.random() == random.Random(3).random()
     RNGStateCheckpoint().on_load_checkpoint(_trainer(0, "cpu"), None, old)  # no GPU: CPU states

@@ -4,6 +4,7 @@ Running a shipped `*_distill.sh` directly with bash starts task 0 with the disti
 predictor's parameters never got a gradient there, which DDP rejects ("parameters that were not
 used in producing loss"). The launcher drops the flags; the model must not depend on that.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -13,8 +14,12 @@ from cassle.distillers import DISTILLERS
 from main_continual import build_model
 from tests.helpers import tiny_args
 
-PAIRS = [("barlow_twins", "decorrelative"), ("byol", "predictive"), ("swav", "knowledge"),
-         ("mocov2plus", "pnr_moco")]  # PNR: its own mixin and a queue, also nothing at task 0
+PAIRS = [
+    ("barlow_twins", "decorrelative"),
+    ("byol", "predictive"),
+    ("swav", "knowledge"),
+    ("mocov2plus", "pnr_moco"),
+]  # PNR: its own mixin and a queue, also nothing at task 0
 
 
 class _Trainer:  # what configure_optimizers reads

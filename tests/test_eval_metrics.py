@@ -35,11 +35,7 @@ from cassle.eval.probe import (
 from cassle.eval.report import PNG_SIZE_PX, write_report
 
 # rows = trained up to task i, columns = evaluated on task j
-R3 = [
-    [80.0, 72.0, 20.0],
-    [60.0, 70.0, 35.0],
-    [50.0, 65.0, 75.0],
-]
+R3 = [[80.0, 72.0, 20.0], [60.0, 70.0, 35.0], [50.0, 65.0, 75.0]]
 B3 = [10.0, 12.0, 15.0]
 
 
@@ -86,8 +82,16 @@ def test_single_task():
     assert forward_transfer([[42.0]], [5.0]) is None
 
 
-@pytest.mark.parametrize("bad", [[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], [1.0, 2.0], [], [[1.0, float("nan")], [3.0, 4.0]],
-                                 [[1.0, 2.0], [float("inf"), 4.0]]])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]],
+        [1.0, 2.0],
+        [],
+        [[1.0, float("nan")], [3.0, 4.0]],
+        [[1.0, 2.0], [float("inf"), 4.0]],
+    ],
+)
 def test_bad_matrix_raises(bad):
     for fn in (average_accuracy, forgetting):
         with pytest.raises(ValueError, match="R"):
@@ -107,8 +111,13 @@ def test_bad_baseline_and_sizes_raise():
 
 # ------------------------------------------------------------------------------------ report
 def _report(out, **kw):
-    args = dict(task_names=["t0", "t1", "t2"], protocol={"mode": "fast", "epochs": 100}, seed=5,
-                checkpoints=["a/task0.ckpt", "a/task1.ckpt", "a/task2.ckpt"], extra={"note": "x"})
+    args = dict(
+        task_names=["t0", "t1", "t2"],
+        protocol={"mode": "fast", "epochs": 100},
+        seed=5,
+        checkpoints=["a/task0.ckpt", "a/task1.ckpt", "a/task2.ckpt"],
+        extra={"note": "x"},
+    )
     args.update(kw)
     return write_report(out, R3, B3, **args)
 
@@ -141,7 +150,11 @@ def test_report_writes_all_files(tmp_path):
 
     md = (out / "summary.md").read_text()
     assert "| t1 | 60.00 | 70.00 | 35.00 |" in md
-    assert "A (average accuracy, %): 63.33" in md and "F (forgetting, %): 17.50" in md and "T (forward transfer, %): 40.00" in md
+    assert (
+        "A (average accuracy, %): 63.33" in md
+        and "F (forgetting, %): 17.50" in md
+        and "T (forward transfer, %): 40.00" in md
+    )
     assert "- epochs: 100" in md
 
 
@@ -326,7 +339,9 @@ def test_per_task_accuracy_hand_count():
     assert probe_accuracy(lin, feats, labels) == pytest.approx(400.0 / 7.0)
     # order of tasks follows task_of_class, classes need not be contiguous
     assert per_task_accuracy(lin, feats, labels, [[3, 2], [1, 0]]) == pytest.approx([50.0, 200.0 / 3.0])
-    assert per_group_accuracy(lin, feats, labels, torch.tensor([1, 1, 1, 0, 0, 0, 0]), 2) == pytest.approx([50.0, 200.0 / 3.0])
+    assert per_group_accuracy(lin, feats, labels, torch.tensor([1, 1, 1, 0, 0, 0, 0]), 2) == pytest.approx(
+        [50.0, 200.0 / 3.0]
+    )
     with pytest.raises(ValueError, match="disjoint"):
         per_task_accuracy(lin, feats, labels, [[0, 1, 2], [2, 3]])
     with pytest.raises(ValueError, match=r"\[3\]"):
@@ -339,7 +354,9 @@ def test_per_task_accuracy_hand_count():
 
 def test_stratified_fraction_counts():
     counts = [100, 50, 7, 1, 24]
-    labels = torch.tensor(sum(([c] * n for c, n in enumerate(counts)), []))[torch.randperm(182, generator=torch.Generator().manual_seed(0))]
+    labels = torch.tensor(sum(([c] * n for c, n in enumerate(counts)), []))[
+        torch.randperm(182, generator=torch.Generator().manual_seed(0))
+    ]
     idx = stratified_fraction_indices(labels, 0.1, seed=1)
     # max(1, floor(0.1 * n + 0.5)): 100 -> 10, 50 -> 5, 7 -> 1, 1 -> 1 (at least one), 24 -> 2
     assert torch.bincount(labels[idx], minlength=5).tolist() == [10, 5, 1, 1, 2]

@@ -1,6 +1,7 @@
 """``main_linear.py --run_dir`` never evaluates an unfinished task (issue 18, section 3), and never
 writes through a symlinked ``RUN/eval`` (section 2): the launcher's rule, read from the checkpoint
 and the task's own args.json, whatever the manifest says."""
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,20 @@ def test_run_dir_refuses_a_task_interrupted_at_epoch_1_of_3(interrupted, tmp_pat
         (interrupted / "manifest.json").unlink()
     else:  # the manifest claims every task is done (edited, or a launcher of another version)
         assert all(t["status"] == "done" for t in mf.load_manifest(str(interrupted))["tasks"].values())
-    rc = main_linear.main(["--run_dir", str(interrupted), "--mode", "fast", "--max_epochs", "1",
-                           "--num_workers", "0", "--accelerator", "cpu"])
+    rc = main_linear.main(
+        [
+            "--run_dir",
+            str(interrupted),
+            "--mode",
+            "fast",
+            "--max_epochs",
+            "1",
+            "--num_workers",
+            "0",
+            "--accelerator",
+            "cpu",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2, err
     assert "task 1 is not finished" in err and "1 of 3 epochs" in err
@@ -56,7 +69,8 @@ def test_run_dir_refuses_a_symlinked_eval_folder(fine_tuned, tmp_path, capsys): 
     shutil.copytree(fine_tuned, run, ignore=shutil.ignore_patterns("eval"))
     elsewhere.mkdir()
     (run / "eval").symlink_to(elsewhere)
-    rc = main_linear.main(["--run_dir", str(run), "--mode", "fast", "--max_epochs", "1", "--num_workers", "0",
-                           "--accelerator", "cpu"])
+    rc = main_linear.main(
+        ["--run_dir", str(run), "--mode", "fast", "--max_epochs", "1", "--num_workers", "0", "--accelerator", "cpu"]
+    )
     assert rc == 2 and "eval is a symbolic link" in capsys.readouterr().err
     assert list(elsewhere.iterdir()) == []

@@ -1,5 +1,6 @@
 """Evaluation of the documented workflows: a run started at task 1 from PRETRAINED_PATH, the online
 protocol's forward transfer, and where --wandb writes (tiny 2-task run, CPU)."""
+
 from __future__ import annotations
 
 import importlib.machinery
@@ -27,8 +28,9 @@ def fine_tuned(tmp_path_factory) -> Path:
         extra = ["--num_tasks", "2", "--task_idx", str(t), "--synthetic_size", "48"]
         if t:
             extra += ["--pretrained_model", str(root / "task0" / "last.ckpt")]
-        run_task(tiny_args("barlow_twins", *extra, distiller="decorrelative" if t else None,
-                           tmp_path=root / f"task{t}"))
+        run_task(
+            tiny_args("barlow_twins", *extra, distiller="decorrelative" if t else None, tmp_path=root / f"task{t}")
+        )
         mf.update_task(str(root), manifest, t, "done", returncode=0, checkpoint=str(root / f"task{t}" / "last.ckpt"))
     return root
 

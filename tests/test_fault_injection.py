@@ -48,8 +48,9 @@ POINTS = [
     ("between tasks", {"FAKE_HANG_START_TASK": "3"}, "task3"),
     ("evaluation", {"FAKE_EVAL_HANG": "1"}, "eval"),
 ]
-TARGETS = [(target, sig) for target in ("trainer", "launcher")
-           for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGKILL)]
+TARGETS = [
+    (target, sig) for target in ("trainer", "launcher") for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGKILL)
+]
 
 
 def _env(tmp_path, **hooks):
@@ -59,17 +60,33 @@ def _env(tmp_path, **hooks):
 
 
 def _command(tmp_path, exp):
-    return [sys.executable, str(REPO / "job_launcher.py"), "--script", str(tmp_path / "chaos.sh"),
-            "--experiment_dir", str(exp), "--main_script", str(FAKE), "--eval",
-            "--eval_script", str(tmp_path / "fake_eval.py")]
+    return [
+        sys.executable,
+        str(REPO / "job_launcher.py"),
+        "--script",
+        str(tmp_path / "chaos.sh"),
+        "--experiment_dir",
+        str(exp),
+        "--main_script",
+        str(FAKE),
+        "--eval",
+        "--eval_script",
+        str(tmp_path / "fake_eval.py"),
+    ]
 
 
 def _launch(tmp_path, exp, **hooks):
     """Start the launcher; a folder still locked by a stopping task is retried, as a user would."""
     deadline = time.monotonic() + 30
     while True:
-        proc = subprocess.Popen(_command(tmp_path, exp), cwd=tmp_path, env=_env(tmp_path, **hooks),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            _command(tmp_path, exp),
+            cwd=tmp_path,
+            env=_env(tmp_path, **hooks),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         if hooks:
             return proc
         out, err = proc.communicate(timeout=60)

@@ -1,6 +1,7 @@
 """The ImageNet-100 and DomainNet bash scripts run for real (tiny overrides) on generated JPEG
 folders, through the launcher, on the CPU: the folder and file-list loaders, with DALI when it is
 installed (its CPU mode) and torchvision otherwise."""
+
 from __future__ import annotations
 
 import json
@@ -15,11 +16,41 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 DOMAINS = ("real", "quickdraw", "painting", "sketch", "infograph", "clipart")
-TINY = ["--backbone", "tiny", "--max_epochs", "1", "--batch_size", "4", "--num_workers", "0",
-        "--accelerator", "cpu", "--devices", "1", "--strategy", "auto", "--no-sync_batchnorm",
-        "--precision", "32", "--crop_size", "32", "--limit_train_batches", "2",
-        "--limit_val_batches", "1", "--proj_hidden_dim", "32", "--output_dim", "32",
-        "--distill_proj_hidden_dim", "32", "--warmup_epochs", "0", "--check_val_every_n_epoch", "1"]
+TINY = [
+    "--backbone",
+    "tiny",
+    "--max_epochs",
+    "1",
+    "--batch_size",
+    "4",
+    "--num_workers",
+    "0",
+    "--accelerator",
+    "cpu",
+    "--devices",
+    "1",
+    "--strategy",
+    "auto",
+    "--no-sync_batchnorm",
+    "--precision",
+    "32",
+    "--crop_size",
+    "32",
+    "--limit_train_batches",
+    "2",
+    "--limit_val_batches",
+    "1",
+    "--proj_hidden_dim",
+    "32",
+    "--output_dim",
+    "32",
+    "--distill_proj_hidden_dim",
+    "32",
+    "--warmup_epochs",
+    "0",
+    "--check_val_every_n_epoch",
+    "1",
+]
 
 
 def _jpeg(path: Path, seed: int) -> None:
@@ -30,8 +61,7 @@ def _jpeg(path: Path, seed: int) -> None:
 
 def _launch(script: str, exp: Path, data: Path, extra: list[str]) -> None:
     env = {**os.environ, "DATA_DIR": str(data), "PYTHONWARNINGS": "ignore", "WANDB_SILENT": "true"}
-    cmd = [sys.executable, "job_launcher.py", "--script", script, "--experiment_dir", str(exp),
-           "--", *TINY, *extra]
+    cmd = [sys.executable, "job_launcher.py", "--script", script, "--experiment_dir", str(exp), "--", *TINY, *extra]
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, f"{script} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
     manifest = json.loads((exp / "manifest.json").read_text())
@@ -46,8 +76,9 @@ def test_imagenet100_class_script_runs_on_an_image_folder(tmp_path, dali):
         for c in range(4):
             for i in range(per_class):
                 _jpeg(data / split / f"n{c:08d}" / f"img{i}.JPEG", seed=c * 100 + i)
-    _launch("bash_files/continual/imagenet-100/class/barlow_distill.sh", tmp_path / "exp", data,
-            ["--num_tasks", "2", dali])
+    _launch(
+        "bash_files/continual/imagenet-100/class/barlow_distill.sh", tmp_path / "exp", data, ["--num_tasks", "2", dali]
+    )
 
 
 @pytest.mark.slow
@@ -63,7 +94,11 @@ def test_domainnet_script_runs_on_file_lists(tmp_path):
                     _jpeg(data / rel, seed=d * 1000 + c * 10 + i)
                     lines.append(f"{rel} {c}")
             (data / f"{domain}_{split}.txt").write_text("\n".join(lines) + "\n")
-    _launch("bash_files/continual/domainnet/vicreg_distill.sh", tmp_path / "exp", data,
-            ["--num_classes", "3", "--no-dali", "--domains", "real", "quickdraw", "--num_tasks", "2"])
+    _launch(
+        "bash_files/continual/domainnet/vicreg_distill.sh",
+        tmp_path / "exp",
+        data,
+        ["--num_classes", "3", "--no-dali", "--domains", "real", "quickdraw", "--num_tasks", "2"],
+    )
     recorded = json.loads((tmp_path / "exp" / "task1" / "args.json").read_text())
     assert recorded["domains"] == ["real", "quickdraw"] and recorded["num_tasks"] == 2

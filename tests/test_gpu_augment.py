@@ -26,17 +26,35 @@ except ImportError:  # pragma: no cover - scipy is installed in the dev env
 
 
 def settings(**kw):
-    s = dict(crop_size=16, min_scale=0.08, max_scale=1.0, brightness=0.4, contrast=0.4,
-             saturation=0.2, hue=0.1, color_jitter_prob=0.8, gray_scale_prob=0.2,
-             horizontal_flip_prob=0.5, gaussian_prob=0.5, solarization_prob=0.2)
+    s = dict(
+        crop_size=16,
+        min_scale=0.08,
+        max_scale=1.0,
+        brightness=0.4,
+        contrast=0.4,
+        saturation=0.2,
+        hue=0.1,
+        color_jitter_prob=0.8,
+        gray_scale_prob=0.2,
+        horizontal_flip_prob=0.5,
+        gaussian_prob=0.5,
+        solarization_prob=0.2,
+    )
     s.update(kw)
     return s
 
 
 def identity_settings(size, **kw):
-    s = settings(crop_size=size, min_scale=1.0, max_scale=1.0, color_jitter_prob=0.0,
-                 gray_scale_prob=0.0, horizontal_flip_prob=0.0, gaussian_prob=0.0,
-                 solarization_prob=0.0)
+    s = settings(
+        crop_size=size,
+        min_scale=1.0,
+        max_scale=1.0,
+        color_jitter_prob=0.0,
+        gray_scale_prob=0.0,
+        horizontal_flip_prob=0.0,
+        gaussian_prob=0.0,
+        solarization_prob=0.0,
+    )
     s.update(kw)
     return s
 
@@ -83,7 +101,7 @@ def test_layouts_and_float_input_agree():
 def test_determinism_and_per_sample_randomness():
     views = ga.MultiViewBatchAugment([settings(), settings(solarization_prob=0.0)], MEAN, STD)
     x = images_hwc(b=4, h=16, w=16)
-    same = torch.cat([x[:1]] * 6)   # identical images must still get different augmentations
+    same = torch.cat([x[:1]] * 6)  # identical images must still get different augmentations
     a, b = views(same, gen(7)), views(same, gen(7))
     assert len(a) == 2 and all(torch.equal(u, v) for u, v in zip(a, b))
     assert not torch.equal(a[0], a[1])
@@ -106,19 +124,19 @@ def test_all_probabilities_zero_is_identity_crop(size, interpolation):
 
 # ----------------------------------------------------------------------------- crop
 @pytest.mark.skipif(stats is None, reason="scipy not installed")
-@pytest.mark.parametrize("height,width,scale", [(30, 50, (0.08, 1.0)), (32, 32, (0.2, 1.0)),
-                                                (40, 24, (0.6, 1.0))])
+@pytest.mark.parametrize("height,width,scale", [(30, 50, (0.08, 1.0)), (32, 32, (0.2, 1.0)), (40, 24, (0.6, 1.0))])
 def test_crop_sampler_matches_torchvision(height, width, scale):
     n = 2000
     ours = ga.sample_crop_boxes(n, height, width, scale, generator=gen(11)).double()
     torch.manual_seed(12)
     img = torch.empty(3, height, width)
-    ref = torch.tensor([T.RandomResizedCrop.get_params(img, list(scale), [3 / 4, 4 / 3])
-                        for _ in range(n)]).double()
-    for name, f in [("area", lambda b: b[:, 2] * b[:, 3] / (height * width)),
-                    ("ratio", lambda b: b[:, 3] / b[:, 2]),
-                    ("rel_top", lambda b: b[:, 0] / (height - b[:, 2] + 1)),
-                    ("rel_left", lambda b: b[:, 1] / (width - b[:, 3] + 1))]:
+    ref = torch.tensor([T.RandomResizedCrop.get_params(img, list(scale), [3 / 4, 4 / 3]) for _ in range(n)]).double()
+    for name, f in [
+        ("area", lambda b: b[:, 2] * b[:, 3] / (height * width)),
+        ("ratio", lambda b: b[:, 3] / b[:, 2]),
+        ("rel_top", lambda b: b[:, 0] / (height - b[:, 2] + 1)),
+        ("rel_left", lambda b: b[:, 1] / (width - b[:, 3] + 1)),
+    ]:
         p = stats.ks_2samp(f(ours).numpy(), f(ref).numpy()).pvalue
         assert p > 1e-3, (name, p)
     assert (ours[:, 0] + ours[:, 2] <= height).all() and (ours[:, 1] + ours[:, 3] <= width).all()
@@ -151,8 +169,7 @@ def test_crop_resize_matches_torchvision_resized_crop_and_flip():
     boxes = torch.tensor([[2, 3, 10, 8], [0, 0, 20, 24], [5, 10, 15, 14]])
     out = ga.crop_resize(x, boxes, 16)
     for k, (i, j, h, w) in enumerate(boxes.tolist()):
-        ref = TF.resized_crop(x[k], i, j, h, w, [16, 16],
-                              interpolation=TF.InterpolationMode.BILINEAR, antialias=False)
+        ref = TF.resized_crop(x[k], i, j, h, w, [16, 16], interpolation=TF.InterpolationMode.BILINEAR, antialias=False)
         # the border row/column may read one pixel outside the box (documented); interior equal
         torch.testing.assert_close(out[k, :, 1:-1, 1:-1], ref[:, 1:-1, 1:-1], atol=1e-5, rtol=0)
     flipped = ga.crop_resize(x, boxes, 16, flip=torch.tensor([True, False, True]))
@@ -162,10 +179,21 @@ def test_crop_resize_matches_torchvision_resized_crop_and_flip():
 
 # ----------------------------------------------------------------------------- random rates
 def test_parameter_rates_and_ranges():
-    aug = ga.BatchAugment(settings(brightness=1.5, contrast=0.4, saturation=0.8, hue=0.2,
-                                   color_jitter_prob=0.8, gray_scale_prob=0.2,
-                                   horizontal_flip_prob=0.3, gaussian_prob=0.6,
-                                   solarization_prob=0.1), MEAN, STD)
+    aug = ga.BatchAugment(
+        settings(
+            brightness=1.5,
+            contrast=0.4,
+            saturation=0.8,
+            hue=0.2,
+            color_jitter_prob=0.8,
+            gray_scale_prob=0.2,
+            horizontal_flip_prob=0.3,
+            gaussian_prob=0.6,
+            solarization_prob=0.1,
+        ),
+        MEAN,
+        STD,
+    )
     n = 6000
     p = aug.sample_params(n, 32, 32, gen(21))
     assert_rate(p.flip, 0.3)
@@ -223,14 +251,14 @@ def tv_luma(monkeypatch):
 
 def batch(b=6, h=7, w=9, seed=0):
     x = torch.rand(b, 3, h, w, generator=gen(seed))
-    x[0, :, :2] = 0.5   # gray pixels (chroma 0)
-    x[1, 0] = x[1, 1]   # ties in max between channels
+    x[0, :, :2] = 0.5  # gray pixels (chroma 0)
+    x[1, 0] = x[1, 1]  # ties in max between channels
     return x
 
 
 def test_grayscale_is_itu_601_and_close_to_torchvision():
     x = batch()
-    ref64 = (0.299 * x[:, 0].double() + 0.587 * x[:, 1].double() + 0.114 * x[:, 2].double())
+    ref64 = 0.299 * x[:, 0].double() + 0.587 * x[:, 1].double() + 0.114 * x[:, 2].double()
     torch.testing.assert_close(ga.rgb_to_grayscale(x)[:, 0].double(), ref64, atol=1e-6, rtol=0)
     torch.testing.assert_close(ga.rgb_to_grayscale(x), TF.rgb_to_grayscale(x), atol=1.1e-4, rtol=0)
     white = torch.ones(1, 3, 2, 2)
@@ -245,12 +273,15 @@ def test_random_grayscale_exact_vs_torchvision(tv_luma):
     assert torch.equal(out[~apply], x[~apply])
 
 
-@pytest.mark.parametrize("name,factors", [
-    ("brightness", [0.0, 0.5, 1.0, 1.3, 1.9, 2.5]),
-    ("contrast", [0.0, 0.5, 1.0, 1.3, 1.9, 2.5]),
-    ("saturation", [0.0, 0.5, 1.0, 1.3, 1.9, 2.5]),
-    ("hue", [-0.5, -0.2, 0.0, 0.05, 0.3, 0.5]),
-])
+@pytest.mark.parametrize(
+    "name,factors",
+    [
+        ("brightness", [0.0, 0.5, 1.0, 1.3, 1.9, 2.5]),
+        ("contrast", [0.0, 0.5, 1.0, 1.3, 1.9, 2.5]),
+        ("saturation", [0.0, 0.5, 1.0, 1.3, 1.9, 2.5]),
+        ("hue", [-0.5, -0.2, 0.0, 0.05, 0.3, 0.5]),
+    ],
+)
 def test_colour_ops_match_torchvision(tv_luma, name, factors):
     x = batch()
     ours = getattr(ga, f"adjust_{name}")(x, torch.tensor(factors))
@@ -262,20 +293,22 @@ def test_colour_ops_hand_computed():
     px = torch.tensor([[1.0, 0.0, 0.0], [0.6, 0.6, 0.6], [0.2, 0.4, 0.8]]).T.reshape(1, 3, 1, 3)
     rgb = lambda t: t[0, :, 0].T  # noqa: E731  (pixels as rows)
     # brightness 1.5: x * 1.5 clamped to 1
-    torch.testing.assert_close(rgb(ga.adjust_brightness(px, torch.tensor([1.5]))),
-                               torch.tensor([[1.0, 0, 0], [0.9, 0.9, 0.9], [0.3, 0.6, 1.0]]))
+    torch.testing.assert_close(
+        rgb(ga.adjust_brightness(px, torch.tensor([1.5]))),
+        torch.tensor([[1.0, 0, 0], [0.9, 0.9, 0.9], [0.3, 0.6, 1.0]]),
+    )
     # hue +1/3 turns red into green, -1/3 into blue; gray stays gray
     up = rgb(ga.adjust_hue(px, torch.tensor([1 / 3])))
-    torch.testing.assert_close(up[:2], torch.tensor([[0.0, 1, 0], [0.6, 0.6, 0.6]]), atol=1e-6,
-                               rtol=0)
-    torch.testing.assert_close(rgb(ga.adjust_hue(px, torch.tensor([-1 / 3])))[0],
-                               torch.tensor([0.0, 0, 1]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(up[:2], torch.tensor([[0.0, 1, 0], [0.6, 0.6, 0.6]]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        rgb(ga.adjust_hue(px, torch.tensor([-1 / 3])))[0], torch.tensor([0.0, 0, 1]), atol=1e-6, rtol=0
+    )
     # saturation 0 is grayscale: 0.299 * 0.2 + 0.587 * 0.4 + 0.114 * 0.8 = 0.3858
-    torch.testing.assert_close(rgb(ga.adjust_saturation(px, torch.tensor([0.0])))[2],
-                               torch.full((3,), 0.3858))
+    torch.testing.assert_close(rgb(ga.adjust_saturation(px, torch.tensor([0.0])))[2], torch.full((3,), 0.3858))
     # contrast 0: every pixel becomes the image's mean luma (0.299 + 0.6 + 0.3858) / 3
-    torch.testing.assert_close(ga.adjust_contrast(px, torch.tensor([0.0])),
-                               torch.full_like(px, (0.299 + 0.6 + 0.3858) / 3))
+    torch.testing.assert_close(
+        ga.adjust_contrast(px, torch.tensor([0.0])), torch.full_like(px, (0.299 + 0.6 + 0.3858) / 3)
+    )
 
 
 def test_color_jitter_follows_each_samples_order(tv_luma):
@@ -344,15 +377,18 @@ def test_eval_transform_batch():
 
 
 # ----------------------------------------------------------------------------- bad input
-@pytest.mark.parametrize("change,match", [
-    (lambda s: s.pop("hue"), "miss"),
-    (lambda s: s.update(crop_type="x"), "unknown augmentation settings"),
-    (lambda s: s.update(gaussian_prob=1.5), "gaussian_prob"),
-    (lambda s: s.update(min_scale=0.9, max_scale=0.5), "min_scale"),
-    (lambda s: s.update(hue=0.7), "hue"),
-    (lambda s: s.update(crop_size=0), "crop_size"),
-    (lambda s: s.update(interpolation="nearest"), "valid"),
-])
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        (lambda s: s.pop("hue"), "miss"),
+        (lambda s: s.update(crop_type="x"), "unknown augmentation settings"),
+        (lambda s: s.update(gaussian_prob=1.5), "gaussian_prob"),
+        (lambda s: s.update(min_scale=0.9, max_scale=0.5), "min_scale"),
+        (lambda s: s.update(hue=0.7), "hue"),
+        (lambda s: s.update(crop_size=0), "crop_size"),
+        (lambda s: s.update(interpolation="nearest"), "valid"),
+    ],
+)
 def test_bad_settings_raise(change, match):
     s = settings()
     change(s)

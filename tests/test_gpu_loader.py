@@ -3,6 +3,7 @@
 The path is exercised on the CPU through ``--data_device cpu_batched`` (same code, device "cpu");
 the CUDA tests at the end run only where a GPU is present (benchmarks/gpu_check.sh).
 """
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -14,14 +15,28 @@ from torch.utils.data import BatchSampler, DistributedSampler
 
 from cassle.data import ContinualDataModule, class_split_tasks
 from cassle.data.gpu_augment import MultiViewBatchAugment
-from cassle.data.gpu_loader import (DeviceBatchLoader, EpochShardSampler, FusedViewsAugment, is_raw_train_batch,
-                                    stream_seed)
+from cassle.data.gpu_loader import (
+    DeviceBatchLoader,
+    EpochShardSampler,
+    FusedViewsAugment,
+    is_raw_train_batch,
+    stream_seed,
+)
 from cassle.data.transforms import build_eval_transform
 from main_continual import run_task
 from tests.helpers import tiny_args
 
-SYN = dict(dataset="synthetic", synthetic_size=96, synthetic_image_size=16, num_classes=4, num_tasks=2,
-           task_idx=1, batch_size=8, num_workers=0, seed=3)
+SYN = dict(
+    dataset="synthetic",
+    synthetic_size=96,
+    synthetic_image_size=16,
+    num_classes=4,
+    num_tasks=2,
+    task_idx=1,
+    batch_size=8,
+    num_workers=0,
+    seed=3,
+)
 
 
 def batched_dm(**overrides) -> ContinualDataModule:
@@ -29,8 +44,9 @@ def batched_dm(**overrides) -> ContinualDataModule:
 
 
 # ------------------------------------------------------------------------------------ sampler
-@pytest.mark.parametrize("n,world,batch,shuffle", [(23, 1, 4, True), (23, 3, 4, True), (10, 4, 3, False),
-                                                   (5, 4, 1, True), (2, 5, 1, True)])
+@pytest.mark.parametrize(
+    "n,world,batch,shuffle", [(23, 1, 4, True), (23, 3, 4, True), (10, 4, 3, False), (5, 4, 1, True), (2, 5, 1, True)]
+)
 def test_sampler_equals_distributed_sampler_and_batch_sampler(n, world, batch, shuffle):
     """Reference: torch's own DistributedSampler (drop_last=False, pads) + BatchSampler(drop_last)."""
     for epoch in (0, 3):
@@ -38,8 +54,7 @@ def test_sampler_equals_distributed_sampler_and_batch_sampler(n, world, batch, s
             ref = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=shuffle, seed=11)
             ref.set_epoch(epoch)
             expected = [list(b) for b in BatchSampler(ref, batch, drop_last=True)]
-            ours = EpochShardSampler(n, batch, shuffle=shuffle, drop_last=True, seed=11, rank=rank,
-                                     world_size=world)
+            ours = EpochShardSampler(n, batch, shuffle=shuffle, drop_last=True, seed=11, rank=rank, world_size=world)
             ours.set_epoch(epoch)
             assert [b.tolist() for b in ours] == expected
             assert len(ours) == len(expected)
@@ -56,7 +71,7 @@ def test_sampler_eval_mode_keeps_partial_batch_and_checks_input():
 
 def test_stream_seed_distinct_and_stable():
     seeds = {stream_seed(s, e, r) for s in range(4) for e in range(4) for r in range(4)}
-    assert len(seeds) == 64 and all(0 <= x < 2 ** 63 for x in seeds)
+    assert len(seeds) == 64 and all(0 <= x < 2**63 for x in seeds)
     assert stream_seed(5, 1, 0) == stream_seed(5, 1, 0) != stream_seed(6, 0, 0)
 
 
@@ -70,14 +85,14 @@ def test_loader_batches_are_gathers_of_the_task_and_lazy_in_epoch():
     seen = []
     for indexes, images, targets in loader:
         assert images.dtype == torch.uint8 and images.shape == (8, 16, 16, 3)
-        assert torch.equal(images, dm.train_full.images[indexes])      # indexes = full-set positions
+        assert torch.equal(images, dm.train_full.images[indexes])  # indexes = full-set positions
         assert torch.equal(targets, dm.train_full.targets[indexes])
-        assert set(targets.tolist()) <= set(task)                       # only the task's classes
+        assert set(targets.tolist()) <= set(task)  # only the task's classes
         seen += indexes.tolist()
     assert len(seen) == len(set(seen)) and set(seen) <= set(dm.task_indices.tolist())
 
     def first(epoch_set_after_iter: int):
-        it = iter(loader)                # Lightning creates the iterator before set_epoch ...
+        it = iter(loader)  # Lightning creates the iterator before set_epoch ...
         loader.sampler.set_epoch(epoch_set_after_iter)  # ... so the epoch must be read lazily
         return next(it)[0]
 
@@ -121,15 +136,29 @@ def test_hook_makes_contract_batches_with_the_epoch_stream():
 
 
 def _view(**overrides) -> dict:
-    s = dict(crop_size=12, min_scale=0.2, max_scale=1.0, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1,
-             color_jitter_prob=0.8, gray_scale_prob=0.2, horizontal_flip_prob=0.5, gaussian_prob=0.0,
-             solarization_prob=0.0, interpolation="bicubic")
+    s = dict(
+        crop_size=12,
+        min_scale=0.2,
+        max_scale=1.0,
+        brightness=0.4,
+        contrast=0.4,
+        saturation=0.2,
+        hue=0.1,
+        color_jitter_prob=0.8,
+        gray_scale_prob=0.2,
+        horizontal_flip_prob=0.5,
+        gaussian_prob=0.0,
+        solarization_prob=0.0,
+        interpolation="bicubic",
+    )
     s.update(overrides)
     return s
 
 
-@pytest.mark.parametrize("second", [dict(solarization_prob=1.0, gaussian_prob=0.5),
-                                    dict(gray_scale_prob=1.0, color_jitter_prob=0.0, min_scale=0.9)])
+@pytest.mark.parametrize(
+    "second",
+    [dict(solarization_prob=1.0, gaussian_prob=0.5), dict(gray_scale_prob=1.0, color_jitter_prob=0.0, min_scale=0.9)],
+)
 def test_fused_views_equal_per_view_augmentation(second):
     multi = MultiViewBatchAugment([_view(), _view(**second)], (0.4, 0.5, 0.6), (0.2, 0.3, 0.25))
     fused = FusedViewsAugment(multi)
@@ -169,7 +198,7 @@ def test_eval_loaders_equal_the_cpu_transform():
     ref = build_eval_transform((0.5,) * 3, (0.5,) * 3, folder=False, crop_size=16, image_size=16)
     xs, ys = zip(*dm.val_dataloader())
     x, y = torch.cat(xs), torch.cat(ys)
-    assert len(y) == len(dm.val_full) and torch.equal(y, dm.val_full.targets)   # whole test set, in order
+    assert len(y) == len(dm.val_full) and torch.equal(y, dm.val_full.targets)  # whole test set, in order
     expected = torch.stack([ref(dm.val_full[i][0]) for i in range(len(dm.val_full))])
     torch.testing.assert_close(x, expected, atol=1e-6, rtol=0)
     # Linear-probe data: the whole training set (all tasks) or a subset, same path.
@@ -177,7 +206,7 @@ def test_eval_loaders_equal_the_cpu_transform():
     assert isinstance(probe, DeviceBatchLoader)
     assert sum(len(b[1]) for b in probe) == len(dm.train_full)
     sub = torch.tensor([5, 1, 7])
-    (xb, yb), = list(dm.eval_loader(train=True, indices=sub))
+    ((xb, yb),) = list(dm.eval_loader(train=True, indices=sub))
     assert torch.equal(yb, dm.train_full.targets[sub])
     torch.testing.assert_close(xb[1], ref(dm.train_full[1][0]), atol=1e-6, rtol=0)
 
@@ -194,16 +223,17 @@ def test_eval_resizes_to_view_crop_like_cpu_path():
 
 # ------------------------------------------------------------------------------------ path choice
 def _fake_trainer(device: str, rank: int = 0, world: int = 1):
-    return SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)), global_rank=rank,
-                           world_size=world)
+    return SimpleNamespace(
+        strategy=SimpleNamespace(root_device=torch.device(device)), global_rank=rank, world_size=world
+    )
 
 
 def test_data_path_resolution():
-    dm = ContinualDataModule(**SYN)                       # auto, no trainer: workers (contract batches)
+    dm = ContinualDataModule(**SYN)  # auto, no trainer: workers (contract batches)
     assert dm.data_path() == "workers" and not dm.gpu_augment
     dm.trainer = _fake_trainer("cpu")
     assert dm.data_path() == "workers"
-    dm.trainer = _fake_trainer("cuda:0")                   # auto + a CUDA trainer: batched
+    dm.trainer = _fake_trainer("cuda:0")  # auto + a CUDA trainer: batched
     assert dm.data_path() == "batched" and dm.gpu_augment
     assert ContinualDataModule(**SYN, data_device="cpu").data_path() == "workers"
     assert batched_dm().data_path() == "batched" and batched_dm().batched_device() == torch.device("cpu")
@@ -230,7 +260,7 @@ def test_rank_shards_are_disjoint_and_cover_the_task():
         parts.append({int(i) for b in loader for i in b[0]})
     assert not parts[0] & parts[1]
     covered = len(parts[0] | parts[1])
-    assert dm.train_size - 2 * 4 < covered <= dm.train_size   # only each rank's last partial batch dropped
+    assert dm.train_size - 2 * 4 < covered <= dm.train_size  # only each rank's last partial batch dropped
 
 
 # ------------------------------------------------------------------------------------ real runs
@@ -241,14 +271,26 @@ class BatchRecorder(pl.Callback):
         self.batches = []
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        self.batches.append((trainer.current_epoch, batch[0].clone(), [v.clone() for v in batch[1]],
-                             batch[2].clone()))
+        self.batches.append((trainer.current_epoch, batch[0].clone(), [v.clone() for v in batch[1]], batch[2].clone()))
 
 
 def _run(tmp_path, name, *extra):
-    args = tiny_args("barlow_twins", "--num_tasks", "2", "--task_idx", "0", "--synthetic_size", "64",
-                     "--data_device", "cpu_batched", "--seed", "7", "--deterministic", *extra,
-                     tmp_path=tmp_path / name)
+    args = tiny_args(
+        "barlow_twins",
+        "--num_tasks",
+        "2",
+        "--task_idx",
+        "0",
+        "--synthetic_size",
+        "64",
+        "--data_device",
+        "cpu_batched",
+        "--seed",
+        "7",
+        "--deterministic",
+        *extra,
+        tmp_path=tmp_path / name,
+    )
     rec = BatchRecorder()
     trainer = run_task(args, extra_callbacks=[rec])
     return trainer, rec
@@ -260,8 +302,8 @@ def test_run_task_trains_on_the_batched_path_and_is_deterministic(tmp_path):
     task = set(class_split_tasks(4, 2)[0])
     steps = 32 // 16
     assert len(rec.batches) == 2 * steps and trainer.global_step == 2 * steps
-    assert trainer.estimated_stepping_batches == 2 * steps          # len(loader) drives the schedule
-    for _, indexes, views, targets in rec.batches:
+    assert trainer.estimated_stepping_batches == 2 * steps  # len(loader) drives the schedule
+    for _, _indexes, views, targets in rec.batches:
         assert [tuple(v.shape) for v in views] == [(16, 3, 16, 16)] * 2 and views[0].dtype == torch.float32
         assert set(targets.tolist()) <= task
     assert torch.isfinite(torch.tensor(trainer.callback_metrics["train/loss"].item()))
@@ -294,7 +336,7 @@ def test_cuda_loader_and_hook():  # pragma: no cover - runs in benchmarks/gpu_ch
     assert raw[1].is_cuda and raw[0].is_cuda
     indexes, views, targets = dm.on_after_batch_transfer(raw, 0)
     assert all(v.is_cuda and v.shape == (8, 3, 16, 16) for v in views)
-    again = dm.on_after_batch_transfer(next(iter(loader)), 0)   # new epoch iterator: same stream
+    again = dm.on_after_batch_transfer(next(iter(loader)), 0)  # new epoch iterator: same stream
     assert all(torch.equal(a, b) for a, b in zip(views, again[1]))
     x, y = next(iter(dm.val_dataloader()))
     assert x.is_cuda and x.dtype == torch.float32
@@ -302,9 +344,22 @@ def test_cuda_loader_and_hook():  # pragma: no cover - runs in benchmarks/gpu_ch
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_cuda_run_task_auto_uses_the_gpu_path(tmp_path):  # pragma: no cover
-    args = tiny_args("barlow_twins", "--num_tasks", "2", "--task_idx", "0", "--synthetic_size", "64",
-                     "--accelerator", "gpu", "--precision", "bf16-mixed", "--max_epochs", "1",
-                     tmp_path=tmp_path)
+    args = tiny_args(
+        "barlow_twins",
+        "--num_tasks",
+        "2",
+        "--task_idx",
+        "0",
+        "--synthetic_size",
+        "64",
+        "--accelerator",
+        "gpu",
+        "--precision",
+        "bf16-mixed",
+        "--max_epochs",
+        "1",
+        tmp_path=tmp_path,
+    )
     rec = BatchRecorder()
     trainer = run_task(args, extra_callbacks=[rec])
     assert isinstance(trainer.train_dataloader, DeviceBatchLoader)

@@ -7,6 +7,7 @@
   the leaf modules listed in ``LEAF_UTILS``, which themselves import nothing of the package above
   ``cassle.utils``. Imports are read with ``ast`` (also the ones inside functions).
 """
+
 from __future__ import annotations
 
 import ast
@@ -93,8 +94,10 @@ def test_the_layer_check_can_fail(tmp_path):
     """A lower-layer file importing upward is found (relative and absolute, inside a function)."""
     fake = tmp_path / "cassle" / "data" / "probe.py"
     fake.parent.mkdir(parents=True)
-    fake.write_text("def f():\n    from ..methods import METHODS\n    import cassle.eval.metrics\n"
-                    "    from cassle.utils import args\n    from ..losses import barlow\n")
+    fake.write_text(
+        "def f():\n    from ..methods import METHODS\n    import cassle.eval.metrics\n"
+        "    from cassle.utils import args\n    from ..losses import barlow\n"
+    )
     bad = _violations(fake, LOWER, root=tmp_path)
     assert len(bad) == 3, bad
     assert "cassle.methods" in bad[0] and "cassle.eval.metrics" in bad[1] and "cassle.utils.args" in bad[2]

@@ -47,8 +47,17 @@ class Run:
         self.calls = tmp_path / "calls.jsonl"
 
     def command(self, *launcher_args, extra=()):
-        cmd = [sys.executable, str(REPO / "job_launcher.py"), "--script", str(self.script),
-               "--experiment_dir", str(self.exp), "--main_script", str(FAKE), *launcher_args]
+        cmd = [
+            sys.executable,
+            str(REPO / "job_launcher.py"),
+            "--script",
+            str(self.script),
+            "--experiment_dir",
+            str(self.exp),
+            "--main_script",
+            str(FAKE),
+            *launcher_args,
+        ]
         return cmd + (["--", *extra] if extra else [])
 
     def env(self, **fake):
@@ -57,8 +66,14 @@ class Run:
         return {**env, "DATA_DIR": str(self.dir / "data"), "FAKE_CALLS_LOG": str(self.calls), **fake}
 
     def launch(self, *launcher_args, extra=(), **fake):
-        return subprocess.run(self.command(*launcher_args, extra=extra), cwd=self.dir, env=self.env(**fake),
-                              capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            self.command(*launcher_args, extra=extra),
+            cwd=self.dir,
+            env=self.env(**fake),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     def manifest(self):
         return json.loads((self.exp / "manifest.json").read_text())
@@ -112,8 +127,9 @@ def test_full_sequence(run):
     assert f"--experiment_dir {run.exp}" in command_sh and "DATA_DIR=" in command_sh
     args = json.loads((run.exp / "args.json").read_text())
     assert args["args"]["solarization_prob"] == ["0.0", "0.2"] and args["args"]["wandb"] is True
-    rerun = subprocess.run(["bash", str(run.exp / "command.sh")], env=run.env(), capture_output=True,
-                           text=True, timeout=60)
+    rerun = subprocess.run(
+        ["bash", str(run.exp / "command.sh")], env=run.env(), capture_output=True, text=True, timeout=60
+    )
     assert rerun.returncode == 0, rerun.stderr
     assert "task 0 skip, task 1 skip, task 2 skip" in rerun.stdout
     assert run.called_tasks() == [0, 1, 2]  # nothing ran again
@@ -147,8 +163,14 @@ def test_exit_zero_without_checkpoint_is_a_failure(run):
 
 def test_killed_launcher_then_same_command_completes(run):
     env = run.env(FAKE_HANG_TASK="1")
-    proc = subprocess.Popen(run.command(), cwd=run.dir, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        run.command(),
+        cwd=run.dir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         hanging = run.exp / "task1" / "hanging"
         deadline = time.monotonic() + 30
@@ -177,8 +199,14 @@ def test_changed_arguments_are_refused_unless_forced(run):
     assert proc.returncode == 2
     assert "started with other arguments" in proc.stderr and "--max_epochs: 2 -> 5" in proc.stderr
     # --data_dir may move between a run and its resume
-    moved = subprocess.run(run.command(), cwd=run.dir, env={**run.env(), "DATA_DIR": "/elsewhere"},
-                           capture_output=True, text=True, timeout=60)
+    moved = subprocess.run(
+        run.command(),
+        cwd=run.dir,
+        env={**run.env(), "DATA_DIR": "/elsewhere"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert moved.returncode == 0, moved.stderr
     forced = run.launch("--force", extra=["--max_epochs", "5"])
     assert forced.returncode == 0, forced.stderr
@@ -187,9 +215,14 @@ def test_changed_arguments_are_refused_unless_forced(run):
 
 def test_resume_from_experiment_dir_alone(run):
     assert run.launch(FAKE_FAIL_TASK="2").returncode != 0
-    proc = subprocess.run([sys.executable, str(REPO / "job_launcher.py"), "--experiment_dir", str(run.exp),
-                           "--main_script", str(FAKE)], cwd=run.dir, env=run.env(FAKE_FAIL_TASK="2"),
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "job_launcher.py"), "--experiment_dir", str(run.exp), "--main_script", str(FAKE)],
+        cwd=run.dir,
+        env=run.env(FAKE_FAIL_TASK="2"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert run.called_tasks() == [0, 1, 2, 2]
     assert_complete_and_chained(run)
@@ -207,8 +240,10 @@ def test_extra_args_override_the_script(run):
 
 def test_eval_after_the_last_task(run):
     evaluator = run.dir / "fake_linear.py"
-    evaluator.write_text("import pathlib, sys\nassert sys.argv[1] == '--run_dir'\n"
-                         "pathlib.Path(sys.argv[2], 'evaluated').write_text('ok')\n")
+    evaluator.write_text(
+        "import pathlib, sys\nassert sys.argv[1] == '--run_dir'\n"
+        "pathlib.Path(sys.argv[2], 'evaluated').write_text('ok')\n"
+    )
     proc = run.launch("--eval", "--eval_script", str(evaluator))
     assert proc.returncode == 0, proc.stderr
     assert (run.exp / "evaluated").read_text() == "ok"
@@ -252,8 +287,15 @@ def test_dry_run_prints_commands_and_writes_nothing(run):
 
 def test_sigterm_stops_the_task_and_is_recorded(run):
     """What scancel / preemption does: the launcher passes SIGTERM on and records the stop."""
-    proc = subprocess.Popen(run.command(), cwd=run.dir, env=run.env(FAKE_HANG_TASK="0"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        run.command(),
+        cwd=run.dir,
+        env=run.env(FAKE_HANG_TASK="0"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         hanging = run.exp / "task0" / "hanging"
         deadline = time.monotonic() + 30
@@ -281,9 +323,14 @@ def test_sigterm_stops_the_task_and_is_recorded(run):
 
 
 def test_default_experiment_dir_is_dated_under_experiments(run):
-    proc = subprocess.run([sys.executable, str(REPO / "job_launcher.py"), "--script", str(run.script),
-                           "--main_script", str(FAKE)], cwd=run.dir, env=run.env(),
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "job_launcher.py"), "--script", str(run.script), "--main_script", str(FAKE)],
+        cwd=run.dir,
+        env=run.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     (folder,) = (run.dir / "experiments").iterdir()
     assert re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d-fake", folder.name)
@@ -295,19 +342,30 @@ def test_default_experiment_dir_is_dated_under_experiments(run):
 def test_pretrained_path_from_environment_when_the_script_omits_it(tmp_path):
     """The reference workflow with a script that never mentions $PRETRAINED_PATH."""
     script = tmp_path / "plain.sh"
-    script.write_text("python main_continual.py \\\n    --method byol \\\n    --num_tasks 3 \\\n"
-                      "    --name plain \\\n    --distiller predictive\n")
+    script.write_text(
+        "python main_continual.py \\\n    --method byol \\\n    --num_tasks 3 \\\n"
+        "    --name plain \\\n    --distiller predictive\n"
+    )
     ckpt = tmp_path / "ft" / "task0" / "last.ckpt"
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"weights")
     env = {k: v for k, v in os.environ.items() if k != "PRETRAINED_PATH"}
-    cmd = [sys.executable, str(REPO / "job_launcher.py"), "--script", str(script),
-           "--experiment_dir", str(tmp_path / "exp"), "--dry_run", "--", "--task_idx", "1"]
+    cmd = [
+        sys.executable,
+        str(REPO / "job_launcher.py"),
+        "--script",
+        str(script),
+        "--experiment_dir",
+        str(tmp_path / "exp"),
+        "--dry_run",
+        "--",
+        "--task_idx",
+        "1",
+    ]
     # (timeouts: the launcher imports main_continual's parser, hence torch, to validate arguments)
     missing = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert missing.returncode != 0 and "set PRETRAINED_PATH" in missing.stderr
-    given = subprocess.run(cmd, env={**env, "PRETRAINED_PATH": str(ckpt)}, capture_output=True,
-                           text=True, timeout=300)
+    given = subprocess.run(cmd, env={**env, "PRETRAINED_PATH": str(ckpt)}, capture_output=True, text=True, timeout=300)
     assert given.returncode == 0, given.stderr
     task1 = [line for line in given.stdout.splitlines() if "--task_idx 1" in line]
     assert task1 and f"--pretrained_model {ckpt}" in task1[0] and "--distiller predictive" in task1[0]

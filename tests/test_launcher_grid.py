@@ -1,8 +1,8 @@
 """job_launcher.py grids: several --script x --seeds in one call, one folder per run, rerun resumes."""
+
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 from tests.test_launcher import FAKE, REPO, SCRIPT
 
@@ -49,7 +49,7 @@ def test_grid_plan_names_one_folder_per_script_and_seed(tmp_path):
     runs = plan_grid([str(a)], [1, 2, 3], ["--max_epochs", "1"], str(tmp_path / "g"), env={"DATA_DIR": "/d"})
     assert [r.experiment_dir for r in runs] == [str(tmp_path / "g" / f"fake-seed{k}") for k in (1, 2, 3)]
     assert runs[1].extra == ["--max_epochs", "1", "--seed", "2", "--name", "fake-seed2"]
-    (single,) = plan_grid([str(a), ], None, [], None, env={"DATA_DIR": "/d"})
+    (single,) = plan_grid([str(a)], None, [], None, env={"DATA_DIR": "/d"})
     assert single.experiment_dir.endswith("experiments/fake") and single.extra == []
 
 
@@ -64,8 +64,19 @@ def test_grid_refuses_clashing_names_before_running(tmp_path):
 def test_grid_on_slurm_is_one_job_per_run(tmp_path):
     a = tmp_path / "a.sh"
     a.write_text(SCRIPT)
-    proc = _launch(tmp_path, "--script", str(a), "--seeds", "1", "2", "--experiment_dir", str(tmp_path / "g"),
-                   "--mode", "slurm", "--dry_run")
+    proc = _launch(
+        tmp_path,
+        "--script",
+        str(a),
+        "--seeds",
+        "1",
+        "2",
+        "--experiment_dir",
+        str(tmp_path / "g"),
+        "--mode",
+        "slurm",
+        "--dry_run",
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("#!/bin/bash") + proc.stdout.count("#!/usr/bin/env bash") == 2
     assert f"--experiment_dir {tmp_path / 'g' / 'fake-seed1'}" in proc.stdout

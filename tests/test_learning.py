@@ -12,6 +12,7 @@ backbone left out of the optimiser leaves the probe at the random-init level and
 BYOL is not here: after 100 steps its probe is still at or below random init (its target network
 and predictor need longer; RESULTS.md has the runs). The other five methods are.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -32,13 +33,23 @@ RECIPES = {
     "byol": ["--lr", "1.0", "--weight_decay", "1e-5", "--pred_hidden_dim", "128"],
     "simclr": ["--lr", "0.4", "--weight_decay", "1e-5"],
     "mocov2plus": ["--lr", "0.3", "--weight_decay", "1e-4", "--queue_size", "1024"],
-    "swav": ["--lr", "0.6", "--weight_decay", "1e-6", "--num_prototypes", "100", "--queue_size", "0",
-             "--freeze_prototypes_epochs", "0"],
+    "swav": [
+        "--lr",
+        "0.6",
+        "--weight_decay",
+        "1e-6",
+        "--num_prototypes",
+        "100",
+        "--queue_size",
+        "0",
+        "--freeze_prototypes_epochs",
+        "0",
+    ],
     "vicreg": ["--lr", "0.3", "--weight_decay", "1e-4"],
 }
-IMAGE_SIZE = 16      # 4x cheaper than 32 px, and the tiny net sees whole shapes
-PER_CLASS = 200      # 10 classes: 1600 training and 400 test images
-STEPS = 100          # batch 64: 4 epochs of the training images
+IMAGE_SIZE = 16  # 4x cheaper than 32 px, and the tiny net sees whole shapes
+PER_CLASS = 200  # 10 classes: 1600 training and 400 test images
+STEPS = 100  # batch 64: 4 epochs of the training images
 # The probe's gain (points of test accuracy, trained minus random init) each method must reach: about
 # half the gain measured with exactly this configuration (benchmarks/RESULTS.md, "Learning on the
 # shapes set"), so a change of a few test images does not fail it and a method that stops learning does.
@@ -71,16 +82,75 @@ def train_and_probe(method: str, data_dir, out_dir, steps: int = STEPS) -> tuple
     """(random-init probe accuracy, trained probe accuracy) for ``method`` after ``steps`` steps."""
     from main_continual import run_task
 
-    argv = ["--method", method, "--dataset", "custom", "--data_dir", str(data_dir), "--no-validate_images",
-            "--backbone", "tiny", "--num_tasks", "1", "--task_idx", "0", "--max_steps", str(steps),
-            "--max_epochs", "100", "--batch_size", "64", "--optimizer", "sgd", "--num_workers", "0", "--accelerator", "cpu",
-            "--devices", "1", "--precision", "32", "--seed", "0", "--scheduler", "warmup_cosine",
-            "--warmup_epochs", "1", "--proj_hidden_dim", "128", "--output_dim", "128",
-            "--crop_size", str(IMAGE_SIZE), "--min_scale", "0.5", "--horizontal_flip_prob", "0.5",
-            "--brightness", "0.8", "--contrast", "0.8", "--saturation", "0.8", "--hue", "0.5", "--gray_scale_prob", "0.5",
-            "--solarization_prob", "0.0", "--gaussian_prob", "0.0", "--check_val_every_n_epoch", "1000",
-            "--num_sanity_val_steps", "0", "--no_progress_bar", "--checkpoint_dir", str(out_dir),
-            *RECIPES[method]]
+    argv = [
+        "--method",
+        method,
+        "--dataset",
+        "custom",
+        "--data_dir",
+        str(data_dir),
+        "--no-validate_images",
+        "--backbone",
+        "tiny",
+        "--num_tasks",
+        "1",
+        "--task_idx",
+        "0",
+        "--max_steps",
+        str(steps),
+        "--max_epochs",
+        "100",
+        "--batch_size",
+        "64",
+        "--optimizer",
+        "sgd",
+        "--num_workers",
+        "0",
+        "--accelerator",
+        "cpu",
+        "--devices",
+        "1",
+        "--precision",
+        "32",
+        "--seed",
+        "0",
+        "--scheduler",
+        "warmup_cosine",
+        "--warmup_epochs",
+        "1",
+        "--proj_hidden_dim",
+        "128",
+        "--output_dim",
+        "128",
+        "--crop_size",
+        str(IMAGE_SIZE),
+        "--min_scale",
+        "0.5",
+        "--horizontal_flip_prob",
+        "0.5",
+        "--brightness",
+        "0.8",
+        "--contrast",
+        "0.8",
+        "--saturation",
+        "0.8",
+        "--hue",
+        "0.5",
+        "--gray_scale_prob",
+        "0.5",
+        "--solarization_prob",
+        "0.0",
+        "--gaussian_prob",
+        "0.0",
+        "--check_val_every_n_epoch",
+        "1000",
+        "--num_sanity_val_steps",
+        "0",
+        "--no_progress_bar",
+        "--checkpoint_dir",
+        str(out_dir),
+        *RECIPES[method],
+    ]
     args = parse_args(argv)
     init = _InitialBackbone()
     trainer = run_task(args, extra_callbacks=[init])
@@ -107,4 +177,5 @@ def test_ssl_training_beats_random_init(method, shapes_dir, tmp_path, one_thread
     print(f"LEARN {method} random {random_acc:.1f} trained {trained_acc:.1f}")
     assert trained_acc - random_acc >= MIN_GAIN[method], (
         f"{method}: linear probe {trained_acc:.1f}% after {STEPS} steps vs {random_acc:.1f}% at random init "
-        f"(gain {trained_acc - random_acc:+.1f}, needed {MIN_GAIN[method]:+.1f})")
+        f"(gain {trained_acc - random_acc:+.1f}, needed {MIN_GAIN[method]:+.1f})"
+    )

@@ -8,6 +8,7 @@ as when they are not installed. The scripts run on the CPU with smoke flags (``E
 fake CIFAR-100 in the npz layout, spread over two sub-folders as the carry procedure leaves it
 (benchmarks/RESULTS.md).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -25,10 +26,12 @@ REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("cifar_protocol", REPO / "benchmarks" / "cifar_protocol.py")
 protocol = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(protocol)
-SMOKE = ("--backbone tiny --accelerator cpu --precision 32 --batch_size 16 --online_eval_batch_size 16 "
-         "--num_workers 0 --limit_train_batches 2 --limit_val_batches 1 --proj_hidden_dim 32 --output_dim 32 "
-         "--distill_proj_hidden_dim 32 --warmup_epochs 0")
-SITECUSTOMIZE = '''# The lent GPU machine: neither wandb nor NVIDIA DALI is installed (simulated for the tests).
+SMOKE = (
+    "--backbone tiny --accelerator cpu --precision 32 --batch_size 16 --online_eval_batch_size 16 "
+    "--num_workers 0 --limit_train_batches 2 --limit_val_batches 1 --proj_hidden_dim 32 --output_dim 32 "
+    "--distill_proj_hidden_dim 32 --warmup_epochs 0"
+)
+SITECUSTOMIZE = """# The lent GPU machine: neither wandb nor NVIDIA DALI is installed (simulated for the tests).
 import importlib.machinery
 import sys
 
@@ -53,8 +56,8 @@ class _LentMachinePathFinder(importlib.machinery.PathFinder):
 
 
 sys.meta_path[:] = [_LentMachinePathFinder if f is importlib.machinery.PathFinder else f for f in sys.meta_path]
-'''
-CHECK = '''import importlib.metadata as md, importlib.util as u, sys
+"""
+CHECK = """import importlib.metadata as md, importlib.util as u, sys
 assert u.find_spec("wandb") is None and u.find_spec("nvidia.dali") is None
 for name in ("wandb", "nvidia.dali"):
     try:
@@ -69,15 +72,21 @@ for dist in ("wandb", "nvidia-dali-cuda120"):
     except md.PackageNotFoundError:
         pass
 assert u.find_spec("torch") is not None and md.version("torch")  # the rest is there
-'''
+"""
 
 
 def _lent_env(tmp_path: Path, extra: str, **more: str) -> dict:
     site = tmp_path / "site"
     site.mkdir(exist_ok=True)
     (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)]), "PYTHON": sys.executable,
-           "EXTRA": extra, "OMP_NUM_THREADS": "1", **more}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(site), str(REPO)]),
+        "PYTHON": sys.executable,
+        "EXTRA": extra,
+        "OMP_NUM_THREADS": "1",
+        **more,
+    }
     check = subprocess.run([sys.executable, "-c", CHECK], env=env, capture_output=True, text=True)
     assert check.returncode == 0, f"the simulation does not hide wandb / DALI:\n{check.stderr}"
     return env
@@ -86,8 +95,14 @@ def _lent_env(tmp_path: Path, extra: str, **more: str) -> dict:
 def _fake_cifar100(root: Path) -> Path:
     """train_0..4.npz (40 images each) and test.npz (100), in two sub-folders; every class in test."""
     rng = np.random.default_rng(0)
-    for name, n, part in (("train_0", 40, "a"), ("train_1", 40, "a"), ("train_2", 40, "b"),
-                          ("train_3", 40, "b"), ("train_4", 40, "b"), ("test", 100, "b")):
+    for name, n, part in (
+        ("train_0", 40, "a"),
+        ("train_1", 40, "a"),
+        ("train_2", 40, "b"),
+        ("train_3", 40, "b"),
+        ("train_4", 40, "b"),
+        ("test", 100, "b"),
+    ):
         (root / part).mkdir(parents=True, exist_ok=True)
         x = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
         np.savez(root / part / f"{name}.npz", x=x, y=np.arange(n, dtype=np.int64) % 100)
@@ -96,7 +111,9 @@ def _fake_cifar100(root: Path) -> Path:
 
 def _bash(args: list[str], env: dict, timeout: int = 600) -> subprocess.CompletedProcess:
     done = subprocess.run(["bash", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"{' '.join(args)} failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    assert done.returncode == 0, (
+        f"{' '.join(args)} failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    )
     return done
 
 
@@ -152,24 +169,28 @@ def test_cifar_protocol_the_gpu_command_runs_without_a_gpu_wandb_or_dali(tmp_pat
 
 # --------------------------------------------------------------------------- the plan's arithmetic
 MEASURED = {  # hand-made probe figures: seconds per step, per validation pass, per start-up, ...
-    "step_s": {"finetune": 0.1, "cassle": 0.2}, "val_s": 1.0, "checkpoint_s": 0.5,
+    "step_s": {"finetune": 0.1, "cassle": 0.2},
+    "val_s": 1.0,
+    "checkpoint_s": 0.5,
     "startup_s": {"finetune": 5.0, "cassle": 6.0},
     "eval_s": {"finetune": 10.0, "cassle": 10.0, "offline": 8.0},
-    "runs": {"finetune": {"tasks": [(10, "finetune"), (10, "finetune")]},
-             "cassle": {"tasks": [(10, "finetune"), (10, "cassle")]},
-             "offline": {"tasks": [(20, "finetune")]}},
+    "runs": {
+        "finetune": {"tasks": [(10, "finetune"), (10, "finetune")]},
+        "cassle": {"tasks": [(10, "finetune"), (10, "cassle")]},
+        "offline": {"tasks": [(20, "finetune")]},
+    },
 }
 
 
 def test_planned_time_sums_gpu_work_and_takes_the_longest_process_chain():
     plan = protocol.plan_time(MEASURED, 3)
     # GPU work per task and epoch: steps x step time + a validation pass
-    assert plan["runs"]["finetune"]["gpu_s"] == pytest.approx(2 * 3 * (10 * 0.1 + 1))            # 12
+    assert plan["runs"]["finetune"]["gpu_s"] == pytest.approx(2 * 3 * (10 * 0.1 + 1))  # 12
     assert plan["runs"]["cassle"]["gpu_s"] == pytest.approx(3 * (10 * 0.1 + 1) + 3 * (10 * 0.2 + 1))  # 15
-    assert plan["runs"]["offline"]["gpu_s"] == pytest.approx(3 * (20 * 0.1 + 1))                  # 9
+    assert plan["runs"]["offline"]["gpu_s"] == pytest.approx(3 * (20 * 0.1 + 1))  # 9
     assert plan["gpu_work_s"] == pytest.approx(36)
     # per process: start-up and an epoch-end checkpoint per task, then the evaluation
-    assert plan["runs"]["cassle"]["process_s"] == pytest.approx((5 + 1.5) + (6 + 1.5) + 10)       # 24
+    assert plan["runs"]["cassle"]["process_s"] == pytest.approx((5 + 1.5) + (6 + 1.5) + 10)  # 24
     assert plan["per_process_s"] == pytest.approx(24) and plan["planned_s"] == pytest.approx(60)
 
 
@@ -181,23 +202,31 @@ def test_largest_epochs_is_the_last_one_within_the_budget():
     assert protocol.largest_epochs(MEASURED, at[1] - 0.01) == 0
 
 
-@pytest.mark.parametrize("steps,limit,expected", [(10, None, 10), (10, 2.0, 2), (10, "3", 3), (10, 0.5, 5),
-                                                  (10, 1.0, 10), (1, 5.0, 1)])
+@pytest.mark.parametrize(
+    "steps,limit,expected", [(10, None, 10), (10, 2.0, 2), (10, "3", 3), (10, 0.5, 5), (10, 1.0, 10), (1, 5.0, 1)]
+)
 def test_batches_per_epoch_follow_lightnings_limit(steps, limit, expected):
     assert protocol._limited(steps, limit) == expected
 
 
 def test_the_three_runs_share_the_overrides_and_offline_is_one_task():
     cifar = REPO / "bash_files" / "continual" / "cifar"
-    argvs = protocol.protocol_argvs(str(cifar / "byol.sh"), str(cifar / "byol_distill.sh"), "/data",
-                                    ["--max_epochs", "7", "--no-wandb"], ["--num_tasks", "1"])
+    argvs = protocol.protocol_argvs(
+        str(cifar / "byol.sh"),
+        str(cifar / "byol_distill.sh"),
+        "/data",
+        ["--max_epochs", "7", "--no-wandb"],
+        ["--num_tasks", "1"],
+    )
     from cassle.continual.plan import get_flag
 
     for name, argv in argvs.items():
         assert get_flag(argv, "--max_epochs") == "7" and get_flag(argv, "--no-wandb") is True, name
         assert get_flag(argv, "--wandb") is None and get_flag(argv, "--data_dir") == "/data", name
     assert [get_flag(argvs[n], "--num_tasks") for n in ("finetune", "cassle", "offline")] == ["5", "5", "1"]
-    assert get_flag(argvs["cassle"], "--distiller") == "predictive" and get_flag(argvs["offline"], "--distiller") is None
+    assert (
+        get_flag(argvs["cassle"], "--distiller") == "predictive" and get_flag(argvs["offline"], "--distiller") is None
+    )
 
 
 def test_dry_run_plan_measures_and_picks_the_largest_epochs_within_the_budget(tmp_path, capsys):
@@ -208,10 +237,31 @@ def test_dry_run_plan_measures_and_picks_the_largest_epochs_within_the_budget(tm
             data.mkdir(exist_ok=True)
             f.rename(data / f.name)
     cifar = REPO / "bash_files" / "continual" / "cifar"
-    rc = protocol.main(["plan", "--finetune_script", str(cifar / "barlow.sh"), "--cassle_script",
-                        str(cifar / "barlow_distill.sh"), "--data_dir", str(data), "--epochs", "2",
-                        "--budget_s", "1000", "--json", str(tmp_path / "plan.json"), "--",
-                        "--max_epochs", "2", "--no_progress_bar", "--no-wandb", *SMOKE.split(), "--num_tasks", "2"])
+    rc = protocol.main(
+        [
+            "plan",
+            "--finetune_script",
+            str(cifar / "barlow.sh"),
+            "--cassle_script",
+            str(cifar / "barlow_distill.sh"),
+            "--data_dir",
+            str(data),
+            "--epochs",
+            "2",
+            "--budget_s",
+            "1000",
+            "--json",
+            str(tmp_path / "plan.json"),
+            "--",
+            "--max_epochs",
+            "2",
+            "--no_progress_bar",
+            "--no-wandb",
+            *SMOKE.split(),
+            "--num_tasks",
+            "2",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "planned time at EPOCHS=2:" in out and "largest EPOCHS that fits in 1000 s:" in out

@@ -1,4 +1,5 @@
 """Linear evaluation: frozen backbone, run-folder report, bad input, bash scripts (tiny, CPU)."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,17 @@ from cassle.continual import manifest as mf
 from cassle.data.datasets import TensorImageDataset, load_dataset
 from cassle.data.splits import class_split_tasks
 from cassle.eval.linear import (
-    LINEAR_LRS, EvalData, EvalInputError, LinearProbe, ProbeConfig, assert_unchanged, evaluate_backbone,
-    load_backbone_from_checkpoint, random_backbone, reference_lr, snapshot_state,
+    LINEAR_LRS,
+    EvalData,
+    EvalInputError,
+    LinearProbe,
+    ProbeConfig,
+    assert_unchanged,
+    evaluate_backbone,
+    load_backbone_from_checkpoint,
+    random_backbone,
+    reference_lr,
+    snapshot_state,
 )
 from cassle.eval.report import PNG_SIZE_PX, REPORT_FILES
 from cassle.eval.run_eval import resolve_data
@@ -44,8 +54,9 @@ def run_dir(tmp_path_factory) -> Path:
         extra = ["--num_tasks", "2", "--task_idx", str(t)]
         if t:
             extra += ["--pretrained_model", str(root / "task0" / "last.ckpt")]
-        run_task(tiny_args("barlow_twins", *extra, distiller="decorrelative" if t else None,
-                           tmp_path=root / f"task{t}"))
+        run_task(
+            tiny_args("barlow_twins", *extra, distiller="decorrelative" if t else None, tmp_path=root / f"task{t}")
+        )
         mf.update_task(str(root), manifest, t, "done", returncode=0, checkpoint=str(root / f"task{t}" / "last.ckpt"))
     return root
 
@@ -59,7 +70,7 @@ def run_copy(run_dir, tmp_path) -> Path:
 
 def _ckpt_backbone(path) -> dict[str, torch.Tensor]:
     sd = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
-    return {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}
+    return {k[len("backbone.") :]: v for k, v in sd.items() if k.startswith("backbone.")}
 
 
 def _opts(**kw) -> argparse.Namespace:
@@ -117,8 +128,14 @@ def test_linear_probe_keeps_backbone_in_eval_mode(run_dir):
 # --------------------------------------------------------------------------- pure pieces
 def test_reference_lrs():
     assert LINEAR_LRS["barlow_twins"] == LINEAR_LRS["barlow"] == 0.1
-    assert (LINEAR_LRS["byol"], LINEAR_LRS["mocov2plus"], LINEAR_LRS["simclr"], LINEAR_LRS["supcon"],
-            LINEAR_LRS["swav"], LINEAR_LRS["vicreg"]) == (3.0, 3.0, 1.0, 1.0, 0.15, 0.3)
+    assert (
+        LINEAR_LRS["byol"],
+        LINEAR_LRS["mocov2plus"],
+        LINEAR_LRS["simclr"],
+        LINEAR_LRS["supcon"],
+        LINEAR_LRS["swav"],
+        LINEAR_LRS["vicreg"],
+    ) == (3.0, 3.0, 1.0, 1.0, 0.15, 0.3)
     with pytest.raises(EvalInputError, match="valid methods: .*byol"):
         reference_lr("dino")
 
@@ -133,8 +150,9 @@ def test_row_is_task_agnostic_without_masking():
     preds = torch.tensor([a[0], b[0], a[1], b[0], b[1], a[0]])
     feats = nn.functional.one_hot(preds, 4).float()
     test = TensorImageDataset(torch.zeros(6, 8, 8, 3, dtype=torch.uint8), labels, num_classes=4)
-    data = EvalData.build("synthetic", test, test, num_classes=4, split="class", num_tasks=2,
-                          mean=(0.5,) * 3, std=(0.5,) * 3)
+    data = EvalData.build(
+        "synthetic", test, test, num_classes=4, split="class", num_tasks=2, mean=(0.5,) * 3, std=(0.5,) * 3
+    )
     identity = nn.Linear(4, 4)
     with torch.no_grad():
         identity.weight.copy_(torch.eye(4))
@@ -143,8 +161,9 @@ def test_row_is_task_agnostic_without_masking():
     assert acc == pytest.approx(100 * 4 / 6)
     assert per_task == pytest.approx([100 * 2 / 3, 100 * 2 / 3])
     assert data.task_sizes == [3, 3]
-    data_split = EvalData.build("synthetic", test, test, num_classes=4, split="data", num_tasks=3,
-                                mean=(0.5,) * 3, std=(0.5,) * 3)
+    data_split = EvalData.build(
+        "synthetic", test, test, num_classes=4, split="data", num_tasks=3, mean=(0.5,) * 3, std=(0.5,) * 3
+    )
     assert data_split.row(identity, feats, labels)[1] == pytest.approx([100 * 4 / 6] * 3)  # whole test set
 
 
@@ -162,20 +181,28 @@ def test_label_fraction_is_stratified_and_seeded(run_dir):
 
 def test_online_protocol_matches_naive_computation(run_dir, tmp_path):
     path = run_dir / "task1" / "last.ckpt"
-    rc = main_linear.main(["--pretrained_feature_extractor", str(path), "--protocol", "online",
-                           "--output_dir", str(tmp_path), *FAST])
+    rc = main_linear.main(
+        ["--pretrained_feature_extractor", str(path), "--protocol", "online", "--output_dir", str(tmp_path), *FAST]
+    )
     assert rc == 0
     res = json.loads((tmp_path / "results.json").read_text())
     assert res["protocol"]["name"] == "online"
     # Naive: the checkpoint's backbone + online classifier on the normalised test images.
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     backbone, _, hp = load_backbone_from_checkpoint(str(path))
-    test = load_dataset("synthetic", num_classes=4, synthetic_size=hp["synthetic_size"],
-                        image_size=hp["synthetic_image_size"], train=False)
+    test = load_dataset(
+        "synthetic",
+        num_classes=4,
+        synthetic_size=hp["synthetic_size"],
+        image_size=hp["synthetic_image_size"],
+        train=False,
+    )
     x = (test.images.permute(0, 3, 1, 2).double() / 255 - 0.5) / 0.5
     with torch.no_grad():
-        logits = backbone.double()(x) @ ckpt["state_dict"]["classifier.weight"].double().T \
+        logits = (
+            backbone.double()(x) @ ckpt["state_dict"]["classifier.weight"].double().T
             + ckpt["state_dict"]["classifier.bias"].double()
+        )
     correct = (logits.argmax(1) == test.targets).double()
     assert res["acc1"] == pytest.approx(100 * correct.mean().item())
     for t, classes in enumerate(class_split_tasks(4, 2)):
@@ -186,8 +213,13 @@ def test_online_protocol_matches_naive_computation(run_dir, tmp_path):
 # --------------------------------------------------------------------------- run folder
 def test_run_dir_with_only_the_launcher_flag_writes_the_report(run_copy):
     """What job_launcher.py --eval runs: `python main_linear.py --run_dir <exp>`, nothing else."""
-    proc = subprocess.run([sys.executable, str(REPO / "main_linear.py"), "--run_dir", str(run_copy)],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "main_linear.py"), "--run_dir", str(run_copy)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = run_copy / "eval"
     for name in REPORT_FILES:
@@ -220,8 +252,21 @@ def test_run_dir_with_only_the_launcher_flag_writes_the_report(run_copy):
 
 
 def test_run_dir_augmented_with_knn(run_copy):
-    rc = main_linear.main(["--run_dir", str(run_copy), "--mode", "augmented", "--knn", "--max_epochs", "1",
-                           "--num_workers", "0", "--accelerator", "cpu"])
+    rc = main_linear.main(
+        [
+            "--run_dir",
+            str(run_copy),
+            "--mode",
+            "augmented",
+            "--knn",
+            "--max_epochs",
+            "1",
+            "--num_workers",
+            "0",
+            "--accelerator",
+            "cpu",
+        ]
+    )
     assert rc == 0
     res = json.loads((run_copy / "eval" / "results.json").read_text())
     assert res["protocol"]["name"] == "linear-augmented"
@@ -258,16 +303,28 @@ def _bad(argv, capsys, pattern, out_dir: Path):
 
 def test_checkpoint_without_backbone(run_copy, capsys):
     _strip_backbone(run_copy / "task1" / "last.ckpt")
-    _bad(["--pretrained_feature_extractor", str(run_copy / "task1" / "last.ckpt"), "--output_dir",
-          str(run_copy / "single")], capsys, r"checkpoint .*task1/last.ckpt has no backbone\.\* weights",
-         run_copy / "single")
+    _bad(
+        [
+            "--pretrained_feature_extractor",
+            str(run_copy / "task1" / "last.ckpt"),
+            "--output_dir",
+            str(run_copy / "single"),
+        ],
+        capsys,
+        r"checkpoint .*task1/last.ckpt has no backbone\.\* weights",
+        run_copy / "single",
+    )
     _bad(["--run_dir", str(run_copy)], capsys, r"has no backbone\.\* weights", run_copy / "eval")
 
 
 def test_num_classes_mismatch(run_copy, capsys):
     ckpt = str(run_copy / "task1" / "last.ckpt")
-    _bad(["--pretrained_feature_extractor", ckpt, "--num_classes", "6", "--output_dir", str(run_copy / "s")],
-         capsys, r"num_classes mismatch: .*num_classes=4 .* 6 classes", run_copy / "s")
+    _bad(
+        ["--pretrained_feature_extractor", ckpt, "--num_classes", "6", "--output_dir", str(run_copy / "s")],
+        capsys,
+        r"num_classes mismatch: .*num_classes=4 .* 6 classes",
+        run_copy / "s",
+    )
     _bad(["--run_dir", str(run_copy), "--num_classes", "6"], capsys, r"num_classes mismatch", run_copy / "eval")
     with pytest.raises(EvalInputError, match="num_classes mismatch"):
         load_backbone_from_checkpoint(ckpt, num_classes=10)
@@ -280,8 +337,12 @@ def test_num_classes_mismatch(run_copy, capsys):
 
 def test_missing_task_checkpoint(run_copy, capsys):
     (run_copy / "task1" / "last.ckpt").unlink()
-    _bad(["--run_dir", str(run_copy)], capsys, r"manifest says the task is done but its checkpoint .*task1/last.ckpt is missing",
-         run_copy / "eval")
+    _bad(
+        ["--run_dir", str(run_copy)],
+        capsys,
+        r"manifest says the task is done but its checkpoint .*task1/last.ckpt is missing",
+        run_copy / "eval",
+    )
     assert not (run_copy / "eval").exists()  # nothing computed, nothing written
     (run_copy / "manifest.json").unlink()  # no manifest: the task folders must cover num_tasks
     shutil.rmtree(run_copy / "task1")
@@ -329,8 +390,13 @@ def test_linear_script_parses_and_uses_reference_lr(folder, method, tmp_path):
     opts = main_linear.parse_args(argv[1:])
     assert opts.lr == LINEAR_LRS[method], f"{script}: --lr {opts.lr} is not the reference lr of {method}"
     assert opts.pretrained_feature_extractor == "/ckpt/last.ckpt" and opts.data_dir == "/data"
-    assert (opts.mode, opts.max_epochs, opts.lr_decay_steps, opts.batch_size, opts.weight_decay) == \
-        ("augmented", 100, [60, 80], 256, 0.0)
+    assert (opts.mode, opts.max_epochs, opts.lr_decay_steps, opts.batch_size, opts.weight_decay) == (
+        "augmented",
+        100,
+        [60, 80],
+        256,
+        0.0,
+    )
     dataset = {"cifar": "cifar100", "domainnet": "domainnet"}.get(folder, "imagenet100")
     split = {"cifar": "class", "domainnet": "domain"}.get(folder, folder.split("/")[-1])
     # the task count comes from the checkpoint, or from NUM_TASKS
@@ -341,19 +407,41 @@ def test_linear_script_parses_and_uses_reference_lr(folder, method, tmp_path):
 
 def test_linear_script_needs_its_environment():
     env = {k: v for k, v in os.environ.items() if k not in ("PRETRAINED_PATH", "DATA_DIR")}
-    proc = subprocess.run(["bash", str(LINEAR_SCRIPTS / "cifar" / "byol_linear.sh")], env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["bash", str(LINEAR_SCRIPTS / "cifar" / "byol_linear.sh")], env=env, capture_output=True, text=True
+    )
     assert proc.returncode != 0 and "PRETRAINED_PATH" in proc.stderr
 
 
 def test_linear_script_smoke_run(run_dir, tmp_path):
     """The CIFAR BYOL script, for real, on the tiny checkpoint with tiny overrides appended."""
-    env = {**os.environ, "PYTHON": sys.executable, "PRETRAINED_PATH": str(run_dir / "task1" / "last.ckpt"),
-           "DATA_DIR": str(tmp_path), "NUM_WORKERS": "0"}
-    proc = subprocess.run(["bash", str(LINEAR_SCRIPTS / "cifar" / "byol_linear.sh"), "--dataset", "synthetic",
-                           "--num_tasks", "2", "--max_epochs", "1", "--accelerator", "cpu",
-                           "--output_dir", str(tmp_path / "out")],
-                          env=env, capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "PRETRAINED_PATH": str(run_dir / "task1" / "last.ckpt"),
+        "DATA_DIR": str(tmp_path),
+        "NUM_WORKERS": "0",
+    }
+    proc = subprocess.run(
+        [
+            "bash",
+            str(LINEAR_SCRIPTS / "cifar" / "byol_linear.sh"),
+            "--dataset",
+            "synthetic",
+            "--num_tasks",
+            "2",
+            "--max_epochs",
+            "1",
+            "--accelerator",
+            "cpu",
+            "--output_dir",
+            str(tmp_path / "out"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     assert res["protocol"]["name"] == "linear-augmented" and res["protocol"]["lr"] == 3.0
@@ -388,13 +476,21 @@ def test_domainnet_agnostic_and_aware(tmp_path):
     from cassle.data.splits import DOMAINNET_DOMAINS
 
     _fake_domainnet(tmp_path)
-    hp = {"dataset": "domainnet", "data_dir": str(tmp_path), "num_classes": 2, "split_strategy": "domain",
-          "num_tasks": 6, "backbone": "tiny", "seed": 5}
+    hp = {
+        "dataset": "domainnet",
+        "data_dir": str(tmp_path),
+        "num_classes": 2,
+        "split_strategy": "domain",
+        "num_tasks": 6,
+        "backbone": "tiny",
+        "seed": 5,
+    }
     data = resolve_data(_opts(crop_size=8), hp)
     assert data.task_names == list(DOMAINNET_DOMAINS) and data.task_sizes == [4] * 6
     backbone, feat_dim = random_backbone(hp, 0)
-    cfg = ProbeConfig(mode="fast", epochs=100, lr=1.0, batch_size=8, num_workers=0, accelerator="cpu",
-                      domain_aware=True)
+    cfg = ProbeConfig(
+        mode="fast", epochs=100, lr=1.0, batch_size=8, num_workers=0, accelerator="cpu", domain_aware=True
+    )
     res = evaluate_backbone(backbone, feat_dim, data, cfg)
     assert len(res["per_task"]) == 6
     assert list(res["domain_aware"]) == list(DOMAINNET_DOMAINS)

@@ -1,4 +1,5 @@
 """Loggers: a CSV log always, wandb offline (no network) when asked."""
+
 from __future__ import annotations
 
 import csv
@@ -23,7 +24,15 @@ def test_csv_and_offline_wandb_logs(tmp_path, monkeypatch):
 def test_resumed_task_keeps_the_first_attempts_log(tmp_path):
     run_task(tiny_args("barlow_twins", "--max_epochs", "2", "--max_steps", "3", tmp_path=tmp_path))
     first = (tmp_path / "logs" / "metrics.csv").read_text()
-    run_task(tiny_args("barlow_twins", "--max_epochs", "2", "--resume_from_checkpoint",
-                       str(tmp_path / "last.ckpt"), tmp_path=tmp_path))
+    run_task(
+        tiny_args(
+            "barlow_twins",
+            "--max_epochs",
+            "2",
+            "--resume_from_checkpoint",
+            str(tmp_path / "last.ckpt"),
+            tmp_path=tmp_path,
+        )
+    )
     assert (tmp_path / "logs" / "metrics.csv").read_text() == first
     assert (tmp_path / "logs" / "resume1" / "metrics.csv").exists()

@@ -393,8 +393,10 @@ def test_decorrelative_distill():
     zb1, zb2 = rand(N, D, seed=70).requires_grad_(), rand(N, D, seed=71)
     loss = decorrelative_distill_loss(p1, p2, zb1, zb2)
     close(loss, 0.5 * (naive_barlow(p1, zb1, 0.005, 0.1) + naive_barlow(p2, zb2, 0.005, 0.1)))
-    close(decorrelative_distill_loss(p1, p2, zb1, zb2, 0.2, 1.0),
-          0.5 * (naive_barlow(p1, zb1, 0.2, 1.0) + naive_barlow(p2, zb2, 0.2, 1.0)))
+    close(
+        decorrelative_distill_loss(p1, p2, zb1, zb2, 0.2, 1.0),
+        0.5 * (naive_barlow(p1, zb1, 0.2, 1.0) + naive_barlow(p2, zb2, 0.2, 1.0)),
+    )
     loss.backward()
     assert p1.grad.abs().sum() > 0 and zb1.grad is None
 
@@ -443,8 +445,10 @@ def test_float64_gradcheck_of_batch_statistic_losses():
         (lambda: vicreg_loss_func(torch.randn(4), torch.randn(4)), "2-D"),
         (lambda: byol_loss_func(torch.randn(4, 3), torch.randn(4, 3, dtype=torch.float64)), "dtype"),
         (lambda: simclr_loss_func(torch.randn(4, 3), torch.randn(4, 3), temperature=0.0), "temperature"),
-        (lambda: simclr_loss_func(torch.randn(4, 3), torch.randn(4, 3), 0.1, torch.ones(4, 4, dtype=torch.bool)),
-         r"\(8, 8\)"),
+        (
+            lambda: simclr_loss_func(torch.randn(4, 3), torch.randn(4, 3), 0.1, torch.ones(4, 4, dtype=torch.bool)),
+            r"\(8, 8\)",
+        ),
         (lambda: moco_loss_func(torch.randn(4, 3), torch.randn(4, 3), torch.randn(5, 10)), "queue"),
         (lambda: swav_loss_func([torch.randn(4, 3)], [torch.randn(4, 3)]), "at least 2"),
         (lambda: swav_loss_func(torch.randn(4, 3), torch.randn(4, 3)), "list or tuple"),
@@ -452,8 +456,10 @@ def test_float64_gradcheck_of_batch_statistic_losses():
         (lambda: sinkhorn_knopp(torch.randn(4, 3), epsilon=-1.0), "epsilon"),
         (lambda: knowledge_distill_loss([torch.randn(4, 3)], [torch.randn(4, 3)] * 2), "as many views"),
         (lambda: supcon_pos_mask(torch.zeros(2, 2)), "1-D"),
-        (lambda: barlow_loss_func(torch.zeros(4, 3, dtype=torch.long), torch.zeros(4, 3, dtype=torch.long)),
-         "floating"),
+        (
+            lambda: barlow_loss_func(torch.zeros(4, 3, dtype=torch.long), torch.zeros(4, 3, dtype=torch.long)),
+            "floating",
+        ),
     ],
 )
 def test_bad_input_raises_clear_error(call, match):

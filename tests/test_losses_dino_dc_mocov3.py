@@ -1,6 +1,7 @@
 """DINO, DeepClusterV2 and MoCo v3 (issue 22): the losses against their equations written out here
 (fixed tensors, float64), and the stateful parts (DINO's centre and teacher-temperature schedule,
 DeepClusterV2's k-means memory) for their update rules and for exact resume."""
+
 from __future__ import annotations
 
 import copy
@@ -70,8 +71,12 @@ def test_deepclusterv2_loss_equation_with_unassigned_samples():
     T = 0.1
     heads = []
     for h in range(2):
-        terms = [-_log_softmax_row((outputs[h, v, n] / T).tolist())[int(assignments[h, n])]
-                 for v in range(2) for n in range(3) if assignments[h, n] >= 0]
+        terms = [
+            -_log_softmax_row((outputs[h, v, n] / T).tolist())[int(assignments[h, n])]
+            for v in range(2)
+            for n in range(3)
+            if assignments[h, n] >= 0
+        ]
         heads.append(sum(terms) / len(terms))
     expected = sum(heads) / 2
     out = deepclusterv2_loss_func(outputs, assignments, temperature=T)
@@ -97,8 +102,7 @@ TT = [[1.2, 0.1, -0.5], [0.0, 0.9, 0.4], [0.3, -0.2, 0.8], [-0.6, 1.1, 0.5]]
 
 
 def test_dino_teacher_temperature_schedule():
-    loss = DINOLoss(3, warmup_teacher_temp=0.04, teacher_temp=0.07, warmup_teacher_temp_epochs=4,
-                    num_epochs=6)
+    loss = DINOLoss(3, warmup_teacher_temp=0.04, teacher_temp=0.07, warmup_teacher_temp_epochs=4, num_epochs=6)
     expected = [0.04, 0.05, 0.06, 0.07, 0.07, 0.07]  # numpy.linspace(0.04, 0.07, 4), then 0.07
     assert [loss.teacher_temp(e) for e in range(6)] == pytest.approx(expected, abs=1e-12)
     assert loss.teacher_temp(50) == pytest.approx(0.07)  # past the end: the last value
@@ -118,8 +122,9 @@ def test_dino_loss_equation_and_centre_update():
     for u in range(2):  # teacher view u, student view v != u; N = 2 rows each
         for v in range(2):
             if u != v:
-                terms.append(sum(-sum(p * q for p, q in zip(teacher[2 * u + n], student[2 * v + n]))
-                                 for n in range(2)) / 2)
+                terms.append(
+                    sum(-sum(p * q for p, q in zip(teacher[2 * u + n], student[2 * v + n])) for n in range(2)) / 2
+                )
     expected = sum(terms) / len(terms)
     out = loss(_t(S), _t(TT))
     torch.testing.assert_close(out, torch.tensor(expected, dtype=D64), **TOL)
@@ -151,8 +156,9 @@ def test_dino_model_centre_in_checkpoint_and_resume():
     resumed.load_state_dict(model.state_dict())
     torch.testing.assert_close(resumed.dino_loss.center, model.dino_loss.center, rtol=0, atol=0)
     _, views2, _ = fake_batch(seed=1)
-    torch.testing.assert_close(model.ssl_step(views2, targets).loss,
-                               resumed.ssl_step(views2, targets).loss, rtol=0, atol=0)
+    torch.testing.assert_close(
+        model.ssl_step(views2, targets).loss, resumed.ssl_step(views2, targets).loss, rtol=0, atol=0
+    )
 
 
 # --------------------------------------------------------------------------- k-means memory
@@ -171,8 +177,7 @@ def test_kmeans_one_iteration_by_hand():
         cents = []
         for j in range(k):
             members = [r for r, a in zip(rows, first) if a == j]
-            cents.append(_normalise([sum(c) / len(members) for c in zip(*members)]) if members
-                         else init[h][j].tolist())
+            cents.append(_normalise([sum(c) / len(members) for c in zip(*members)]) if members else init[h][j].tolist())
         torch.testing.assert_close(centroids[h], _t(cents), **TOL)
         final = [max(range(k), key=lambda j: sum(a * b for a, b in zip(r, cents[j]))) for r in rows]
         assert assignments.shape == (2, 112)

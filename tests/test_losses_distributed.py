@@ -42,8 +42,7 @@ TWO_VIEW = {  # name -> loss(z1, z2); each gets its loss value and gradients che
     "vicreg": lambda z1, z2: vicreg_loss_func(z1, z2, 1.0, 2.0, 3.0, global_batch=True),
     "simclr": lambda z1, z2: simclr_loss_func(z1, z2, temperature=0.2, global_batch=True),
     # z_bar (row-wise functions of the inputs, so slices stay aligned) is detached inside
-    "decorrelative": lambda z1, z2: decorrelative_distill_loss(z1, z2, 2 * z2 + 1, z1.tanh(),
-                                                                global_batch=True),
+    "decorrelative": lambda z1, z2: decorrelative_distill_loss(z1, z2, 2 * z2 + 1, z1.tanh(), global_batch=True),
 }
 
 
@@ -66,8 +65,9 @@ def _data() -> dict[str, torch.Tensor]:
 
 def _supcon(z1, z2, labels):
     # the method's usage: gather the local labels, build the global mask
-    return simclr_loss_func(z1, z2, temperature=0.2, extra_pos_mask=supcon_pos_mask(du.gather(labels)),
-                            global_batch=True)
+    return simclr_loss_func(
+        z1, z2, temperature=0.2, extra_pos_mask=supcon_pos_mask(du.gather(labels)), global_batch=True
+    )
 
 
 def _loss_and_grads(fn, z1, z2, *extra):
@@ -81,8 +81,7 @@ def _worker(rank: int, port: int, out_dir: str, data: dict[str, torch.Tensor]) -
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
     dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
-        timeout=timedelta(seconds=60),
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD, timeout=timedelta(seconds=60)
     )
     try:
         local = slice(rank * N_LOCAL, (rank + 1) * N_LOCAL)

@@ -1,5 +1,6 @@
 """PNR's losses (cassle/losses/pnr.py) against their equations written out here, element by
 element, on fixed float64 tensors (Cha et al., ICML 2024; public code csm9493/PNR)."""
+
 from __future__ import annotations
 
 import math

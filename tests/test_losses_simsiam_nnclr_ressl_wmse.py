@@ -3,6 +3,7 @@ against loops written from the papers' equations (float64, fixed tensors, 1e-6).
 
 The loops work on Python floats (``tolist()``), sharing no code path with the vectorised losses.
 """
+
 from __future__ import annotations
 
 import math
@@ -10,13 +11,7 @@ import math
 import pytest
 import torch
 
-from cassle.losses import (
-    nnclr_loss_func,
-    relational_distill_loss,
-    ressl_loss_func,
-    simsiam_loss_func,
-    wmse_loss_func,
-)
+from cassle.losses import nnclr_loss_func, relational_distill_loss, ressl_loss_func, simsiam_loss_func, wmse_loss_func
 from cassle.methods.wmse import whiten
 
 TOL = dict(rtol=1e-6, atol=1e-6)
@@ -109,8 +104,7 @@ def test_ressl_default_temperatures_are_the_originals():
 # --------------------------------------------------------------------------- W-MSE
 def test_wmse_is_mse_of_normalised_views_and_simplified_detaches_the_second():
     z1, z2 = _t(6, 3, seed=12), _t(6, 3, seed=13)
-    expected = sum(sum((x - y) ** 2 for x, y in zip(_unit(a), _unit(b)))
-                   for a, b in zip(z1.tolist(), z2.tolist())) / 6
+    expected = sum(sum((x - y) ** 2 for x, y in zip(_unit(a), _unit(b))) for a, b in zip(z1.tolist(), z2.tolist())) / 6
     grads = {}
     for simplified in (True, False):
         a, b = z1.clone().requires_grad_(), z2.clone().requires_grad_()

@@ -1,5 +1,6 @@
 """Every method in METHODS trains; the online classifier never touches the backbone; momentum
 and prototype-freezing behave as specified."""
+
 from __future__ import annotations
 
 import math
@@ -23,10 +24,18 @@ def make(method, *extra, distiller=None):
 
 def fit(model, args, max_steps=None, max_epochs=1):
     dm = ContinualDataModule.from_args(args)
-    trainer = pl.Trainer(max_epochs=max_epochs, max_steps=max_steps or -1, accelerator="cpu",
-                         devices=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False,
-                         num_sanity_val_steps=0, limit_val_batches=0)
+    trainer = pl.Trainer(
+        max_epochs=max_epochs,
+        max_steps=max_steps or -1,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )
     trainer.fit(model, datamodule=dm)
     return trainer
 
@@ -46,8 +55,9 @@ def test_method_trains_a_few_steps(method):
     model.ssl_step = recording_step
     fit(model, args, max_steps=3)
     assert len(losses) == 3 and all(math.isfinite(v) for v in losses)
-    moved = [k for k, v in model.backbone.state_dict().items()
-             if v.is_floating_point() and not torch.equal(v, before[k])]
+    moved = [
+        k for k, v in model.backbone.state_dict().items() if v.is_floating_point() and not torch.equal(v, before[k])
+    ]
     assert moved, "no backbone parameter changed"
 
 
@@ -78,8 +88,7 @@ def test_momentum_tau_schedule_values():
 
 def test_ema_update_formula():
     online, momentum = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
-    expected = [0.9 * m.detach() + 0.1 * o.detach()
-                for o, m in zip(online.parameters(), momentum.parameters())]
+    expected = [0.9 * m.detach() + 0.1 * o.detach() for o, m in zip(online.parameters(), momentum.parameters())]
     ema_update(online, momentum, 0.9)
     for e, m in zip(expected, momentum.parameters()):
         assert torch.allclose(e, m)
@@ -111,6 +120,7 @@ def test_momentum_networks_follow_tau_schedule(method):
 
 def test_swav_prototypes_frozen_for_configured_epochs():
     args, model = make("swav", "--freeze_prototypes_epochs", "1", "--synthetic_size", "32")
+
     def snapshot(module):  # gain g and direction v of the weight-normalised prototypes
         return {k: v.detach().clone() for k, v in module.prototypes.state_dict().items()}
 
@@ -123,9 +133,17 @@ def test_swav_prototypes_frozen_for_configured_epochs():
             after_epoch.append(snapshot(pl_module))
 
     dm = ContinualDataModule.from_args(args)
-    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False,
-                         num_sanity_val_steps=0, limit_val_batches=0, callbacks=[Spy()])
+    trainer = pl.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        callbacks=[Spy()],
+    )
     trainer.fit(model, datamodule=dm)
     for k in start:
         assert torch.equal(after_epoch[0][k], start[k]), f"prototypes.{k} moved during the frozen epoch"
@@ -140,7 +158,7 @@ def test_mocov2plus_queue_wraps_and_keeps_newest_keys():
     more = torch.nn.functional.normalize(torch.randn(2, 5, 16), dim=-1)
     model._enqueue(more)
     assert int(model.queue_ptr) == 3
-    assert torch.allclose(model.queue[:, :, size - 2:], more[:, :2].permute(0, 2, 1))
+    assert torch.allclose(model.queue[:, :, size - 2 :], more[:, :2].permute(0, 2, 1))
     assert torch.allclose(model.queue[:, :, :3], more[:, 2:].permute(0, 2, 1))
 
 
@@ -171,9 +189,15 @@ def test_unknown_flag_is_an_error():
 def test_online_knn_monitor_logs_accuracy():
     args, model = make("barlow_twins", "--knn_eval", "--knn_k", "5")
     dm = ContinualDataModule.from_args(args)
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False,
-                         num_sanity_val_steps=0)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(model, datamodule=dm)
     for distance in ("cosine", "euclidean"):
         acc = float(trainer.callback_metrics[f"val/knn_acc_{distance}"])
@@ -186,15 +210,15 @@ def test_channels_last_inputs_reach_the_backbone():
     model = model.to(memory_format=torch.channels_last)
     formats = []
     model.backbone.register_forward_pre_hook(
-        lambda m, inp: formats.append(inp[0].is_contiguous(memory_format=torch.channels_last)))
+        lambda m, inp: formats.append(inp[0].is_contiguous(memory_format=torch.channels_last))
+    )
     model.log = model.log_dict = lambda *a, **k: None
     model.training_step(fake_batch(), 0)
     assert formats and all(formats)
 
 
 def test_exclude_bias_n_norm_groups_in_the_optimizer():
-    args, model = make("barlow_twins", "--optimizer", "lars", "--exclude_bias_n_norm",
-                       "--weight_decay", "1e-4")
+    args, model = make("barlow_twins", "--optimizer", "lars", "--exclude_bias_n_norm", "--weight_decay", "1e-4")
     trainer = fit(model, args, max_steps=1)
     groups = trainer.optimizers[0].param_groups
     for g in groups:

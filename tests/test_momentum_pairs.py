@@ -8,6 +8,7 @@ a module ``X``, and each of those must be updated as
 
 after optimiser step k (so a momentum projector or head left out of ``momentum_pairs()`` fails).
 """
+
 from __future__ import annotations
 
 import math
@@ -57,8 +58,9 @@ def ema_pairs(model):
             continue
         assert leaf.startswith("momentum_"), (
             f"{name}: a module with no trainable parameter that is neither a momentum_* copy nor a "
-            "frozen_* snapshot; name it so that this test checks how it is updated")
-        online_name = ".".join(filter(None, [parent, leaf[len("momentum_"):]]))
+            "frozen_* snapshot; name it so that this test checks how it is updated"
+        )
+        online_name = ".".join(filter(None, [parent, leaf[len("momentum_") :]]))
         online = model.get_submodule(online_name)
         assert [p.shape for p in online.parameters()] == [p.shape for p in module.parameters()], name
         pairs.append((name, online, module))
@@ -71,9 +73,21 @@ def params(module):
 
 @pytest.mark.parametrize("method", MOMENTUM_METHODS)
 def test_every_momentum_copy_follows_the_tau_schedule(method):
-    args = tiny_args(method, "--num_tasks", "2", "--task_idx", "1", "--synthetic_size", "96",
-                     "--base_tau_momentum", str(BASE_TAU), "--final_tau_momentum", str(FINAL_TAU),
-                     "--momentum_classifier", distiller=DEFAULT_DISTILLER[method])
+    args = tiny_args(
+        method,
+        "--num_tasks",
+        "2",
+        "--task_idx",
+        "1",
+        "--synthetic_size",
+        "96",
+        "--base_tau_momentum",
+        str(BASE_TAU),
+        "--final_tau_momentum",
+        str(FINAL_TAU),
+        "--momentum_classifier",
+        distiller=DEFAULT_DISTILLER[method],
+    )
     args.num_classes = 4
     model = build_model(args)
     pairs, frozen = ema_pairs(model)
@@ -92,19 +106,31 @@ def test_every_momentum_copy_follows_the_tau_schedule(method):
         hook(outputs, batch, batch_idx)
         for (name, _, momentum), (o, m) in zip(pairs, before):
             for old_o, old_m, new_m in zip(o, m, momentum.parameters()):
-                torch.testing.assert_close(new_m, tau * old_m + (1 - tau) * old_o, rtol=1e-6, atol=1e-7,
-                                           msg=lambda s, name=name: f"{name} is not the EMA: {s}")
+                torch.testing.assert_close(
+                    new_m,
+                    tau * old_m + (1 - tau) * old_o,
+                    rtol=1e-6,
+                    atol=1e-7,
+                    msg=lambda s, name=name: f"{name} is not the EMA: {s}",
+                )
         taus.append(tau)
 
     model.on_train_batch_end = checked_hook
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                         limit_val_batches=0)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )
     trainer.fit(model, datamodule=ContinualDataModule.from_args(args))
 
     assert trainer.global_step == STEPS  # 48 images of task 1, batch 16
-    expected = [FINAL_TAU - (FINAL_TAU - BASE_TAU) * (math.cos(math.pi * k / STEPS) + 1) / 2
-                for k in range(STEPS)]
+    expected = [FINAL_TAU - (FINAL_TAU - BASE_TAU) * (math.cos(math.pi * k / STEPS) + 1) / 2 for k in range(STEPS)]
     assert taus == pytest.approx(expected, rel=1e-12)
     for name, _, momentum in pairs:  # every copy moved (tau < 1 before the last step)
         assert any(not torch.equal(a, b) for a, b in zip(momentum_start[name], momentum.parameters())), name

@@ -85,8 +85,14 @@ def test_lars_three_steps_match_naive(clip, lr, wd):
 def test_excluded_group_is_plain_sgd_without_weight_decay():
     w = nn.Parameter(torch.tensor(P0, dtype=D))
     b = nn.Parameter(torch.tensor([0.7, -0.1], dtype=D))
-    opt = LARS([{"params": [w]}, {"params": [b], "exclude_from_lars": True}],
-               lr=0.2, momentum=0.9, weight_decay=0.05, eta=0.02, clip_lr=True)
+    opt = LARS(
+        [{"params": [w]}, {"params": [b], "exclude_from_lars": True}],
+        lr=0.2,
+        momentum=0.9,
+        weight_decay=0.05,
+        eta=0.02,
+        clip_lr=True,
+    )
     assert opt.param_groups[1]["weight_decay"] == 0.0  # the optimizer default does not leak in
     opt.param_groups[1]["weight_decay"] = 0.5  # set later by hand: still ignored for excluded groups
     b_grads = [[1.0, 2.0], [-0.5, 0.25], [0.0, 1.0]]
@@ -99,7 +105,9 @@ def test_excluded_group_is_plain_sgd_without_weight_decay():
     # hand: buf1 = (1, 2); buf2 = (0.4, 2.05); buf3 = (0.36, 2.845); sum = (1.76, 6.895)
     assert b.tolist() == pytest.approx([0.7 - 0.2 * 1.76, -0.1 - 0.2 * 6.895], abs=1e-12)
     assert b.tolist() == pytest.approx(b_ref.tolist(), abs=1e-12)
-    assert w.tolist() == pytest.approx(naive_lars(P0, GRADS, lr=0.2, momentum=0.9, wd=0.05, eta=0.02, clip=True), abs=1e-12)
+    assert w.tolist() == pytest.approx(
+        naive_lars(P0, GRADS, lr=0.2, momentum=0.9, wd=0.05, eta=0.02, clip=True), abs=1e-12
+    )
 
 
 def test_excluded_group_rejects_weight_decay():
@@ -112,8 +120,9 @@ def test_zero_norm_param_and_zero_grad():
     # zero weights (e.g. zero-init BN gamma): the raw grad is used, no trust ratio, no weight decay
     got = run_lars([0.0, 0.0], [[0.3, -0.4], [0.1, 0.1]], lr=0.5, momentum=0.9, weight_decay=0.1, clip_lr=True)
     # step 1: p = -0.5 (0.3, -0.4) = (-0.15, 0.2): now non-zero, so step 2 uses LARS
-    assert got == pytest.approx(naive_lars([0.0, 0.0], [[0.3, -0.4], [0.1, 0.1]], lr=0.5, momentum=0.9,
-                                           wd=0.1, eta=0.02, clip=True), abs=1e-12)
+    assert got == pytest.approx(
+        naive_lars([0.0, 0.0], [[0.3, -0.4], [0.1, 0.1]], lr=0.5, momentum=0.9, wd=0.1, eta=0.02, clip=True), abs=1e-12
+    )
     one = run_lars([0.0, 0.0], [[0.3, -0.4]], lr=0.5, momentum=0.9, weight_decay=0.1, clip_lr=True)
     assert one == pytest.approx([-0.15, 0.2], abs=1e-15)
     # zero grad on non-zero weights: no weight decay either (reference), the parameter stays put
@@ -161,11 +170,11 @@ class PerParameterLARS(LARS):
                 p.add_(d, alpha=-lr)
 
 
-@pytest.mark.parametrize("clip,nesterov,momentum", [(True, False, 0.9), (False, True, 0.9),
-                                                     (False, False, 0.0)])
+@pytest.mark.parametrize("clip,nesterov,momentum", [(True, False, 0.9), (False, True, 0.9), (False, False, 0.0)])
 def test_foreach_lars_matches_the_per_parameter_loop(clip, nesterov, momentum):
     """Several steps on a small network with weight and bias/norm groups, a zero-initialised
     weight, a parameter whose grad is zero, one without grad and a float64 parameter."""
+
     def make():
         torch.manual_seed(0)
         net = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
@@ -179,8 +188,7 @@ def test_foreach_lars_matches_the_per_parameter_loop(clip, nesterov, momentum):
     nets = []
     for cls in (LARS, PerParameterLARS):
         net, extra, groups = make()
-        opt = cls(groups, lr=0.3, momentum=momentum, weight_decay=1e-4, eta=0.02, clip_lr=clip,
-                  nesterov=nesterov)
+        opt = cls(groups, lr=0.3, momentum=momentum, weight_decay=1e-4, eta=0.02, clip_lr=clip, nesterov=nesterov)
         g = torch.Generator().manual_seed(1)
         for step in range(4):
             opt.zero_grad()
@@ -219,8 +227,9 @@ def test_param_group_helper():
     assert len(groups) == 2
     ids = lambda ps: {id(x) for x in ps}  # noqa: E731
     assert ids(groups[0]["params"]) == ids([net[0].weight, net[3].weight])
-    assert ids(groups[1]["params"]) == ids([net[0].bias, net[1].weight, net[1].bias, net[3].bias,
-                                            net[4].weight, net[4].bias])  # 2-D LayerNorm params too
+    assert ids(groups[1]["params"]) == ids(
+        [net[0].bias, net[1].weight, net[1].bias, net[3].bias, net[4].weight, net[4].bias]
+    )  # 2-D LayerNorm params too
     assert groups[0]["weight_decay"] == 1e-4 and not groups[0].get("exclude_from_lars", False)
     assert groups[1]["weight_decay"] == 0.0 and groups[1]["exclude_from_lars"] is True
     assert all(g["lr"] == 0.3 and g["name"] == "backbone" for g in groups)
@@ -256,12 +265,12 @@ def test_warmup_cosine_hand_values_two_groups():
     sched = warmup_cosine(opt, warmup_steps=5, total_steps=25, warmup_start_lr=0.003, min_lr=0.01)
     lrs = _lrs_over(sched, opt, 26)
     expected = {
-        0: [0.003, 0.003],                               # both start at the absolute warmup_start_lr
+        0: [0.003, 0.003],  # both start at the absolute warmup_start_lr
         2: [0.003 + 2 * 0.397 / 4, 0.003 + 2 * 0.097 / 4],  # (b - s) / (W - 1) per step
-        4: [0.4, 0.1],                                   # warmup reaches b at W - 1
-        5: [0.4, 0.1],                                   # cosine starts at b
-        15: [0.01 + 0.5 * 0.39, 0.01 + 0.5 * 0.09],      # half way: cos(pi/2) = 0
-        25: [0.01, 0.01],                                # absolute min_lr at T
+        4: [0.4, 0.1],  # warmup reaches b at W - 1
+        5: [0.4, 0.1],  # cosine starts at b
+        15: [0.01 + 0.5 * 0.39, 0.01 + 0.5 * 0.09],  # half way: cos(pi/2) = 0
+        25: [0.01, 0.01],  # absolute min_lr at T
     }
     for k, want in expected.items():
         assert lrs[k] == pytest.approx(want, abs=1e-12), k
@@ -275,8 +284,9 @@ def test_warmup_cosine_edge_cases():
     # no warmup: plain cosine from b
     opt = _two_group_optimizer()
     lrs = _lrs_over(warmup_cosine(opt, 0, 4, min_lr=0.0), opt, 6)
-    assert [r[0] for r in lrs] == pytest.approx([0.4, 0.2 * (1 + math.cos(math.pi / 4)), 0.2,
-                                                 0.2 * (1 + math.cos(3 * math.pi / 4)), 0.0, 0.0], abs=1e-12)
+    assert [r[0] for r in lrs] == pytest.approx(
+        [0.4, 0.2 * (1 + math.cos(math.pi / 4)), 0.2, 0.2 * (1 + math.cos(3 * math.pi / 4)), 0.0, 0.0], abs=1e-12
+    )
     # one warmup step: warmup_start_lr then b
     opt = _two_group_optimizer()
     lrs = _lrs_over(warmup_cosine(opt, 1, 3), opt, 2)
@@ -296,16 +306,16 @@ def test_warmup_cosine_edge_cases():
 
 def test_build_scheduler_all_names():
     opt = _two_group_optimizer()
-    sched, interval = build_scheduler("warmup_cosine", opt, steps_per_epoch=4, max_epochs=5, warmup_epochs=1,
-                                      interval="step")
+    sched, interval = build_scheduler(
+        "warmup_cosine", opt, steps_per_epoch=4, max_epochs=5, warmup_epochs=1, interval="step"
+    )
     assert interval == "step"
     lrs = _lrs_over(sched, opt, 21)
     assert lrs[3] == pytest.approx([0.4, 0.1]) and lrs[20] == pytest.approx([0.0, 0.0], abs=1e-12)
     assert lrs[1][0] == pytest.approx(0.003 + 0.397 / 3, abs=1e-12)
 
     opt = _two_group_optimizer()
-    sched, interval = build_scheduler("cosine", opt, steps_per_epoch=2, max_epochs=5, min_lr=0.02,
-                                      interval="step")
+    sched, interval = build_scheduler("cosine", opt, steps_per_epoch=2, max_epochs=5, min_lr=0.02, interval="step")
     lrs = _lrs_over(sched, opt, 11)
     assert interval == "step"
     assert lrs[0] == pytest.approx([0.4, 0.1])

@@ -1,4 +1,5 @@
 """Coming from the original cassle code: its scripts (flags as facts) and checkpoints work here."""
+
 from __future__ import annotations
 
 import contextlib
@@ -24,59 +25,181 @@ REPO = Path(__file__).resolve().parents[1]
 # --------------------------------------------------------------------------- original-format scripts
 # Flags of the original repository's scripts, one per line as there (facts, not its code).
 SETTINGS = {
-    "cifar": ["--dataset cifar100", "--encoder resnet18", "--data_dir $DATA_DIR", "--split_strategy class",
-              "--max_epochs 500", "--num_tasks 5", "--gpus 0", "--precision 16", "--optimizer sgd", "--lars",
-              "--grad_clip_lars", "--eta_lars 0.02", "--exclude_bias_n_norm", "--scheduler warmup_cosine",
-              "--lr 0.3", "--classifier_lr 0.1", "--weight_decay 1e-4", "--batch_size 256", "--num_workers 5",
-              "--brightness 0.4", "--contrast 0.4", "--saturation 0.2", "--hue 0.1",
-              "--gaussian_prob 0.0 0.0", "--solarization_prob 0.0 0.2", "--min_scale 0.08"],
-    "imagenet-100-class": ["--dataset imagenet100", "--encoder resnet18", "--data_dir $DATA_DIR",
-                           "--train_dir imagenet-100/train", "--val_dir imagenet-100/val",
-                           "--split_strategy class", "--max_epochs 400", "--num_tasks 5", "--gpus 0,1",
-                           "--accelerator ddp", "--sync_batchnorm", "--num_workers 5", "--precision 16",
-                           "--optimizer sgd", "--lars", "--grad_clip_lars", "--eta_lars 0.02",
-                           "--exclude_bias_n_norm", "--scheduler warmup_cosine", "--lr 0.4",
-                           "--weight_decay 1e-5", "--batch_size 128", "--brightness 0.4", "--contrast 0.4",
-                           "--saturation 0.2", "--hue 0.1", "--gaussian_prob 1.0 0.1",
-                           "--solarization_prob 0.0 0.2", "--dali", "--check_val_every_n_epoch 9999"],
-    "imagenet-100-data": ["--dataset imagenet100", "--encoder resnet18", "--data_dir $DATA_DIR",
-                          "--train_dir imagenet-100/train", "--val_dir imagenet-100/val",
-                          "--split_strategy data", "--max_epochs 400", "--num_tasks 5", "--gpus 0,1",
-                          "--accelerator ddp", "--sync_batchnorm", "--num_workers 5", "--precision 16",
-                          "--optimizer sgd", "--scheduler warmup_cosine", "--lr 0.4", "--weight_decay 1e-5",
-                          "--batch_size 128", "--brightness 0.4", "--contrast 0.4", "--saturation 0.2",
-                          "--hue 0.1", "--dali"],
-    "domainnet": ["--dataset domainnet", "--encoder resnet18", "--data_dir $DATA_DIR/domainnet",
-                  "--split_strategy domain", "--max_epochs 200", "--num_tasks 6", "--gpus 0,1,2,3",
-                  "--accelerator ddp", "--sync_batchnorm", "--num_workers 5", "--precision 16",
-                  "--optimizer sgd", "--lars", "--grad_clip_lars", "--eta_lars 0.02", "--exclude_bias_n_norm",
-                  "--scheduler warmup_cosine", "--lr 0.4", "--weight_decay 1e-4", "--batch_size 64",
-                  "--brightness 0.4", "--contrast 0.4", "--saturation 0.2", "--hue 0.1", "--dali",
-                  "--offline", "--check_val_every_n_epoch 9999", "--disable_knn_eval"],
+    "cifar": [
+        "--dataset cifar100",
+        "--encoder resnet18",
+        "--data_dir $DATA_DIR",
+        "--split_strategy class",
+        "--max_epochs 500",
+        "--num_tasks 5",
+        "--gpus 0",
+        "--precision 16",
+        "--optimizer sgd",
+        "--lars",
+        "--grad_clip_lars",
+        "--eta_lars 0.02",
+        "--exclude_bias_n_norm",
+        "--scheduler warmup_cosine",
+        "--lr 0.3",
+        "--classifier_lr 0.1",
+        "--weight_decay 1e-4",
+        "--batch_size 256",
+        "--num_workers 5",
+        "--brightness 0.4",
+        "--contrast 0.4",
+        "--saturation 0.2",
+        "--hue 0.1",
+        "--gaussian_prob 0.0 0.0",
+        "--solarization_prob 0.0 0.2",
+        "--min_scale 0.08",
+    ],
+    "imagenet-100-class": [
+        "--dataset imagenet100",
+        "--encoder resnet18",
+        "--data_dir $DATA_DIR",
+        "--train_dir imagenet-100/train",
+        "--val_dir imagenet-100/val",
+        "--split_strategy class",
+        "--max_epochs 400",
+        "--num_tasks 5",
+        "--gpus 0,1",
+        "--accelerator ddp",
+        "--sync_batchnorm",
+        "--num_workers 5",
+        "--precision 16",
+        "--optimizer sgd",
+        "--lars",
+        "--grad_clip_lars",
+        "--eta_lars 0.02",
+        "--exclude_bias_n_norm",
+        "--scheduler warmup_cosine",
+        "--lr 0.4",
+        "--weight_decay 1e-5",
+        "--batch_size 128",
+        "--brightness 0.4",
+        "--contrast 0.4",
+        "--saturation 0.2",
+        "--hue 0.1",
+        "--gaussian_prob 1.0 0.1",
+        "--solarization_prob 0.0 0.2",
+        "--dali",
+        "--check_val_every_n_epoch 9999",
+    ],
+    "imagenet-100-data": [
+        "--dataset imagenet100",
+        "--encoder resnet18",
+        "--data_dir $DATA_DIR",
+        "--train_dir imagenet-100/train",
+        "--val_dir imagenet-100/val",
+        "--split_strategy data",
+        "--max_epochs 400",
+        "--num_tasks 5",
+        "--gpus 0,1",
+        "--accelerator ddp",
+        "--sync_batchnorm",
+        "--num_workers 5",
+        "--precision 16",
+        "--optimizer sgd",
+        "--scheduler warmup_cosine",
+        "--lr 0.4",
+        "--weight_decay 1e-5",
+        "--batch_size 128",
+        "--brightness 0.4",
+        "--contrast 0.4",
+        "--saturation 0.2",
+        "--hue 0.1",
+        "--dali",
+    ],
+    "domainnet": [
+        "--dataset domainnet",
+        "--encoder resnet18",
+        "--data_dir $DATA_DIR/domainnet",
+        "--split_strategy domain",
+        "--max_epochs 200",
+        "--num_tasks 6",
+        "--gpus 0,1,2,3",
+        "--accelerator ddp",
+        "--sync_batchnorm",
+        "--num_workers 5",
+        "--precision 16",
+        "--optimizer sgd",
+        "--lars",
+        "--grad_clip_lars",
+        "--eta_lars 0.02",
+        "--exclude_bias_n_norm",
+        "--scheduler warmup_cosine",
+        "--lr 0.4",
+        "--weight_decay 1e-4",
+        "--batch_size 64",
+        "--brightness 0.4",
+        "--contrast 0.4",
+        "--saturation 0.2",
+        "--hue 0.1",
+        "--dali",
+        "--offline",
+        "--check_val_every_n_epoch 9999",
+        "--disable_knn_eval",
+    ],
 }
 COMMON = ["--wandb", "--save_checkpoint", "--project ever-learn", "--entity unitn-mhug"]
 METHOD_FLAGS = {
     "barlow_twins": ["--scale_loss 0.1", "--proj_hidden_dim 2048", "--output_dim 2048"],
-    "byol": ["--output_dim 256", "--proj_hidden_dim 4096", "--pred_hidden_dim 4096",
-             "--base_tau_momentum 0.99", "--final_tau_momentum 1.0", "--momentum_classifier"],
-    "mocov2plus": ["--proj_hidden_dim 2048", "--queue_size 65536", "--temperature 0.2",
-                   "--base_tau_momentum 0.99", "--final_tau_momentum 0.999", "--momentum_classifier"],
+    "byol": [
+        "--output_dim 256",
+        "--proj_hidden_dim 4096",
+        "--pred_hidden_dim 4096",
+        "--base_tau_momentum 0.99",
+        "--final_tau_momentum 1.0",
+        "--momentum_classifier",
+    ],
+    "mocov2plus": [
+        "--proj_hidden_dim 2048",
+        "--queue_size 65536",
+        "--temperature 0.2",
+        "--base_tau_momentum 0.99",
+        "--final_tau_momentum 0.999",
+        "--momentum_classifier",
+    ],
     "simclr": ["--temperature 0.2", "--proj_hidden_dim 2048", "--output_dim 256"],
-    "swav": ["--proj_hidden_dim 2048", "--output_dim 128", "--queue_size 3840", "--num_prototypes 3000",
-             "--epoch_queue_starts 100", "--freeze_prototypes_epochs 5", "--min_lr 0.0006"],
+    "swav": [
+        "--proj_hidden_dim 2048",
+        "--output_dim 128",
+        "--queue_size 3840",
+        "--num_prototypes 3000",
+        "--epoch_queue_starts 100",
+        "--freeze_prototypes_epochs 5",
+        "--min_lr 0.0006",
+    ],
     "supcon": ["--temperature 0.1", "--proj_hidden_dim 2048", "--output_dim 256", "--supervised"],
-    "vicreg": ["--proj_hidden_dim 2048", "--output_dim 2048", "--sim_loss_weight 25",
-               "--var_loss_weight 25", "--cov_loss_weight 1.0", "--min_scale 0.2"],
+    "vicreg": [
+        "--proj_hidden_dim 2048",
+        "--output_dim 2048",
+        "--sim_loss_weight 25",
+        "--var_loss_weight 25",
+        "--cov_loss_weight 1.0",
+        "--min_scale 0.2",
+    ],
 }
-DISTILLERS = {"barlow_twins": "decorrelative", "byol": "predictive", "mocov2plus": "contrastive",
-              "simclr": "contrastive", "supcon": "contrastive", "swav": "knowledge",
-              "vicreg": "predictive_mse"}
+DISTILLERS = {
+    "barlow_twins": "decorrelative",
+    "byol": "predictive",
+    "mocov2plus": "contrastive",
+    "simclr": "contrastive",
+    "supcon": "contrastive",
+    "swav": "knowledge",
+    "vicreg": "predictive_mse",
+}
 
 
 def original_script(setting: str, method: str, distill: bool) -> str:
-    lines = ["python3 main_continual.py", *SETTINGS[setting],
-             f"--name {method}-{setting}{'-distill' if distill else ''}", *COMMON,
-             f"--method {'simclr' if method == 'supcon' else method}", *METHOD_FLAGS[method]]
+    lines = [
+        "python3 main_continual.py",
+        *SETTINGS[setting],
+        f"--name {method}-{setting}{'-distill' if distill else ''}",
+        *COMMON,
+        f"--method {'simclr' if method == 'supcon' else method}",
+        *METHOD_FLAGS[method],
+    ]
     if distill:
         lines += ["--task_idx 1", f"--distiller {DISTILLERS[method]}", "--pretrained_model $PRETRAINED_PATH"]
     return " \\\n    ".join(lines) + "\n"
@@ -84,11 +207,28 @@ def original_script(setting: str, method: str, distill: bool) -> str:
 
 def original_linear_script(setting: str, lr: float) -> str:
     data = SETTINGS[setting][:4] + [f for f in SETTINGS[setting] if f.startswith(("--train_dir", "--val_dir"))]
-    lines = ["python3 main_linear.py", *dict.fromkeys(data), "--num_tasks 5", "--max_epochs 100", "--gpus 0",
-             "--precision 16", "--optimizer sgd", "--scheduler step", f"--lr {lr}", "--lr_decay_steps 60 80",
-             "--weight_decay 0", "--batch_size 256", "--num_workers 8", "--dali", "--name linear-eval",
-             "--pretrained_feature_extractor $PRETRAINED_PATH", "--project ever-learn",
-             "--entity unitn-mhug", "--wandb", "--save_checkpoint"]
+    lines = [
+        "python3 main_linear.py",
+        *dict.fromkeys(data),
+        "--num_tasks 5",
+        "--max_epochs 100",
+        "--gpus 0",
+        "--precision 16",
+        "--optimizer sgd",
+        "--scheduler step",
+        f"--lr {lr}",
+        "--lr_decay_steps 60 80",
+        "--weight_decay 0",
+        "--batch_size 256",
+        "--num_workers 8",
+        "--dali",
+        "--name linear-eval",
+        "--pretrained_feature_extractor $PRETRAINED_PATH",
+        "--project ever-learn",
+        "--entity unitn-mhug",
+        "--wandb",
+        "--save_checkpoint",
+    ]
     return " \\\n    ".join(lines) + "\n"
 
 
@@ -114,6 +254,7 @@ def _with_extra(split, extra):
     def wrapped(argv):
         own, rest = split(argv)
         return own, [*rest, *extra]
+
     return wrapped
 
 
@@ -131,8 +272,11 @@ def test_original_scripts_parse_and_plan(setting, env, monkeypatch):
                 monkeypatch.setenv("PRETRAINED_PATH", str(env / "previous.ckpt"))
             else:  # fine-tuning starts at task 0: a leftover PRETRAINED_PATH is refused (issue 9)
                 monkeypatch.delenv("PRETRAINED_PATH", raising=False)
-            rc, out = _quiet(launcher.main, ["--script", str(script), "--experiment_dir",
-                                             str(env / "exp" / script.stem), "--dry_run"], repo_root=str(REPO))
+            rc, out = _quiet(
+                launcher.main,
+                ["--script", str(script), "--experiment_dir", str(env / "exp" / script.stem), "--dry_run"],
+                repo_root=str(REPO),
+            )
             assert rc == 0, out
             first = 1 if distill else 0
             assert f"task {first}: run" in out and "task 4: run" in out
@@ -164,15 +308,18 @@ def test_original_linear_scripts_parse(setting, env, monkeypatch):
 BASE = ["--method", "byol", "--dataset", "synthetic"]
 
 
-@pytest.mark.parametrize("flags,accelerator,devices", [
-    (["--gpus", "0"], "gpu", [0]),
-    (["--gpus", "0,1"], "gpu", [0, 1]),
-    (["--gpus", "0", "--accelerator", "cpu", "--devices", "1"], "cpu", 1),
-    (["--gpus", "0,1", "--accelerator", "cpu"], "cpu", "auto"),
-    (["--accelerator", "cpu", "--devices", "1", "--gpus", "2"], "gpu", [2]),
-    (["--gpus", "0,1,2,3", "--devices", "2"], "gpu", 2),
-    (["--gpus", "0,1", "--accelerator", "ddp"], "gpu", [0, 1]),
-])
+@pytest.mark.parametrize(
+    "flags,accelerator,devices",
+    [
+        (["--gpus", "0"], "gpu", [0]),
+        (["--gpus", "0,1"], "gpu", [0, 1]),
+        (["--gpus", "0", "--accelerator", "cpu", "--devices", "1"], "cpu", 1),
+        (["--gpus", "0,1", "--accelerator", "cpu"], "cpu", "auto"),
+        (["--accelerator", "cpu", "--devices", "1", "--gpus", "2"], "gpu", [2]),
+        (["--gpus", "0,1,2,3", "--devices", "2"], "gpu", 2),
+        (["--gpus", "0,1", "--accelerator", "ddp"], "gpu", [0, 1]),
+    ],
+)
 def test_last_of_gpus_accelerator_devices_wins(flags, accelerator, devices):
     args = parse_args(BASE + flags)
     assert (args.accelerator, args.devices) == (accelerator, devices)
@@ -180,9 +327,11 @@ def test_last_of_gpus_accelerator_devices_wins(flags, accelerator, devices):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the message is about a machine without a GPU")
 def test_gpu_message_fits_what_was_typed(tmp_path):
-    for flags, said in ((["--gpus", "0"], "--gpus 0 asks for a GPU"),
-                        (["--accelerator", "gpu"], "--accelerator gpu asks for a GPU"),
-                        (["--gpus", "0,1", "--accelerator", "ddp"], "--accelerator ddp asks for a GPU")):
+    for flags, said in (
+        (["--gpus", "0"], "--gpus 0 asks for a GPU"),
+        (["--accelerator", "gpu"], "--accelerator gpu asks for a GPU"),
+        (["--gpus", "0,1", "--accelerator", "ddp"], "--accelerator ddp asks for a GPU"),
+    ):
         with pytest.raises(ValueError, match=said) as err:
             main_continual.check_task_args(parse_args(BASE + flags))
         assert "--accelerator cpu --devices 1" in str(err.value)
@@ -212,8 +361,11 @@ def test_launcher_validates_task_args_before_starting(env, monkeypatch):
     monkeypatch.setattr(task_process, "run_task", lambda *a, **k: started.append(a) or 0)
     for extra in (["--dry_run"], []):
         exp = env / f"exp{len(extra)}"
-        rc, out = _quiet(launcher.main, ["--script", str(script), "--experiment_dir", str(exp), *extra,
-                                         "--", "--no_such_flag"], repo_root=str(REPO))
+        rc, out = _quiet(
+            launcher.main,
+            ["--script", str(script), "--experiment_dir", str(exp), *extra, "--", "--no_such_flag"],
+            repo_root=str(REPO),
+        )
         assert rc == 2 and "--no_such_flag" in out and "task 0" in out, out
         assert not exp.exists()
     assert not started
@@ -230,8 +382,16 @@ def _mlp(*dims, bn=True):
     return nn.Sequential(*layers)
 
 
-def original_checkpoint(method: str, *, hidden: int = 64, out: int = 32, classes: int = 100,
-                        cifar: bool = True, distiller: str | None = None, prototypes: int = 20) -> dict:
+def original_checkpoint(
+    method: str,
+    *,
+    hidden: int = 64,
+    out: int = 32,
+    classes: int = 100,
+    cifar: bool = True,
+    distiller: str | None = None,
+    prototypes: int = 20,
+) -> dict:
     """A Lightning 1.5 checkpoint as the original code wrote it: its module names and shapes."""
     encoder = torchvision.models.resnet18()
     encoder.fc = nn.Identity()
@@ -254,8 +414,9 @@ def original_checkpoint(method: str, *, hidden: int = 64, out: int = 32, classes
     if distiller:
         parts["frozen_encoder"], parts["frozen_projector"] = encoder, parts["projector"]
         parts["distill_predictor"] = _mlp(out, hidden, out)
-    state = OrderedDict((f"{name}.{k}", v.clone()) for name, module in parts.items()
-                        for k, v in module.state_dict().items())
+    state = OrderedDict(
+        (f"{name}.{k}", v.clone()) for name, module in parts.items() for k, v in module.state_dict().items()
+    )
     if method == "swav":
         state["prototypes.weight_g"] = torch.rand(prototypes, 1) + 0.5
         state["prototypes.weight_v"] = torch.randn(prototypes, out)
@@ -263,20 +424,34 @@ def original_checkpoint(method: str, *, hidden: int = 64, out: int = 32, classes
     if method == "mocov2plus":
         state["queue"] = nn.functional.normalize(torch.randn(2, out, 64), dim=1)
         state["queue_ptr"] = torch.zeros(1, dtype=torch.long)
-    return {"epoch": 499, "global_step": 97500, "pytorch-lightning_version": "1.5.10", "state_dict": state,
-            "callbacks": {}, "optimizer_states": [{"state": {}, "param_groups": [{"lr": 0.3, "params": [0]}]}],
-            "lr_schedulers": [{"last_epoch": 500, "base_lrs": [0.3]}],
-            "native_amp_scaling_state": {"scale": 65536.0, "growth_factor": 2.0, "backoff_factor": 0.5,
-                                         "growth_interval": 2000, "_growth_tracker": 0},
-            "loops": {"fit_loop": {"state_dict": {}, "epoch_progress": {"current": {"completed": 499}}}}}
+    return {
+        "epoch": 499,
+        "global_step": 97500,
+        "pytorch-lightning_version": "1.5.10",
+        "state_dict": state,
+        "callbacks": {},
+        "optimizer_states": [{"state": {}, "param_groups": [{"lr": 0.3, "params": [0]}]}],
+        "lr_schedulers": [{"last_epoch": 500, "base_lrs": [0.3]}],
+        "native_amp_scaling_state": {
+            "scale": 65536.0,
+            "growth_factor": 2.0,
+            "backoff_factor": 0.5,
+            "growth_interval": 2000,
+            "_growth_tracker": 0,
+        },
+        "loops": {"fit_loop": {"state_dict": {}, "epoch_progress": {"current": {"completed": 499}}}},
+    }
 
 
 def _fake_cifar100(root: Path) -> None:
     rng = np.random.default_rng(0)
     root.mkdir(parents=True, exist_ok=True)
     for name, n in (("train_0", 200), ("test", 100)):
-        np.savez(root / f"{name}.npz", x=rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8),
-                 y=np.arange(n, dtype=np.int64) % 100)
+        np.savez(
+            root / f"{name}.npz",
+            x=rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8),
+            y=np.arange(n, dtype=np.int64) % 100,
+        )
 
 
 def test_key_table_and_unknown_keys():
@@ -298,8 +473,23 @@ def test_original_checkpoint_linear_evaluation(tmp_path):
     _fake_cifar100(tmp_path / "cifar")
     text = original_linear_script("cifar", 3.0).replace("$PRETRAINED_PATH", str(path))
     argv = text.replace("$DATA_DIR", str(tmp_path / "cifar")).replace("\\\n", " ").split()[2:]
-    cpu = ["--accelerator", "cpu", "--devices", "1", "--precision", "32", "--mode", "fast", "--max_epochs", "1",
-           "--num_workers", "0", "--no-wandb", "--output_dir", str(tmp_path / "out")]
+    cpu = [
+        "--accelerator",
+        "cpu",
+        "--devices",
+        "1",
+        "--precision",
+        "32",
+        "--mode",
+        "fast",
+        "--max_epochs",
+        "1",
+        "--num_workers",
+        "0",
+        "--no-wandb",
+        "--output_dir",
+        str(tmp_path / "out"),
+    ]
     rc, out = _quiet(main_linear.main, argv + cpu)
     assert rc == 0, out
     assert "loaded: backbone.* (120, from encoder.*)" in out
@@ -308,7 +498,9 @@ def test_original_checkpoint_linear_evaluation(tmp_path):
 
     backbone, _, hp = load_backbone_from_checkpoint(str(path), 100)
     assert hp["backbone"] == "resnet18" and hp["cifar_stem"] and hp["method"] == "byol"
-    assert torch.equal(backbone.state_dict()["layer3.1.conv2.weight"], ckpt["state_dict"]["encoder.layer3.1.conv2.weight"])
+    assert torch.equal(
+        backbone.state_dict()["layer3.1.conv2.weight"], ckpt["state_dict"]["encoder.layer3.1.conv2.weight"]
+    )
     rc, out = _quiet(main_linear.main, [*argv, *cpu, "--encoder", "resnet50"])
     assert rc == 2 and "resnet18" in out and "--encoder/--backbone resnet50" in out
 
@@ -322,8 +514,20 @@ def test_original_swav_checkpoint_loads(tmp_path):
     ckpt = original_checkpoint("swav", classes=4)
     path = tmp_path / "swav-task0.ckpt"
     torch.save(ckpt, path)
-    args = tiny_args("swav", "--backbone", "resnet18", "--num_tasks", "2", "--task_idx", "1",
-                     "--proj_hidden_dim", "64", "--output_dim", "32", distiller="knowledge")
+    args = tiny_args(
+        "swav",
+        "--backbone",
+        "resnet18",
+        "--num_tasks",
+        "2",
+        "--task_idx",
+        "1",
+        "--proj_hidden_dim",
+        "64",
+        "--output_dim",
+        "32",
+        distiller="knowledge",
+    )
     args.num_classes = 4
     model = main_continual.build_model(args)
     _, out = _quiet(load_pretrained, model, read_checkpoint(str(path), hints=args), str(path))
@@ -341,18 +545,36 @@ def test_original_cassle_checkpoint_parts_carry_over(tmp_path):
     ckpt = original_checkpoint("byol", distiller="predictive", classes=4)
     path = tmp_path / "byol-task1.ckpt"
     torch.save(ckpt, path)
-    args = tiny_args("byol", "--backbone", "resnet18", "--num_tasks", "3", "--task_idx", "2",
-                     "--proj_hidden_dim", "64", "--output_dim", "32", "--pred_hidden_dim", "64",
-                     "--distill_proj_hidden_dim", "64", "--momentum_classifier", distiller="predictive")
+    args = tiny_args(
+        "byol",
+        "--backbone",
+        "resnet18",
+        "--num_tasks",
+        "3",
+        "--task_idx",
+        "2",
+        "--proj_hidden_dim",
+        "64",
+        "--output_dim",
+        "32",
+        "--pred_hidden_dim",
+        "64",
+        "--distill_proj_hidden_dim",
+        "64",
+        "--momentum_classifier",
+        distiller="predictive",
+    )
     args.num_classes = 4
     model = main_continual.build_model(args)
     loaded = read_checkpoint(str(path), hints=args)
     _, out = _quiet(load_pretrained, model, loaded, str(path))
     state = model.state_dict()
-    for theirs, ours in (("distill_predictor.3.weight", "distiller.predictor.3.weight"),
-                         ("momentum_encoder.layer4.1.bn2.running_var", "momentum_backbone.layer4.1.bn2.running_var"),
-                         ("momentum_classifier.weight", "momentum_classifier.weight"),
-                         ("predictor.0.weight", "predictor.0.weight")):
+    for theirs, ours in (
+        ("distill_predictor.3.weight", "distiller.predictor.3.weight"),
+        ("momentum_encoder.layer4.1.bn2.running_var", "momentum_backbone.layer4.1.bn2.running_var"),
+        ("momentum_classifier.weight", "momentum_classifier.weight"),
+        ("predictor.0.weight", "predictor.0.weight"),
+    ):
         assert torch.equal(state[ours], ckpt["state_dict"][theirs]), ours
     loaded_line = next(line for line in out.splitlines() if "loaded:" in line)
     assert "distiller.predictor.* (9)" in loaded_line and "frozen_backbone.* (120)" in loaded_line, out
@@ -361,9 +583,28 @@ def test_original_cassle_checkpoint_parts_carry_over(tmp_path):
 def test_original_checkpoint_of_another_method_is_a_clear_error(tmp_path):
     path = tmp_path / "swav.ckpt"
     torch.save(original_checkpoint("swav"), path)
-    argv = ["--method", "byol", "--dataset", "synthetic", "--num_classes", "100", "--synthetic_size", "200",
-            "--num_tasks", "2", "--task_idx", "1", "--distiller", "predictive", "--pretrained_model", str(path),
-            "--accelerator", "cpu", "--checkpoint_dir", str(tmp_path / "t1")]
+    argv = [
+        "--method",
+        "byol",
+        "--dataset",
+        "synthetic",
+        "--num_classes",
+        "100",
+        "--synthetic_size",
+        "200",
+        "--num_tasks",
+        "2",
+        "--task_idx",
+        "1",
+        "--distiller",
+        "predictive",
+        "--pretrained_model",
+        str(path),
+        "--accelerator",
+        "cpu",
+        "--checkpoint_dir",
+        str(tmp_path / "t1"),
+    ]
     with pytest.raises(ValueError, match=r"holds a method 'swav' checkpoint .*--method byol"):
         main_continual.main(argv)
     assert not (tmp_path / "t1").exists()
@@ -371,10 +612,31 @@ def test_original_checkpoint_of_another_method_is_a_clear_error(tmp_path):
 
 def cpu_overrides(method: str) -> list[str]:
     """What a user adds after `--` to try a GPU script on a CPU, plus small sizes for a test."""
-    extra = ["--accelerator", "cpu", "--devices", "1", "--num_tasks", "2", "--max_steps", "2",
-             "--batch_size", "8", "--num_workers", "0", "--precision", "32", "--limit_val_batches", "1",
-             "--proj_hidden_dim", "64", "--output_dim", "32", "--distill_proj_hidden_dim", "64",
-             "--no_progress_bar"]
+    extra = [
+        "--accelerator",
+        "cpu",
+        "--devices",
+        "1",
+        "--num_tasks",
+        "2",
+        "--max_steps",
+        "2",
+        "--batch_size",
+        "8",
+        "--num_workers",
+        "0",
+        "--precision",
+        "32",
+        "--limit_val_batches",
+        "1",
+        "--proj_hidden_dim",
+        "64",
+        "--output_dim",
+        "32",
+        "--distill_proj_hidden_dim",
+        "64",
+        "--no_progress_bar",
+    ]
     return extra + {"byol": ["--pred_hidden_dim", "64"], "swav": ["--num_prototypes", "20"]}.get(method, [])
 
 
@@ -394,9 +656,13 @@ def _exit_code_of_main(argv):
         return 2
 
 
-@pytest.mark.parametrize("method", [
-    "byol",  # momentum encoder, momentum classifier, predictor
-    *(pytest.param(m, marks=pytest.mark.slow) for m in ("swav", "barlow_twins", "simclr", "vicreg"))])
+@pytest.mark.parametrize(
+    "method",
+    [
+        "byol",  # momentum encoder, momentum classifier, predictor
+        *(pytest.param(m, marks=pytest.mark.slow) for m in ("swav", "barlow_twins", "simclr", "vicreg")),
+    ],
+)
 def test_original_cifar_scripts_run_from_original_checkpoints(method, env, monkeypatch):
     """The original CIFAR CaSSLe scripts (task 1 from PRETRAINED_PATH = an original checkpoint)
     through the launcher with `-- --accelerator cpu --devices 1` and small sizes: a few steps each
@@ -411,16 +677,19 @@ def test_original_cifar_scripts_run_from_original_checkpoints(method, env, monke
         script = env / f"{method}_distill.sh"
         script.write_text(original_script("cifar", method, True))
         exp = env / "runs" / method
-        rc, out = _quiet(launcher.main, ["--script", str(script), "--experiment_dir", str(exp), "--",
-                                         *cpu_overrides(method)],
-                         repo_root=str(REPO))
+        rc, out = _quiet(
+            launcher.main,
+            ["--script", str(script), "--experiment_dir", str(exp), "--", *cpu_overrides(method)],
+            repo_root=str(REPO),
+        )
         log = (exp / "task1" / "train.log").read_text() if (exp / "task1" / "train.log").exists() else ""
         assert rc == 0, out + log
         assert "original cassle checkpoint" in log and "loaded: backbone.* (120)" in log, log[-3000:]
         new = torch.load(exp / "task1" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
         # The frozen model CaSSLe distils from is the original checkpoint's encoder.
-        assert torch.equal(new["frozen_backbone.layer2.0.conv1.weight"],
-                           ckpt["state_dict"]["encoder.layer2.0.conv1.weight"])
+        assert torch.equal(
+            new["frozen_backbone.layer2.0.conv1.weight"], ckpt["state_dict"]["encoder.layer2.0.conv1.weight"]
+        )
         assert json.loads((exp / "task1" / "args.json").read_text())["task_idx"] == 1
 
 

@@ -8,15 +8,7 @@ import os
 
 import pytest
 
-from cassle.continual.plan import (
-    PlanError,
-    diff_args,
-    get_flag,
-    merge_args,
-    parse_script,
-    plan_tasks,
-    split_flags,
-)
+from cassle.continual.plan import PlanError, diff_args, get_flag, merge_args, parse_script, plan_tasks, split_flags
 
 SCRIPT = """#!/bin/bash
 # CIFAR-100, Barlow Twins + decorrelative distiller (reference form)
@@ -93,16 +85,27 @@ def test_parse_script_bad_scripts(text, match):
 
 
 def test_parse_script_comments_follow_bash():
-    text = ("python main_continual.py \\\n    --name run#1 \\\n    --note '# kept' \\\n"
-            "    --lr 0.3  # the last line may carry a comment\n")
+    text = (
+        "python main_continual.py \\\n    --name run#1 \\\n    --note '# kept' \\\n"
+        "    --lr 0.3  # the last line may carry a comment\n"
+    )
     assert parse_script(text, {}) == ["--name", "run#1", "--note", "# kept", "--lr", "0.3"]
 
 
 def test_merge_args_overrides_flag_by_flag_and_appends_new_ones():
     script = ["--max_epochs", "500", "--solarization_prob", "0.0", "0.2", "--wandb", "--lr", "0.3"]
     merged = merge_args(script, ["--max_epochs", "1", "--solarization_prob", "0.1", "--limit_train_batches=2"])
-    assert merged == ["--max_epochs", "1", "--solarization_prob", "0.1", "--wandb", "--lr", "0.3",
-                      "--limit_train_batches", "2"]
+    assert merged == [
+        "--max_epochs",
+        "1",
+        "--solarization_prob",
+        "0.1",
+        "--wandb",
+        "--lr",
+        "0.3",
+        "--limit_train_batches",
+        "2",
+    ]
     # duplicates collapse to the last value (argparse semantics)
     assert merge_args(["--a", "1", "--b", "--a", "2"], []) == ["--a", "2", "--b"]
 

@@ -1,6 +1,7 @@
 """A real kill of the launcher in the middle of a CaSSLe task, then the same command again: the
 sequence completes, the manifest is consistent, and (CPU, deterministic) the final weights equal
 those of an uninterrupted run."""
+
 from __future__ import annotations
 
 import json
@@ -27,13 +28,11 @@ python main_continual.py \\
 
 
 def _command(script: Path, exp: Path) -> list[str]:
-    return [sys.executable, str(REPO / "job_launcher.py"), "--script", str(script),
-            "--experiment_dir", str(exp)]
+    return [sys.executable, str(REPO / "job_launcher.py"), "--script", str(script), "--experiment_dir", str(exp)]
 
 
 def _state(exp: Path, task: int) -> dict:
-    return torch.load(exp / f"task{task}" / "last.ckpt", map_location="cpu",
-                      weights_only=False)["state_dict"]
+    return torch.load(exp / f"task{task}" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
 
 
 def test_killed_run_resumes_to_identical_weights(tmp_path):
@@ -42,13 +41,18 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
 
     reference = tmp_path / "uninterrupted"
-    done = subprocess.run(_command(script, reference), cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(_command(script, reference), cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_command(script, killed), cwd=REPO, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _command(script, killed),
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     first_epoch_ckpt = killed / "task1" / "last.ckpt"
     deadline = time.time() + 240
     while not first_epoch_ckpt.exists() and time.time() < deadline and proc.poll() is None:
@@ -60,8 +64,7 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
     assert manifest["tasks"]["0"]["status"] == "done"
     assert manifest["tasks"]["1"]["status"] != "done", "the kill came too late to test a resume"
 
-    again = subprocess.run(_command(script, killed), cwd=REPO, env=env, capture_output=True,
-                           text=True, timeout=300)
+    again = subprocess.run(_command(script, killed), cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     manifest = json.loads((killed / "manifest.json").read_text())
     for task in ("0", "1"):

@@ -1,6 +1,7 @@
 """DINO's centre and teacher-temperature schedule and DeepClusterV2's k-means memory resume
 exactly: a task stopped after its second epoch and resumed from its last.ckpt ends with the
 weights (and centre, memory, clusters) of the uninterrupted run (CPU, deterministic)."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,8 +11,7 @@ import torch
 from main_continual import run_task
 from tests.helpers import tiny_args
 
-EXTRA = {"dino": ["--warmup_teacher_temperature_epochs", "3", "--freeze_last_layer", "1"],
-         "deepclusterv2": []}
+EXTRA = {"dino": ["--warmup_teacher_temperature_epochs", "3", "--freeze_last_layer", "1"], "deepclusterv2": []}
 
 
 class StopAfter(pl.Callback):
@@ -24,8 +24,19 @@ class StopAfter(pl.Callback):
 
 
 def _args(method, folder, *extra):
-    args = tiny_args(method, "--max_epochs", "4", "--synthetic_size", "96", "--deterministic",
-                     "--limit_val_batches", "0", *EXTRA[method], *extra, tmp_path=folder)
+    args = tiny_args(
+        method,
+        "--max_epochs",
+        "4",
+        "--synthetic_size",
+        "96",
+        "--deterministic",
+        "--limit_val_batches",
+        "0",
+        *EXTRA[method],
+        *extra,
+        tmp_path=folder,
+    )
     return args
 
 

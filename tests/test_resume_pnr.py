@@ -1,6 +1,7 @@
 """PNR resumes exactly: a task-1 run stopped after an epoch and resumed from its last.ckpt ends with
 the weights, the predictor and PNR's queue of frozen projections (pnr_moco) of the uninterrupted
 run (CPU, deterministic). The queue lives in the state dict, so a mid-task resume restores it."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,8 +24,20 @@ class StopAfter(pl.Callback):
 
 
 def _args(method, folder, task, distiller=None, *extra):
-    argv = ["--num_tasks", "2", "--task_idx", str(task), "--max_epochs", "3" if task else "1",
-            "--synthetic_size", "48", "--deterministic", "--limit_val_batches", "0", *extra]
+    argv = [
+        "--num_tasks",
+        "2",
+        "--task_idx",
+        str(task),
+        "--max_epochs",
+        "3" if task else "1",
+        "--synthetic_size",
+        "48",
+        "--deterministic",
+        "--limit_val_batches",
+        "0",
+        *extra,
+    ]
     if method == "mocov2plus":
         argv += ["--queue_size", "64"]
     return tiny_args(method, *argv, distiller=distiller, tmp_path=folder)

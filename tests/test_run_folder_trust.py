@@ -1,5 +1,6 @@
 """A run folder is data, not a program (issue 18, section 2): what a resume from ``manifest.json``
 may take, the names written into command.sh / the sbatch file, symlinked outputs, grid names."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,15 @@ class Folder:
         monkeypatch.chdir(tmp_path)
 
     def launch(self, *args, script=True, extra=()):
-        argv = [*(["--script", str(self.script)] if script else []), "--experiment_dir", str(self.exp),
-                "--main_script", str(FAKE), *args, *(["--", *extra] if extra else [])]
+        argv = [
+            *(["--script", str(self.script)] if script else []),
+            "--experiment_dir",
+            str(self.exp),
+            "--main_script",
+            str(FAKE),
+            *args,
+            *(["--", *extra] if extra else []),
+        ]
         rc = launcher.main(argv, repo_root=str(REPO))
         out = self.capsys.readouterr()
         return rc, out.out, out.err
@@ -67,8 +75,9 @@ def test_manifest_cannot_turn_on_trust_checkpoint_or_a_loader_variable(folder, m
     marker = tmp_path / "PWNED"
     (evil / "sitecustomize.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
     m = folder.manifest()
-    folder.edit_manifest(argv=m["argv"] + ["--trust_checkpoint"],
-                         env={"PYTHONPATH": str(evil), "LD_PRELOAD": "/x.so", "SEEN": "yes"})
+    folder.edit_manifest(
+        argv=m["argv"] + ["--trust_checkpoint"], env={"PYTHONPATH": str(evil), "LD_PRELOAD": "/x.so", "SEEN": "yes"}
+    )
     monkeypatch.setenv("FAKE_ENV_LOG", "SEEN,LD_PRELOAD")
     # given again on this command line, it applies (and nothing is said about it)
     rc, out, _ = folder.launch("--dry_run", script=False, extra=["--trust_checkpoint"])

@@ -1,5 +1,6 @@
 """Issue 22's DINO, DeepClusterV2 and MoCo v3 scripts through the launcher (slow smoke runs; the
 fast checks of every script are in tests/test_bash_scripts.py)."""
+
 from __future__ import annotations
 
 import csv
@@ -19,8 +20,12 @@ def test_more_methods_digits_cassle_through_launcher(method, tmp_path):
     distiller, 2 epochs each (DeepClusterV2's k-means runs from the second epoch)."""
     env = {k: v for k, v in os.environ.items() if k != "DATA_DIR"}
     exp = tmp_path / "demo"
-    _launch(SCRIPT_ROOT / "digits" / f"{method}_distill.sh", exp,
-            ["--num_tasks", "2", "--max_epochs", "2", "--limit_train_batches", "3", "--limit_val_batches", "2"], env)
+    _launch(
+        SCRIPT_ROOT / "digits" / f"{method}_distill.sh",
+        exp,
+        ["--num_tasks", "2", "--max_epochs", "2", "--limit_train_batches", "3", "--limit_val_batches", "2"],
+        env,
+    )
     for t in range(2):
         assert (exp / f"task{t}" / "last.ckpt").is_file()
         recorded = json.loads((exp / f"task{t}" / "args.json").read_text())

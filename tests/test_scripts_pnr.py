@@ -1,6 +1,7 @@
 """PNR's CIFAR-100 scripts: the pseudo-negative weight and the MoCo queue of PNR's public scripts,
 the source named in the header, one script per family (the recipe itself is checked with every
 CIFAR script in tests/test_bash_scripts.py, through tests/pnr_scripts.py)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,11 +38,24 @@ def test_pnr_digits_demo_through_the_launcher_with_eval(tmp_path):
 
     exp = tmp_path / "demo"
     env = {k: v for k, v in os.environ.items() if k != "DATA_DIR"}
-    cmd = [sys.executable, "job_launcher.py", "--script", str(SCRIPT_ROOT / "digits" / "mocov2plus_pnr.sh"),
-           "--experiment_dir", str(exp), "--eval", "--", "--max_epochs", "1", "--limit_train_batches", "2"]
+    cmd = [
+        sys.executable,
+        "job_launcher.py",
+        "--script",
+        str(SCRIPT_ROOT / "digits" / "mocov2plus_pnr.sh"),
+        "--experiment_dir",
+        str(exp),
+        "--eval",
+        "--",
+        "--max_epochs",
+        "1",
+        "--limit_train_batches",
+        "2",
+    ]
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    assert [json.loads((exp / f"task{t}" / "args.json").read_text())["distiller"] for t in range(5)] == \
-        [None] + ["pnr_moco"] * 4
+    assert [json.loads((exp / f"task{t}" / "args.json").read_text())["distiller"] for t in range(5)] == [None] + [
+        "pnr_moco"
+    ] * 4
     results = json.loads((exp / "eval" / "results.json").read_text())
     assert 0.0 <= results["A"] <= 100.0

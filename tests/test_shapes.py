@@ -1,4 +1,5 @@
 """The procedural shapes set (cassle.data.shapes) and its writer (python -m cassle.data.demo --set shapes)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,7 +19,7 @@ def test_every_shape_is_drawn_and_distinct():
         assert 0.05 < m.mean() < 0.8, name
     names = list(masks)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             assert (masks[a] != masks[b]).mean() > 0.05, (a, b)
     with pytest.raises(ValueError, match="unknown shape"):
         S._mask("hexagon", u, v)
@@ -53,8 +54,12 @@ def test_nuisances_vary_and_the_shape_is_visible():
 
 
 def test_demo_writes_shapes_through_the_custom_data_path(tmp_path, capsys):
-    assert demo_main([str(tmp_path), "--set", "shapes", "--per_class", "5", "--image_size", "16",
-                      "--styles", "plain", "outline"]) == 0
+    assert (
+        demo_main(
+            [str(tmp_path), "--set", "shapes", "--per_class", "5", "--image_size", "16", "--styles", "plain", "outline"]
+        )
+        == 0
+    )
     assert "wrote 100 shapes images in 2 style(s)" in capsys.readouterr().out
     assert (tmp_path / "plain" / "star" / "0004.png").is_file()
     assert (tmp_path / "classes.txt").read_text().split() == sorted(S.SHAPES)
@@ -65,9 +70,15 @@ def test_demo_writes_shapes_through_the_custom_data_path(tmp_path, capsys):
     assert image.size == (16, 16) and 0 <= label < 10
     # the same command writes the same bytes
     again = tmp_path / "again"
-    assert demo_main([str(again), "--set", "shapes", "--per_class", "5", "--image_size", "16",
-                      "--styles", "plain", "outline"]) == 0
-    assert (again / "plain" / "star" / "0004.png").read_bytes() == (tmp_path / "plain" / "star" / "0004.png").read_bytes()
+    assert (
+        demo_main(
+            [str(again), "--set", "shapes", "--per_class", "5", "--image_size", "16", "--styles", "plain", "outline"]
+        )
+        == 0
+    )
+    assert (again / "plain" / "star" / "0004.png").read_bytes() == (
+        tmp_path / "plain" / "star" / "0004.png"
+    ).read_bytes()
 
 
 def test_demo_rejects_unknown_shape_styles(tmp_path, capsys):
@@ -80,8 +91,12 @@ def test_demo_script_names_an_unknown_method_before_running_anything(tmp_path):
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[1]
-    res = subprocess.run(["bash", str(repo / "scripts" / "demo.sh"), str(tmp_path / "out"), "nosuch"],
-                         capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "DATA_DIR": str(tmp_path / "d")})
+    res = subprocess.run(
+        ["bash", str(repo / "scripts" / "demo.sh"), str(tmp_path / "out"), "nosuch"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "DATA_DIR": str(tmp_path / "d")},
+    )
     assert res.returncode == 2
     assert "no bash_files/continual/shapes/nosuch.sh" in res.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "d").exists()  # nothing written

@@ -1,6 +1,7 @@
 """SI, DER++ and Co2L's relation distillation against their papers' equations written out here
 (float64 Python arithmetic on fixed tensors via ``tolist()``, tolerance 1e-6), sharing no code with
 the implementations; plus each strategy's own invariants."""
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,11 @@ def flat(t):
 
 
 def close(value, expected):
-    torch.testing.assert_close(torch.as_tensor(value, dtype=torch.float64).reshape(()),
-                               torch.tensor(float(expected), dtype=torch.float64), **TOL)
+    torch.testing.assert_close(
+        torch.as_tensor(value, dtype=torch.float64).reshape(()),
+        torch.tensor(float(expected), dtype=torch.float64),
+        **TOL,
+    )
 
 
 # ------------------------------------------------------------------ SI (Zenke et al. 2017)
@@ -36,8 +40,9 @@ def test_si_penalty_is_c_times_importance_weighted_squared_distance():
     params = [rand(3, 4, seed=1).requires_grad_(), rand(5, seed=2).requires_grad_()]
     anchors, importance = [rand(3, 4, seed=3), rand(5, seed=4)], [rand(3, 4, seed=5).abs(), rand(5, seed=6).abs()]
     # eq. 4: c * sum_k Omega_k (theta~_k - theta_k)^2, no 1/2
-    expected = 0.4 * sum(w * (p - a) ** 2 for P, A, W in zip(params, anchors, importance)
-                         for p, a, w in zip(flat(P), flat(A), flat(W)))
+    expected = 0.4 * sum(
+        w * (p - a) ** 2 for P, A, W in zip(params, anchors, importance) for p, a, w in zip(flat(P), flat(A), flat(W))
+    )
     value = si_penalty(params, anchors, importance, 0.4)
     close(value, expected)
     value.backward()
@@ -53,7 +58,7 @@ def test_si_path_integral_and_ucl_shortcut_one_step():
     expected = [w - gi * (a - b) for w, gi, a, b in zip(start, flat(g[0]), flat(after[0]), flat(before[0]))]
     torch.testing.assert_close(omega[0].flatten(), torch.tensor(expected, dtype=torch.float64), **TOL)
     si_omega_sgd(omega, g, 0.03)  # UCL: omega += base_lr * g^2
-    expected = [w + 0.03 * gi ** 2 for w, gi in zip(expected, flat(g[0]))]
+    expected = [w + 0.03 * gi**2 for w, gi in zip(expected, flat(g[0]))]
     torch.testing.assert_close(omega[0].flatten(), torch.tensor(expected, dtype=torch.float64), **TOL)
 
 
@@ -79,8 +84,9 @@ class _Model(nn.Module):
 
 
 def _si_args(**kw):
-    return argparse.Namespace(**{"task_idx": 1, "si_c": 0.4, "si_xi": 1.0, "si_params": "backbone",
-                                 "si_omega": "path", "lr": 0.1, **kw})
+    return argparse.Namespace(
+        **{"task_idx": 1, "si_c": 0.4, "si_xi": 1.0, "si_params": "backbone", "si_omega": "path", "lr": 0.1, **kw}
+    )
 
 
 def test_si_strategy_path_integral_over_sgd_steps_uses_the_unregularised_gradient():
@@ -139,7 +145,7 @@ def test_si_ucl_mode_accumulates_base_lr_times_the_squared_full_gradient():
         (model.projector(model.backbone(x)) ** 2).sum().add(si.loss(model, None, None, {})[0]).backward()
         for e, p in zip(expected, model.backbone.parameters()):
             for k, gk in enumerate(flat(p.grad)):
-                e[k] += 0.03 * gk ** 2
+                e[k] += 0.03 * gk**2
         si.before_optimizer_step(model)
         opt.step()
         si.after_optimizer_step(model)
@@ -233,8 +239,20 @@ class _Source:
 
 
 def test_derpp_is_der_plus_beta_times_the_ssl_loss_of_a_second_buffer_batch():
-    model = _built("--task_idx", "1", "--cl_strategy", "derpp", "--derpp_alpha", "0.3",
-                   "--derpp_beta", "0.5", "--buffer_size", "16", "--replay_batch_size", "4").double()
+    model = _built(
+        "--task_idx",
+        "1",
+        "--cl_strategy",
+        "derpp",
+        "--derpp_alpha",
+        "0.3",
+        "--derpp_beta",
+        "0.5",
+        "--buffer_size",
+        "16",
+        "--replay_batch_size",
+        "4",
+    ).double()
     derpp = model.strategies["derpp"]
     derpp.buffer.add(torch.arange(12), torch.arange(12) % 4, 0, z=rand(12, derpp.buffer.z.shape[1], seed=3))
     derpp.buffer.z = derpp.buffer.z.double()
@@ -261,6 +279,7 @@ def test_derpp_is_der_plus_beta_times_the_ssl_loss_of_a_second_buffer_batch():
 
 def naive_barlow(z1, z2, lamb, scale):
     """Zbontar et al. 2021: scale * [sum_i (1 - c_ii)^2 + lamb sum_{i != j} c_ij^2], c from batch-standardised z."""
+
     def standardise(z):
         cols = list(zip(*z.tolist()))
         n = len(cols[0])
@@ -275,8 +294,10 @@ def naive_barlow(z1, z2, lamb, scale):
     n = len(a[0])
     c = [[sum(x * y for x, y in zip(ai, bj)) / n for bj in b] for ai in a]
     d = len(c)
-    return scale * (sum((1 - c[i][i]) ** 2 for i in range(d))
-                    + lamb * sum(c[i][j] ** 2 for i in range(d) for j in range(d) if i != j))
+    return scale * (
+        sum((1 - c[i][i]) ** 2 for i in range(d))
+        + lamb * sum(c[i][j] ** 2 for i in range(d) for j in range(d) if i != j)
+    )
 
 
 # ------------------------------------------------------------------ every strategy shows it is active
@@ -290,8 +311,18 @@ def test_replay_share_loss_terms_and_buffer_report_reach_metrics_csv_and_the_con
     with open(next((tmp_path / "task1").rglob("metrics.csv"))) as f:
         rows = list(csv.DictReader(f))
     cols = set(rows[0])
-    assert {"train/replay_share", "train/derpp_loss", "train/derpp_der", "train/derpp_replay", "train/si_loss",
-            "buffer/fill", "buffer/size", "buffer/task_0", "buffer/task_1", "si/importance_mean"} <= cols
+    assert {
+        "train/replay_share",
+        "train/derpp_loss",
+        "train/derpp_der",
+        "train/derpp_replay",
+        "train/si_loss",
+        "buffer/fill",
+        "buffer/size",
+        "buffer/task_0",
+        "buffer/task_1",
+        "si/importance_mean",
+    } <= cols
     share = [float(r["train/replay_share"]) for r in rows if r["train/replay_share"]]
     # batch 16, two buffer batches of 16 (--replay_batch_size = batch size): 32 / 48 once the buffer has data
     assert share and max(share) == pytest.approx(32 / 48, abs=1e-6)
@@ -310,4 +341,6 @@ def test_lump_logs_its_lambda_and_the_buffer_weight_as_replay_share(tmp_path):
     m = trainer1.callback_metrics
     lam, share = float(m["train/lump_lambda"]), float(m["train/replay_share"])
     assert 0.0 < lam < 1.0 and share == pytest.approx(1.0 - lam, abs=1e-6)  # task 1: every step mixes
-    assert {"train/lump_loss", "train/lump_lambda", "train/replay_share"} <= set(trainer1.lightning_module.console_metrics)
+    assert {"train/lump_loss", "train/lump_lambda", "train/replay_share"} <= set(
+        trainer1.lightning_module.console_metrics
+    )

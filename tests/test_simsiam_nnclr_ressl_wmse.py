@@ -1,6 +1,7 @@
 """SimSiam, NNCLR, ReSSL and W-MSE beyond their losses: the update rules of NNCLR's support set and
 ReSSL's queue, their exact resume from a checkpoint, SimSiam's fixed predictor lr (the original's
 ``static_lr``) and W-MSE's random whitening slices and its flag checks."""
+
 from __future__ import annotations
 
 import copy
@@ -84,16 +85,20 @@ class _StopAtSecondEpoch(pl.Callback):
 def test_support_set_and_queue_resume_exactly(method, tmp_path):
     """Two epochs in one go equal one epoch, a stop, and a resume from the checkpoint: weights,
     the queue, its labels and its pointer."""
+
     def args(path, *extra):
-        return tiny_args(method, "--max_epochs", "2", "--synthetic_size", "48", "--deterministic",
-                         *extra, tmp_path=path)
+        return tiny_args(
+            method, "--max_epochs", "2", "--synthetic_size", "48", "--deterministic", *extra, tmp_path=path
+        )
+
     run_task(args(tmp_path / "straight"))
     with pytest.raises(_Stopped):
         run_task(args(tmp_path / "resumed"), extra_callbacks=[_StopAtSecondEpoch()])
     assert torch.load(tmp_path / "resumed" / "last.ckpt", weights_only=False)["epoch"] == 0
     run_task(args(tmp_path / "resumed", "--resume_from_checkpoint", str(tmp_path / "resumed" / "last.ckpt")))
-    ours, theirs = (torch.load(tmp_path / d / "last.ckpt", weights_only=False)["state_dict"]
-                    for d in ("resumed", "straight"))
+    ours, theirs = (
+        torch.load(tmp_path / d / "last.ckpt", weights_only=False)["state_dict"] for d in ("resumed", "straight")
+    )
     assert ours.keys() == theirs.keys() and "queue_ptr" in ours
     assert ours["queue_ptr"].item() != 0  # the queue did move
     different = [k for k in ours if not torch.equal(ours[k], theirs[k])]
@@ -111,8 +116,19 @@ class _Lrs(pl.Callback):
 
 def test_simsiam_predictor_keeps_the_scaled_lr_while_the_rest_follow_the_schedule(tmp_path):
     lrs = _Lrs()
-    args = tiny_args("simsiam", "--max_epochs", "3", "--warmup_epochs", "1", "--synthetic_size", "32",
-                     "--exclude_bias_n_norm", "--lr", "0.08", tmp_path=tmp_path)
+    args = tiny_args(
+        "simsiam",
+        "--max_epochs",
+        "3",
+        "--warmup_epochs",
+        "1",
+        "--synthetic_size",
+        "32",
+        "--exclude_bias_n_norm",
+        "--lr",
+        "0.08",
+        tmp_path=tmp_path,
+    )
     trainer = run_task(args, extra_callbacks=[lrs])
     scaled = 0.08 * 16 / 256
     assert [e["predictor"] for e in lrs.lrs] == [scaled] * 3
@@ -146,10 +162,13 @@ def test_wmse_whitens_random_slices_and_restores_the_batch_order():
     torch.testing.assert_close(model.wmse_loss(z), torch.stack(expected).mean())
 
 
-@pytest.mark.parametrize("flags,message", [
-    (["--whitening_size", "4"], "must exceed --output_dim"),
-    (["--whitening_size", "12"], "multiple of --whitening_size"),
-])
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--whitening_size", "4"], "must exceed --output_dim"),
+        (["--whitening_size", "12"], "multiple of --whitening_size"),
+    ],
+)
 def test_wmse_refuses_sizes_it_cannot_whiten(flags, message):
     with pytest.raises(ValueError, match=message):
         _model("wmse", *flags)
@@ -169,6 +188,7 @@ def test_compare_names_the_new_methods_without_paper_numbers(tmp_path):
     md = (out / "comparison.md").read_text()
     assert "| strategy | SimSiam | NNCLR | ReSSL | W-MSE |" in md
     import re
+
     assert not re.search(r"\[paper \d", md)  # the CaSSLe paper has no number for these methods
 
 
@@ -196,8 +216,10 @@ def test_original_layout_checkpoint_is_recognised(method):
     from cassle.utils.original_checkpoint import infer_from_weights, is_original, translate
 
     ours = _model(method).state_dict()
-    original = {k.replace("momentum_backbone.", "momentum_encoder.").replace("backbone.", "encoder."): v
-                for k, v in ours.items()}
+    original = {
+        k.replace("momentum_backbone.", "momentum_encoder.").replace("backbone.", "encoder."): v
+        for k, v in ours.items()
+    }
     assert is_original(original)
     mapped = translate(original, "x.ckpt")
     assert mapped.keys() == ours.keys()

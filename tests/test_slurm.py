@@ -16,18 +16,39 @@ from tests.test_launcher import Run
 
 
 def test_sbatch_script_options():
-    opts = SlurmOptions(job_name="cassle-x", partition="gpu", account="acc", qos="high", num_gpus=2,
-                        cpus_per_task=8, mem="64G", time="1-00:00:00", nodes=1, requeue=True)
+    opts = SlurmOptions(
+        job_name="cassle-x",
+        partition="gpu",
+        account="acc",
+        qos="high",
+        num_gpus=2,
+        cpus_per_task=8,
+        mem="64G",
+        time="1-00:00:00",
+        nodes=1,
+        requeue=True,
+    )
     command = ["python", "job_launcher.py", "--experiment_dir", "/e x"]
     text = sbatch_script(opts, command, "/work dir", "/e/slurm-%j.out")
     lines = text.splitlines()
     assert lines[0] == "#!/bin/bash"
-    for expected in ("#SBATCH --job-name=cassle-x", "#SBATCH --output=/e/slurm-%j.out", "#SBATCH --nodes=1",
-                     "#SBATCH --ntasks-per-node=2", "#SBATCH --gres=gpu:2", "#SBATCH --cpus-per-task=8",
-                     "#SBATCH --mem=64G", "#SBATCH --time=1-00:00:00", "#SBATCH --partition=gpu",
-                     "#SBATCH --account=acc", "#SBATCH --qos=high", "#SBATCH --requeue",
-                     "#SBATCH --open-mode=append", "cd '/work dir'",
-                     "exec python job_launcher.py --experiment_dir '/e x'"):
+    for expected in (
+        "#SBATCH --job-name=cassle-x",
+        "#SBATCH --output=/e/slurm-%j.out",
+        "#SBATCH --nodes=1",
+        "#SBATCH --ntasks-per-node=2",
+        "#SBATCH --gres=gpu:2",
+        "#SBATCH --cpus-per-task=8",
+        "#SBATCH --mem=64G",
+        "#SBATCH --time=1-00:00:00",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --account=acc",
+        "#SBATCH --qos=high",
+        "#SBATCH --requeue",
+        "#SBATCH --open-mode=append",
+        "cd '/work dir'",
+        "exec python job_launcher.py --experiment_dir '/e x'",
+    ):
         assert expected in lines, expected
     # CPU job: one task, no gres, nothing that was not asked for
     plain = sbatch_script(SlurmOptions(job_name="j"), ["true"], "/w", "/l")

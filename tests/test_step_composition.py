@@ -4,6 +4,7 @@ recomputed here from the model's modules (tests/step_reference.py); and one SGD 
 lowers the distillation term on the same batch (a step that *subtracts* the term raises it).
 Every registered strategy is checked the same way in tests/test_strategy_composition.py.
 """
+
 from __future__ import annotations
 
 import copy
@@ -43,8 +44,9 @@ PAIRS = [(m, d) for m in METHODS for d in DISTILLERS]
 @pytest.mark.parametrize("method,distiller", PAIRS)
 def test_cassle_step_is_ssl_plus_lamb_times_distillation(method, distiller):
     if not compatible(method, distiller):  # the documented restriction, checked instead
-        with pytest.raises(ValueError, match="needs one of the methods" if distiller in PNR_REFERENCE
-                           else "prototypes"):
+        with pytest.raises(
+            ValueError, match="needs one of the methods" if distiller in PNR_REFERENCE else "prototypes"
+        ):
             task1_model(method, "--distill_lamb", str(LAMB), distiller=distiller)
         return
     if distiller in PNR_REFERENCE:
@@ -67,10 +69,13 @@ def test_cassle_step_is_ssl_plus_lamb_times_distillation(method, distiller):
     sgd_step(model, out.loss)
     ssl_only = copy.deepcopy(before)
     sgd_step(ssl_only, ssl_reference(method, ssl_only, views)[0])
-    after, after_ssl_only = (distill_reference(distiller, m, ssl_reference(method, m, views)[1], views)
-                             for m in (model, ssl_only))
-    assert after < after_ssl_only, (f"distillation term {float(distill):.5f} -> {float(after):.5f} after a "
-                                    f"step on the total, {float(after_ssl_only):.5f} after the SSL loss alone")
+    after, after_ssl_only = (
+        distill_reference(distiller, m, ssl_reference(method, m, views)[1], views) for m in (model, ssl_only)
+    )
+    assert after < after_ssl_only, (
+        f"distillation term {float(distill):.5f} -> {float(after):.5f} after a "
+        f"step on the total, {float(after_ssl_only):.5f} after the SSL loss alone"
+    )
 
 
 @pytest.mark.parametrize("method", list(METHODS))

@@ -1,6 +1,7 @@
 """Continual strategies end to end on tiny synthetic data: every registered strategy (and the
 combinations the literature uses) trains a two-task sequence, carries its state to the next task,
 resumes a killed task to identical weights and buffer, and rejects bad input with a clear error."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,7 +13,7 @@ from cassle.data.buffer import ReplaySource
 from cassle.strategies import STRATEGIES
 from cassle.utils.args import parse_args
 from main_continual import run_task
-from tests.helpers import tiny_argv, tiny_args
+from tests.helpers import tiny_args, tiny_argv
 
 SEQ = ["--num_tasks", "2", "--synthetic_size", "64", "--buffer_size", "16", "--deterministic"]
 CASES = {name: ["--cl_strategy", name] for name in STRATEGIES}
@@ -21,8 +22,17 @@ CASES["cassle+replay"] = ["--cl_strategy", "replay", "--distiller", "decorrelati
 CASES["pfr+replay"] = ["--cl_strategy", "pfr", "replay"]
 CASES["ewc_batch_fisher"] = ["--cl_strategy", "ewc", "--ewc_fisher", "batch"]
 CASES["lump_ucl_views"] = ["--cl_strategy", "lump", "--lump_views", "ucl"]
-CASES["der_projector_ucl_views+pod_flat"] = ["--cl_strategy", "der", "pod", "--der_target", "projector",
-                                           "--der_views", "ucl", "--pod_flat_lamb", "1"]
+CASES["der_projector_ucl_views+pod_flat"] = [
+    "--cl_strategy",
+    "der",
+    "pod",
+    "--der_target",
+    "projector",
+    "--der_views",
+    "ucl",
+    "--pod_flat_lamb",
+    "1",
+]
 
 
 def _state(path):
@@ -37,8 +47,12 @@ def _sequence(tmp_path, flags, epochs=1, extra_callbacks=()):
             argv = [a for i, a in enumerate(argv) if a != "--distiller" and argv[i - 1] != "--distiller"]
         if prev:
             argv += ["--pretrained_model", str(prev)]
-        trainers.append(run_task(tiny_args("barlow_twins", *argv, tmp_path=tmp_path / f"task{task}"),
-                                 extra_callbacks=extra_callbacks if task == 1 else ()))
+        trainers.append(
+            run_task(
+                tiny_args("barlow_twins", *argv, tmp_path=tmp_path / f"task{task}"),
+                extra_callbacks=extra_callbacks if task == 1 else (),
+            )
+        )
         prev = tmp_path / f"task{task}" / "last.ckpt"
     return trainers, [_state(tmp_path / f"task{t}" / "last.ckpt") for t in range(2)]
 
@@ -93,9 +107,18 @@ def test_killed_task_resumes_to_identical_weights_and_buffer(names, tmp_path):
     killed = tmp_path / "killed"
     with pytest.raises(_Killed):
         _sequence(killed, flags, epochs=2, extra_callbacks=[_Kill()])
-    argv = [*SEQ, *flags, "--task_idx", "1", "--max_epochs", "2",
-            "--pretrained_model", str(killed / "task0" / "last.ckpt"),
-            "--resume_from_checkpoint", str(killed / "task1" / "last.ckpt")]
+    argv = [
+        *SEQ,
+        *flags,
+        "--task_idx",
+        "1",
+        "--max_epochs",
+        "2",
+        "--pretrained_model",
+        str(killed / "task0" / "last.ckpt"),
+        "--resume_from_checkpoint",
+        str(killed / "task1" / "last.ckpt"),
+    ]
     run_task(tiny_args("barlow_twins", *argv, tmp_path=killed / "task1"))
     resumed = _state(killed / "task1" / "last.ckpt")
     assert resumed.keys() == reference.keys()
@@ -106,23 +129,29 @@ def test_killed_task_resumes_to_identical_weights_and_buffer(names, tmp_path):
 
 
 # ------------------------------------------------------------------ bad input
-@pytest.mark.parametrize("flags, message", [
-    (["--cl_strategy", "gem"], "unknown --cl_strategy 'gem'; valid strategies: ewc, replay"),
-    (["--cl_strategy", "replay", "lump"], "choose one replay strategy"),
-    (["--cl_strategy", "ewc", "ewc"], "names a strategy twice"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--cl_strategy", "gem"], "unknown --cl_strategy 'gem'; valid strategies: ewc, replay"),
+        (["--cl_strategy", "replay", "lump"], "choose one replay strategy"),
+        (["--cl_strategy", "ewc", "ewc"], "names a strategy twice"),
+    ],
+)
 def test_bad_strategy_names_are_argparse_errors(flags, message, capsys):
     with pytest.raises(SystemExit):
         parse_args(tiny_argv("barlow_twins", *flags))
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--cl_strategy", "replay", "--buffer_size", "40"], "--buffer_size 40 is larger than the 32"),
-    (["--cl_strategy", "pfr", "--num_tasks", "1"], "--cl_strategy pfr regularises towards the previous"),
-    (["--cl_strategy", "pod", "--task_idx", "1"], "needs --pretrained_model"),
-    (["--cl_strategy", "lump", "--replay_batch_size", "0"], "--replay_batch_size must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--cl_strategy", "replay", "--buffer_size", "40"], "--buffer_size 40 is larger than the 32"),
+        (["--cl_strategy", "pfr", "--num_tasks", "1"], "--cl_strategy pfr regularises towards the previous"),
+        (["--cl_strategy", "pod", "--task_idx", "1"], "needs --pretrained_model"),
+        (["--cl_strategy", "lump", "--replay_batch_size", "0"], "--replay_batch_size must be >= 1"),
+    ],
+)
 def test_bad_strategy_input_is_a_clear_error_before_anything_is_written(flags, message, tmp_path):
     out = tmp_path / "task"
     argv = ["--num_tasks", "2", "--synthetic_size", "64", *flags]
@@ -189,8 +218,9 @@ def test_every_method_takes_every_kind_of_strategy(method):
     from main_continual import build_model
     from tests.helpers import fake_batch
 
-    args = tiny_args(method, "--num_tasks", "2", "--task_idx", "1", "--cl_strategy", "ewc", "der", "pod",
-                     "pfr", "less_forget")
+    args = tiny_args(
+        method, "--num_tasks", "2", "--task_idx", "1", "--cl_strategy", "ewc", "der", "pod", "pfr", "less_forget"
+    )
     args.num_classes = 4
     model = build_model(args)
     der = model.strategies["der"]

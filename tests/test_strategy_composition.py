@@ -8,6 +8,7 @@ with the wrong sign rises).
 
 A strategy added to ``STRATEGIES`` without an entry in ``REFERENCE`` fails here with a message.
 """
+
 from __future__ import annotations
 
 import copy
@@ -31,11 +32,42 @@ from tests.step_reference import distill_reference, sgd_step, ssl_reference, tas
 LAMB, TASK = 0.7, 2
 TOL = dict(rtol=1e-5, atol=1e-6)
 # Non-default weights, so a weight that is dropped or taken from elsewhere shows.
-FLAGS = ["--distill_lamb", str(LAMB), "--ewc_lamb", "3.0", "--less_forget_lamb", "2.0", "--pod_lamb", "1.5",
-         "--pfr_lamb", "0.8", "--der_alpha", "0.3", "--lump_alpha", "0.4", "--buffer_size", "16",
-         "--replay_batch_size", "4", "--si_c", "0.7", "--derpp_alpha", "0.25", "--derpp_beta", "0.6",
-         "--co2l_lamb", "0.9", "--co2l_current_temp", "0.3", "--co2l_past_temp", "0.05",
-         "--cromo_alpha", "0.5", "--cromo_lambda", "0.6"]
+FLAGS = [
+    "--distill_lamb",
+    str(LAMB),
+    "--ewc_lamb",
+    "3.0",
+    "--less_forget_lamb",
+    "2.0",
+    "--pod_lamb",
+    "1.5",
+    "--pfr_lamb",
+    "0.8",
+    "--der_alpha",
+    "0.3",
+    "--lump_alpha",
+    "0.4",
+    "--buffer_size",
+    "16",
+    "--replay_batch_size",
+    "4",
+    "--si_c",
+    "0.7",
+    "--derpp_alpha",
+    "0.25",
+    "--derpp_beta",
+    "0.6",
+    "--co2l_lamb",
+    "0.9",
+    "--co2l_current_temp",
+    "0.3",
+    "--co2l_past_temp",
+    "0.05",
+    "--cromo_alpha",
+    "0.5",
+    "--cromo_lambda",
+    "0.6",
+]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -53,8 +85,9 @@ class Source:
     def views(self, indices):
         out = []
         for view in range(2):
-            imgs = [torch.randn(3, 16, 16, generator=torch.Generator().manual_seed(100 * int(i) + view))
-                    for i in indices]
+            imgs = [
+                torch.randn(3, 16, 16, generator=torch.Generator().manual_seed(100 * int(i) + view)) for i in indices
+            ]
             out.append(torch.stack(imgs))
         return out
 
@@ -88,36 +121,86 @@ def pooled_pre_relu(backbone, v):
 
 
 def ssl_params(model):  # EWC's weights: the trainable SSL model itself, its backbone and heads
-    return [p for n, p in model.named_parameters()
-            if p.requires_grad and n.split(".")[0] in ("backbone", "projector", "predictor", "prototypes")]
+    return [
+        p
+        for n, p in model.named_parameters()
+        if p.requires_grad and n.split(".")[0] in ("backbone", "projector", "predictor", "prototypes")
+    ]
 
 
 # name -> (views_fn(model, views, rec) -> views the SSL loss sees, term_fn(model, views, rec) -> term)
 # ``rec`` holds what the step drew at random (replayed slots, the mixup lambda).
 REFERENCE = {
-    "ewc": (None, lambda m, v, rec: 0.5 * 3.0 * sum(
-        (f * (p - a) ** 2).sum() for p, a, f in zip(ssl_params(m), rec["anchor"], rec["fisher"]))),
-    "less_forget": (None, lambda m, v, rec: 2.0 * math.sqrt(TASK) * torch.stack(
-        [less_forget_loss(pooled_pre_relu(m.backbone, x), pooled_pre_relu(m.frozen_backbone, x).detach())
-         for x in v]).mean()),
-    "pod": (None, lambda m, v, rec: 1.5 * math.sqrt(TASK + 1) * pod_spatial_loss(
-        pre_relu_stages(m.backbone, v), [h.detach() for h in pre_relu_stages(m.frozen_backbone, v)])),
-    "pfr": (None, lambda m, v, rec: 0.8 * torch.stack(
-        [pfr_loss(m.strategies["pfr"].projector(f), o) for f, o in zip(feats(m, v), frozen_feats(m, v))]).mean()),
+    "ewc": (
+        None,
+        lambda m, v, rec: (
+            0.5 * 3.0 * sum((f * (p - a) ** 2).sum() for p, a, f in zip(ssl_params(m), rec["anchor"], rec["fisher"]))
+        ),
+    ),
+    "less_forget": (
+        None,
+        lambda m, v, rec: (
+            2.0
+            * math.sqrt(TASK)
+            * torch.stack(
+                [
+                    less_forget_loss(pooled_pre_relu(m.backbone, x), pooled_pre_relu(m.frozen_backbone, x).detach())
+                    for x in v
+                ]
+            ).mean()
+        ),
+    ),
+    "pod": (
+        None,
+        lambda m, v, rec: (
+            1.5
+            * math.sqrt(TASK + 1)
+            * pod_spatial_loss(
+                pre_relu_stages(m.backbone, v), [h.detach() for h in pre_relu_stages(m.frozen_backbone, v)]
+            )
+        ),
+    ),
+    "pfr": (
+        None,
+        lambda m, v, rec: (
+            0.8
+            * torch.stack(
+                [pfr_loss(m.strategies["pfr"].projector(f), o) for f, o in zip(feats(m, v), frozen_feats(m, v))]
+            ).mean()
+        ),
+    ),
     "der": (None, lambda m, v, rec: der_term(m, rec, 0.3)),
     "replay": (lambda m, v, rec: [torch.cat([x, r]) for x, r in zip(v, rec["samples"][0][0])], None),
-    "lump": (lambda m, v, rec: [rec["lam"] * x + (1 - rec["lam"]) * r for x, r in zip(v, rec["samples"][0][0])],
-             None),
+    "lump": (lambda m, v, rec: [rec["lam"] * x + (1 - rec["lam"]) * r for x, r in zip(v, rec["samples"][0][0])], None),
     # SI (default --si_params backbone): c * sum Omega (theta - theta~)^2, no 1/2
-    "si": (None, lambda m, v, rec: 0.7 * sum(
-        (w * (p - a) ** 2).sum() for p, a, w in zip(m.backbone.parameters(), rec["si_anchor"], rec["importance"]))),
+    "si": (
+        None,
+        lambda m, v, rec: (
+            0.7
+            * sum(
+                (w * (p - a) ** 2).sum()
+                for p, a, w in zip(m.backbone.parameters(), rec["si_anchor"], rec["importance"])
+            )
+        ),
+    ),
     # DER++: alpha * DER on one buffer batch + beta * the method's SSL loss on another
-    "derpp": (None, lambda m, v, rec: der_term(m, rec, 0.25) + 0.6 * ssl_reference(
-        rec["method"], m, rec["samples"][1][0])[0]),
+    "derpp": (
+        None,
+        lambda m, v, rec: der_term(m, rec, 0.25) + 0.6 * ssl_reference(rec["method"], m, rec["samples"][1][0])[0],
+    ),
     # Co2L: lamb * IRD between the current and the frozen projections of all views at once
-    "co2l": (None, lambda m, v, rec: 0.9 * ird_loss(
-        torch.cat(ssl_reference(rec["method"], m, v)[1]),
-        torch.cat([m.frozen_projector(m.frozen_backbone(x)) for x in v]).detach(), 0.3, 0.05)),
+    "co2l": (
+        None,
+        lambda m, v, rec: (
+            0.9
+            * ird_loss(
+                torch.cat(ssl_reference(rec["method"], m, v)[1]),
+                torch.cat([m.frozen_projector(m.frozen_backbone(x)) for x in v]).detach(),
+                0.3,
+                0.05,
+            )
+        ),
+    ),
     # CroMo-Mixup (Barlow Twins, lambda 0.6, M = min(B, 4)): per view, the mixed images' projection
     # against the current images' (weight lambda) and the frozen model's of the buffer images (1 - lambda)
     "cromo_mixup": (None, lambda m, v, rec: cromo_term(m, v, rec, 0.6, 4)),
@@ -132,8 +215,10 @@ def cromo_term(model, views, rec, lam, k):
     for x, r, zn in zip(views, replayed, z_new):
         z_mix = model.projector(model.backbone(lam * x[:k] + (1 - lam) * r))
         z_old = model.frozen_projector(model.frozen_backbone(r)).detach()
-        terms.append(lam * barlow_loss_func(z_mix, zn[:k], hp.lamb, hp.scale_loss)
-                     + (1 - lam) * barlow_loss_func(z_mix, z_old, hp.lamb, hp.scale_loss))
+        terms.append(
+            lam * barlow_loss_func(z_mix, zn[:k], hp.lamb, hp.scale_loss)
+            + (1 - lam) * barlow_loss_func(z_mix, z_old, hp.lamb, hp.scale_loss)
+        )
     return sum(terms) / len(terms)
 
 
@@ -143,19 +228,26 @@ def der_term(model, rec, alpha):
     views, stored_z = rec["samples"][0]
     return alpha * der_loss(model.backbone(views[0]), stored_z)
 
+
 # each strategy with Barlow Twins; all the loss-term strategies at once with every method
 CASES = {name: ("barlow_twins", [name]) for name in STRATEGIES}
-CASES.update({f"all_terms-{m}": (m, [n for n in ("ewc", "si", "less_forget", "pod", "pfr", "co2l", "der")
-                                         if n in STRATEGIES])
-              for m in METHODS})
+CASES.update(
+    {
+        f"all_terms-{m}": (m, [n for n in ("ewc", "si", "less_forget", "pod", "pfr", "co2l", "der") if n in STRATEGIES])
+        for m in METHODS
+    }
+)
 
 
 def build(method, names):
     missing = [n for n in names if n not in REFERENCE]
-    assert not missing, (f"strategy {missing[0]!r} has no reference in tests/test_strategy_composition.py: "
-                         "add how it changes the batch and its weighted term")
-    model = task1_model(method, *FLAGS, "--task_idx", str(TASK), "--cl_strategy", *names,
-                        distiller=DEFAULT_DISTILLER[method])
+    assert not missing, (
+        f"strategy {missing[0]!r} has no reference in tests/test_strategy_composition.py: "
+        "add how it changes the batch and its weighted term"
+    )
+    model = task1_model(
+        method, *FLAGS, "--task_idx", str(TASK), "--cl_strategy", *names, distiller=DEFAULT_DISTILLER[method]
+    )
     rec: dict = {"method": method}
     g = torch.Generator().manual_seed(1)
     for name, s in model.strategies.items():
@@ -245,5 +337,7 @@ def test_strategy_step_is_the_sum_of_its_weighted_terms(case, monkeypatch):
         other = copy.deepcopy(before)
         sgd_step(other, total(reference_terms(method, other, names, views, rec), without=name))
         without = reference_terms(method, other, names, views, rec)[name]
-        assert after[name] < without, (f"{name}: {terms[name].item():.6f} -> {after[name].item():.6f} after a "
-                                       f"step on the total, {without.item():.6f} after a step without it")
+        assert after[name] < without, (
+            f"{name}: {terms[name].item():.6f} -> {after[name].item():.6f} after a "
+            f"step on the total, {without.item():.6f} after a step without it"
+        )

@@ -1,5 +1,6 @@
 """Continual-strategy terms and the reservoir buffer against naive float64 versions of the papers'
 equations (Python floats via ``tolist()``, sharing no code with the torch implementations)."""
+
 from __future__ import annotations
 
 import math
@@ -42,8 +43,15 @@ def test_ewc_penalty_is_half_lambda_fisher_weighted_squared_distance(dtype):
     params = [rand(3, 4, seed=1, dtype=dtype).requires_grad_(), rand(5, seed=2, dtype=dtype).requires_grad_()]
     anchors = [rand(3, 4, seed=3, dtype=dtype), rand(5, seed=4, dtype=dtype)]
     fisher = [rand(3, 4, seed=5, dtype=dtype).abs(), rand(5, seed=6, dtype=dtype).abs()]
-    expected = 0.5 * 7.0 * sum(f * (p - a) ** 2 for P, A, F in zip(params, anchors, fisher)
-                               for p, a, f in zip(flat(P.detach()), flat(A), flat(F)))
+    expected = (
+        0.5
+        * 7.0
+        * sum(
+            f * (p - a) ** 2
+            for P, A, F in zip(params, anchors, fisher)
+            for p, a, f in zip(flat(P.detach()), flat(A), flat(F))
+        )
+    )
     value = ewc_penalty(params, anchors, fisher, 7.0)
     close(value, expected, dtype)
     value.backward()  # d/dtheta = lambda * F * (theta - theta*)
@@ -99,6 +107,7 @@ def naive_pod(stages, stages_old):
         h, g = h.tolist(), g.tolist()
         per_image = []
         for hb, gb in zip(h, g):
+
             def embed(a):
                 C, H, W = len(a), len(a[0]), len(a[0][0])
                 # PODNet squares the maps before pooling them (pod(): a = torch.pow(a, 2))
@@ -107,6 +116,7 @@ def naive_pod(stages, stages_old):
                 v = width + height
                 n = math.sqrt(sum(x * x for x in v))
                 return [x / n for x in v]
+
             e, o = embed(hb), embed(gb)
             per_image.append(math.sqrt(sum((a - b) ** 2 for a, b in zip(e, o))))
         total += sum(per_image) / len(per_image)

@@ -2,6 +2,7 @@
 PODNet's POD-spatial / POD-flat and its weight, LUCIR's Less-Forget on pre-ReLU features, the
 pre-ReLU stage maps of our backbones, EWC's per-sample Fisher (mammoth's ``ewc_on``) and LUMP's
 buffer views (UCL's ``mixup.py``)."""
+
 from __future__ import annotations
 
 import math
@@ -31,6 +32,7 @@ def podnet_spatial(old_maps, new_maps):
     for a_map, b_map in zip(old_maps, new_maps):
         per_image = []
         for a, b in zip(a_map.tolist(), b_map.tolist()):
+
             def pooled(m):
                 C, H, W = len(m), len(m[0]), len(m[0][0])
                 sq = [[[m[c][y][x] ** 2 for x in range(W)] for y in range(H)] for c in range(C)]
@@ -39,6 +41,7 @@ def podnet_spatial(old_maps, new_maps):
                 v = a_h + a_w
                 norm = math.sqrt(sum(t * t for t in v))
                 return [t / norm for t in v]
+
             pa, pb = pooled(a), pooled(b)
             per_image.append(math.sqrt(sum((x - y) ** 2 for x, y in zip(pa, pb))))  # frobenius_norm(a - b)
         total += sum(per_image) / len(per_image)
@@ -68,8 +71,9 @@ def test_pod_weight_counts_the_current_task():
     # PODNet: scheduled_factor * sqrt(n_classes / task_size), n_classes including the new task's
     for t in range(5):
         assert podnet_factor(t) == pytest.approx(math.sqrt((t + 1) * 20 / 20))
-    args = tiny_args("barlow_twins", "--num_tasks", "5", "--task_idx", "2", "--cl_strategy", "pod",
-                     "--pod_flat_lamb", "1")
+    args = tiny_args(
+        "barlow_twins", "--num_tasks", "5", "--task_idx", "2", "--cl_strategy", "pod", "--pod_flat_lamb", "1"
+    )
     args.num_classes = 4
     pod = build_model(args).strategies["pod"]
     assert pod.lamb == pytest.approx(3 * math.sqrt(3)) and pod.flat_lamb == pytest.approx(math.sqrt(3))
@@ -136,9 +140,10 @@ def test_less_forget_compares_pooled_pre_relu_features_as_lucir():
                 h = stage(h)
             last = net.features[-1]
             feats.append(last[1](last[0](h)).mean(dim=(2, 3)).tolist())  # no final ReLU
-        cos = [sum(a * b for a, b in zip(fa, fb))
-               / (math.sqrt(sum(a * a for a in fa)) * math.sqrt(sum(b * b for b in fb)))
-               for fa, fb in zip(*feats)]
+        cos = [
+            sum(a * b for a, b in zip(fa, fb)) / (math.sqrt(sum(a * a for a in fa)) * math.sqrt(sum(b * b for b in fb)))
+            for fa, fb in zip(*feats)
+        ]
         expected += sum(1 - c for c in cos) / len(cos)
     expected = 5.0 * math.sqrt(2) * expected / len(views)
     assert float(out.logs["less_forget_loss"]) == pytest.approx(expected, abs=ATOL)
@@ -149,9 +154,17 @@ def _net():
     from cassle.methods.prototypes import Prototypes
 
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1),
-                         nn.Flatten(), nn.Linear(4, 5), nn.BatchNorm1d(5), nn.ReLU(inplace=True),
-                         Prototypes(5, 3)).double()
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3),
+        nn.BatchNorm2d(4),
+        nn.ReLU(inplace=True),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 5),
+        nn.BatchNorm1d(5),
+        nn.ReLU(inplace=True),
+        Prototypes(5, 3),
+    ).double()
 
 
 def _two_view_loss(net, x1, x2):
@@ -172,15 +185,16 @@ def test_per_sample_fisher_is_the_mean_squared_per_sample_gradient():
             m.eval()
     params = dict(net.named_parameters())
     batches = [(rand(6, 3, 5, 5, seed=s), rand(6, 3, 5, 5, seed=s + 10)) for s in range(2)]
-    sums, seen = sample_fisher(net, params, [(6, lambda b=b: _two_view_loss(net, *b)) for b in batches],
-                               max_samples=10, chunk=4)
+    sums, seen = sample_fisher(
+        net, params, [(6, lambda b=b: _two_view_loss(net, *b)) for b in batches], max_samples=10, chunk=4
+    )
     assert seen == 10  # 6 + the first 4 of the second batch
     expected = {n: torch.zeros_like(p) for n, p in params.items()}
     for b, (x1, x2) in enumerate(batches):
         for i in range(6 if b == 0 else 4):
-            g = torch.autograd.grad(_two_view_loss(net, x1[i:i + 1], x2[i:i + 1]), list(params.values()))
+            g = torch.autograd.grad(_two_view_loss(net, x1[i : i + 1], x2[i : i + 1]), list(params.values()))
             for n, gi in zip(params, g):
-                expected[n] += gi ** 2
+                expected[n] += gi**2
     for n in params:
         torch.testing.assert_close(sums[n].double() / seen, expected[n] / 10, atol=ATOL, rtol=1e-6)
 
@@ -197,7 +211,7 @@ def test_per_sample_contributions_of_a_coupled_loss_add_up_to_the_batch_gradient
         a, b = net(x1), net(x2)
         a, b = (a - a.mean(0)) / a.std(0), (b - b.mean(0)) / b.std(0)
         c = a.T @ b / 6
-        return ((1 - c.diagonal()) ** 2).sum() + 0.1 * (c ** 2).sum()
+        return ((1 - c.diagonal()) ** 2).sum() + 0.1 * (c**2).sum()
 
     params = dict(net.named_parameters())
     batch_grad = dict(zip(params, torch.autograd.grad(loss(), list(params.values()))))
@@ -219,6 +233,7 @@ def test_online_ewc_decays_the_old_fisher(monkeypatch):
     ewc = model.strategies["ewc"]
     for f in ewc._tensors("fisher"):
         f.fill_(4.0)
+
     def fake_fisher(root, named, batches, max_samples):  # sum 6 over 3 samples: F_task = 2
         return {n: torch.full_like(p, 6.0) for n, p in named.items()}, 3
 
@@ -261,8 +276,7 @@ def test_lump_ucl_views_are_a_fresh_crop_flip_and_the_stored_second_view():
     lam = float(ctx["lump_lambda"])
     mean, std = torch.tensor(dm.mean).view(3, 1, 1), torch.tensor(dm.std).view(3, 1, 1)
     fresh = ((color.float() / 255).view(3, 1, 1) - mean) / std
-    torch.testing.assert_close(mixed[0], lam * views_b[0] + (1 - lam) * fresh.expand_as(views_b[0]),
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(mixed[0], lam * views_b[0] + (1 - lam) * fresh.expand_as(views_b[0]), atol=1e-5, rtol=0)
     torch.testing.assert_close(mixed[1], lam * views_b[1] + (1 - lam) * views_a[1][slots], atol=1e-6, rtol=0)
 
 

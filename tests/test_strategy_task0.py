@@ -7,6 +7,7 @@ and the penalty change nothing. Replay strategies replay from the buffer from th
 task 0 on, as their sources do (UCL, mammoth): their model is built identically, their training
 then differs by design.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,9 @@ def test_task0_strategy_builds_the_plain_model_and_draws_no_random_number(name):
     model, rng = _build("--cl_strategy", name)
     assert torch.equal(rng, plain_rng), f"building {name} at task 0 drew random numbers"
     params = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert params == {n for n, p in plain.named_parameters() if p.requires_grad}, \
+    assert params == {n for n, p in plain.named_parameters() if p.requires_grad}, (
         f"{name} adds parameters at task 0 that nothing uses (DDP rejects them)"
+    )
     state = {k: v for k, v in model.state_dict().items() if not k.startswith(NOT_MODEL)}
     assert state.keys() == plain.state_dict().keys()
     for k, v in plain.state_dict().items():
@@ -66,8 +68,20 @@ def test_task0_with_every_regulariser_trains_exactly_like_the_plain_method(tmp_p
     states = {}
     for label, flags in (("plain", []), ("all", ["--cl_strategy", *regularisers])):
         out = tmp_path / label
-        run_task(tiny_args("barlow_twins", "--num_tasks", "2", "--synthetic_size", "64",
-                           "--deterministic", "--max_epochs", "2", *flags, tmp_path=out))
+        run_task(
+            tiny_args(
+                "barlow_twins",
+                "--num_tasks",
+                "2",
+                "--synthetic_size",
+                "64",
+                "--deterministic",
+                "--max_epochs",
+                "2",
+                *flags,
+                tmp_path=out,
+            )
+        )
         states[label] = torch.load(out / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
     model = {k: v for k, v in states["all"].items() if not k.startswith(NOT_MODEL)}
     assert model.keys() == states["plain"].keys()
@@ -86,14 +100,21 @@ def ddp_groups(names) -> list[list[str]]:
 def test_every_strategy_runs_two_process_ddp_task0_and_task1(tmp_path):
     groups = ddp_groups(list(STRATEGIES))
     assert sorted(n for g in groups for n in g) == sorted(STRATEGIES)
-    proc = subprocess.run([sys.executable, str(REPO / "tests" / "ddp_strategy_worker.py"), str(tmp_path),
-                           json.dumps(groups)], check=False, cwd=REPO, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "ddp_strategy_worker.py"), str(tmp_path), json.dumps(groups)],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert (tmp_path / "done").exists()
     for group in groups:
         for task in range(2):
-            ckpt = torch.load(tmp_path / "+".join(group) / f"task{task}" / "last.ckpt", map_location="cpu",
-                              weights_only=False)
+            ckpt = torch.load(
+                tmp_path / "+".join(group) / f"task{task}" / "last.ckpt", map_location="cpu", weights_only=False
+            )
             # 64 images per task / (16 per device x 2 devices) = 2 steps: the processes split the
             # epoch, and a parameter without a gradient in step 1 fails DDP in step 2
             assert ckpt["global_step"] == 2
@@ -108,8 +129,9 @@ def test_der_term_is_zero_on_the_buffered_images_with_unchanged_weights(method, 
     same function: on the same images, in the same batch, with the same weights the term is 0."""
     from tests.helpers import fake_batch
 
-    args = tiny_args(method, "--num_tasks", "2", "--cl_strategy", "der", "--der_target", target,
-                     "--replay_batch_size", "8")
+    args = tiny_args(
+        method, "--num_tasks", "2", "--cl_strategy", "der", "--der_target", target, "--replay_batch_size", "8"
+    )
     args.num_classes = 4
     torch.manual_seed(0)
     model = build_model(args)

@@ -3,6 +3,7 @@
 ``--`` overrides replace a script's switch by its negation; ``--wandb`` without wandb installed is
 an argparse error naming ``--no-wandb``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,8 +69,16 @@ def test_every_switch_turns_on_and_off_last_one_wins():
             assert getattr(parser.parse_args(base + [flag, neg]), dest) is False, f"{name}: {flag} {neg}"
             assert getattr(parser.parse_args(base + [neg, flag]), dest) is True, f"{name}: {neg} {flag}"
     # method-, distiller- and evaluation-specific switches are among them
-    for flag in ("--exclude_bias_n_norm", "--lars", "--supervised", "--distill_bn_eval", "--knn",
-                 "--download", "--save_checkpoint", "--wandb_online"):
+    for flag in (
+        "--exclude_bias_n_norm",
+        "--lars",
+        "--supervised",
+        "--distill_bn_eval",
+        "--knn",
+        "--download",
+        "--save_checkpoint",
+        "--wandb_online",
+    ):
         assert flag in seen, flag
 
 
@@ -96,8 +105,17 @@ def test_merge_replaces_a_switch_by_its_negation_in_place():
 
 
 def test_task0_drops_negated_distiller_switches_too(tmp_path):
-    argv = ["--method", "barlow_twins", "--num_tasks", "2", "--name", "r", "--distiller", "decorrelative",
-            "--no-distill_bn_eval"]
+    argv = [
+        "--method",
+        "barlow_twins",
+        "--num_tasks",
+        "2",
+        "--name",
+        "r",
+        "--distiller",
+        "decorrelative",
+        "--no-distill_bn_eval",
+    ]
     task0, task1 = plan_tasks(argv, None, str(tmp_path))
     assert not [f for f, _ in split_flags(task0.argv) if "distill" in f]
     assert "--no-distill_bn_eval" in task1.argv
@@ -108,9 +126,21 @@ def test_launcher_prints_the_override_with_the_plan(mode, tmp_path, monkeypatch,
     from cassle.continual.launcher import main
 
     monkeypatch.setenv("DATA_DIR", str(tmp_path))
-    rc = main(["--script", str(REPO / "bash_files/continual/cifar/barlow_distill.sh"), "--experiment_dir",
-               str(tmp_path / "exp"), "--mode", mode, "--dry_run", "--", "--no-wandb", "--no-exclude_bias_n_norm"],
-              repo_root=str(REPO))
+    rc = main(
+        [
+            "--script",
+            str(REPO / "bash_files/continual/cifar/barlow_distill.sh"),
+            "--experiment_dir",
+            str(tmp_path / "exp"),
+            "--mode",
+            mode,
+            "--dry_run",
+            "--",
+            "--no-wandb",
+            "--no-exclude_bias_n_norm",
+        ],
+        repo_root=str(REPO),
+    )
     out = capsys.readouterr().out
     assert rc == 0
     assert "overrides after --: " in out and "--wandb: (switch) -> --no-wandb" in out
@@ -145,5 +175,7 @@ def test_launcher_refuses_wandb_without_wandb_before_writing_anything(tmp_path, 
     err = capsys.readouterr().err
     assert "wandb package is not installed" in err and "-- --no-wandb" in err
     assert not exp.exists()
-    assert main(["--script", script, "--experiment_dir", str(exp), "--dry_run", "--", "--no-wandb"],
-                repo_root=str(REPO)) == 0
+    assert (
+        main(["--script", script, "--experiment_dir", str(exp), "--dry_run", "--", "--no-wandb"], repo_root=str(REPO))
+        == 0
+    )

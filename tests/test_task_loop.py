@@ -92,8 +92,14 @@ def test_pretrained_path_is_refused_for_a_run_starting_at_task_zero(run, tmp_pat
     leftover = tmp_path / "other" / "last.ckpt"
     leftover.parent.mkdir()
     leftover.write_bytes(b"x")
-    proc = subprocess.run(run.command(), cwd=run.dir, env={**run.env(), "PRETRAINED_PATH": str(leftover)},
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        run.command(),
+        cwd=run.dir,
+        env={**run.env(), "PRETRAINED_PATH": str(leftover)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "PRETRAINED_PATH" in proc.stderr and "starts at task 0, which trains from scratch" in proc.stderr
     assert not run.exp.exists() and run.called_tasks() == []
@@ -110,13 +116,15 @@ def _fine_tuned_task0(run, tmp_path):
 def test_command_sh_reruns_a_run_that_started_from_pretrained_path(run, tmp_path):
     pretrained = _fine_tuned_task0(run, tmp_path)
     env = {**run.env(), "PRETRAINED_PATH": str(pretrained)}
-    proc = subprocess.run(run.command(extra=["--task_idx", "1"]), cwd=run.dir, env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        run.command(extra=["--task_idx", "1"]), cwd=run.dir, env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     assert f"PRETRAINED_PATH={pretrained}" in (run.exp / "command.sh").read_text()
     # the printed resume command works from a shell that never set PRETRAINED_PATH
-    rerun = subprocess.run(["bash", str(run.exp / "command.sh")], env=run.env(), capture_output=True,
-                           text=True, timeout=60)
+    rerun = subprocess.run(
+        ["bash", str(run.exp / "command.sh")], env=run.env(), capture_output=True, text=True, timeout=60
+    )
     assert rerun.returncode == 0, rerun.stderr
     assert "task 1 skip, task 2 skip" in rerun.stdout
 
@@ -166,8 +174,11 @@ python main_continual.py --num_tasks 2 --max_epochs 1 --name exports --data_dir 
 
 def test_script_exports_follow_bash():
     env = {"OMP_NUM_THREADS": "1", "HOME": "/h"}
-    assert script_exports(EXPORT_SCRIPT, env) == {"FAKE_EXPORTED": "from-script", "LATER": "yes",
-                                                  "OMP_NUM_THREADS": "3"}
+    assert script_exports(EXPORT_SCRIPT, env) == {
+        "FAKE_EXPORTED": "from-script",
+        "LATER": "yes",
+        "OMP_NUM_THREADS": "3",
+    }
     assert "not-exported" in parse_script(EXPORT_SCRIPT, env)  # still expanded in the command
     assert script_exports(EXPORT_SCRIPT, {}) == {"FAKE_EXPORTED": "from-script", "LATER": "yes"}
 
@@ -183,13 +194,19 @@ def test_exported_variables_reach_every_task_also_on_resume_and_slurm(run):
     assert json.loads((run.exp / "task0" / "args.json").read_text())["env"] == expected
     # resumed from the folder alone (what the SLURM job does): the exports come from the manifest
     env.pop("FAKE_FAIL_TASK")
-    resumed = subprocess.run([sys.executable, str(REPO / "job_launcher.py"), "--experiment_dir", str(run.exp),
-                              "--main_script", str(FAKE)], cwd=run.dir, env=env, capture_output=True,
-                             text=True, timeout=60)
+    resumed = subprocess.run(
+        [sys.executable, str(REPO / "job_launcher.py"), "--experiment_dir", str(run.exp), "--main_script", str(FAKE)],
+        cwd=run.dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads((run.exp / "task1" / "args.json").read_text())["env"] == expected
-    sbatch = subprocess.run(run.command("--mode", "slurm", "--dry_run"), cwd=run.dir, env=env,
-                            capture_output=True, text=True, timeout=60).stdout
+    sbatch = subprocess.run(
+        run.command("--mode", "slurm", "--dry_run"), cwd=run.dir, env=env, capture_output=True, text=True, timeout=60
+    ).stdout
     assert "export FAKE_EXPORTED=from-script" in sbatch and "export OMP_NUM_THREADS=3" in sbatch
     assert "SHELL_ONLY" not in sbatch
 
@@ -199,7 +216,7 @@ def _sbatch_values(text: str) -> dict:
     out = {}
     for line in text.splitlines():
         if line.startswith("#SBATCH "):
-            (word,) = shlex.split(line[len("#SBATCH "):])
+            (word,) = shlex.split(line[len("#SBATCH ") :])
             key, _, value = word.partition("=")
             out[key] = value
     return out
@@ -207,8 +224,12 @@ def _sbatch_values(text: str) -> dict:
 
 def test_sbatch_values_with_spaces_and_quotes_stay_one_value(tmp_path):
     folder = str(tmp_path / "my runs" / 'a "quoted" 100%')
-    text = sbatch_script(SlurmOptions(job_name="cassle-my run", partition="gpu", time="1:00:00"),
-                         ["python", "job_launcher.py"], str(tmp_path), log_pattern(folder))
+    text = sbatch_script(
+        SlurmOptions(job_name="cassle-my run", partition="gpu", time="1:00:00"),
+        ["python", "job_launcher.py"],
+        str(tmp_path),
+        log_pattern(folder),
+    )
     values = _sbatch_values(text)
     assert values["--job-name"] == "cassle-my run"
     assert values["--output"] == folder.replace("%", "%%") + "/slurm-%j.out"

@@ -1,6 +1,7 @@
 """The task loop ends every failure with one clear line and a true record (issue 18, section 4):
 an unreadable task checkpoint is set aside (never deleted) and the task restarts; a full disk while
 the launcher or a task writes is one line, a "failed" record and no stray temporary file."""
+
 from __future__ import annotations
 
 import errno
@@ -68,8 +69,9 @@ def test_disk_full_while_the_launcher_writes_a_task_log(folder, monkeypatch):
     rc, _, err = folder.launch()
     assert rc == 1, err
     log = folder.exp / "task1" / "train.log"
-    expected = (f"[launcher] no space left on device while writing {log}; free some space and rerun the "
-                "same command to resume")
+    expected = (
+        f"[launcher] no space left on device while writing {log}; free some space and rerun the same command to resume"
+    )
     assert [line for line in err.splitlines() if line.strip()] == [expected]
     task1 = folder.manifest()["tasks"]["1"]
     assert task1["status"] == "failed" and "no space left" in task1["disk_full"]
@@ -106,14 +108,19 @@ def test_disk_full_reported_by_a_task(folder, tmp_path):
         "os.makedirs(d, exist_ok=True)\n"
         "open(os.path.join(d, 'last.ckpt.tmp'), 'wb').write(b'half')\n"
         "print(f'error: task 0: no space left on device while writing {d}/last.ckpt', file=sys.stderr)\n"
-        "sys.exit(1)\n")
-    rc = launcher.main(["--script", str(folder.script), "--experiment_dir", str(folder.exp),
-                        "--main_script", str(main)], repo_root=str(REPO))
+        "sys.exit(1)\n"
+    )
+    rc = launcher.main(
+        ["--script", str(folder.script), "--experiment_dir", str(folder.exp), "--main_script", str(main)],
+        repo_root=str(REPO),
+    )
     err = folder.capsys.readouterr().err
     assert rc == 1
-    assert err.strip().splitlines()[-1] == (f"[launcher] task 0: no space left on device while writing "
-                                            f"{folder.exp / 'task0'}/last.ckpt; free some space and rerun "
-                                            "the same command to resume")
+    assert err.strip().splitlines()[-1] == (
+        f"[launcher] task 0: no space left on device while writing "
+        f"{folder.exp / 'task0'}/last.ckpt; free some space and rerun "
+        "the same command to resume"
+    )
     assert folder.manifest()["tasks"]["0"]["status"] == "failed" and _tmp_files(folder.exp) == []
 
 

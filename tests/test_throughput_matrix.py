@@ -1,6 +1,7 @@
 """benchmarks/throughput.py --matrix: every method x {resnet18, vit_small}, each with its paper
 distiller, the ViT rows with the ViT scripts' optimiser (the measurement itself is the single-run
 code, tested in tests/test_benchmark.py; here the loop and the command lines it builds)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -29,8 +30,12 @@ def test_matrix_covers_every_method_on_both_backbones():
     def fake_run(b, log=print):
         seen.append((b.method, b.backbone, b.distiller, tuple(b.modes), tuple(b.extra)))
         views = {"step_premade": 100.0, "finetune_step_premade": 125.0}
-        return {"views_per_s": views, "settings": {"precision": "32"}, "machine": {"device": "cpu"},
-                "cassle_overhead": {"extra_time_fraction": 0.25}}
+        return {
+            "views_per_s": views,
+            "settings": {"precision": "32"},
+            "machine": {"device": "cpu"},
+            "cassle_overhead": {"extra_time_fraction": 0.25},
+        }
 
     b = throughput.parse_bench_args(["--smoke", "--matrix", "--", "--seed", "3"])
     lines = []
@@ -61,11 +66,13 @@ def test_vit_row_command_line_is_the_vit_recipe(tmp_path):
 
     b = throughput.parse_bench_args(["--smoke", "--matrix"])
     b.method, b.backbone, b.extra = "byol", "vit_small", list(matrix.VIT_FLAGS)
-    args = parse_args(throughput.cassle_argv(b, distiller="predictive", data_device="cpu",
-                                             checkpoint_dir=str(tmp_path)))
+    args = parse_args(
+        throughput.cassle_argv(b, distiller="predictive", data_device="cpu", checkpoint_dir=str(tmp_path))
+    )
     assert (args.backbone, args.optimizer, args.lars, args.patch_size) == ("vit_small", "adamw", False, 4)
     assert (args.lr, args.weight_decay, args.exclude_bias_n_norm) == (1.5e-4, 0.1, False)
     b.method = "barlow_twins"  # its RECIPES entry says --lars: the ViT flags come after and win
-    args = parse_args(throughput.cassle_argv(b, distiller="decorrelative", data_device="cpu",
-                                             checkpoint_dir=str(tmp_path)))
+    args = parse_args(
+        throughput.cassle_argv(b, distiller="decorrelative", data_device="cpu", checkpoint_dir=str(tmp_path))
+    )
     assert not args.lars and args.optimizer == "adamw"

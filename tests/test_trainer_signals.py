@@ -4,6 +4,7 @@ Lightning turns SIGTERM during fit into a SystemExit without a code: the process
 with last epoch's checkpoint, and the launcher recorded the truncated task as done. Both runs start
 together (one torch import each, in parallel) and are signalled once their first epoch is saved.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,12 +24,29 @@ def test_sigterm_and_sigint_stop_the_trainer_with_128_plus_signal(tmp_path):
     procs = {}
     for sig in (signal.SIGTERM, signal.SIGINT):
         folder = tmp_path / sig.name
-        argv = tiny_argv("barlow_twins", "--max_epochs", "200", "--synthetic_size", "32",
-                         "--num_tasks", "1", "--task_idx", "0", tmp_path=folder)
-        procs[sig] = (folder, subprocess.Popen(
-            [sys.executable, str(REPO / "main_continual.py"), *argv], cwd=REPO,
-            env={**os.environ, "PYTHONWARNINGS": "ignore"}, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True))
+        argv = tiny_argv(
+            "barlow_twins",
+            "--max_epochs",
+            "200",
+            "--synthetic_size",
+            "32",
+            "--num_tasks",
+            "1",
+            "--task_idx",
+            "0",
+            tmp_path=folder,
+        )
+        procs[sig] = (
+            folder,
+            subprocess.Popen(
+                [sys.executable, str(REPO / "main_continual.py"), *argv],
+                cwd=REPO,
+                env={**os.environ, "PYTHONWARNINGS": "ignore"},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            ),
+        )
     try:
         deadline = time.monotonic() + 120
         for sig, (folder, proc) in procs.items():

@@ -3,6 +3,7 @@ on one fixed batch, lower that method's SSL loss on the batch as recomputed from
 modules (tests/step_reference.py). A method that returns its loss negated (maximising its
 objective) or detached fails here, although its loss function alone is right.
 """
+
 from __future__ import annotations
 
 import copy
@@ -44,8 +45,7 @@ def test_sgd_steps_on_the_method_step_lower_its_ssl_loss(method):
     model = build_model(args).train()
     _, views, targets = fake_batch(batch_size=16, seed=3)
     prepare_step(method, model, views)
-    buffers = {k: v.clone() for k, v in model.state_dict().items()
-               if k not in dict(model.named_parameters())}
+    buffers = {k: v.clone() for k, v in model.state_dict().items() if k not in dict(model.named_parameters())}
     start = measured(method, model, buffers, views)
     for _ in range(STEPS):
         sgd_step(model, model.ssl_step(views, targets).loss)

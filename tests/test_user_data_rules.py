@@ -1,6 +1,7 @@
 """Users' own data: every mistake is found before training, naming the file and the line
 (issue 18, section 5). Each test builds a tiny image set in ``tmp_path``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,12 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cassle.data.custom import (
-    DataError,
-    ImageDecodeError,
-    load_described,
-    validate_images,
-)
+from cassle.data.custom import DataError, ImageDecodeError, load_described, validate_images
 from cassle.data.datamodule import ContinualDataModule
 from cassle.data.prepare import main as prepare_main
 
@@ -56,8 +52,11 @@ def test_label_beyond_the_classes_is_an_error_listing_the_empty_classes(tmp_path
     root = _four_classes(tmp_path)
     with (root / "train.txt").open("a") as f:
         f.write("c3/a.png 1001\n")  # a typo: 1001 for 1
-    with pytest.raises(DataError, match=r"997 of 1002 classes have no training image: 4-1000\. .*"
-                                        r"largest label \+ 1 \(label 1001 at .*train\.txt:5\)"):
+    with pytest.raises(
+        DataError,
+        match=r"997 of 1002 classes have no training image: 4-1000\. .*"
+        r"largest label \+ 1 \(label 1001 at .*train\.txt:5\)",
+    ):
         load_described(root, True)
     # classes only in the test list have no training image either
     _lists(tmp_path / "t", ["c0/a.png 0", "c1/a.png 1"], ["c0/b.png 0", "c2/b.png 2"])
@@ -113,13 +112,20 @@ def test_paths_leaving_the_data_folder_are_refused_naming_the_line(tmp_path):
     (root / "c3" / "inner.png").symlink_to(root / "c3" / "a.png")  # a link inside the folder: fine
     (root / "linked_dir").symlink_to(tmp_path / "outside", target_is_directory=True)
     base = (root / "train.txt").read_text()
-    for n, (line, why) in enumerate([("../outside/x.png 0", r"climbs out of the data folder"),
-                                     (f"{tmp_path / 'outside' / 'x.png'} 1", "is an absolute path"),
-                                     ("c2/link.png 2", "through a symbolic link"),
-                                     ("linked_dir/x.png 3", "through a symbolic link")]):
+    for n, (line, why) in enumerate(
+        [
+            ("../outside/x.png 0", r"climbs out of the data folder"),
+            (f"{tmp_path / 'outside' / 'x.png'} 1", "is an absolute path"),
+            ("c2/link.png 2", "through a symbolic link"),
+            ("linked_dir/x.png 3", "through a symbolic link"),
+        ]
+    ):
         (root / "train.txt").write_text(base + "c3/inner.png 3\n" + line + "\n")
-        with pytest.raises(DataError, match=rf"1 image path\(s\) leave the data folder .*train\.txt:6: "
-                                            rf"image path .* {why}.*--allow_paths_outside_data_dir"):
+        with pytest.raises(
+            DataError,
+            match=rf"1 image path\(s\) leave the data folder .*train\.txt:6: "
+            rf"image path .* {why}.*--allow_paths_outside_data_dir",
+        ):
             _dm(root).setup()
         dm = _dm(root, allow_paths_outside_data_dir=True)  # the user means it
         dm.setup()
@@ -144,12 +150,17 @@ def _gray16(path: Path, values: np.ndarray) -> None:
 
 def _write_png(path: Path, width: int, height: int, depth: int, colour: int, rows: bytes) -> None:
     """A PNG written by hand: IHDR (``depth`` bits, ``colour`` type), the filtered ``rows``, IEND."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _bomb_png(path: Path, width: int, height: int) -> None:
@@ -184,15 +195,16 @@ def test_16bit_images_are_scaled_not_clipped(tmp_path):
         _dm(root).setup()
 
 
-
-
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # PIL warns, then we refuse
 def test_images_above_the_pixel_limit_are_refused_naming_file_limit_and_flag(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # restored after the test
     root = _four_classes(tmp_path)
     _png(root / "c1" / "a.png", size=80)  # 6,400 pixels
-    with pytest.raises(DataError, match=r"train\.txt:2: .*c1/a\.png: 80 x 80 = 6,400 pixels is above the limit "
-                                        r"of 5,000 pixels .*--max_image_pixels"):
+    with pytest.raises(
+        DataError,
+        match=r"train\.txt:2: .*c1/a\.png: 80 x 80 = 6,400 pixels is above the limit "
+        r"of 5,000 pixels .*--max_image_pixels",
+    ):
         _dm(root, max_image_pixels=5000).setup()
     dm = _dm(root, max_image_pixels=5000, validate_images=False)  # unchecked: refused when read
     with pytest.raises(ImageDecodeError, match=r"c1/a\.png \(listed at .*train\.txt:2\).*above the limit of 5,000"):
@@ -200,11 +212,17 @@ def test_images_above_the_pixel_limit_are_refused_naming_file_limit_and_flag(tmp
     assert np.asarray(_dm(root, max_image_pixels=6400).train_full[1][0]).shape == (80, 80, 3)
     # a decompression bomb: 400 million pixels declared in 100 bytes, refused from its header
     _bomb_png(root / "c2" / "a.png", 20000, 20000)
-    with pytest.raises(DataError, match=r"train\.txt:3: .*c2/a\.png: .*exceeds limit .*the limit is 89,478,485 "
-                                        r"pixels .*--max_image_pixels"):
+    with pytest.raises(
+        DataError,
+        match=r"train\.txt:3: .*c2/a\.png: .*exceeds limit .*the limit is 89,478,485 "
+        r"pixels .*--max_image_pixels",
+    ):
         _dm(root).setup()
-    with pytest.raises(DataError, match=r"c2/a\.png: 20000 x 20000 = 400,000,000 pixels is above the limit of "
-                                        r"300,000,000"):
+    with pytest.raises(
+        DataError,
+        match=r"c2/a\.png: 20000 x 20000 = 400,000,000 pixels is above the limit of "
+        r"300,000,000",
+    ):
         _dm(root, max_image_pixels=300_000_000).setup()  # our check, not PIL's, past PIL's default
     _dm(root, max_image_pixels=0).setup()  # 0: no limit (the header check passes; nothing decoded)
 
@@ -223,9 +241,23 @@ def test_a_domain_without_test_images_is_found_before_training(tmp_path):
     from tests.helpers import tiny_argv
 
     out = tmp_path / "task0"
-    argv = tiny_argv("barlow_twins", "--dataset", "custom", "--data_dir", str(root), "--num_classes", "2",
-                     "--split_strategy", "domain", "--domains", "photo", "sketch", "--crop_size", "8",
-                     tmp_path=out)
+    argv = tiny_argv(
+        "barlow_twins",
+        "--dataset",
+        "custom",
+        "--data_dir",
+        str(root),
+        "--num_classes",
+        "2",
+        "--split_strategy",
+        "domain",
+        "--domains",
+        "photo",
+        "sketch",
+        "--crop_size",
+        "8",
+        tmp_path=out,
+    )
     with pytest.raises(DataError, match=r"domain\(s\) sketch have no test images"):
         main(argv)
     assert not (out / "last.ckpt").exists()

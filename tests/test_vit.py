@@ -1,6 +1,7 @@
 """ViT backbones (timm): geometry for the crop, the CLS-token feature, a continual task 0 and
 task 1 with a distiller on `vit_tiny` (CPU, 16 px crops, a few steps), and the checkpoints in
 `main_linear.py`. One torch thread (the suite's rule on the shared 2-core machine)."""
+
 from __future__ import annotations
 
 import json
@@ -63,9 +64,26 @@ def test_feature_is_the_normalised_cls_token():
         assert net(torch.randn(2, 3, 8, 8)).shape == (2, dim)
 
 
-VIT = ["--backbone", "vit_tiny", "--crop_size", "16", "--limit_train_batches", "2",
-       "--limit_val_batches", "1", "--optimizer", "adamw", "--lr", "1.5e-4", "--weight_decay", "0.1",
-       "--warmup_start_lr", "0", "--scheduler_interval", "step"]
+VIT = [
+    "--backbone",
+    "vit_tiny",
+    "--crop_size",
+    "16",
+    "--limit_train_batches",
+    "2",
+    "--limit_val_batches",
+    "1",
+    "--optimizer",
+    "adamw",
+    "--lr",
+    "1.5e-4",
+    "--weight_decay",
+    "0.1",
+    "--warmup_start_lr",
+    "0",
+    "--scheduler_interval",
+    "step",
+]
 
 
 @pytest.fixture(scope="module")
@@ -114,8 +132,20 @@ def test_vit_checkpoint_loads_in_main_linear(vit_run, capsys):
     with torch.no_grad():
         assert torch.equal(backbone(x), task1.backbone.eval()(x))
     out = root / "eval"
-    rc = main_linear.main(["--run_dir", str(root), "--output_dir", str(out), "--max_epochs", "2",
-                           "--num_workers", "0", "--accelerator", "cpu"])
+    rc = main_linear.main(
+        [
+            "--run_dir",
+            str(root),
+            "--output_dir",
+            str(out),
+            "--max_epochs",
+            "2",
+            "--num_workers",
+            "0",
+            "--accelerator",
+            "cpu",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err[-2000:]
     res = json.loads((out / "results.json").read_text())
     assert len(res["accuracy_matrix"]) == 2 and all(len(r) == 2 for r in res["accuracy_matrix"])

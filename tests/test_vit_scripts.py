@@ -1,6 +1,7 @@
 """The ViT CIFAR-100 scripts (bash_files/continual/cifar-vit): the method's ResNet-18 CIFAR script
 with only the backbone and the optimiser recipe replaced, the recipe written out here from its
 sources (MoCo v3's ViT-Small recipe, solo-learn's CIFAR patch size), and a launcher smoke run."""
+
 from __future__ import annotations
 
 import os
@@ -17,15 +18,32 @@ IN100_VIT_SCRIPTS = sorted((SCRIPT_ROOT / "imagenet-100-vit").glob("*.sh"))
 # facebookresearch/moco-v3 CONFIG.md (ViT-Small): --optimizer=adamw --lr=1.5e-4 --weight-decay=.1
 # --warmup-epochs=40, cosine per iteration to 0; solo-learn mocov3_vit.yaml: classifier_lr 3e-4;
 # solo-learn scripts/pretrain/cifar/mae.yaml: vit_small, patch_size 4 on 32 px.
-RECIPE = {"--backbone": ["vit_small"], "--patch_size": ["4"], "--optimizer": ["adamw"], "--lr": ["1.5e-4"],
-          "--classifier_lr": ["3e-4"], "--weight_decay": ["0.1"], "--scheduler": ["warmup_cosine"],
-          "--scheduler_interval": ["step"], "--warmup_epochs": ["40"], "--warmup_start_lr": ["0.0"],
-          "--min_lr": ["0.0"]}
+RECIPE = {
+    "--backbone": ["vit_small"],
+    "--patch_size": ["4"],
+    "--optimizer": ["adamw"],
+    "--lr": ["1.5e-4"],
+    "--classifier_lr": ["3e-4"],
+    "--weight_decay": ["0.1"],
+    "--scheduler": ["warmup_cosine"],
+    "--scheduler_interval": ["step"],
+    "--warmup_epochs": ["40"],
+    "--warmup_start_lr": ["0.0"],
+    "--min_lr": ["0.0"],
+}
 # facebookresearch/dino main_dino.py defaults: adamw, lr 5e-4, warmup 10, min_lr 1e-6, wd 0.04 (biases and
 # norms excluded), clip_grad 3.0, momentum_teacher 0.996; solo-learn dino_vit.yaml: classifier_lr 3e-3.
-DINO_RECIPE = {**RECIPE, "--lr": ["5e-4"], "--classifier_lr": ["3e-3"], "--weight_decay": ["0.04"],
-               "--warmup_epochs": ["10"], "--min_lr": ["1e-6"], "--exclude_bias_n_norm": [],
-               "--clip_grad": ["3.0"], "--base_tau_momentum": ["0.996"]}
+DINO_RECIPE = {
+    **RECIPE,
+    "--lr": ["5e-4"],
+    "--classifier_lr": ["3e-3"],
+    "--weight_decay": ["0.04"],
+    "--warmup_epochs": ["10"],
+    "--min_lr": ["1e-6"],
+    "--exclude_bias_n_norm": [],
+    "--clip_grad": ["3.0"],
+    "--base_tau_momentum": ["0.996"],
+}
 # the ResNet scripts' optimiser flags that the ViT recipe replaces (LARS and its switches)
 REPLACED = {"--eta_lars", "--grad_clip_lars", "--exclude_bias_n_norm"}
 
@@ -39,8 +57,9 @@ def _flags(path: Path) -> list[tuple[str, list[str]]]:
 
 
 def test_both_methods_both_variants_are_shipped():
-    assert [p.name for p in VIT_SCRIPTS] == [f"{m}{v}.sh" for m in ("barlow", "byol", "dino", "mocov3")
-                                             for v in ("", "_distill")]
+    assert [p.name for p in VIT_SCRIPTS] == [
+        f"{m}{v}.sh" for m in ("barlow", "byol", "dino", "mocov3") for v in ("", "_distill")
+    ]
     assert [p.name for p in IN100_VIT_SCRIPTS] == [f"{m}{v}.sh" for m in ("dino", "mocov3") for v in ("", "_distill")]
 
 
@@ -65,8 +84,14 @@ def test_vit_script_is_the_resnet_script_with_the_vit_recipe(path: Path):
 @pytest.mark.parametrize("path", IN100_VIT_SCRIPTS, ids=[p.name for p in IN100_VIT_SCRIPTS])
 def test_imagenet100_vit_script(path: Path):
     ours = dict(_flags(path))
-    recipe = {**_recipe(path), "--patch_size": ["16"], "--crop_size": ["224"], "--devices": ["2"],
-              "--batch_size": ["128"], "--max_epochs": ["400"]}
+    recipe = {
+        **_recipe(path),
+        "--patch_size": ["16"],
+        "--crop_size": ["224"],
+        "--devices": ["2"],
+        "--batch_size": ["128"],
+        "--max_epochs": ["400"],
+    }
     for flag, value in recipe.items():
         assert ours.get(flag) == value, f"{path.name}: {flag} {ours.get(flag)} (recipe: {value})"
     if path.stem.startswith("dino"):  # DINO README, ViT-S/16 boosted run
@@ -86,11 +111,41 @@ def test_vit_cassle_script_smoke_through_launcher(tmp_path):
     data.mkdir()
     _fake_cifar100(data)
     env = {**os.environ, "DATA_DIR": str(data), "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
-    tiny = ["--backbone", "vit_tiny", "--crop_size", "16", "--max_epochs", "1", "--batch_size", "8",
-            "--online_eval_batch_size", "8", "--num_workers", "0", "--proj_hidden_dim", "32",
-            "--output_dim", "16", "--pred_hidden_dim", "32", "--distill_proj_hidden_dim", "32",
-            "--limit_train_batches", "2", "--limit_val_batches", "1", "--accelerator", "cpu",
-            "--devices", "1", "--precision", "32", "--no_progress_bar", "--num_tasks", "2"]
+    tiny = [
+        "--backbone",
+        "vit_tiny",
+        "--crop_size",
+        "16",
+        "--max_epochs",
+        "1",
+        "--batch_size",
+        "8",
+        "--online_eval_batch_size",
+        "8",
+        "--num_workers",
+        "0",
+        "--proj_hidden_dim",
+        "32",
+        "--output_dim",
+        "16",
+        "--pred_hidden_dim",
+        "32",
+        "--distill_proj_hidden_dim",
+        "32",
+        "--limit_train_batches",
+        "2",
+        "--limit_val_batches",
+        "1",
+        "--accelerator",
+        "cpu",
+        "--devices",
+        "1",
+        "--precision",
+        "32",
+        "--no_progress_bar",
+        "--num_tasks",
+        "2",
+    ]
     exp = tmp_path / "exp"
     _launch(SCRIPT_ROOT / "cifar-vit" / "byol_distill.sh", exp, tiny, env)
     for t in range(2):

@@ -7,5 +7,18 @@ from .resnet import BACKBONES, build_backbone, resnet18, resnet50
 from .tiny import TinyConvNet, tiny
 from .vit import VIT_BACKBONES, default_patch_size, vit_base, vit_geometry, vit_kwargs, vit_small, vit_tiny
 
-__all__ = ["BACKBONES", "build_backbone", "resnet18", "resnet50", "tiny", "TinyConvNet",
-           "VIT_BACKBONES", "default_patch_size", "vit_geometry", "vit_kwargs", "vit_tiny", "vit_small", "vit_base"]
+__all__ = [
+    "BACKBONES",
+    "build_backbone",
+    "resnet18",
+    "resnet50",
+    "tiny",
+    "TinyConvNet",
+    "VIT_BACKBONES",
+    "default_patch_size",
+    "vit_geometry",
+    "vit_kwargs",
+    "vit_tiny",
+    "vit_small",
+    "vit_base",
+]

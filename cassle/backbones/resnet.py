@@ -14,7 +14,7 @@ keeps PyTorch's default init, as the reference did when it swapped the layer.
 with weight (gamma) 0, so each block starts as the identity.
 """
 
-from typing import Callable
+from collections.abc import Callable
 
 import torchvision
 from torch import nn
@@ -56,8 +56,11 @@ BACKBONES: dict[str, Callable[..., tuple[nn.Module, int]]] = {
 
 
 def build_backbone(
-    name: str, cifar: bool = False, zero_init_residual: bool = False,
-    img_size: int | None = None, patch_size: int | None = None,
+    name: str,
+    cifar: bool = False,
+    zero_init_residual: bool = False,
+    img_size: int | None = None,
+    patch_size: int | None = None,
 ) -> tuple[nn.Module, int]:
     """Build backbone `name` (a key of BACKBONES); returns (module, feat_dim).
 

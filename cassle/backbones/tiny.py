@@ -27,9 +27,7 @@ class TinyConvNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            _conv_bn_relu(3, 16, stride=1),
-            _conv_bn_relu(16, 32, stride=2),
-            _conv_bn_relu(32, TINY_FEAT_DIM, stride=2),
+            _conv_bn_relu(3, 16, stride=1), _conv_bn_relu(16, 32, stride=2), _conv_bn_relu(32, TINY_FEAT_DIM, stride=2)
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.num_features = TINY_FEAT_DIM

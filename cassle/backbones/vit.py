@@ -20,6 +20,7 @@ tokens. Larger crops get **16**. `dynamic_img_size=True`: other input sizes (DIN
 a probe at another size) interpolate the position embeddings bicubically; at the training size
 timm returns them unchanged.
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -62,16 +63,29 @@ def _vit(name: str, img_size: int, patch_size: int | None) -> tuple[nn.Module, i
 
     embed_dim, depth, heads = VIT_SIZES[name]
     img_size, patch = vit_geometry(img_size, patch_size, small_images=False)
-    net = VisionTransformer(img_size=img_size, patch_size=patch, embed_dim=embed_dim, depth=depth,
-                            num_heads=heads, mlp_ratio=4.0, qkv_bias=True, num_classes=0,
-                            global_pool="token", dynamic_img_size=True)
+    net = VisionTransformer(
+        img_size=img_size,
+        patch_size=patch,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=heads,
+        mlp_ratio=4.0,
+        qkv_bias=True,
+        num_classes=0,
+        global_pool="token",
+        dynamic_img_size=True,
+    )
     assert net.num_features == embed_dim
     return net, embed_dim
 
 
 def _factory(name: str):
-    def build(cifar: bool = False, zero_init_residual: bool = False, img_size: int | None = None,
-              patch_size: int | None = None) -> tuple[nn.Module, int]:
+    def build(
+        cifar: bool = False,
+        zero_init_residual: bool = False,
+        img_size: int | None = None,
+        patch_size: int | None = None,
+    ) -> tuple[nn.Module, int]:
         # `zero_init_residual` has no meaning for a ViT and is ignored; `cifar` only picks the
         # default crop (32 px) when `img_size` is not given.
         return _vit(name, img_size or (32 if cifar else 224), patch_size)

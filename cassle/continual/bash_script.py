@@ -54,8 +54,10 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
                 f"(the flags after it would be lost); remove the line or move it above the command"
             )
         if code and raw.rstrip().endswith("\\") and not code.endswith("\\"):
-            raise PlanError(f"line {number}: the comment swallows the trailing backslash, so bash ends the "
-                            f"command here; move the comment above the command")
+            raise PlanError(
+                f"line {number}: the comment swallows the trailing backslash, so bash ends the "
+                f"command here; move the comment above the command"
+            )
         if not current:
             if not code:
                 continue

@@ -37,11 +37,14 @@ def _metrics(metrics: dict[str, float]) -> str:
     return "".join(f" | {name} {value:.4g}" for name, value in metrics.items())
 
 
-def epoch_line(task_idx: int, epoch: int, max_epochs: int, metrics: dict[str, float],
-               epoch_seconds: float, eta_seconds: float) -> str:
+def epoch_line(
+    task_idx: int, epoch: int, max_epochs: int, metrics: dict[str, float], epoch_seconds: float, eta_seconds: float
+) -> str:
     """``[cassle] task 1 | epoch 3/10 | ssl_loss 12.3 | val/acc1 71.2 | 2.9s | ETA 20s``."""
-    return (f"{MARK} task {task_idx} | epoch {epoch}/{max_epochs}{_metrics(metrics)} | "
-            f"{format_duration(epoch_seconds)} | ETA {format_duration(eta_seconds)}")
+    return (
+        f"{MARK} task {task_idx} | epoch {epoch}/{max_epochs}{_metrics(metrics)} | "
+        f"{format_duration(epoch_seconds)} | ETA {format_duration(eta_seconds)}"
+    )
 
 
 def task_line(task_idx: int, epochs: int, seconds: float, metrics: dict[str, float]) -> str:

@@ -58,10 +58,18 @@ def eval_stale_reason(experiment_dir: str, manifest: dict, eval_protocol: str | 
     return None
 
 
-def run_eval(experiment_dir: str, python: str = sys.executable, eval_script: str = "main_linear.py",
-             force: bool = False, tasks_ran: bool = False, env: dict | None = None,
-             verbose: bool = False, lock_fd: int | None = None, trust_checkpoint: bool = False,
-             eval_protocol: str = "fast") -> int:
+def run_eval(
+    experiment_dir: str,
+    python: str = sys.executable,
+    eval_script: str = "main_linear.py",
+    force: bool = False,
+    tasks_ran: bool = False,
+    env: dict | None = None,
+    verbose: bool = False,
+    lock_fd: int | None = None,
+    trust_checkpoint: bool = False,
+    eval_protocol: str = "fast",
+) -> int:
     """``python main_linear.py --run_dir <exp>`` after the last task, recorded as manifest["eval"].
 
     Skipped only when the existing results describe the checkpoints on disk; any task run by this
@@ -72,30 +80,45 @@ def run_eval(experiment_dir: str, python: str = sys.executable, eval_script: str
         print(f"[launcher] {eval_script} does not exist (yet); skipping the evaluation")
         return 0
     manifest = mf.load_manifest(experiment_dir)
-    why = ("--reeval" if force else "tasks ran" if tasks_ran
-           else eval_stale_reason(experiment_dir, manifest, eval_protocol))
+    why = (
+        "--reeval"
+        if force
+        else "tasks ran"
+        if tasks_ran
+        else eval_stale_reason(experiment_dir, manifest, eval_protocol)
+    )
     if why is None:
-        print(f"[launcher] evaluation is up to date ({os.path.join(experiment_dir, EVAL_RESULTS)} describes "
-              f"the checkpoints on disk); skipping it (--reeval forces it)")
+        print(
+            f"[launcher] evaluation is up to date ({os.path.join(experiment_dir, EVAL_RESULTS)} describes "
+            f"the checkpoints on disk); skipping it (--reeval forces it)"
+        )
         return 0
-    command = [python, eval_script, "--run_dir", experiment_dir, "--eval_protocol", eval_protocol,
-               *(["--trust_checkpoint"] if trust_checkpoint else [])]
+    command = [
+        python,
+        eval_script,
+        "--run_dir",
+        experiment_dir,
+        "--eval_protocol",
+        eval_protocol,
+        *(["--trust_checkpoint"] if trust_checkpoint else []),
+    ]
     log_path = os.path.join(experiment_dir, "eval", "eval.log")
     print(f"[launcher] evaluating ({why}); log: {log_path}", flush=True)
     mf.update_task(experiment_dir, manifest, "eval", "running")
     tail: list[str] = []
     try:
         header = f"\n=== [launcher {datetime.now():%Y-%m-%d %H:%M:%S}] {shlex.join(command)}\n"
-        rc = task_process.run_task(command, log_path, header, env=env, verbose=verbose, tail=tail,
-                                   lock_fd=lock_fd)
+        rc = task_process.run_task(command, log_path, header, env=env, verbose=verbose, tail=tail, lock_fd=lock_fd)
     except OSError as err:
         if not is_disk_full(err):
             raise
         return recovery.disk_full(message(err, log_path), experiment_dir, manifest, "eval")
     except Interrupted as stop:
         mf.update_task(experiment_dir, manifest, "eval", "failed", returncode=-stop.signum, interrupted=True)
-        print(f"[launcher] interrupted by {stop} during the evaluation; rerun the same command to redo it",
-              file=sys.stderr)
+        print(
+            f"[launcher] interrupted by {stop} during the evaluation; rerun the same command to redo it",
+            file=sys.stderr,
+        )
         return 128 + stop.signum
     mf.update_task(experiment_dir, manifest, "eval", "done" if rc == 0 else "failed", returncode=rc)
     if rc != 0:
@@ -103,5 +126,3 @@ def run_eval(experiment_dir: str, python: str = sys.executable, eval_script: str
         print(f"[launcher] evaluation {exit_reason(rc)}; see {log_path}", file=sys.stderr)
         return 1
     return 0
-
-

@@ -57,8 +57,9 @@ def execute(inv: Invocation, main_script: str, eval_script: str) -> int:
         manifest = checked_manifest(mf.load_manifest(experiment_dir), argv, opts.force)  # again, now locked
         plan = recovery.set_aside_unreadable(plan_tasks(argv, manifest, experiment_dir, complete=complete))
         if manifest is None:
-            manifest = mf.new_manifest(name, opts.script and os.path.abspath(opts.script), argv,
-                                       [run.task_idx for run in plan])
+            manifest = mf.new_manifest(
+                name, opts.script and os.path.abspath(opts.script), argv, [run.task_idx for run in plan]
+            )
         else:
             manifest["argv"] = argv
             for run in plan:
@@ -70,8 +71,10 @@ def execute(inv: Invocation, main_script: str, eval_script: str) -> int:
             # Every variable the arguments were built from, PRETRAINED_PATH included: command.sh
             # must rerun this experiment by itself, from any shell.
             command_sh = _write_command_sh(
-                experiment_dir, launcher_command(opts, inv.parser, inv.repo_root, experiment_dir, inv.extra),
-                sorted(set(_script_vars(script_text)) | {"PRETRAINED_PATH"}))
+                experiment_dir,
+                launcher_command(opts, inv.parser, inv.repo_root, experiment_dir, inv.extra),
+                sorted(set(_script_vars(script_text)) | {"PRETRAINED_PATH"}),
+            )
         else:
             command_sh = os.path.join(experiment_dir, "command.sh")
         print(f"[launcher] experiment: {experiment_dir}\n[launcher] rerun / resume: bash {command_sh}", flush=True)
@@ -86,8 +89,7 @@ def submit_job(inv: Invocation, manifest: dict) -> int:
     experiment_dir, slurm_opts, job_command, applied = inv.experiment_dir, inv.slurm_opts, inv.job_command, inv.applied
     print("".join(f"[launcher] {line}\n" for line in applied), end="", flush=True)
     sbatch_path = os.path.join(experiment_dir, "job.sbatch")
-    atomic_write_text(sbatch_path, sbatch_script(slurm_opts, job_command, os.getcwd(),
-                                                 log_pattern(experiment_dir)))
+    atomic_write_text(sbatch_path, sbatch_script(slurm_opts, job_command, os.getcwd(), log_pattern(experiment_dir)))
     job_id = submit(sbatch_path)
     job = {"job_id": job_id, "submitted": mf.now(), "sbatch": sbatch_path}
     manifest.setdefault("slurm_jobs", []).append(job)
@@ -104,14 +106,22 @@ def run_here(inv: Invocation, plan: Sequence[TaskRun], main_script: str, eval_sc
     _print_overrides(overrides, "[launcher] ")
     print("".join(f"[launcher] {line}\n" for line in applied), end="", flush=True)
     _print_plan_summary(plan)
-    rc = run_local(plan, experiment_dir, sys.executable, main_script, prefix, env=exports,
-                   verbose=opts.verbose, lock_fd=lock_fd)
+    rc = run_local(
+        plan, experiment_dir, sys.executable, main_script, prefix, env=exports, verbose=opts.verbose, lock_fd=lock_fd
+    )
     if rc == 0 and opts.eval:
-        rc = run_eval(experiment_dir, sys.executable, eval_script, force=opts.reeval,
-                      tasks_ran=any(run.action != "skip" for run in plan), env=exports,
-                      verbose=opts.verbose, lock_fd=lock_fd,
-                      trust_checkpoint=get_flag(argv, "--trust_checkpoint") is True,
-                      eval_protocol=opts.eval_protocol)
+        rc = run_eval(
+            experiment_dir,
+            sys.executable,
+            eval_script,
+            force=opts.reeval,
+            tasks_ran=any(run.action != "skip" for run in plan),
+            env=exports,
+            verbose=opts.verbose,
+            lock_fd=lock_fd,
+            trust_checkpoint=get_flag(argv, "--trust_checkpoint") is True,
+            eval_protocol=opts.eval_protocol,
+        )
     if rc == 0:
         print(f"[launcher] all tasks done: {experiment_dir}")
     return rc
@@ -122,8 +132,9 @@ def _script_vars(text: str) -> list[str]:
 
 
 def _write_command_sh(experiment_dir: str, command: Sequence[str], env_vars: Sequence[str]) -> str:
-    env = [f"{trust.check_shell_name(k, 'command.sh')}={shlex.quote(os.environ[k])}"
-           for k in env_vars if os.environ.get(k)]
+    env = [
+        f"{trust.check_shell_name(k, 'command.sh')}={shlex.quote(os.environ[k])}" for k in env_vars if os.environ.get(k)
+    ]
     text = (
         "#!/usr/bin/env bash\n"
         "# Rerun this experiment: finished tasks are skipped, an interrupted one resumes from its\n"

@@ -79,7 +79,7 @@ def set_flag(argv: Sequence[str], flag: str, *values: str) -> list[str]:
 
 def flag_key(flag: str) -> str:
     """The flag a token sets: ``--no-wandb`` -> ``--wandb`` (a negated switch); others unchanged."""
-    return "--" + flag[len("--no-"):] if flag.startswith("--no-") else flag
+    return "--" + flag[len("--no-") :] if flag.startswith("--no-") else flag
 
 
 def _by_key(argv: Sequence[str]) -> dict[str, tuple[str, list[str]]]:

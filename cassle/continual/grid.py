@@ -7,13 +7,14 @@ ones are skipped, unfinished ones resume (the manifest of each folder decides, a
 Locally the runs go one after another (a failed run does not stop the others; the call exits
 non-zero if any failed); with ``--mode slurm`` each run is submitted as its own job.
 """
+
 from __future__ import annotations
 
 import copy
 import os
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from cassle.continual.plan import PlanError, get_flag, merge_args, parse_script
 
@@ -27,8 +28,9 @@ class GridRun:
     extra: list[str]
 
 
-def plan_grid(scripts: Sequence[str], seeds: Sequence[int] | None, extra: Sequence[str],
-              root: str | None, env=os.environ) -> list[GridRun]:
+def plan_grid(
+    scripts: Sequence[str], seeds: Sequence[int] | None, extra: Sequence[str], root: str | None, env=os.environ
+) -> list[GridRun]:
     """The runs of the grid, checked before anything runs (missing scripts, clashing names)."""
     root = root or "experiments"
     runs, folders = [], {}
@@ -40,16 +42,20 @@ def plan_grid(scripts: Sequence[str], seeds: Sequence[int] | None, extra: Sequen
         name = get_flag(argv, "--name")
         if not isinstance(name, str) or not name:
             raise PlanError(f"{script}: --name is missing (it names the run and its folder)")
-        for seed in (seeds or [None]):
+        for seed in seeds or [None]:
             run_name = name if seed is None else f"{name}-seed{seed}"
             if run_name in (".", "..") or any(sep and sep in run_name for sep in ("/", os.sep, os.altsep, "\0")):
-                raise PlanError(f"{script}: --name {run_name!r} cannot name a run folder of a grid (it is '.' "
-                                "or '..' or holds a path separator); give a plain name")
+                raise PlanError(
+                    f"{script}: --name {run_name!r} cannot name a run folder of a grid (it is '.' "
+                    "or '..' or holds a path separator); give a plain name"
+                )
             run_extra = list(extra) if seed is None else [*extra, "--seed", str(seed), "--name", run_name]
             folder = os.path.abspath(os.path.join(root, run_name.replace(os.sep, "_")))
             if folder in folders:
-                raise PlanError(f"{script} and {folders[folder]} would share the run folder {folder} "
-                                "(same --name); give the scripts different names")
+                raise PlanError(
+                    f"{script} and {folders[folder]} would share the run folder {folder} "
+                    "(same --name); give the scripts different names"
+                )
             folders[folder] = script
             runs.append(GridRun(script, seed, run_name, folder, run_extra))
     return runs

@@ -65,8 +65,9 @@ class Invocation:
     plan: list[TaskRun]  # as planned before the folder is locked (a dry run shows it)
 
 
-def prepare(opts: argparse.Namespace, parser: argparse.ArgumentParser, extra: Sequence[str],
-            repo_root: str) -> Invocation:
+def prepare(
+    opts: argparse.Namespace, parser: argparse.ArgumentParser, extra: Sequence[str], repo_root: str
+) -> Invocation:
     """Every check of the invocation, before anything is written; raises PlanError (or
     FileNotFoundError, ValueError, ...) with the message for the user."""
     if opts.mode == "local":
@@ -116,21 +117,36 @@ def prepare(opts: argparse.Namespace, parser: argparse.ArgumentParser, extra: Se
         raise PlanError("--name is missing from the script arguments (it names the run and its folder)")
     experiment_dir = os.path.abspath(
         opts.experiment_dir
-        or os.path.join("experiments", f"{datetime.now():%Y-%m-%d_%H-%M-%S}-{name.replace(os.sep, '_')}"))
+        or os.path.join("experiments", f"{datetime.now():%Y-%m-%d_%H-%M-%S}-{name.replace(os.sep, '_')}")
+    )
     prefix = srun_prefix() if opts.srun else []
     slurm_opts = SlurmOptions(
-        job_name=opts.job_name or f"cassle-{name}", partition=opts.partition, account=opts.account,
-        qos=opts.qos, num_gpus=opts.num_gpus, cpus_per_task=opts.cpus_per_task, mem=opts.mem,
-        time=opts.time, nodes=opts.nodes, requeue=opts.requeue, env=exports)
-    job_command = launcher_command(opts, parser, repo_root, experiment_dir, trust.widening_flags_in(argv, extra),
-                                   mode="local", srun=True)
+        job_name=opts.job_name or f"cassle-{name}",
+        partition=opts.partition,
+        account=opts.account,
+        qos=opts.qos,
+        num_gpus=opts.num_gpus,
+        cpus_per_task=opts.cpus_per_task,
+        mem=opts.mem,
+        time=opts.time,
+        nodes=opts.nodes,
+        requeue=opts.requeue,
+        env=exports,
+    )
+    job_command = launcher_command(
+        opts, parser, repo_root, experiment_dir, trust.widening_flags_in(argv, extra), mode="local", srun=True
+    )
     applied = [] if script_text is not None else trust.describe(where, argv, exports, flags_left_out, env_left_out)
 
     # Every check (arguments, manifest, pretrained file) runs before anything is written.
     epochs, steps = task_schedule(argv)
     complete = lambda ckpt, t: task_complete(ckpt, t, epochs, steps)  # noqa: E731
-    plan = plan_tasks(argv, checked_manifest(mf.load_manifest(experiment_dir), argv, opts.force, quiet=True),
-                      experiment_dir, complete=complete)
+    plan = plan_tasks(
+        argv,
+        checked_manifest(mf.load_manifest(experiment_dir), argv, opts.force, quiet=True),
+        experiment_dir,
+        complete=complete,
+    )
     if opts.main_script is None:  # the repository's main_continual.py: its parser is importable
         validate_task_args(plan)
     _check_external_checkpoint(argv)
@@ -138,8 +154,24 @@ def prepare(opts: argparse.Namespace, parser: argparse.ArgumentParser, extra: Se
     # Before the folder or any task exists; a SLURM job checks on its node (it runs this locally).
     if opts.mode == "local" and wandb_missing(get_flag(argv, "--wandb") is True):
         raise PlanError(WANDB_MISSING)
-    return Invocation(opts, parser, repo_root, extra, script_text, argv, exports, overrides, applied, name,
-                      experiment_dir, prefix, slurm_opts, job_command, complete, plan)
+    return Invocation(
+        opts,
+        parser,
+        repo_root,
+        extra,
+        script_text,
+        argv,
+        exports,
+        overrides,
+        applied,
+        name,
+        experiment_dir,
+        prefix,
+        slurm_opts,
+        job_command,
+        complete,
+        plan,
+    )
 
 
 def validate_task_args(plan: Sequence[TaskRun]) -> None:
@@ -161,8 +193,7 @@ def validate_task_args(plan: Sequence[TaskRun]) -> None:
         except SystemExit as stop:
             lines = [line for line in err.getvalue().splitlines() if "error:" in line]
             why = lines[-1].split("error:", 1)[1].strip() if lines else str(stop.code)
-            raise PlanError(f"task {run.task_idx}: main_continual.py would refuse its arguments: "
-                            f"{why}") from None
+            raise PlanError(f"task {run.task_idx}: main_continual.py would refuse its arguments: {why}") from None
 
 
 def _domain_task_count(argv: list[str]) -> list[str]:
@@ -171,8 +202,11 @@ def _domain_task_count(argv: list[str]) -> list[str]:
     The data layer decides (DomainNet: its reference order; other data: an error listing the
     domains found, before anything is written); ``--num_tasks`` is then added to the arguments.
     """
-    if (get_flag(argv, "--split_strategy") != "domain" or get_flag(argv, "--num_tasks") is not None
-            or get_flag(argv, "--domains") is not None):
+    if (
+        get_flag(argv, "--split_strategy") != "domain"
+        or get_flag(argv, "--num_tasks") is not None
+        or get_flag(argv, "--domains") is not None
+    ):
         return argv
     from cassle.data.args import task_count  # the data layer (heavy imports): only on this path
 
@@ -183,8 +217,9 @@ def _domain_task_count(argv: list[str]) -> list[str]:
 
         count = len(resolve_domains(describe(data_dir), None, "domain"))  # raises, naming the domains found
     if count is None:
-        raise PlanError(f"--split_strategy domain on --dataset {dataset} needs --domains (the task order) "
-                        "and --data_dir")
+        raise PlanError(
+            f"--split_strategy domain on --dataset {dataset} needs --domains (the task order) and --data_dir"
+        )
     return set_flag(argv, "--num_tasks", str(count))
 
 
@@ -206,7 +241,8 @@ def checked_manifest(manifest: dict | None, argv: Sequence[str], force: bool, qu
     if diffs and not force:
         raise PlanError(
             "this experiment folder was started with other arguments; use a new --experiment_dir, "
-            "or --force to resume anyway. Differences (recorded -> now): " + "; ".join(diffs))
+            "or --force to resume anyway. Differences (recorded -> now): " + "; ".join(diffs)
+        )
     if diffs and not quiet:
         print("[launcher] --force: resuming despite changed arguments: " + "; ".join(diffs), file=sys.stderr)
     return manifest

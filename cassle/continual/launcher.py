@@ -41,15 +41,24 @@ from cassle.continual.stop_signals import STOP, Interrupted
 from cassle.continual.task_process import run_task
 from cassle.utils.diskfull import is_disk_full, message
 
-__all__ = ["run_local", "run_eval", "run_task", "main", "build_parser", "eval_stale_reason",
-           "RESUME_NEUTRAL_FLAGS", "EVAL_RESULTS", "validate_task_args"]
+__all__ = [
+    "run_local",
+    "run_eval",
+    "run_task",
+    "main",
+    "build_parser",
+    "eval_stale_reason",
+    "RESUME_NEUTRAL_FLAGS",
+    "EVAL_RESULTS",
+    "validate_task_args",
+]
 
 
 def _split_extra(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     argv = list(argv)
     if "--" in argv:
         i = argv.index("--")
-        return argv[:i], argv[i + 1:]
+        return argv[:i], argv[i + 1 :]
     return argv, []
 
 
@@ -58,8 +67,10 @@ def main(argv: Sequence[str] | None = None, repo_root: str | None = None) -> int
     launcher_argv, extra = _split_extra(sys.argv[1:] if argv is None else argv)
     opts, unknown = parser.parse_known_args(launcher_argv)
     if unknown:  # exits 2, like any argparse error
-        parser.error(f"unrecognized arguments: {' '.join(unknown)} (flags for main_continual.py go "
-                     f"after `--`, e.g. job_launcher.py --script S -- --max_epochs 1)")
+        parser.error(
+            f"unrecognized arguments: {' '.join(unknown)} (flags for main_continual.py go "
+            f"after `--`, e.g. job_launcher.py --script S -- --max_epochs 1)"
+        )
     repo_root = repo_root or os.getcwd()
     main_script = os.path.abspath(opts.main_script or os.path.join(repo_root, "main_continual.py"))
     eval_script = os.path.abspath(opts.eval_script or os.path.join(repo_root, "main_linear.py"))
@@ -73,8 +84,11 @@ def main(argv: Sequence[str] | None = None, repo_root: str | None = None) -> int
         except OSError as err:  # a full disk while the launcher writes (manifest, command.sh, ...)
             if not is_disk_full(err):
                 raise
-            print(f"job_launcher.py: error: {message(err, one.experiment_dir or 'the experiment folder')}; "
-                  "free some space and rerun the same command", file=sys.stderr)
+            print(
+                f"job_launcher.py: error: {message(err, one.experiment_dir or 'the experiment folder')}; "
+                "free some space and rerun the same command",
+                file=sys.stderr,
+            )
             return 1
 
     scripts = opts.script or []

@@ -70,46 +70,58 @@ def run_local(
         command = [*prefix, python, main_script, *run.argv]
         verb = f"resuming from {run.resume_from}" if run.action == "resume" else "starting"
         note = f" ({run.note})" if run.note else ""
-        print(f"[launcher] task {t} ({t + 1 - plan[0].task_idx}/{total}): {verb}{note}; log: {run.log_path}",
-              flush=True)
-        header = (f"\n=== [launcher {datetime.now():%Y-%m-%d %H:%M:%S}] task {t} {run.action}: "
-                  f"{shlex.join(command)}\n")
+        print(
+            f"[launcher] task {t} ({t + 1 - plan[0].task_idx}/{total}): {verb}{note}; log: {run.log_path}", flush=True
+        )
+        header = f"\n=== [launcher {datetime.now():%Y-%m-%d %H:%M:%S}] task {t} {run.action}: {shlex.join(command)}\n"
         started, tail = time.monotonic(), []
         try:
             mf.update_task(experiment_dir, manifest, t, "running", checkpoint=None)
-            rc = task_process.run_task(command, run.log_path, header, env=env, verbose=verbose, tail=tail,
-                                       lock_fd=lock_fd)
+            rc = task_process.run_task(
+                command, run.log_path, header, env=env, verbose=verbose, tail=tail, lock_fd=lock_fd
+            )
         except OSError as err:
             if not is_disk_full(err):
                 raise
             return recovery.disk_full(message(err, run.log_path), experiment_dir, manifest, t)
         except Interrupted as stop:
             mf.update_task(experiment_dir, manifest, t, "failed", returncode=-stop.signum, interrupted=True)
-            print(f"[launcher] interrupted by {stop} during task {t}; rerun the same command to resume",
-                  file=sys.stderr)
+            print(
+                f"[launcher] interrupted by {stop} during task {t}; rerun the same command to resume", file=sys.stderr
+            )
             return 128 + stop.signum
         if rc != 0:
             mf.update_task(experiment_dir, manifest, t, "failed", returncode=rc)
             show_tail(tail, run.log_path)
             if recovery.disk_full_in(tail):  # the task's own line names the file
                 return recovery.disk_full(recovery.disk_full_in(tail), experiment_dir, None, t)
-            print(f"[launcher] task {t} {exit_reason(rc)}; see {run.log_path}; "
-                  f"rerun the same command to resume", file=sys.stderr)
+            print(
+                f"[launcher] task {t} {exit_reason(rc)}; see {run.log_path}; rerun the same command to resume",
+                file=sys.stderr,
+            )
             return 1
         if not os.path.exists(run.checkpoint):
             mf.update_task(experiment_dir, manifest, t, "failed", returncode=rc)
             show_tail(tail, run.log_path)
-            print(f"[launcher] task {t} exited 0 but wrote no {run.checkpoint}; see {run.log_path}; "
-                  f"treating it as failed (rerun the same command to retry)", file=sys.stderr)
+            print(
+                f"[launcher] task {t} exited 0 but wrote no {run.checkpoint}; see {run.log_path}; "
+                f"treating it as failed (rerun the same command to retry)",
+                file=sys.stderr,
+            )
             return 1
         done, why = task_complete(run.checkpoint, t, *task_schedule(run.argv))
         if not done:
             mf.update_task(experiment_dir, manifest, t, "failed", returncode=rc, truncated=why)
             show_tail(tail, run.log_path)
-            print(f"[launcher] task {t} exited 0 but {why}: not done (a truncated task never feeds "
-                  f"the next one); rerun the same command to resume it", file=sys.stderr)
+            print(
+                f"[launcher] task {t} exited 0 but {why}: not done (a truncated task never feeds "
+                f"the next one); rerun the same command to resume it",
+                file=sys.stderr,
+            )
             return 1
         mf.update_task(experiment_dir, manifest, t, "done", returncode=0, checkpoint=run.checkpoint)
-        print(f"[launcher] task {t}: done ({why}) in {format_duration(time.monotonic() - started)} "
-              f"-> {run.checkpoint}", flush=True)
+        print(
+            f"[launcher] task {t}: done ({why}) in {format_duration(time.monotonic() - started)} -> {run.checkpoint}",
+            flush=True,
+        )
     return 0

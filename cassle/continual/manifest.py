@@ -17,8 +17,8 @@ import contextlib
 import fcntl
 import json
 import os
+from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import Iterable, Iterator
 
 from cassle.utils.checkpoint import atomic_write_text
 

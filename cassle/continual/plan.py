@@ -110,8 +110,10 @@ def _num_tasks(argv: Sequence[str]) -> int:
         count = 1 if isinstance(domains, str) else len(domains)
         given = get_flag(argv, "--num_tasks")
         if given is not None and _int_flag(argv, "--num_tasks", None) != count:
-            raise PlanError(f"--num_tasks {given} does not match the {count} domains of --domains: a domain split "
-                            "has one task per domain; drop --num_tasks (it follows the domains)")
+            raise PlanError(
+                f"--num_tasks {given} does not match the {count} domains of --domains: a domain split "
+                "has one task per domain; drop --num_tasks (it follows the domains)"
+            )
         return count
     return _int_flag(argv, "--num_tasks", None)
 
@@ -188,11 +190,11 @@ def plan_tasks(
                 continue
             note = f"recorded done, but {verdict[1]}"
         if t == start and prev and not exists(prev):
-            raise PlanError(f"pretrained model for task {t} not found: {prev} "
-                            f"(from PRETRAINED_PATH / --pretrained_model)")
+            raise PlanError(
+                f"pretrained model for task {t} not found: {prev} (from PRETRAINED_PATH / --pretrained_model)"
+            )
         if not redoing and exists(ckpt):
-            runs.append(TaskRun(t, task_argv + ["--resume_from_checkpoint", ckpt], ckpt_dir, "resume",
-                                ckpt, note))
+            runs.append(TaskRun(t, task_argv + ["--resume_from_checkpoint", ckpt], ckpt_dir, "resume", ckpt, note))
         else:
             runs.append(TaskRun(t, task_argv, ckpt_dir, "run"))
         redoing = True

@@ -23,15 +23,27 @@ __all__ = ["PROGRESS_KEY", "progress_record", "read_checkpoint_record", "read_pr
 PROGRESS_KEY = "cassle_progress"
 
 # Classes the reader may really build (plain containers); everything else becomes a placeholder.
-_SAFE = {("collections", "OrderedDict"), ("builtins", "set"), ("builtins", "frozenset"),
-         ("builtins", "slice"), ("builtins", "complex"), ("builtins", "bytearray")}
+_SAFE = {
+    ("collections", "OrderedDict"),
+    ("builtins", "set"),
+    ("builtins", "frozenset"),
+    ("builtins", "slice"),
+    ("builtins", "complex"),
+    ("builtins", "bytearray"),
+}
 
 
-def progress_record(task_idx: int, epochs_done: int, max_epochs: int, global_step: int,
-                    max_steps: int) -> dict[str, int]:
+def progress_record(
+    task_idx: int, epochs_done: int, max_epochs: int, global_step: int, max_steps: int
+) -> dict[str, int]:
     """What the trainer stores with each checkpoint (plain ints only, so the launcher can read it)."""
-    return {"task_idx": int(task_idx), "epochs_done": int(epochs_done), "max_epochs": int(max_epochs),
-            "global_step": int(global_step), "max_steps": int(max_steps)}
+    return {
+        "task_idx": int(task_idx),
+        "epochs_done": int(epochs_done),
+        "max_epochs": int(max_epochs),
+        "global_step": int(global_step),
+        "max_steps": int(max_steps),
+    }
 
 
 class _Opaque:
@@ -95,8 +107,9 @@ def read_progress(path: str) -> dict[str, int]:
     return {"epochs_done": epoch, "global_step": step}
 
 
-def task_complete(path: str, task_idx: int, max_epochs: int | None = None,
-                  max_steps: int | None = None) -> tuple[bool, str]:
+def task_complete(
+    path: str, task_idx: int, max_epochs: int | None = None, max_steps: int | None = None
+) -> tuple[bool, str]:
     """(done?, why) for the checkpoint of task ``task_idx`` planned with ``max_epochs`` epochs
     (``max_steps`` > 0: or that many steps). Planned values the caller does not know (flags absent
     from the script: the trainer's defaults) are taken from the record."""

@@ -14,9 +14,9 @@ from __future__ import annotations
 import os
 import sys
 import zipfile
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Sequence
 
 from cassle.continual import manifest as mf
 from cassle.continual.plan import TaskRun, drop_flags
@@ -52,12 +52,17 @@ def set_aside_unreadable(plan: Sequence[TaskRun], dry_run: bool = False) -> list
             continue
         aside = f"{run.resume_from}.unreadable-{datetime.now():%Y%m%d-%H%M%S}"
         if dry_run:
-            print(f"# task {run.task_idx}: {run.resume_from} cannot be read ({why}); the run will move it to "
-                  f"{aside} and restart the task from its start")
+            print(
+                f"# task {run.task_idx}: {run.resume_from} cannot be read ({why}); the run will move it to "
+                f"{aside} and restart the task from its start"
+            )
         else:
             os.replace(run.resume_from, aside)
-            print(f"[launcher] task {run.task_idx}: {run.resume_from} cannot be read ({why}); moved it to "
-                  f"{aside} (kept, not deleted) and restarting task {run.task_idx} from its start", flush=True)
+            print(
+                f"[launcher] task {run.task_idx}: {run.resume_from} cannot be read ({why}); moved it to "
+                f"{aside} (kept, not deleted) and restarting task {run.task_idx} from its start",
+                flush=True,
+            )
         argv = drop_flags(run.argv, lambda f: f == "--resume_from_checkpoint")
         out.append(replace(run, argv=argv, action="run", resume_from=None, note=""))
     return out
@@ -86,7 +91,10 @@ def disk_full(line: str, experiment_dir: str, manifest: dict | None, key) -> int
 
 def _subfolders(folder: str) -> list[str]:
     try:
-        return [d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d))
-                and not os.path.islink(os.path.join(folder, d))]
+        return [
+            d
+            for d in os.listdir(folder)
+            if os.path.isdir(os.path.join(folder, d)) and not os.path.islink(os.path.join(folder, d))
+        ]
     except OSError:
         return []

@@ -18,8 +18,8 @@ import re
 import shlex
 import shutil
 import subprocess
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 __all__ = ["SlurmError", "SlurmOptions", "sbatch_script", "sbatch_quote", "log_pattern", "submit", "srun_prefix"]
 
@@ -83,8 +83,14 @@ def sbatch_script(opts: SlurmOptions, command: Sequence[str], workdir: str, log_
     ]
     if opts.num_gpus > 0:
         lines.append(f"#SBATCH --gres=gpu:{opts.num_gpus}")
-    for key, value in (("cpus-per-task", opts.cpus_per_task), ("mem", opts.mem), ("time", opts.time),
-                       ("partition", opts.partition), ("account", opts.account), ("qos", opts.qos)):
+    for key, value in (
+        ("cpus-per-task", opts.cpus_per_task),
+        ("mem", opts.mem),
+        ("time", opts.time),
+        ("partition", opts.partition),
+        ("account", opts.account),
+        ("qos", opts.qos),
+    ):
         if value is not None:
             lines.append(f"#SBATCH --{key}={sbatch_quote(value)}")
     if opts.requeue:
@@ -114,8 +120,10 @@ def srun_prefix() -> list[str]:
 def submit(sbatch_path: str) -> str:
     """``sbatch --parsable sbatch_path``; returns the job id."""
     if shutil.which("sbatch") is None:
-        raise SlurmError("sbatch is not on PATH: --mode slurm needs a SLURM client (scripts/slurm_setup.sh "
-                         "starts a single-node cluster for testing)")
+        raise SlurmError(
+            "sbatch is not on PATH: --mode slurm needs a SLURM client (scripts/slurm_setup.sh "
+            "starts a single-node cluster for testing)"
+        )
     proc = subprocess.run(["sbatch", "--parsable", sbatch_path], capture_output=True, text=True)
     if proc.returncode != 0:
         raise SlurmError(f"sbatch refused {sbatch_path} (exit {proc.returncode}): {proc.stderr.strip()}")

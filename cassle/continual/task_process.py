@@ -34,8 +34,15 @@ def _console_write(data: bytes) -> None:
     sys.stdout.flush()
 
 
-def run_task(command: Sequence[str], log_path: str, header: str = "", env: dict | None = None,
-             verbose: bool = False, tail: list[str] | None = None, lock_fd: int | None = None) -> int:
+def run_task(
+    command: Sequence[str],
+    log_path: str,
+    header: str = "",
+    env: dict | None = None,
+    verbose: bool = False,
+    tail: list[str] | None = None,
+    lock_fd: int | None = None,
+) -> int:
     """Run ``command``; append its stdout+stderr to ``log_path`` and show its console lines.
 
     ``env``: extra environment variables for the command. ``verbose``: the console gets every
@@ -55,10 +62,14 @@ def run_task(command: Sequence[str], log_path: str, header: str = "", env: dict 
         STOP.starting = True
         try:
             parent = os.getpid()
-            proc = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
-                                    pass_fds=() if lock_fd is None else (lock_fd,),
-                                    preexec_fn=lambda: child_setup(parent, received_before))
+            proc = subprocess.Popen(
+                list(command),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
+                pass_fds=() if lock_fd is None else (lock_fd,),
+                preexec_fn=lambda: child_setup(parent, received_before),
+            )
             STOP.child = proc
         finally:
             STOP.starting = False
@@ -108,8 +119,7 @@ def run_task(command: Sequence[str], log_path: str, header: str = "", env: dict 
 
 def show_tail(tail: Sequence[str], log_path: str) -> None:
     if tail:
-        print(f"[launcher] last lines of {log_path}:\n" + "\n".join(f"    {line}" for line in tail),
-              file=sys.stderr)
+        print(f"[launcher] last lines of {log_path}:\n" + "\n".join(f"    {line}" for line in tail), file=sys.stderr)
 
 
 def exit_reason(rc: int) -> str:

@@ -22,13 +22,22 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from cassle.continual.plan import PlanError, drop_flags, get_flag
 
-__all__ = ["WIDENING_FLAGS", "DOCUMENTED_VARIABLES", "is_shell_name", "is_loader_variable",
-           "check_shell_name", "argv_from_manifest", "env_from_manifest", "widening_flags_in",
-           "refuse_symlinked_outputs", "describe"]
+__all__ = [
+    "WIDENING_FLAGS",
+    "DOCUMENTED_VARIABLES",
+    "is_shell_name",
+    "is_loader_variable",
+    "check_shell_name",
+    "argv_from_manifest",
+    "env_from_manifest",
+    "widening_flags_in",
+    "refuse_symlinked_outputs",
+    "describe",
+]
 
 # Flags that make a task run or read more than data: never re-enabled by a manifest.
 WIDENING_FLAGS = ("--trust_checkpoint", "--allow_paths_outside_data_dir")
@@ -36,10 +45,34 @@ WIDENING_FLAGS = ("--trust_checkpoint", "--allow_paths_outside_data_dir")
 DOCUMENTED_VARIABLES = ("DATA_DIR", "PRETRAINED_PATH", "NUM_TASKS", "NUM_WORKERS", "TRAIN_DIR", "VAL_DIR")
 
 _SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_LOADER_NAMES = {"PATH", "BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "IFS", "PS4", "PROMPT_COMMAND",
-                 "CDPATH", "GLOBIGNORE", "HOME", "PERL5LIB", "PERL5OPT", "PERLLIB", "RUBYLIB", "RUBYOPT",
-                 "NODE_OPTIONS", "GCONV_PATH", "LOCPATH", "NLSPATH", "HOSTALIASES", "TMPDIR",
-                 "TORCH_EXTENSIONS_DIR", "CUDA_CACHE_PATH", "OPENSSL_CONF", "SSL_CERT_FILE"}
+_LOADER_NAMES = {
+    "PATH",
+    "BASH_ENV",
+    "ENV",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "IFS",
+    "PS4",
+    "PROMPT_COMMAND",
+    "CDPATH",
+    "GLOBIGNORE",
+    "HOME",
+    "PERL5LIB",
+    "PERL5OPT",
+    "PERLLIB",
+    "RUBYLIB",
+    "RUBYOPT",
+    "NODE_OPTIONS",
+    "GCONV_PATH",
+    "LOCPATH",
+    "NLSPATH",
+    "HOSTALIASES",
+    "TMPDIR",
+    "TORCH_EXTENSIONS_DIR",
+    "CUDA_CACHE_PATH",
+    "OPENSSL_CONF",
+    "SSL_CERT_FILE",
+}
 _LOADER_PREFIXES = ("PYTHON", "LD_", "DYLD_", "BASH_FUNC", "TORCHINDUCTOR_", "TRITON_", "MALLOC_")
 
 
@@ -54,8 +87,10 @@ def is_loader_variable(name: str) -> bool:
 
 def check_shell_name(name, where: str) -> str:
     if not is_shell_name(name):
-        raise PlanError(f"{where}: {name!r} is not a shell variable name (letters, digits and _, not "
-                        "starting with a digit); nothing was written or run")
+        raise PlanError(
+            f"{where}: {name!r} is not a shell variable name (letters, digits and _, not "
+            "starting with a digit); nothing was written or run"
+        )
     return name
 
 
@@ -94,19 +129,25 @@ def widening_flags_in(argv: Sequence[str], extra: Sequence[str]) -> list[str]:
     return [*extra, *added]
 
 
-def describe(path: str, argv: Sequence[str], env: Mapping[str, str], flags_left_out: Sequence[str],
-             env_left_out: Sequence[str]) -> list[str]:
+def describe(
+    path: str, argv: Sequence[str], env: Mapping[str, str], flags_left_out: Sequence[str], env_left_out: Sequence[str]
+) -> list[str]:
     """The lines the launcher prints with the plan when it resumes from a manifest."""
-    lines = [f"from {path}: task arguments {shlex.join(argv)}",
-             f"from {path}: environment " + (" ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()))
-                                             or "(none)")]
+    lines = [
+        f"from {path}: task arguments {shlex.join(argv)}",
+        f"from {path}: environment " + (" ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items())) or "(none)"),
+    ]
     for flag in flags_left_out:
-        lines.append(f"{path} records {flag}, which is not applied: flags that widen what runs are taken "
-                     f"only from this command line (add `-- {flag}` to mean it)")
+        lines.append(
+            f"{path} records {flag}, which is not applied: flags that widen what runs are taken "
+            f"only from this command line (add `-- {flag}` to mean it)"
+        )
     if env_left_out:
-        lines.append(f"{path} records {', '.join(sorted(env_left_out))}, not applied: variables that change "
-                     "what the interpreter or the loader runs are never taken from a run folder (set them "
-                     "in your shell if you mean them)")
+        lines.append(
+            f"{path} records {', '.join(sorted(env_left_out))}, not applied: variables that change "
+            "what the interpreter or the loader runs are never taken from a run folder (set them "
+            "in your shell if you mean them)"
+        )
     return lines
 
 
@@ -121,5 +162,7 @@ def refuse_symlinked_outputs(experiment_dir: str, task_ids: Sequence[int] = (), 
     for name in names:
         path = os.path.join(experiment_dir, name)
         if os.path.islink(path):
-            raise PlanError(f"{path} is a symbolic link (to {os.readlink(path)}); an output inside the run "
-                            "folder is never written through a link: replace it by a real folder or file")
+            raise PlanError(
+                f"{path} is a symbolic link (to {os.readlink(path)}); an output inside the run "
+                "folder is never written through a link: replace it by a real folder or file"
+            )

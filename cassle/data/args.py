@@ -11,18 +11,10 @@ view, which is what the transform builders (CPU and GPU) consume.
 from __future__ import annotations
 
 import argparse
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-DATASETS = (
-    "cifar10",
-    "cifar100",
-    "digits",
-    "synthetic",
-    "imagenet100",
-    "imagenet",
-    "domainnet",
-    "custom",
-)
+DATASETS = ("cifar10", "cifar100", "digits", "synthetic", "imagenet100", "imagenet", "domainnet", "custom")
 SPLIT_STRATEGIES = ("class", "data", "domain")
 DESCRIBED_DATASETS = ("custom", "domainnet")  # image sets by description (custom.py), domains allowed
 # Where tensor datasets are augmented (see datamodule.resolve_data_device):
@@ -74,8 +66,7 @@ class _PerViewAction(argparse.Action):
         name = self.dest
         if len(values) > NUM_VIEWS:
             parser.error(
-                f"--{name} takes 1 value (both views) or {NUM_VIEWS} values (one per view), "
-                f"got {len(values)}: {values}"
+                f"--{name} takes 1 value (both views) or {NUM_VIEWS} values (one per view), got {len(values)}: {values}"
             )
         for v in values:
             msg = _range_error(name, v)
@@ -99,12 +90,20 @@ def add_user_data_flags(group) -> None:
     """The two flags that widen what a user's data may be (README, "Your own data")."""
     from .image_check import DEFAULT_MAX_IMAGE_PIXELS
 
-    group.add_argument("--allow_paths_outside_data_dir", action="store_true", default=False,
-                       help="accept list lines whose image lies outside --data_dir (absolute paths, "
-                            "../, symbolic links out); refused by default, naming the line")
-    group.add_argument("--max_image_pixels", type=_int_at_least(0), default=DEFAULT_MAX_IMAGE_PIXELS,
-                       help="an image with more pixels (width x height) is refused naming the file "
-                            f"(default {DEFAULT_MAX_IMAGE_PIXELS:,}, PIL's; 0 = no limit)")
+    group.add_argument(
+        "--allow_paths_outside_data_dir",
+        action="store_true",
+        default=False,
+        help="accept list lines whose image lies outside --data_dir (absolute paths, "
+        "../, symbolic links out); refused by default, naming the line",
+    )
+    group.add_argument(
+        "--max_image_pixels",
+        type=_int_at_least(0),
+        default=DEFAULT_MAX_IMAGE_PIXELS,
+        help="an image with more pixels (width x height) is refused naming the file "
+        f"(default {DEFAULT_MAX_IMAGE_PIXELS:,}, PIL's; 0 = no limit)",
+    )
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -118,37 +117,73 @@ def add_data_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--batch_size", type=_int_at_least(1), default=128, help="per device")
     g.add_argument("--num_workers", type=_int_at_least(0), default=4)
     g.add_argument("--split_strategy", choices=SPLIT_STRATEGIES, default="class")
-    g.add_argument("--num_tasks", type=_int_at_least(1), default=None,
-                   help="default: one task per domain for --split_strategy domain, else 1")
+    g.add_argument(
+        "--num_tasks",
+        type=_int_at_least(1),
+        default=None,
+        help="default: one task per domain for --split_strategy domain, else 1",
+    )
     g.add_argument("--task_idx", type=_int_at_least(0), default=0)
-    g.add_argument("--num_classes", type=_int_at_least(1), default=None,
-                   help="default: from the data; a value that differs from the data is an error "
-                        "(synthetic: the number of classes generated)")
-    g.add_argument("--domains", nargs="+", default=None,
-                   help="domains to use, in task order (domain-incremental: one task each). Default: "
-                        "DomainNet's reference order for domainnet; other data with domains needs it "
-                        "for --split_strategy domain (the error lists the domains found)")
-    g.add_argument("--validate_images", action=argparse.BooleanOptionalAction, default=True,
-                   help="before training, check that every listed image exists and its header decodes "
-                        "(parallel; --no-validate_images skips it for huge sets)")
+    g.add_argument(
+        "--num_classes",
+        type=_int_at_least(1),
+        default=None,
+        help="default: from the data; a value that differs from the data is an error "
+        "(synthetic: the number of classes generated)",
+    )
+    g.add_argument(
+        "--domains",
+        nargs="+",
+        default=None,
+        help="domains to use, in task order (domain-incremental: one task each). Default: "
+        "DomainNet's reference order for domainnet; other data with domains needs it "
+        "for --split_strategy domain (the error lists the domains found)",
+    )
+    g.add_argument(
+        "--validate_images",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="before training, check that every listed image exists and its header decodes "
+        "(parallel; --no-validate_images skips it for huge sets)",
+    )
     add_user_data_flags(g)
-    g.add_argument("--synthetic_size", type=_int_at_least(1), default=1000,
-                   help="synthetic dataset: training images (test set is a fifth, at least 1/class)")
+    g.add_argument(
+        "--synthetic_size",
+        type=_int_at_least(1),
+        default=1000,
+        help="synthetic dataset: training images (test set is a fifth, at least 1/class)",
+    )
     g.add_argument("--synthetic_image_size", type=_int_at_least(1), default=32)
-    g.add_argument("--data_device", choices=DATA_DEVICES, default="auto",
-                   help="tensor datasets (CIFAR, digits, synthetic): auto = on the GPU with batched "
-                        "GPU augmentation when CUDA is available, else CPU workers; cpu = torchvision "
-                        "workers; gpu = force the GPU path; cpu_batched = the GPU path's code on CPU")
-    g.add_argument("--online_eval_transform", choices=ONLINE_EVAL_TRANSFORMS, default="last_view",
-                   help="with --online_eval_batch_size: last_view = the labelled batches get the "
-                        "last view's SSL augmentation (the reference); clean = eval transform")
-    g.add_argument("--dali", action=argparse.BooleanOptionalAction, default=False,
-                   help="image folders / DomainNet: decode and augment with NVIDIA DALI when it is "
-                        "installed (GPU decoding on GPUs); without DALI a notice and torchvision")
-    g.add_argument("--dali_device", choices=["gpu", "cpu"], default="gpu",
-                   help="with --dali on a GPU run: gpu = nvJPEG decoding and augmentation on the "
-                        "GPU; cpu = DALI's CPU pipeline, batches copied to the GPU (the original "
-                        "code's flag, same meaning)")
+    g.add_argument(
+        "--data_device",
+        choices=DATA_DEVICES,
+        default="auto",
+        help="tensor datasets (CIFAR, digits, synthetic): auto = on the GPU with batched "
+        "GPU augmentation when CUDA is available, else CPU workers; cpu = torchvision "
+        "workers; gpu = force the GPU path; cpu_batched = the GPU path's code on CPU",
+    )
+    g.add_argument(
+        "--online_eval_transform",
+        choices=ONLINE_EVAL_TRANSFORMS,
+        default="last_view",
+        help="with --online_eval_batch_size: last_view = the labelled batches get the "
+        "last view's SSL augmentation (the reference); clean = eval transform",
+    )
+    g.add_argument(
+        "--dali",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="image folders / DomainNet: decode and augment with NVIDIA DALI when it is "
+        "installed (GPU decoding on GPUs); without DALI a notice and torchvision",
+    )
+    g.add_argument(
+        "--dali_device",
+        choices=["gpu", "cpu"],
+        default="gpu",
+        help="with --dali on a GPU run: gpu = nvJPEG decoding and augmentation on the "
+        "GPU; cpu = DALI's CPU pipeline, batches copied to the GPU (the original "
+        "code's flag, same meaning)",
+    )
     return parser
 
 
@@ -187,8 +222,7 @@ def view_settings(args: Any, default_crop_size: int | None = None) -> list[dict[
             values = values * NUM_VIEWS
         if len(values) != NUM_VIEWS:
             raise ValueError(
-                f"--{name} takes 1 value (both views) or {NUM_VIEWS} values (one per view), "
-                f"got {len(values)}: {values}"
+                f"--{name} takes 1 value (both views) or {NUM_VIEWS} values (one per view), got {len(values)}: {values}"
             )
         for i, v in enumerate(values):
             msg = _range_error(name, v)
@@ -197,9 +231,7 @@ def view_settings(args: Any, default_crop_size: int | None = None) -> list[dict[
             views[i][name] = typ(v)
     for i, s in enumerate(views):
         if s["min_scale"] > s["max_scale"]:
-            raise ValueError(
-                f"view {i + 1}: --min_scale ({s['min_scale']}) must be <= --max_scale ({s['max_scale']})"
-            )
+            raise ValueError(f"view {i + 1}: --min_scale ({s['min_scale']}) must be <= --max_scale ({s['max_scale']})")
     return views
 
 
@@ -222,9 +254,11 @@ def task_count(args: Any) -> int | None:
         return None if given is None else int(given)
     if given is not None and int(given) != len(order):
         source = "--domains" if domains else "DomainNet's reference order"
-        raise ValueError(f"--num_tasks {given} does not match the {len(order)} domains of {source} "
-                         f"({', '.join(order)}): a domain split has one task per domain; drop --num_tasks "
-                         "(it follows the domains)")
+        raise ValueError(
+            f"--num_tasks {given} does not match the {len(order)} domains of {source} "
+            f"({', '.join(order)}): a domain split has one task per domain; drop --num_tasks "
+            "(it follows the domains)"
+        )
     return len(order)
 
 
@@ -246,8 +280,9 @@ def validate_data_args(args: Any) -> None:
         raise ValueError(f"unknown --data_device {data_device!r}; choose one of {', '.join(DATA_DEVICES)}")
     online_eval = _get(args, "online_eval_transform", "last_view")
     if online_eval not in ONLINE_EVAL_TRANSFORMS:
-        raise ValueError(f"unknown --online_eval_transform {online_eval!r}; choose one of "
-                         f"{', '.join(ONLINE_EVAL_TRANSFORMS)}")
+        raise ValueError(
+            f"unknown --online_eval_transform {online_eval!r}; choose one of {', '.join(ONLINE_EVAL_TRANSFORMS)}"
+        )
     strategy = _get(args, "split_strategy", "class")
     if strategy not in SPLIT_STRATEGIES:
         raise ValueError(f"unknown --split_strategy {strategy!r}; choose one of {', '.join(SPLIT_STRATEGIES)}")
@@ -256,8 +291,9 @@ def validate_data_args(args: Any) -> None:
         raise ValueError(f"--num_tasks must be >= 1, got {num_tasks}")
     domains = _get(args, "domains")
     if domains and dataset not in DESCRIBED_DATASETS:
-        raise ValueError(f"--domains is for data with domains (--dataset {' or '.join(DESCRIBED_DATASETS)}), "
-                         f"not {dataset}")
+        raise ValueError(
+            f"--domains is for data with domains (--dataset {' or '.join(DESCRIBED_DATASETS)}), not {dataset}"
+        )
     if num_tasks is not None and not 0 <= task_idx < num_tasks:
         raise ValueError(f"--task_idx must be in [0, {num_tasks - 1}] for --num_tasks {num_tasks}, got {task_idx}")
     for name in ("mean", "std"):

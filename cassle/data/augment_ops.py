@@ -59,7 +59,7 @@ device.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -75,8 +75,17 @@ SOLARIZE_THRESHOLD = 0.5  # 128 / 255 in PIL's uint8 terms, torchvision's float 
 INTERPOLATIONS = ("bilinear", "bicubic")
 
 REQUIRED_KEYS = (
-    "crop_size", "min_scale", "max_scale", "brightness", "contrast", "saturation", "hue",
-    "color_jitter_prob", "gray_scale_prob", "horizontal_flip_prob", "gaussian_prob",
+    "crop_size",
+    "min_scale",
+    "max_scale",
+    "brightness",
+    "contrast",
+    "saturation",
+    "hue",
+    "color_jitter_prob",
+    "gray_scale_prob",
+    "horizontal_flip_prob",
+    "gaussian_prob",
     "solarization_prob",
 )
 OPTIONAL_KEYS = {"interpolation": "bilinear"}
@@ -90,15 +99,15 @@ def to_float_nchw(images: Tensor) -> Tensor:
     if not isinstance(images, Tensor):
         raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
     if images.dim() != 4:
-        raise ValueError(
-            f"images must be 4-D, (B, H, W, 3) or (B, 3, H, W); got shape {tuple(images.shape)}")
+        raise ValueError(f"images must be 4-D, (B, H, W, 3) or (B, 3, H, W); got shape {tuple(images.shape)}")
     first, last = images.shape[1] == 3, images.shape[-1] == 3
     if first and last:
-        raise ValueError(f"ambiguous layout for shape {tuple(images.shape)}: size 3 in both "
-                         "dim 1 and dim 3; valid layouts are (B, H, W, 3) and (B, 3, H, W)")
+        raise ValueError(
+            f"ambiguous layout for shape {tuple(images.shape)}: size 3 in both "
+            "dim 1 and dim 3; valid layouts are (B, H, W, 3) and (B, 3, H, W)"
+        )
     if not (first or last):
-        raise ValueError(f"images need 3 channels, in (B, H, W, 3) or (B, 3, H, W); "
-                         f"got shape {tuple(images.shape)}")
+        raise ValueError(f"images need 3 channels, in (B, H, W, 3) or (B, 3, H, W); got shape {tuple(images.shape)}")
     if last:
         images = images.permute(0, 3, 1, 2)
     if images.dtype == torch.uint8:
@@ -112,8 +121,7 @@ def _mean_std(mean: Sequence[float], std: Sequence[float]) -> tuple[Tensor, Tens
     mean_t = torch.as_tensor(mean, dtype=torch.float32).flatten()
     std_t = torch.as_tensor(std, dtype=torch.float32).flatten()
     if mean_t.numel() != 3 or std_t.numel() != 3:
-        raise ValueError(f"mean and std need 3 values (R, G, B); got {mean_t.numel()} and "
-                         f"{std_t.numel()}")
+        raise ValueError(f"mean and std need 3 values (R, G, B); got {mean_t.numel()} and {std_t.numel()}")
     if (std_t <= 0).any():
         raise ValueError(f"std must be positive, got {std_t.tolist()}")
     return mean_t.view(1, 3, 1, 1), std_t.view(1, 3, 1, 1)
@@ -124,9 +132,15 @@ def _uniform(n: int, low: float, high: float, gen, device) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- crop
-def sample_crop_boxes(n: int, height: int, width: int, scale: Sequence[float],
-                      ratio: Sequence[float] = CROP_RATIO, generator: torch.Generator | None = None,
-                      device=None) -> Tensor:
+def sample_crop_boxes(
+    n: int,
+    height: int,
+    width: int,
+    scale: Sequence[float],
+    ratio: Sequence[float] = CROP_RATIO,
+    generator: torch.Generator | None = None,
+    device=None,
+) -> Tensor:
     """torchvision's RandomResizedCrop.get_params for n samples at once -> (n, 4) long (i, j, h, w).
 
     Per sample, CROP_TRIES candidates: area fraction ~ U(scale), log aspect ratio ~ U(log ratio);
@@ -136,14 +150,13 @@ def sample_crop_boxes(n: int, height: int, width: int, scale: Sequence[float],
     """
     area = float(height * width)
     t = (n, CROP_TRIES)
-    target = area * (scale[0] + (scale[1] - scale[0]) * torch.rand(t, generator=generator,
-                                                                   device=device))
+    target = area * (scale[0] + (scale[1] - scale[0]) * torch.rand(t, generator=generator, device=device))
     lo, hi = math.log(ratio[0]), math.log(ratio[1])
     aspect = torch.exp(lo + (hi - lo) * torch.rand(t, generator=generator, device=device))
-    w = torch.round(torch.sqrt(target * aspect)).long()   # torch.round: half to even, like round()
+    w = torch.round(torch.sqrt(target * aspect)).long()  # torch.round: half to even, like round()
     h = torch.round(torch.sqrt(target / aspect)).long()
     valid = (w > 0) & (w <= width) & (h > 0) & (h <= height)
-    first = valid.int().argmax(dim=1, keepdim=True)         # argmax returns the first maximum
+    first = valid.int().argmax(dim=1, keepdim=True)  # argmax returns the first maximum
     w = w.gather(1, first).squeeze(1)
     h = h.gather(1, first).squeeze(1)
 
@@ -167,8 +180,9 @@ def sample_crop_boxes(n: int, height: int, width: int, scale: Sequence[float],
     return torch.stack([i, j, h, w], dim=1)
 
 
-def crop_resize(x: Tensor, boxes: Tensor, size: int, flip: Tensor | None = None,
-                interpolation: str = "bilinear") -> Tensor:
+def crop_resize(
+    x: Tensor, boxes: Tensor, size: int, flip: Tensor | None = None, interpolation: str = "bilinear"
+) -> Tensor:
     """Crop box (i, j, h, w) of each sample and resize it to size x size in one grid_sample.
 
     With align_corners=False, normalised coordinate -1/+1 is the outer edge of the first/last
@@ -232,9 +246,8 @@ def adjust_hue(x: Tensor, factor: Tensor) -> Tensor:
     minc, _ = x.min(dim=1)
     chroma = maxc - minc
     safe = torch.where(chroma > 0, chroma, torch.ones_like(chroma))
-    h6 = torch.where(maxc == r, (g - b) / safe,
-                     torch.where(maxc == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe))
-    h6 = (h6 + 6.0 * factor.view(-1, 1, 1).to(x)).unsqueeze(1)            # (B, 1, H, W)
+    h6 = torch.where(maxc == r, (g - b) / safe, torch.where(maxc == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe))
+    h6 = (h6 + 6.0 * factor.view(-1, 1, 1).to(x)).unsqueeze(1)  # (B, 1, H, W)
     # n = 5, 3, 1 (R, G, B) made on the device: a tensor from Python data would be a
     # host-to-device copy at every call.
     n = torch.arange(5.0, 0.0, -2.0, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
@@ -243,8 +256,9 @@ def adjust_hue(x: Tensor, factor: Tensor) -> Tensor:
     return out.clamp_(0, 1)
 
 
-def color_jitter(x: Tensor, factors: Tensor, order: Tensor, apply: Tensor | None = None,
-                 use_hue: bool = True) -> Tensor:
+def color_jitter(
+    x: Tensor, factors: Tensor, order: Tensor, apply: Tensor | None = None, use_hue: bool = True
+) -> Tensor:
     """Apply the four jitter ops per sample in that sample's order.
 
     factors (B, 4): brightness, contrast, saturation, hue factors; order (B, 4): a permutation of
@@ -304,15 +318,17 @@ def gaussian_blur(x: Tensor, sigma: Tensor, kernel_size: int, apply: Tensor | No
     b, c, height, width = x.shape
     pad = kernel_size // 2
     if pad >= min(height, width):
-        raise ValueError(f"kernel_size {kernel_size} too large for {height}x{width} images "
-                         "(reflect padding needs kernel_size // 2 < image side)")
-    k = gaussian_kernels(sigma.to(x.device), kernel_size)                  # (B, K)
+        raise ValueError(
+            f"kernel_size {kernel_size} too large for {height}x{width} images "
+            "(reflect padding needs kernel_size // 2 < image side)"
+        )
+    k = gaussian_kernels(sigma.to(x.device), kernel_size)  # (B, K)
     if apply is not None:
         delta = torch.zeros_like(k)
         delta[:, pad] = 1.0
         k = torch.where(apply.to(x.device).view(-1, 1), k, delta)
-    k = k.repeat_interleave(c, dim=0)                                       # (B*C, K)
+    k = k.repeat_interleave(c, dim=0)  # (B*C, K)
     y = F.pad(x.reshape(1, b * c, height, width), [pad, pad, pad, pad], mode="reflect")
-    y = F.conv2d(y, k.view(b * c, 1, kernel_size, 1), groups=b * c)         # vertical
-    y = F.conv2d(y, k.view(b * c, 1, 1, kernel_size), groups=b * c)         # horizontal
+    y = F.conv2d(y, k.view(b * c, 1, kernel_size, 1), groups=b * c)  # vertical
+    y = F.conv2d(y, k.view(b * c, 1, 1, kernel_size), groups=b * c)  # horizontal
     return y.view(b, c, height, width)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,8 +22,7 @@ class EvalTransform:
     on: rebuilding them per batch would copy them host-to-device for every eval batch.
     """
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float], size: int | None = None,
-                 resize: int | None = None):
+    def __init__(self, mean: Sequence[float], std: Sequence[float], size: int | None = None, resize: int | None = None):
         if size is not None:
             resize = size if resize is None else resize
             if resize < size:
@@ -51,15 +50,15 @@ def _resize_center_crop(x: Tensor, size: int, resize: int) -> Tensor:
     if min(height, width) != resize:
         scale = resize / min(height, width)
         new_hw = (resize, int(width * scale)) if height <= width else (int(height * scale), resize)
-        x = F.interpolate(x, size=new_hw, mode="bilinear", align_corners=False,
-                          antialias=True).clamp_(0, 1)
+        x = F.interpolate(x, size=new_hw, mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
     height, width = x.shape[-2:]
     top = int(round((height - size) / 2.0))
     left = int(round((width - size) / 2.0))
-    return x[:, :, top:top + size, left:left + size]
+    return x[:, :, top : top + size, left : left + size]
 
 
-def eval_transform_batch(images: Tensor, mean: Sequence[float], std: Sequence[float],
-                         size: int | None = None, resize: int | None = None) -> Tensor:
+def eval_transform_batch(
+    images: Tensor, mean: Sequence[float], std: Sequence[float], size: int | None = None, resize: int | None = None
+) -> Tensor:
     """One-off `EvalTransform(mean, std, size, resize)(images)`; loaders keep an EvalTransform."""
     return EvalTransform(mean, std, size, resize)(images)

@@ -46,20 +46,24 @@ class BatchedPathMixin:
         mode = self.args.data_device
         if not self.is_tensor_dataset:
             if mode in ("gpu", "cpu_batched"):
-                raise ValueError(f"--data_device {mode} needs a tensor dataset ({', '.join(TENSOR_DATASETS)}); "
-                                 f"{self.args.dataset} is read from files: use --data_device auto or cpu "
-                                 "(and --dali for GPU decoding)")
+                raise ValueError(
+                    f"--data_device {mode} needs a tensor dataset ({', '.join(TENSOR_DATASETS)}); "
+                    f"{self.args.dataset} is read from files: use --data_device auto or cpu "
+                    "(and --dali for GPU decoding)"
+                )
             if self.args.dali:
                 from .dali import dali_available
 
                 if dali_available():
                     return "dali"
-                self._notice("--dali: NVIDIA DALI is not installed (pip install nvidia-dali-cuda120); "
-                             "using torchvision workers")
+                self._notice(
+                    "--dali: NVIDIA DALI is not installed (pip install nvidia-dali-cuda120); using torchvision workers"
+                )
             return "workers"
         if self.args.dali:
-            self._notice(f"--dali is ignored for {self.args.dataset}: tensor datasets use the batched path "
-                         "(--data_device)")
+            self._notice(
+                f"--dali is ignored for {self.args.dataset}: tensor datasets use the batched path (--data_device)"
+            )
         if mode == "cpu":
             return "workers"
         if mode in ("gpu", "cpu_batched"):
@@ -81,11 +85,13 @@ class BatchedPathMixin:
             return device
         if self.args.data_device == "gpu":
             if not torch.cuda.is_available():
-                raise ValueError("--data_device gpu needs CUDA, which is not available; "
-                                 "valid choices here: auto, cpu, cpu_batched")
+                raise ValueError(
+                    "--data_device gpu needs CUDA, which is not available; valid choices here: auto, cpu, cpu_batched"
+                )
             if device is not None:
-                raise ValueError(f"--data_device gpu but the trainer runs on {device}; "
-                                 "use --accelerator gpu or --data_device auto")
+                raise ValueError(
+                    f"--data_device gpu but the trainer runs on {device}; use --accelerator gpu or --data_device auto"
+                )
             return torch.device("cuda", torch.cuda.current_device())
         raise ValueError(f"no batched device for --data_device {self.args.data_device}")
 
@@ -111,17 +117,34 @@ class BatchedPathMixin:
             self._augmenters[device] = FusedViewsAugment(multi).to(device)
         return self._augmenters[device]
 
-    def _device_loader(self, images: torch.Tensor, targets: torch.Tensor, indexes: torch.Tensor | None,
-                       train: bool, device: torch.device, eval_size: int | None = None) -> DeviceBatchLoader:
+    def _device_loader(
+        self,
+        images: torch.Tensor,
+        targets: torch.Tensor,
+        indexes: torch.Tensor | None,
+        train: bool,
+        device: torch.device,
+        eval_size: int | None = None,
+    ) -> DeviceBatchLoader:
         rank, world = self._rank_world()
         transform = None
         if not train:
             from .gpu_augment import EvalTransform
 
             transform = EvalTransform(self.mean, self.std, size=eval_size)
-        return DeviceBatchLoader(images, targets, self.args.batch_size, device=device, indexes=indexes,
-                                 shuffle=train, drop_last=train, seed=self.seed, rank=rank, world_size=world,
-                                 transform=transform)
+        return DeviceBatchLoader(
+            images,
+            targets,
+            self.args.batch_size,
+            device=device,
+            indexes=indexes,
+            shuffle=train,
+            drop_last=train,
+            seed=self.seed,
+            rank=rank,
+            world_size=world,
+            transform=transform,
+        )
 
     def _eval_size(self) -> int | None:
         """Eval resize for tensor sets: view 1's crop when it differs from the image side."""
@@ -135,8 +158,9 @@ class BatchedPathMixin:
         if self._train_loader is None or self._train_loader_key != key:
             idx = self.task_indices
             # Only the task's images go to the device, once.
-            self._train_loader = self._device_loader(self.train_full.images[idx], self.train_full.targets[idx],
-                                                     idx, train=True, device=device)
+            self._train_loader = self._device_loader(
+                self.train_full.images[idx], self.train_full.targets[idx], idx, train=True, device=device
+            )
             self._train_loader_key = key
         return self._train_loader
 
@@ -156,7 +180,9 @@ class BatchedPathMixin:
         loader = self._train_loader
         generator = loader.generator if loader is not None else None
         if generator is not None and generator.device.type != images.device.type:
-            raise ValueError(f"training batch on {images.device} but the augmentation generator is on "
-                             f"{generator.device}: the trainer and --data_device disagree")
+            raise ValueError(
+                f"training batch on {images.device} but the augmentation generator is on "
+                f"{generator.device}: the trainer and --data_device disagree"
+            )
         views = self.augmenter(images.device)(images, generator)
         return indexes, views, targets

@@ -19,6 +19,7 @@ tasks get equal shares in expectation. Nothing here reads a device value on the 
   cached as uint8 on the device, and augmented by the same batched augmentation. Reading which
   images to decode costs one host sync per step on that path.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -50,8 +51,9 @@ class ReservoirBuffer(nn.Module):
         return self.num_seen.clamp(max=self.capacity)
 
     @torch.no_grad()
-    def add(self, indexes: torch.Tensor, labels: torch.Tensor, task: int,
-            z: torch.Tensor | None = None) -> torch.Tensor:
+    def add(
+        self, indexes: torch.Tensor, labels: torch.Tensor, task: int, z: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Offer a batch to the reservoir (algorithm R, vectorised); returns each item's slot
         (``capacity``: not kept)."""
         n = indexes.shape[0]
@@ -88,8 +90,11 @@ class ReservoirBuffer(nn.Module):
 
 def can_return_past_images(dataset: Any) -> bool:
     """Tensor datasets and map-style datasets (``__getitem__`` + ``__len__``) can."""
-    return hasattr(dataset, "images") or (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")
-                                          and not isinstance(dataset, torch.utils.data.IterableDataset))
+    return hasattr(dataset, "images") or (
+        hasattr(dataset, "__getitem__")
+        and hasattr(dataset, "__len__")
+        and not isinstance(dataset, torch.utils.data.IterableDataset)
+    )
 
 
 class ReplaySource:
@@ -99,8 +104,10 @@ class ReplaySource:
         self.device = torch.device(device)
         self.dataset = datamodule.train_full
         if not can_return_past_images(self.dataset):
-            raise ValueError(f"--cl_strategy replay/der/lump need a dataset that returns past images by "
-                             f"index; {type(self.dataset).__name__} cannot")
+            raise ValueError(
+                f"--cl_strategy replay/der/lump need a dataset that returns past images by "
+                f"index; {type(self.dataset).__name__} cannot"
+            )
         self.augment = datamodule.augmenter(self.device)
         self.images = None
         self.cache: dict[int, torch.Tensor] = {}
@@ -115,8 +122,9 @@ class ReplaySource:
 
         image = self.dataset[index][0]
         image = v2.functional.to_image(image)
-        image = v2.functional.center_crop(v2.functional.resize(image, [self.side], antialias=True),
-                                          [self.side, self.side])
+        image = v2.functional.center_crop(
+            v2.functional.resize(image, [self.side], antialias=True), [self.side, self.side]
+        )
         return image.permute(1, 2, 0).contiguous().to(self.device)  # uint8 (S, S, 3)
 
     def gather(self, indices: torch.Tensor) -> torch.Tensor:

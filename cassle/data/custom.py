@@ -32,15 +32,13 @@ import logging
 import os
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
-
-import torch
-from torch.utils.data import Dataset
 
 from .data_errors import DataError, ImageDecodeError
-from .image_check import DEFAULT_MAX_IMAGE_PIXELS, open_rgb
+from .image_check import DEFAULT_MAX_IMAGE_PIXELS
+from .image_list import ImageListDataset, Sample, _check_labels  # noqa: F401  (re-exported)
 from .image_validation import first_undecodable, validate_images  # noqa: F401  (re-exported)
 from .list_check import (
     check_class_coverage,
@@ -52,9 +50,23 @@ from .list_check import (
 )
 
 __all__ = [
-    "IMAGE_EXTENSIONS", "CLASSES_FILE", "DEFAULT_TEST_FRACTION", "DEFAULT_SPLIT_SEED", "DataError",
-    "ImageDecodeError", "Sample", "Description", "ImageListDataset", "describe", "read_list",
-    "scan_tree", "split_samples", "resolve_domains", "load_described", "validate_images", "first_undecodable",
+    "IMAGE_EXTENSIONS",
+    "CLASSES_FILE",
+    "DEFAULT_TEST_FRACTION",
+    "DEFAULT_SPLIT_SEED",
+    "DataError",
+    "ImageDecodeError",
+    "Sample",
+    "Description",
+    "ImageListDataset",
+    "describe",
+    "read_list",
+    "scan_tree",
+    "split_samples",
+    "resolve_domains",
+    "load_described",
+    "validate_images",
+    "first_undecodable",
     "list_name",
 ]
 
@@ -68,28 +80,23 @@ log = logging.getLogger(__name__)
 _noticed: set[str] = set()  # one notice per folder and process
 
 
-@dataclass(frozen=True)
-class Sample:
-    path: str      # relative to the dataset root
-    label: int
-    domain: int    # index into the description's domain names (0 without domains)
-    source: str = ""  # "list file:line" for listed images, "" for scanned folders
-
-
 @dataclass
 class Description:
     """What ``describe`` found in a folder."""
 
     root: Path
-    kind: str                   # "lists", "domain_tree" or "class_tree"
-    domains: list[str] | None   # found (lists: in name order; trees: sorted); None = no domains
-    classes: list[str] | None   # class names when known (trees, classes.txt)
+    kind: str  # "lists", "domain_tree" or "class_tree"
+    domains: list[str] | None  # found (lists: in name order; trees: sorted); None = no domains
+    classes: list[str] | None  # class names when known (trees, classes.txt)
     list_files: dict = field(default_factory=dict)  # (domain or None, split) -> Path
 
     @property
     def what(self) -> str:
-        return {"lists": "file lists", "domain_tree": "a <domain>/<class>/ image tree",
-                "class_tree": "a <class>/ image tree"}[self.kind]
+        return {
+            "lists": "file lists",
+            "domain_tree": "a <domain>/<class>/ image tree",
+            "class_tree": "a <class>/ image tree",
+        }[self.kind]
 
 
 def list_name(domain: str | None, split: str) -> str:
@@ -130,14 +137,18 @@ def describe(root: str | os.PathLike, ignore_lists: bool = False) -> Description
         return _describe_lists(root, lists)
     subdirs = _subdirs(root)
     if not subdirs:
-        raise DataError(f"{root} holds neither file lists ({{domain}}_train.txt / {{domain}}_test.txt or "
-                        "train.txt / test.txt) nor image folders (<class>/... or <domain>/<class>/...)")
+        raise DataError(
+            f"{root} holds neither file lists ({{domain}}_train.txt / {{domain}}_test.txt or "
+            "train.txt / test.txt) nor image folders (<class>/... or <domain>/<class>/...)"
+        )
     direct = [d for d in subdirs if _has_images(d, recursive=False)]
     if direct:
         if len(direct) != len(subdirs) and any(_subdirs(d) for d in subdirs if d not in direct):
-            raise DataError(f"{root} mixes class folders with images ({direct[0].name}/) and folders of folders "
-                            f"({next(d.name for d in subdirs if d not in direct)}/); use <class>/... or "
-                            "<domain>/<class>/... throughout")
+            raise DataError(
+                f"{root} mixes class folders with images ({direct[0].name}/) and folders of folders "
+                f"({next(d.name for d in subdirs if d not in direct)}/); use <class>/... or "
+                "<domain>/<class>/... throughout"
+            )
         classes = [d.name for d in subdirs if _has_images(d, recursive=True)]
         return Description(root, "class_tree", None, classes)
     classes: set[str] = set()
@@ -155,14 +166,17 @@ def describe(root: str | os.PathLike, ignore_lists: bool = False) -> Description
 def _describe_lists(root: Path, lists: dict) -> Description:
     named = sorted({d for d, _ in lists if d is not None})
     if named and any(d is None for d, _ in lists):
-        raise DataError(f"{root} has both train.txt/test.txt and {{domain}}_train.txt lists "
-                        f"({', '.join(named)}); keep one kind")
+        raise DataError(
+            f"{root} has both train.txt/test.txt and {{domain}}_train.txt lists ({', '.join(named)}); keep one kind"
+        )
     for domain in named or [None]:
         for split in ("train", "test"):
             if (domain, split) not in lists:
                 other = "test" if split == "train" else "train"
-                raise FileNotFoundError(f"{root / list_name(domain, other)} has no partner {list_name(domain, split)}: "
-                                "every list needs its train and test file")
+                raise FileNotFoundError(
+                    f"{root / list_name(domain, other)} has no partner {list_name(domain, split)}: "
+                    "every list needs its train and test file"
+                )
     classes = None
     classes_file = root / CLASSES_FILE
     if classes_file.is_file():
@@ -203,9 +217,12 @@ def scan_tree(desc: Description, domains: Sequence[str] | None = None) -> list[S
     return samples
 
 
-def split_samples(samples: Sequence[Sample], test_fraction: float = DEFAULT_TEST_FRACTION,
-                  seed: int = DEFAULT_SPLIT_SEED, domain_names: Sequence[str] | None = None
-                  ) -> tuple[list[Sample], list[Sample]]:
+def split_samples(
+    samples: Sequence[Sample],
+    test_fraction: float = DEFAULT_TEST_FRACTION,
+    seed: int = DEFAULT_SPLIT_SEED,
+    domain_names: Sequence[str] | None = None,
+) -> tuple[list[Sample], list[Sample]]:
     """Seeded train/test split, separately for every (domain, class).
 
     Each group's paths are sorted and shuffled by ``random.Random(f"{seed}/{domain}/{label}")``
@@ -235,8 +252,12 @@ def split_samples(samples: Sequence[Sample], test_fraction: float = DEFAULT_TEST
 
 
 # ----------------------------------------------------------------------------- domains and classes
-def resolve_domains(desc: Description, requested: Sequence[str] | None, split_strategy: str | None,
-                    reference_order: Sequence[str] | None = None) -> list[str] | None:
+def resolve_domains(
+    desc: Description,
+    requested: Sequence[str] | None,
+    split_strategy: str | None,
+    reference_order: Sequence[str] | None = None,
+) -> list[str] | None:
     """The domains used, in task order; None when the data has no domains.
 
     ``requested`` (``--domains``) must be domains of the data; without it a domain-incremental run
@@ -246,11 +267,15 @@ def resolve_domains(desc: Description, requested: Sequence[str] | None, split_st
     found = desc.domains
     if found is None:
         if requested:
-            raise DataError(f"--domains {' '.join(requested)}: {desc.root} has no domains ({desc.what}); "
-                            "domains are <domain>/<class>/ folders or {domain}_train.txt lists")
+            raise DataError(
+                f"--domains {' '.join(requested)}: {desc.root} has no domains ({desc.what}); "
+                "domains are <domain>/<class>/ folders or {domain}_train.txt lists"
+            )
         if split_strategy == "domain":
-            raise DataError(f"--split_strategy domain needs data with domains, but {desc.root} is {desc.what}; "
-                            "arrange it as <domain>/<class>/... or {domain}_train.txt / {domain}_test.txt lists")
+            raise DataError(
+                f"--split_strategy domain needs data with domains, but {desc.root} is {desc.what}; "
+                "arrange it as <domain>/<class>/... or {domain}_train.txt / {domain}_test.txt lists"
+            )
         return None
     if requested:
         dupes = sorted({d for d in requested if list(requested).count(d) > 1})
@@ -266,74 +291,33 @@ def resolve_domains(desc: Description, requested: Sequence[str] | None, split_st
             raise FileNotFoundError(
                 f"{desc.root} lacks the lists of domain(s) {', '.join(missing)} "
                 f"({', '.join(list_name(d, 'train') for d in missing)}); found domains: {', '.join(found)}. "
-                f"Pass --domains to run on some of them")
+                f"Pass --domains to run on some of them"
+            )
         return list(reference_order)
     if split_strategy == "domain":
-        raise DataError(f"--split_strategy domain needs the task order: pass --domains with the domains of "
-                        f"{desc.root} in the order to learn them; found: {', '.join(found)} "
-                        f"(e.g. --domains {' '.join(found)})")
+        raise DataError(
+            f"--split_strategy domain needs the task order: pass --domains with the domains of "
+            f"{desc.root} in the order to learn them; found: {', '.join(found)} "
+            f"(e.g. --domains {' '.join(found)})"
+        )
     return list(found)
 
 
-def _check_labels(samples: Sequence[Sample], num_classes: int, why: str) -> None:
-    bad = [s for s in samples if s.label >= num_classes]
-    if bad:
-        lines = "; ".join(f"{s.source + ': ' if s.source else ''}image {s.path} has label {s.label}"
-                          for s in bad[:_MAX_REPORTED])
-        more = f" (and {len(bad) - _MAX_REPORTED} more)" if len(bad) > _MAX_REPORTED else ""
-        raise DataError(f"label out of range: {why} gives {num_classes} classes (labels 0..{num_classes - 1}), "
-                        f"but {lines}{more}")
-
-
-# ----------------------------------------------------------------------------- the dataset
-class ImageListDataset(Dataset):
-    """Images listed as ``(relative path, label, domain index)``, read as PIL RGB on access.
-
-    ``domains`` is a long tensor (the domain index of each sample) when the data has domains,
-    else None; ``domain_names`` the names in task order. ``sources[i]`` is ``"list:line"`` or "".
-    """
-
-    def __init__(self, root: str | Path, samples: Sequence, num_classes: int | None = None,
-                 domains: Sequence[str] | None = None, classes: Sequence[str] | None = None,
-                 max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS):
-        self.root = Path(root)
-        self.max_image_pixels = max_image_pixels  # image_check: larger images are refused
-        rows = [s if isinstance(s, Sample) else Sample(str(s[0]), int(s[1]), int(s[2]) if len(s) > 2 else 0)
-                for s in samples]
-        self.samples = [(s.path, s.label, s.domain) for s in rows]
-        self.sources = [s.source for s in rows]
-        self.targets = torch.tensor([s.label for s in rows], dtype=torch.long)
-        self.domain_names = list(domains) if domains else []
-        self.domains = torch.tensor([s.domain for s in rows], dtype=torch.long) if domains else None
-        if num_classes is None:
-            num_classes = len(classes) if classes else (int(self.targets.max()) + 1 if len(rows) else 0)
-        self.num_classes = int(num_classes)
-        self.classes = list(classes) if classes else [str(i) for i in range(self.num_classes)]
-        _check_labels(rows, self.num_classes, "the dataset")
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def where(self, i: int) -> str:
-        """The image's path and, for listed images, its list line."""
-        path = self.root / self.samples[i][0]
-        return f"{path} (listed at {self.sources[i]})" if self.sources[i] else str(path)
-
-    def __getitem__(self, i: int):
-        path, label, _ = self.samples[i]
-        try:  # the pixel limit, and 16-bit images scaled to 8 bits (image_check)
-            return open_rgb(self.root / path, self.max_image_pixels), label
-        except Exception as err:  # truncated, corrupt or vanished file: name it, not a PIL traceback
-            raise ImageDecodeError(f"cannot decode image {self.where(i)}: {type(err).__name__}: {err}") from None
-
-
 # ----------------------------------------------------------------------------- loading
-def load_described(root: str | Path, train: bool, *, domains: Sequence[str] | None = None,
-                   split_strategy: str | None = None, reference_order: Sequence[str] | None = None,
-                   num_classes: int | None = None, name: str = "custom",
-                   test_fraction: float = DEFAULT_TEST_FRACTION, seed: int = DEFAULT_SPLIT_SEED,
-                   allow_outside: bool = False, max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
-                   ) -> ImageListDataset:
+def load_described(
+    root: str | Path,
+    train: bool,
+    *,
+    domains: Sequence[str] | None = None,
+    split_strategy: str | None = None,
+    reference_order: Sequence[str] | None = None,
+    num_classes: int | None = None,
+    name: str = "custom",
+    test_fraction: float = DEFAULT_TEST_FRACTION,
+    seed: int = DEFAULT_SPLIT_SEED,
+    allow_outside: bool = False,
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+) -> ImageListDataset:
     """The train or test set of the data in ``root`` (lists, or a tree split in memory).
 
     ``num_classes`` (``--num_classes``) is checked against the data: every label must be below it
@@ -347,8 +331,7 @@ def load_described(root: str | Path, train: bool, *, domains: Sequence[str] | No
     if desc.kind == "lists":
         every = {}
         for s in ("train", "test"):
-            every[s] = [x for d, dom in enumerate(order or [None])
-                        for x in read_list(desc.list_files[(dom, s)], d)]
+            every[s] = [x for d, dom in enumerate(order or [None]) for x in read_list(desc.list_files[(dom, s)], d)]
         samples = every[split]
         everything = every["train"] + every["test"]
         pair = (every["train"], every["test"])
@@ -357,9 +340,11 @@ def load_described(root: str | Path, train: bool, *, domains: Sequence[str] | No
         pair = split_samples(everything, test_fraction, seed, order)
         if str(desc.root) not in _noticed:
             _noticed.add(str(desc.root))
-            log.warning(f"{desc.root} has no file lists: train/test split made in memory (test fraction "
-                        f"{test_fraction} per domain and class, seed {seed}), the split that "
-                        f"`python -m cassle.data.prepare {desc.root}` writes")
+            log.warning(
+                f"{desc.root} has no file lists: train/test split made in memory (test fraction "
+                f"{test_fraction} per domain and class, seed {seed}), the split that "
+                f"`python -m cassle.data.prepare {desc.root}` writes"
+            )
         samples = pair[0] if train else pair[1]
     if desc.classes is not None:
         count, why = len(desc.classes), (f"{desc.root / CLASSES_FILE}" if desc.kind == "lists" else "the class folders")
@@ -369,14 +354,17 @@ def load_described(root: str | Path, train: bool, *, domains: Sequence[str] | No
         if desc.kind == "lists":  # a label beyond the flag: name its list line
             _check_labels(everything, num_classes, f"--num_classes {num_classes}")
         if num_classes != count:
-            raise DataError(f"--num_classes {num_classes} does not match the data: {desc.root} has {count} classes "
-                            f"({why}); drop --num_classes (it comes from the data)"
-                            + ("" if desc.classes is not None else f" or list the class names in {CLASSES_FILE}"))
+            raise DataError(
+                f"--num_classes {num_classes} does not match the data: {desc.root} has {count} classes "
+                f"({why}); drop --num_classes (it comes from the data)"
+                + ("" if desc.classes is not None else f" or list the class names in {CLASSES_FILE}")
+            )
     _check_labels(everything, count, why)
     check_inside(desc.root, everything, allow_outside)
     check_class_coverage(pair[0], count, desc.classes, why, desc.root)
     check_domain_coverage(pair[0], pair[1], order, f"{name} data {desc.root}")
     if not samples:
-        raise DataError(f"{name}: no {split} images in {desc.root}"
-                        + (f" for domains {', '.join(order)}" if order else ""))
+        raise DataError(
+            f"{name}: no {split} images in {desc.root}" + (f" for domains {', '.join(order)}" if order else "")
+        )
     return ImageListDataset(desc.root, samples, count, order, desc.classes, max_image_pixels)

@@ -29,8 +29,9 @@ import contextlib
 import importlib.util
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -51,8 +52,10 @@ def dali_available() -> bool:
 
 def _require_dali():
     if not dali_available():
-        raise ImportError("NVIDIA DALI is not installed: pip install nvidia-dali-cuda120 "
-                          "(or run without --dali to use torchvision workers)")
+        raise ImportError(
+            "NVIDIA DALI is not installed: pip install nvidia-dali-cuda120 "
+            "(or run without --dali to use torchvision workers)"
+        )
     import nvidia.dali  # noqa: F401
 
 
@@ -91,8 +94,13 @@ def augment_view(images, s: dict[str, Any], mean: Sequence[float], std: Sequence
     from nvidia.dali import fn, types
 
     crop = int(s["crop_size"])
-    x = fn.random_resized_crop(images, size=(crop, crop), random_area=(s["min_scale"], s["max_scale"]),
-                               random_aspect_ratio=CROP_RATIO, interp_type=types.INTERP_CUBIC)
+    x = fn.random_resized_crop(
+        images,
+        size=(crop, crop),
+        random_area=(s["min_scale"], s["max_scale"]),
+        random_aspect_ratio=CROP_RATIO,
+        interp_type=types.INTERP_CUBIC,
+    )
     jitter = (s["brightness"], s["contrast"], s["saturation"], s["hue"])
     if s["color_jitter_prob"] > 0 and any(j > 0 for j in jitter):
         on = _coin(s["color_jitter_prob"])
@@ -103,36 +111,66 @@ def augment_view(images, s: dict[str, Any], mean: Sequence[float], std: Sequence
             return fn.random.uniform(range=(max(0.0, 1 - v), 1 + v)) * on + (1.0 - on)
 
         hue = fn.random.uniform(range=(-s["hue"], s["hue"])) * on * 360.0 if s["hue"] > 0 else 0.0
-        x = fn.color_twist(x, brightness=factor(s["brightness"]), contrast=factor(s["contrast"]),
-                           saturation=factor(s["saturation"]), hue=hue)
+        x = fn.color_twist(
+            x,
+            brightness=factor(s["brightness"]),
+            contrast=factor(s["contrast"]),
+            saturation=factor(s["saturation"]),
+            hue=hue,
+        )
     if s["gray_scale_prob"] > 0:
         x = fn.color_twist(x, saturation=1.0 - _coin(s["gray_scale_prob"]))
     x = fn.cast(x, dtype=types.FLOAT)  # 0..255 floats from here on
     if s["gaussian_prob"] > 0:
         on = _coin(s["gaussian_prob"])
-        blurred = fn.gaussian_blur(x, window_size=blur_kernel_size(crop),
-                                   sigma=fn.random.uniform(range=BLUR_SIGMA))
+        blurred = fn.gaussian_blur(x, window_size=blur_kernel_size(crop), sigma=fn.random.uniform(range=BLUR_SIGMA))
         x = blurred * on + x * (1.0 - on)
     if s["solarization_prob"] > 0:
         on = _coin(s["solarization_prob"]) * fn.cast(x >= 128.0, dtype=types.FLOAT)
         x = x + on * (255.0 - 2.0 * x)  # x -> 255 - x where on
     return fn.crop_mirror_normalize(
-        x, dtype=types.FLOAT, output_layout="CHW", mean=[255.0 * m for m in mean],
-        std=[255.0 * v for v in std], mirror=fn.random.coin_flip(probability=float(s["horizontal_flip_prob"])))
+        x,
+        dtype=types.FLOAT,
+        output_layout="CHW",
+        mean=[255.0 * m for m in mean],
+        std=[255.0 * v for v in std],
+        mirror=fn.random.coin_flip(probability=float(s["horizontal_flip_prob"])),
+    )
 
 
-def _reader(root: str, files: list[str], labels: list[int], *, shuffle: bool, shard_id: int, num_shards: int,
-            seed: int):
+def _reader(
+    root: str, files: list[str], labels: list[int], *, shuffle: bool, shard_id: int, num_shards: int, seed: int
+):
     from nvidia.dali import fn
 
-    return fn.readers.file(file_root=root, files=files, labels=labels, shuffle_after_epoch=shuffle,
-                           shard_id=shard_id, num_shards=num_shards, pad_last_batch=True, seed=seed,
-                           name="Reader")
+    return fn.readers.file(
+        file_root=root,
+        files=files,
+        labels=labels,
+        shuffle_after_epoch=shuffle,
+        shard_id=shard_id,
+        num_shards=num_shards,
+        pad_last_batch=True,
+        seed=seed,
+        name="Reader",
+    )
 
 
-def build_train_pipeline(root: str, files: list[str], indexes: list[int], view_settings: Sequence[dict],
-                         mean: Sequence[float], std: Sequence[float], *, batch_size: int, num_threads: int = 2,
-                         device_id: int | None = None, seed: int = 0, shard_id: int = 0, num_shards: int = 1):
+def build_train_pipeline(
+    root: str,
+    files: list[str],
+    indexes: list[int],
+    view_settings: Sequence[dict],
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    batch_size: int,
+    num_threads: int = 2,
+    device_id: int | None = None,
+    seed: int = 0,
+    shard_id: int = 0,
+    num_shards: int = 1,
+):
     """Pipeline with outputs (view_1, ..., view_n, index): decoded once, augmented per view.
 
     The reader's shuffle uses ``seed`` on every shard (the shards must agree on the order to stay
@@ -141,12 +179,11 @@ def build_train_pipeline(root: str, files: list[str], indexes: list[int], view_s
     _require_dali()
     from nvidia.dali import fn, pipeline_def, types
 
-    aug_seed = stream_seed(seed, shard_id) % (2 ** 31)
+    aug_seed = stream_seed(seed, shard_id) % (2**31)
 
     @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, seed=aug_seed)
     def pipe():
-        jpegs, index = _reader(root, files, indexes, shuffle=True, shard_id=shard_id, num_shards=num_shards,
-                               seed=seed)
+        jpegs, index = _reader(root, files, indexes, shuffle=True, shard_id=shard_id, num_shards=num_shards, seed=seed)
         images = fn.decoders.image(jpegs, device="cpu" if device_id is None else "mixed", output_type=types.RGB)
         views = [augment_view(images, s, mean, std) for s in view_settings]
         return (*views, index)
@@ -154,9 +191,18 @@ def build_train_pipeline(root: str, files: list[str], indexes: list[int], view_s
     return pipe()
 
 
-def build_eval_pipeline(root: str, files: list[str], indexes: list[int], mean: Sequence[float],
-                        std: Sequence[float], *, crop_size: int = 224, batch_size: int, num_threads: int = 2,
-                        device_id: int | None = None):
+def build_eval_pipeline(
+    root: str,
+    files: list[str],
+    indexes: list[int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    crop_size: int = 224,
+    batch_size: int,
+    num_threads: int = 2,
+    device_id: int | None = None,
+):
     """Resize the shorter side to crop * 256/224, centre crop, normalise (the folder eval protocol)."""
     _require_dali()
     from nvidia.dali import fn, pipeline_def, types
@@ -166,8 +212,14 @@ def build_eval_pipeline(root: str, files: list[str], indexes: list[int], mean: S
         jpegs, index = _reader(root, files, indexes, shuffle=False, shard_id=0, num_shards=1, seed=0)
         images = fn.decoders.image(jpegs, device="cpu" if device_id is None else "mixed", output_type=types.RGB)
         images = fn.resize(images, resize_shorter=round(crop_size * 256 / 224), interp_type=types.INTERP_CUBIC)
-        x = fn.crop_mirror_normalize(images, dtype=types.FLOAT, output_layout="CHW", crop=(crop_size, crop_size),
-                                     mean=[255.0 * m for m in mean], std=[255.0 * v for v in std])
+        x = fn.crop_mirror_normalize(
+            images,
+            dtype=types.FLOAT,
+            output_layout="CHW",
+            crop=(crop_size, crop_size),
+            mean=[255.0 * m for m in mean],
+            std=[255.0 * v for v in std],
+        )
         return x, index
 
     return pipe()
@@ -216,8 +268,13 @@ class _DaliLoader:
         self.batch_size = kwargs["batch_size"]
         self.root = root
         with _named_decode_errors(root, self.files):  # the iterator decodes its first batch right away
-            self._iter = DALIGenericIterator([self.pipe], output_map, reader_name="Reader", auto_reset=True,
-                                             last_batch_policy=getattr(LastBatchPolicy, policy))
+            self._iter = DALIGenericIterator(
+                [self.pipe],
+                output_map,
+                reader_name="Reader",
+                auto_reset=True,
+                last_batch_policy=getattr(LastBatchPolicy, policy),
+            )
         self._pending = False  # an epoch left unfinished (max_steps / limit_train_batches)
 
     def __len__(self) -> int:
@@ -247,16 +304,40 @@ class DaliTrainLoader(_DaliLoader):
     RNG state is not checkpointed).
     """
 
-    def __init__(self, dataset, indices, view_settings: Sequence[dict], mean, std, *, batch_size: int,
-                 num_threads: int = 2, device_id: int | None = None, seed: int = 0, shard_id: int = 0,
-                 num_shards: int = 1):
+    def __init__(
+        self,
+        dataset,
+        indices,
+        view_settings: Sequence[dict],
+        mean,
+        std,
+        *,
+        batch_size: int,
+        num_threads: int = 2,
+        device_id: int | None = None,
+        seed: int = 0,
+        shard_id: int = 0,
+        num_shards: int = 1,
+    ):
         _require_dali()
         self.num_views = len(view_settings)
         names = [f"v{i}" for i in range(self.num_views)] + ["index"]
-        super().__init__(dataset, indices, names, build_train_pipeline, policy="DROP",
-                         view_settings=list(view_settings), mean=tuple(mean), std=tuple(std),
-                         batch_size=batch_size, num_threads=num_threads, device_id=device_id,
-                         seed=int(seed), shard_id=shard_id, num_shards=num_shards)
+        super().__init__(
+            dataset,
+            indices,
+            names,
+            build_train_pipeline,
+            policy="DROP",
+            view_settings=list(view_settings),
+            mean=tuple(mean),
+            std=tuple(std),
+            batch_size=batch_size,
+            num_threads=num_threads,
+            device_id=device_id,
+            seed=int(seed),
+            shard_id=shard_id,
+            num_shards=num_shards,
+        )
 
     def __iter__(self):
         for data in self._batches():
@@ -267,12 +348,31 @@ class DaliTrainLoader(_DaliLoader):
 class DaliEvalLoader(_DaliLoader):
     """Evaluation batches ``(x, y)`` over the whole ``dataset`` (every rank sees all of it)."""
 
-    def __init__(self, dataset, mean, std, *, crop_size: int = 224, batch_size: int, num_threads: int = 2,
-                 device_id: int | None = None):
+    def __init__(
+        self,
+        dataset,
+        mean,
+        std,
+        *,
+        crop_size: int = 224,
+        batch_size: int,
+        num_threads: int = 2,
+        device_id: int | None = None,
+    ):
         _require_dali()
-        super().__init__(dataset, None, ["x", "index"], build_eval_pipeline, policy="PARTIAL",
-                         mean=tuple(mean), std=tuple(std), crop_size=crop_size, batch_size=batch_size,
-                         num_threads=num_threads, device_id=device_id)
+        super().__init__(
+            dataset,
+            None,
+            ["x", "index"],
+            build_eval_pipeline,
+            policy="PARTIAL",
+            mean=tuple(mean),
+            std=tuple(std),
+            crop_size=crop_size,
+            batch_size=batch_size,
+            num_threads=num_threads,
+            device_id=device_id,
+        )
 
     def __len__(self) -> int:
         return math.ceil(self.num_samples / self.batch_size)

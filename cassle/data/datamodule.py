@@ -33,16 +33,17 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .args import DESCRIBED_DATASETS, resolve_task_count, validate_data_args
-from .batched_path import BatchedPathMixin
-from .gpu_loader import DeviceBatchLoader
 from .args import view_settings as _view_settings
+from .batched_path import BatchedPathMixin
 from .datasets import TENSOR_DATASETS, TensorImageDataset, dataset_stats, load_dataset
+from .gpu_loader import DeviceBatchLoader
 from .splits import class_split_tasks
 from .task_data import EvalDataset, TaskDataset, _resolve_args, resolve_num_classes, task_subset  # noqa: F401
 from .transforms import NViewTransform, build_eval_transform, build_multiview_transform, build_view_transform
 
 log = logging.getLogger(__name__)
 DATA_PATHS = ("workers", "batched", "dali")
+
 
 class ContinualDataModule(BatchedPathMixin, pl.LightningDataModule):
     """Data of one continual task. Build from an argparse namespace, a dict, or keyword flags."""
@@ -60,18 +61,26 @@ class ContinualDataModule(BatchedPathMixin, pl.LightningDataModule):
         self._noticed: set[str] = set()
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "ContinualDataModule":
+    def from_args(cls, args: argparse.Namespace) -> ContinualDataModule:
         return cls(args)
 
     # ------------------------------------------------------------------ loading
     def _load(self, train: bool, download: bool) -> Dataset:
         a = self.args
         return load_dataset(
-            a.dataset, a.data_dir, train=train, download=download, train_dir=a.train_dir, val_dir=a.val_dir,
+            a.dataset,
+            a.data_dir,
+            train=train,
+            download=download,
+            train_dir=a.train_dir,
+            val_dir=a.val_dir,
             num_classes=a.num_classes if a.dataset in ("synthetic", *DESCRIBED_DATASETS) else None,
-            synthetic_size=a.synthetic_size, image_size=a.synthetic_image_size if a.dataset == "synthetic" else 32,
-            domains=a.domains, split_strategy=a.split_strategy,
-            allow_outside=a.allow_paths_outside_data_dir, max_image_pixels=a.max_image_pixels,
+            synthetic_size=a.synthetic_size,
+            image_size=a.synthetic_image_size if a.dataset == "synthetic" else 32,
+            domains=a.domains,
+            split_strategy=a.split_strategy,
+            allow_outside=a.allow_paths_outside_data_dir,
+            max_image_pixels=a.max_image_pixels,
         )
 
     def prepare_data(self) -> None:
@@ -164,8 +173,9 @@ class ContinualDataModule(BatchedPathMixin, pl.LightningDataModule):
         folder = not self.is_tensor_dataset
         image_size = None if folder else self.train_full.image_size[0]
         # Tensor sets are evaluated at the crop size used by view 1 (32 for CIFAR: no resize).
-        return build_eval_transform(self.mean, self.std, folder=folder,
-                                    crop_size=self.view_settings[0]["crop_size"], image_size=image_size)
+        return build_eval_transform(
+            self.mean, self.std, folder=folder, crop_size=self.view_settings[0]["crop_size"], image_size=image_size
+        )
 
     @property
     def train_dataset(self) -> TaskDataset:
@@ -207,8 +217,7 @@ class ContinualDataModule(BatchedPathMixin, pl.LightningDataModule):
         from pytorch_lightning.utilities import CombinedLoader
 
         # The epoch is the task's SSL data; the online-eval stream is reshuffled every epoch.
-        return CombinedLoader({"ssl": ssl, "online_eval": self.online_eval_loader()},
-                              mode="min_size")
+        return CombinedLoader({"ssl": ssl, "online_eval": self.online_eval_loader()}, mode="min_size")
 
     @property
     def online_eval_clean(self) -> bool:
@@ -227,8 +236,17 @@ class ContinualDataModule(BatchedPathMixin, pl.LightningDataModule):
         if self.data_path() == "batched" and hasattr(base, "images"):
             rank, world = self._rank_world()
             loader = DeviceBatchLoader(
-                base.images, base.targets, batch_size, device=self.batched_device(), indexes=None,
-                shuffle=True, drop_last=False, seed=self.seed + 1, rank=rank, world_size=world)
+                base.images,
+                base.targets,
+                batch_size,
+                device=self.batched_device(),
+                indexes=None,
+                shuffle=True,
+                drop_last=False,
+                seed=self.seed + 1,
+                rank=rank,
+                world_size=world,
+            )
             mean, std = self.mean, self.std
             if self.online_eval_clean:
                 from .gpu_augment import EvalTransform
@@ -241,13 +259,20 @@ class ContinualDataModule(BatchedPathMixin, pl.LightningDataModule):
                 # the loader's per-epoch generator (seeded from seed + 1, epoch, rank)
                 loader.transform = lambda x: augment(x, loader.generator)
             return loader
-        transform = (self.val_transform() if self.online_eval_clean
-                     else build_view_transform(last_view, self.mean, self.std))
+        transform = (
+            self.val_transform() if self.online_eval_clean else build_view_transform(last_view, self.mean, self.std)
+        )
         workers = self.args.num_workers
         # drop_last=False: a training set smaller than the batch still yields a batch.
-        return DataLoader(EvalDataset(base, transform), batch_size=batch_size,
-                          shuffle=True, drop_last=False, num_workers=workers,
-                          pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
+        return DataLoader(
+            EvalDataset(base, transform),
+            batch_size=batch_size,
+            shuffle=True,
+            drop_last=False,
+            num_workers=workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=workers > 0,
+        )
 
     def val_dataloader(self):
         return self.eval_loader(train=False)
@@ -265,8 +290,9 @@ class ContinualDataModule(BatchedPathMixin, pl.LightningDataModule):
             images, targets = base.images, base.targets
             if indices is not None:
                 images, targets = images[indices], targets[indices]
-            return self._device_loader(images, targets, None, train=False, device=self.batched_device(),
-                                       eval_size=self._eval_size())
+            return self._device_loader(
+                images, targets, None, train=False, device=self.batched_device(), eval_size=self._eval_size()
+            )
         if path == "dali" and indices is None:
             return self._dali_loader(train=False, split_train=train)
         dataset = EvalDataset(base, self.val_transform())
@@ -288,12 +314,29 @@ class ContinualDataModule(BatchedPathMixin, pl.LightningDataModule):
         threads = max(1, self.args.num_workers)
         self._notice(f"data: DALI pipelines on {'GPU ' + str(device_id) if device_id is not None else 'the CPU'}")
         if train:
-            return DaliTrainLoader(self.train_full, self.task_indices, self.view_settings, self.mean, self.std,
-                                   batch_size=self.args.batch_size, num_threads=threads, device_id=device_id,
-                                   seed=self.seed, shard_id=rank, num_shards=world)
+            return DaliTrainLoader(
+                self.train_full,
+                self.task_indices,
+                self.view_settings,
+                self.mean,
+                self.std,
+                batch_size=self.args.batch_size,
+                num_threads=threads,
+                device_id=device_id,
+                seed=self.seed,
+                shard_id=rank,
+                num_shards=world,
+            )
         base = self.train_full if split_train else self.val_full
-        return DaliEvalLoader(base, self.mean, self.std, crop_size=self.view_settings[0]["crop_size"],
-                              batch_size=self.args.batch_size, num_threads=threads, device_id=device_id)
+        return DaliEvalLoader(
+            base,
+            self.mean,
+            self.std,
+            crop_size=self.view_settings[0]["crop_size"],
+            batch_size=self.args.batch_size,
+            num_threads=threads,
+            device_id=device_id,
+        )
 
     def teardown(self, stage: str | None = None) -> None:
         # Free the device copies; a later call rebuilds them.

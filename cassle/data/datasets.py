@@ -16,8 +16,8 @@ Every dataset exposes ``targets``, ``num_classes`` and ``classes``; ``__getitem_
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -77,8 +77,13 @@ def dataset_stats(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
 class TensorImageDataset(Dataset):
     """A whole image set as one uint8 tensor: ``images`` (N, H, W, 3), ``targets`` int64 (N,)."""
 
-    def __init__(self, images: torch.Tensor, targets: torch.Tensor, classes: Sequence[str] | None = None,
-                 num_classes: int | None = None):
+    def __init__(
+        self,
+        images: torch.Tensor,
+        targets: torch.Tensor,
+        classes: Sequence[str] | None = None,
+        num_classes: int | None = None,
+    ):
         images = torch.as_tensor(images)
         targets = torch.as_tensor(targets, dtype=torch.long).reshape(-1)
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
@@ -103,7 +108,7 @@ class TensorImageDataset(Dataset):
         # HWC -> CHW view; the transforms accept uint8 CHW tensors, no PIL round trip.
         return self.images[i].permute(2, 0, 1), int(self.targets[i])
 
-    def subset(self, indices: Sequence[int] | torch.Tensor) -> "TensorImageDataset":
+    def subset(self, indices: Sequence[int] | torch.Tensor) -> TensorImageDataset:
         """A new dataset holding ``images[indices]`` (a copy; same classes)."""
         idx = torch.as_tensor(indices, dtype=torch.long)
         return TensorImageDataset(self.images[idx], self.targets[idx], self.classes, self.num_classes)
@@ -140,8 +145,10 @@ def _load_cifar_npz(name: str, root: Path, train: bool) -> TensorImageDataset:
 
 
 def _load_cifar(name: str, data_dir: str | Path | None, train: bool, download: bool) -> TensorImageDataset:
-    hint = (f"pass --download to fetch {name} through torchvision, or point --data_dir at a folder "
-            f"containing {_TORCHVISION_FOLDER[name]}/ or train_*.npz + test.npz")
+    hint = (
+        f"pass --download to fetch {name} through torchvision, or point --data_dir at a folder "
+        f"containing {_TORCHVISION_FOLDER[name]}/ or train_*.npz + test.npz"
+    )
     if data_dir is None:
         raise FileNotFoundError(f"{name}: --data_dir is not set; {hint}")
     root = Path(data_dir)
@@ -156,8 +163,12 @@ def _load_cifar(name: str, data_dir: str | Path | None, train: bool, download: b
 
     cls = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
     ds = cls(root=str(root), train=train, download=download)
-    return TensorImageDataset(torch.from_numpy(np.ascontiguousarray(ds.data)),
-                              torch.tensor(ds.targets, dtype=torch.long), ds.classes, _CIFAR_CLASSES[name])
+    return TensorImageDataset(
+        torch.from_numpy(np.ascontiguousarray(ds.data)),
+        torch.tensor(ds.targets, dtype=torch.long),
+        ds.classes,
+        _CIFAR_CLASSES[name],
+    )
 
 
 # ----------------------------------------------------------------------------- digits / synthetic
@@ -186,8 +197,9 @@ def _load_digits(train: bool, image_size: int = 32) -> TensorImageDataset:
     return TensorImageDataset(x[idx].contiguous(), y[idx], [str(i) for i in range(10)], 10)
 
 
-def _load_synthetic(train: bool, num_classes: int = 10, size: int | None = None, image_size: int = 32,
-                    seed: int = 0) -> TensorImageDataset:
+def _load_synthetic(
+    train: bool, num_classes: int = 10, size: int | None = None, image_size: int = 32, seed: int = 0
+) -> TensorImageDataset:
     """Deterministic, learnable toy images: each class has its own base colour and stripe pattern.
 
     Class parameters come from ``seed`` (shared by train and test so that test is in-distribution);
@@ -197,38 +209,47 @@ def _load_synthetic(train: bool, num_classes: int = 10, size: int | None = None,
     if not train:
         size = max(size // 5, num_classes)
     g_cls = torch.Generator().manual_seed(seed)
-    colour = 0.2 + 0.6 * torch.rand(num_classes, 3, generator=g_cls)        # (C, 3)
-    angle = torch.rand(num_classes, generator=g_cls) * torch.pi             # stripe orientation
-    freq = 1.0 + 3.0 * torch.rand(num_classes, generator=g_cls)             # stripes per image
+    colour = 0.2 + 0.6 * torch.rand(num_classes, 3, generator=g_cls)  # (C, 3)
+    angle = torch.rand(num_classes, generator=g_cls) * torch.pi  # stripe orientation
+    freq = 1.0 + 3.0 * torch.rand(num_classes, generator=g_cls)  # stripes per image
 
     g = torch.Generator().manual_seed(seed + (1 if train else 2))
     y = torch.arange(size) % num_classes
     y = y[torch.randperm(size, generator=g)]
     coords = torch.linspace(0, 1, image_size)
-    yy, xx = torch.meshgrid(coords, coords, indexing="ij")                  # (H, W)
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")  # (H, W)
     proj = xx * torch.cos(angle[y])[:, None, None] + yy * torch.sin(angle[y])[:, None, None]  # (N, H, W)
     phase = 2 * torch.pi * torch.rand(size, 1, 1, generator=g)
-    stripes = torch.sin(2 * torch.pi * freq[y][:, None, None] * proj + phase)                # (N, H, W)
-    img = colour[y][:, None, None, :] + 0.2 * stripes[..., None]                           # (N, H, W, 3)
+    stripes = torch.sin(2 * torch.pi * freq[y][:, None, None] * proj + phase)  # (N, H, W)
+    img = colour[y][:, None, None, :] + 0.2 * stripes[..., None]  # (N, H, W, 3)
     img = img + 0.05 * torch.randn(img.shape, generator=g)
     img = (img.clamp(0, 1) * 255).round().to(torch.uint8)
     return TensorImageDataset(img, y, [f"class_{i}" for i in range(num_classes)], num_classes)
 
 
 # ----------------------------------------------------------------------------- folders
-def _load_image_folder(name: str, data_dir: str | Path | None, train: bool, train_dir: str | None,
-                       val_dir: str | None, max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS):
+def _load_image_folder(
+    name: str,
+    data_dir: str | Path | None,
+    train: bool,
+    train_dir: str | None,
+    val_dir: str | None,
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+):
     from torchvision.datasets import ImageFolder
 
     if data_dir is None:
-        raise FileNotFoundError(f"{name}: --data_dir is not set; point it at the folder holding the "
-                                f"train/ and val/ image folders (or set --train_dir / --val_dir)")
+        raise FileNotFoundError(
+            f"{name}: --data_dir is not set; point it at the folder holding the "
+            f"train/ and val/ image folders (or set --train_dir / --val_dir)"
+        )
     sub = (train_dir or "train") if train else (val_dir or "val")
     path = Path(data_dir) / sub
     if not path.is_dir():
         flag = "--train_dir" if train else "--val_dir"
-        raise FileNotFoundError(f"{name}: image folder {path} does not exist; check --data_dir and {flag} "
-                                f"(one sub-folder per class)")
+        raise FileNotFoundError(
+            f"{name}: image folder {path} does not exist; check --data_dir and {flag} (one sub-folder per class)"
+        )
     ds = ImageFolder(str(path), loader=RGBLoader(max_image_pixels))  # pixel limit, 16-bit scaled
     ds.num_classes = len(ds.classes)
     ds.max_image_pixels = max_image_pixels
@@ -275,16 +296,26 @@ def load_dataset(
         return _load_digits(train, image_size)
     if name == "synthetic":
         return _load_synthetic(train, num_classes or 10, synthetic_size, image_size, seed)
-    if name in FOLDER_DATASETS or (name == "custom" and data_dir is not None
-                                   and _is_split_folder(data_dir, train_dir, val_dir)):
+    if name in FOLDER_DATASETS or (
+        name == "custom" and data_dir is not None and _is_split_folder(data_dir, train_dir, val_dir)
+    ):
         return _load_image_folder(name, data_dir, train, train_dir, val_dir, max_image_pixels)
     if name in ("custom", "domainnet"):
         if data_dir is None:
-            raise FileNotFoundError(f"{name}: --data_dir is not set; point it at the folder holding the images "
-                                    "(<class>/... or <domain>/<class>/...) or the file lists {domain}_train.txt / "
-                                    "{domain}_test.txt")
-        return load_described(data_dir, train, domains=domains, split_strategy=split_strategy,
-                              reference_order=DOMAINNET_DOMAINS if name == "domainnet" else None,
-                              num_classes=num_classes, name=name, allow_outside=allow_outside,
-                              max_image_pixels=max_image_pixels)
+            raise FileNotFoundError(
+                f"{name}: --data_dir is not set; point it at the folder holding the images "
+                "(<class>/... or <domain>/<class>/...) or the file lists {domain}_train.txt / "
+                "{domain}_test.txt"
+            )
+        return load_described(
+            data_dir,
+            train,
+            domains=domains,
+            split_strategy=split_strategy,
+            reference_order=DOMAINNET_DOMAINS if name == "domainnet" else None,
+            num_classes=num_classes,
+            name=name,
+            allow_outside=allow_outside,
+            max_image_pixels=max_image_pixels,
+        )
     raise _unknown(name)

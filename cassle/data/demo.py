@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -49,12 +49,20 @@ def _noisy(grey: np.ndarray, n: int) -> np.ndarray:
 
 
 STYLES: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
-    "plain": _plain, "inverted": _inverted, "colour": _colour, "noisy": _noisy,
+    "plain": _plain,
+    "inverted": _inverted,
+    "colour": _colour,
+    "noisy": _noisy,
 }
 
 
-def write_digit_domains(root: str | Path, styles: Sequence[str] = tuple(STYLES), per_class: int | None = None,
-                        image_size: int = 32, prepare_lists: bool = True) -> int:
+def write_digit_domains(
+    root: str | Path,
+    styles: Sequence[str] = tuple(STYLES),
+    per_class: int | None = None,
+    image_size: int = 32,
+    prepare_lists: bool = True,
+) -> int:
     """Write the digits in ``styles`` under ``root`` (and the lists); returns the images written.
 
     ``per_class`` keeps the first n digits of every class (tests use a handful).
@@ -81,8 +89,14 @@ def write_digit_domains(root: str | Path, styles: Sequence[str] = tuple(STYLES),
     return len(keep) * len(styles)
 
 
-def write_shape_domains(root: str | Path, styles: Sequence[str] = ("textured",), per_class: int = 300,
-                        image_size: int = 32, seed: int = 0, prepare_lists: bool = True) -> int:
+def write_shape_domains(
+    root: str | Path,
+    styles: Sequence[str] = ("textured",),
+    per_class: int = 300,
+    image_size: int = 32,
+    seed: int = 0,
+    prepare_lists: bool = True,
+) -> int:
     """Write the procedural shapes in ``styles`` under ``root`` (and the lists); returns the images written."""
     from PIL import Image
 
@@ -109,11 +123,20 @@ def write_shape_domains(root: str | Path, styles: Sequence[str] = ("textured",),
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m cassle.data.demo", description=__doc__.split("\n\n")[0])
     p.add_argument("data_dir")
-    p.add_argument("--set", dest="image_set", choices=("digits", "shapes"), default="digits",
-                   help="digits (scikit-learn's, in fixed styles) or shapes (procedural; cassle.data.shapes)")
-    p.add_argument("--styles", nargs="+", default=None,
-                   help=f"digits: any of {', '.join(STYLES)} (default: all); "
-                        "shapes: any of textured plain outline noisy (default: textured)")
+    p.add_argument(
+        "--set",
+        dest="image_set",
+        choices=("digits", "shapes"),
+        default="digits",
+        help="digits (scikit-learn's, in fixed styles) or shapes (procedural; cassle.data.shapes)",
+    )
+    p.add_argument(
+        "--styles",
+        nargs="+",
+        default=None,
+        help=f"digits: any of {', '.join(STYLES)} (default: all); "
+        "shapes: any of textured plain outline noisy (default: textured)",
+    )
     p.add_argument("--per_class", type=int, default=None, help="images per class (digits: all; shapes: 300)")
     p.add_argument("--image_size", type=int, default=32)
     p.add_argument("--seed", type=int, default=0, help="shapes: the generator's seed")
@@ -128,8 +151,10 @@ def main(argv=None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {n} {opts.image_set} images in {len(opts.styles)} style(s) ({', '.join(opts.styles)}) and their lists to "
-          f"{opts.data_dir}")
+    print(
+        f"wrote {n} {opts.image_set} images in {len(opts.styles)} style(s) ({', '.join(opts.styles)}) "
+        f"and their lists to {opts.data_dir}"
+    )
     return 0
 
 

@@ -11,17 +11,31 @@ throughput on the current machine.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from .augment_ops import *  # noqa: F401,F403  (the primitives, re-exported for callers and tests)
-from .augment_ops import (BLUR_SIGMA, CROP_RATIO, INTERPOLATIONS, OPTIONAL_KEYS, PROB_KEYS,
-                          REQUIRED_KEYS, _mean_std, _uniform, blur_kernel_size, color_jitter,
-                          crop_resize, gaussian_blur, random_grayscale, sample_crop_boxes,
-                          solarize, to_float_nchw)
+from .augment_ops import (
+    BLUR_SIGMA,
+    CROP_RATIO,
+    INTERPOLATIONS,
+    OPTIONAL_KEYS,
+    PROB_KEYS,
+    REQUIRED_KEYS,
+    _mean_std,
+    _uniform,
+    blur_kernel_size,
+    color_jitter,
+    crop_resize,
+    gaussian_blur,
+    random_grayscale,
+    sample_crop_boxes,
+    solarize,
+    to_float_nchw,
+)
 from .batch_eval_transform import EvalTransform, _resize_center_crop, eval_transform_batch  # noqa: F401
 
 
@@ -29,15 +43,16 @@ from .batch_eval_transform import EvalTransform, _resize_center_crop, eval_trans
 @dataclass
 class AugmentParams:
     """Per-sample random parameters of one view (all tensors with leading dim B)."""
-    boxes: Tensor      # (B, 4) long: i, j, h, w
-    flip: Tensor       # (B,) bool
-    jitter: Tensor     # (B,) bool: colour jitter applied
-    factors: Tensor    # (B, 4): brightness, contrast, saturation, hue
-    order: Tensor      # (B, 4) long: per-sample permutation of the jitter op ids
-    gray: Tensor       # (B,) bool
-    blur: Tensor       # (B,) bool
-    sigma: Tensor      # (B,)
-    solarize: Tensor   # (B,) bool
+
+    boxes: Tensor  # (B, 4) long: i, j, h, w
+    flip: Tensor  # (B,) bool
+    jitter: Tensor  # (B,) bool: colour jitter applied
+    factors: Tensor  # (B, 4): brightness, contrast, saturation, hue
+    order: Tensor  # (B, 4) long: per-sample permutation of the jitter op ids
+    gray: Tensor  # (B,) bool
+    blur: Tensor  # (B,) bool
+    sigma: Tensor  # (B,)
+    solarize: Tensor  # (B,) bool
 
 
 def check_settings(settings: dict) -> dict:
@@ -50,8 +65,9 @@ def check_settings(settings: dict) -> dict:
     valid = set(REQUIRED_KEYS) | set(OPTIONAL_KEYS)
     unknown = sorted(set(settings) - valid)
     if unknown:
-        raise ValueError(f"unknown augmentation settings {unknown}; valid keys: "
-                         f"{list(REQUIRED_KEYS) + list(OPTIONAL_KEYS)}")
+        raise ValueError(
+            f"unknown augmentation settings {unknown}; valid keys: {list(REQUIRED_KEYS) + list(OPTIONAL_KEYS)}"
+        )
     s = {**OPTIONAL_KEYS, **settings}
     crop = s["crop_size"]
     if isinstance(crop, bool) or not isinstance(crop, int) or crop < 1:
@@ -60,8 +76,9 @@ def check_settings(settings: dict) -> dict:
         if not 0.0 <= float(s[k]) <= 1.0:
             raise ValueError(f"{k} must be in [0, 1], got {s[k]}")
     if not 0.0 < float(s["min_scale"]) <= float(s["max_scale"]) <= 1.0:
-        raise ValueError("need 0 < min_scale <= max_scale <= 1, got "
-                         f"min_scale={s['min_scale']}, max_scale={s['max_scale']}")
+        raise ValueError(
+            f"need 0 < min_scale <= max_scale <= 1, got min_scale={s['min_scale']}, max_scale={s['max_scale']}"
+        )
     for k in ("brightness", "contrast", "saturation"):
         if float(s[k]) < 0:
             raise ValueError(f"{k} must be >= 0, got {s[k]}")
@@ -86,16 +103,18 @@ class BatchAugment(nn.Module):
         self.crop_size = s["crop_size"]
         self.scale = (float(s["min_scale"]), float(s["max_scale"]))
         # torchvision's ranges: [max(0, 1 - v), 1 + v] for b/c/s, [-h, h] for hue.
-        self.factor_ranges = [(max(0.0, 1 - float(s[k])), 1 + float(s[k]))
-                              for k in ("brightness", "contrast", "saturation")]
+        self.factor_ranges = [
+            (max(0.0, 1 - float(s[k])), 1 + float(s[k])) for k in ("brightness", "contrast", "saturation")
+        ]
         self.factor_ranges.append((-float(s["hue"]), float(s["hue"])))
         self.blur_kernel = blur_kernel_size(self.crop_size)
         mean_t, std_t = _mean_std(mean, std)
         self.register_buffer("mean", mean_t, persistent=False)
         self.register_buffer("std", std_t, persistent=False)
 
-    def sample_params(self, batch: int, height: int, width: int,
-                      generator: torch.Generator | None = None, device=None) -> AugmentParams:
+    def sample_params(
+        self, batch: int, height: int, width: int, generator: torch.Generator | None = None, device=None
+    ) -> AugmentParams:
         s, g, d = self.settings, generator, device
 
         def coin(p: float) -> Tensor:
@@ -129,12 +148,13 @@ class BatchAugment(nn.Module):
         return x
 
     @torch.no_grad()
-    def forward(self, images: Tensor, generator: torch.Generator | None = None,
-                normalize: bool = True) -> Tensor:
+    def forward(self, images: Tensor, generator: torch.Generator | None = None, normalize: bool = True) -> Tensor:
         x = to_float_nchw(images)
         if generator is not None and generator.device.type != x.device.type:
-            raise ValueError(f"generator is on {generator.device} but images are on {x.device}; "
-                             "create the generator on the images' device")
+            raise ValueError(
+                f"generator is on {generator.device} but images are on {x.device}; "
+                "create the generator on the images' device"
+            )
         with torch.autocast(device_type=x.device.type, enabled=False):
             params = self.sample_params(x.shape[0], x.shape[2], x.shape[3], generator, x.device)
             return self.apply(x, params, normalize)
@@ -158,10 +178,20 @@ if __name__ == "__main__":  # throughput print (not a test): python -m cassle.da
     import time
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
-    view = {"crop_size": 32, "min_scale": 0.08, "max_scale": 1.0, "brightness": 0.4,
-            "contrast": 0.4, "saturation": 0.2, "hue": 0.1, "color_jitter_prob": 0.8,
-            "gray_scale_prob": 0.2, "horizontal_flip_prob": 0.5, "gaussian_prob": 0.0,
-            "solarization_prob": 0.2}
+    view = {
+        "crop_size": 32,
+        "min_scale": 0.08,
+        "max_scale": 1.0,
+        "brightness": 0.4,
+        "contrast": 0.4,
+        "saturation": 0.2,
+        "hue": 0.1,
+        "color_jitter_prob": 0.8,
+        "gray_scale_prob": 0.2,
+        "horizontal_flip_prob": 0.5,
+        "gaussian_prob": 0.0,
+        "solarization_prob": 0.2,
+    }
     aug = MultiViewBatchAugment([view, view], (0.4914, 0.4822, 0.4465), (0.247, 0.243, 0.261))
     imgs = torch.randint(0, 256, (512, 32, 32, 3), dtype=torch.uint8, device=dev)
     gen = torch.Generator(device=dev).manual_seed(0)

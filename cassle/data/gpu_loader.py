@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -48,8 +48,18 @@ class EpochShardSampler:
     incomplete batch (training), otherwise it is yielded (evaluation).
     """
 
-    def __init__(self, num_samples: int, batch_size: int, *, shuffle: bool, drop_last: bool,
-                 seed: int = 0, rank: int = 0, world_size: int = 1, pad: bool = True):
+    def __init__(
+        self,
+        num_samples: int,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        drop_last: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        pad: bool = True,
+    ):
         if num_samples < 0 or batch_size < 1:
             raise ValueError(f"need num_samples >= 0 and batch_size >= 1, got {num_samples}, {batch_size}")
         if world_size < 1 or not 0 <= rank < world_size:
@@ -85,12 +95,12 @@ class EpochShardSampler:
             if total > n:  # repeat the head as often as needed, like DistributedSampler
                 reps = math.ceil((total - n) / n)
                 order = torch.cat([order, order.repeat(reps)[: total - n]])
-        return order[self.rank::self.world_size]
+        return order[self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator[Tensor]:
         idx = self.rank_indices()
         for b in range(len(self)):
-            yield idx[b * self.batch_size:(b + 1) * self.batch_size]
+            yield idx[b * self.batch_size : (b + 1) * self.batch_size]
 
 
 class DeviceBatchLoader:
@@ -105,10 +115,22 @@ class DeviceBatchLoader:
     from ``stream_seed(seed, epoch, rank)``: the augmentation stream of the datamodule's hook.
     """
 
-    def __init__(self, images: Tensor, targets: Tensor, batch_size: int, *, device="cpu",
-                 indexes: Tensor | None = None, shuffle: bool = True, drop_last: bool = True,
-                 seed: int = 0, rank: int = 0, world_size: int = 1,
-                 transform: Callable[[Tensor], Tensor] | None = None, pad: bool = True):
+    def __init__(
+        self,
+        images: Tensor,
+        targets: Tensor,
+        batch_size: int,
+        *,
+        device="cpu",
+        indexes: Tensor | None = None,
+        shuffle: bool = True,
+        drop_last: bool = True,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        transform: Callable[[Tensor], Tensor] | None = None,
+        pad: bool = True,
+    ):
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {tuple(images.shape)}")
         if targets.shape != (len(images),):
@@ -122,8 +144,16 @@ class DeviceBatchLoader:
         self.targets = targets.to(self.device, torch.long)
         self.indexes = indexes.to(self.device, torch.long)
         self.transform = transform
-        self.sampler = EpochShardSampler(len(images), batch_size, shuffle=shuffle, drop_last=drop_last,
-                                         seed=seed, rank=rank, world_size=world_size, pad=pad)
+        self.sampler = EpochShardSampler(
+            len(images),
+            batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            pad=pad,
+        )
         self.batch_sampler = None  # Lightning's duck typing reads both attributes
         self.generator: torch.Generator | None = None
 
@@ -154,7 +184,7 @@ class DeviceBatchLoader:
         order = self.sampler.rank_indices().to(self.device)
         size = self.sampler.batch_size
         for b in range(len(self.sampler)):
-            pos = order[b * size:(b + 1) * size]
+            pos = order[b * size : (b + 1) * size]
             images = self.images.index_select(0, pos)
             targets = self.targets.index_select(0, pos)
             if self.transform is not None:
@@ -169,8 +199,13 @@ def is_raw_train_batch(batch) -> bool:
     Augmented batches carry a *list* of float views, eval batches are pairs, so the structure tells
     the three apart without looking at the trainer's state.
     """
-    return (isinstance(batch, (tuple, list)) and len(batch) == 3 and isinstance(batch[1], Tensor)
-            and batch[1].dtype == torch.uint8 and batch[1].ndim == 4)
+    return (
+        isinstance(batch, (tuple, list))
+        and len(batch) == 3
+        and isinstance(batch[1], Tensor)
+        and batch[1].dtype == torch.uint8
+        and batch[1].ndim == 4
+    )
 
 
 class FusedViewsAugment:
@@ -189,7 +224,7 @@ class FusedViewsAugment:
     """
 
     def __init__(self, multi):
-        from .gpu_augment import BatchAugment, PROB_KEYS
+        from .gpu_augment import PROB_KEYS, BatchAugment
 
         self.multi = multi
         self.views = list(multi.views)
@@ -223,13 +258,16 @@ class FusedViewsAugment:
             return self.multi(images, generator)
         x = to_float_nchw(images)
         if generator is not None and generator.device.type != x.device.type:
-            raise ValueError(f"generator is on {generator.device} but images are on {x.device}; "
-                             "create the generator on the images' device")
+            raise ValueError(
+                f"generator is on {generator.device} but images are on {x.device}; "
+                "create the generator on the images' device"
+            )
         b, _, height, width = x.shape
         n = len(self.views)
         with torch.autocast(device_type=x.device.type, enabled=False):
             params = [v.sample_params(b, height, width, generator, x.device) for v in self.views]
-            merged = AugmentParams(**{f.name: torch.cat([getattr(p, f.name) for p in params])
-                                      for f in fields(AugmentParams)})
+            merged = AugmentParams(
+                **{f.name: torch.cat([getattr(p, f.name) for p in params]) for f in fields(AugmentParams)}
+            )
             out = self.applier.apply(x.repeat(n, 1, 1, 1), merged)
         return list(out.split(b))

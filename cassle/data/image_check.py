@@ -45,23 +45,29 @@ def size_problem(size: tuple[int, int], limit: int | None) -> str | None:
     """Why an image of ``size`` (width, height) is refused, or None."""
     pixels = int(size[0]) * int(size[1])
     if limit and pixels > limit:
-        return (f"{size[0]} x {size[1]} = {pixels:,} pixels is above the limit of {int(limit):,} pixels "
-                f"(a decompression bomb, or a genuine large image: raise the limit with {PIXEL_FLAG} N, "
-                f"0 for none)")
+        return (
+            f"{size[0]} x {size[1]} = {pixels:,} pixels is above the limit of {int(limit):,} pixels "
+            f"(a decompression bomb, or a genuine large image: raise the limit with {PIXEL_FLAG} N, "
+            f"0 for none)"
+        )
     return None
 
 
 def _bomb_message(err: Exception, limit: int | None) -> str:
-    return (f"{err}; the limit is {int(limit or 0):,} pixels (a decompression bomb, or a genuine large image: "
-            f"raise the limit with {PIXEL_FLAG} N, 0 for none)")
+    return (
+        f"{err}; the limit is {int(limit or 0):,} pixels (a decompression bomb, or a genuine large image: "
+        f"raise the limit with {PIXEL_FLAG} N, 0 for none)"
+    )
 
 
 def _mode_problem(img) -> str | None:
     if img.mode in _SIXTEEN_BIT or img.mode.startswith("I;16") or (img.mode == "I" and img.format == "PNG"):
         return None
     if img.mode in ("I", "F"):
-        return (f"{'32-bit integer' if img.mode == 'I' else 'floating-point'} pixels (PIL mode {img.mode}) "
-                "have no known 8-bit scale; convert the image to 8 or 16 bits per channel")
+        return (
+            f"{'32-bit integer' if img.mode == 'I' else 'floating-point'} pixels (PIL mode {img.mode}) "
+            "have no known 8-bit scale; convert the image to 8 or 16 bits per channel"
+        )
     return None
 
 

@@ -8,9 +8,9 @@ named none (DALI).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
 
 from .data_errors import DataError
 from .image_check import DEFAULT_MAX_IMAGE_PIXELS, header_problem
@@ -38,7 +38,7 @@ def first_undecodable(root: str | Path, files: Sequence[str], workers: int = 16)
     paths = [Path(root) / f for f in files]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for start in range(0, len(paths), 1024):
-            chunk = paths[start:start + 1024]
+            chunk = paths[start : start + 1024]
             for path, bad in zip(chunk, pool.map(_full_decode_fails, chunk)):
                 if bad:
                     return path
@@ -59,8 +59,11 @@ def validate_images(dataset, what: str = "", workers: int = 16, max_image_pixels
         return 0
     paths = [Path(s[0]) if Path(s[0]).is_absolute() else root / s[0] for s in samples]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        limit = max_image_pixels if max_image_pixels is not None else getattr(
-            dataset, "max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS)
+        limit = (
+            max_image_pixels
+            if max_image_pixels is not None
+            else getattr(dataset, "max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS)
+        )
         problems = list(pool.map(lambda p: header_problem(p, limit), paths, chunksize=64))
     bad = [(i, p) for i, p in enumerate(problems) if p]
     if bad:
@@ -71,7 +74,9 @@ def validate_images(dataset, what: str = "", workers: int = 16, max_image_pixels
 
         listed = "; ".join(f"{where(i)}: {p}" for i, p in bad[:_MAX_REPORTED])
         more = f" (and {len(bad) - _MAX_REPORTED} more)" if len(bad) > _MAX_REPORTED else ""
-        raise DataError(f"{len(bad)} of {len(paths)} {what + ' ' if what else ''}images cannot be read: "
-                        f"{listed}{more}. Fix or remove them (python -m cassle.data.prepare rewrites lists "
-                        "from a folder tree)")
+        raise DataError(
+            f"{len(bad)} of {len(paths)} {what + ' ' if what else ''}images cannot be read: "
+            f"{listed}{more}. Fix or remove them (python -m cassle.data.prepare rewrites lists "
+            "from a folder tree)"
+        )
     return len(paths)

@@ -58,9 +58,10 @@ def read_text_lines(path: Path) -> list[str]:
     except UnicodeDecodeError as err:
         start = err.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
         line = data[:start].count(b"\n") + 1
-        bad = data[start:start + 4]
-        raise _error(f"{path}:{line}: not UTF-8 text (byte {bad[:1]!r} at offset {start}); save the list "
-                     "as UTF-8") from None
+        bad = data[start : start + 4]
+        raise _error(
+            f"{path}:{line}: not UTF-8 text (byte {bad[:1]!r} at offset {start}); save the list as UTF-8"
+        ) from None
     return text.splitlines()
 
 
@@ -73,8 +74,10 @@ def read_class_names(path: Path) -> list[str]:
     first: dict[str, int] = {}
     for n, name in enumerate(lines, 1):
         if not name:
-            raise _error(f"{path}:{n}: empty line between class names; line k names label k, so every line "
-                         "up to the last name must hold one")
+            raise _error(
+                f"{path}:{n}: empty line between class names; line k names label k, so every line "
+                "up to the last name must hold one"
+            )
         if name in first:
             raise _error(f"{path}:{n}: class name {name!r} is already on line {first[name]}; each class once")
         first[name] = n
@@ -84,8 +87,10 @@ def read_class_names(path: Path) -> list[str]:
 def parse_label(token: str, where: str, path_part: str) -> int:
     """``token`` as a label >= 0; an error naming ``where`` (``file:line``) otherwise."""
     if not _LABEL.fullmatch(token):
-        raise _error(f"{where}: expected 'relative/path label' with a plain decimal integer label "
-                     f"(ASCII digits 0-9 only), got label {token!r} of image {path_part}")
+        raise _error(
+            f"{where}: expected 'relative/path label' with a plain decimal integer label "
+            f"(ASCII digits 0-9 only), got label {token!r} of image {path_part}"
+        )
     label = int(token)
     if label < 0:
         raise _error(f"{where}: label {label} of image {path_part} is negative; labels are 0..C-1")
@@ -147,9 +152,12 @@ def check_inside(root: Path, samples: Sequence, allow: bool) -> None:
     found = outside_problems(root, samples)
     if found:
         more = f" (and {len(found) - _MAX_REPORTED} more)" if len(found) > _MAX_REPORTED else ""
-        raise _error(f"{len(found)} image path(s) leave the data folder {root}: "
-                     + "; ".join(found[:_MAX_REPORTED]) + more
-                     + f". Keep the images inside it, or pass {OUTSIDE_FLAG} if you mean it")
+        raise _error(
+            f"{len(found)} image path(s) leave the data folder {root}: "
+            + "; ".join(found[:_MAX_REPORTED])
+            + more
+            + f". Keep the images inside it, or pass {OUTSIDE_FLAG} if you mean it"
+        )
 
 
 def ranges(values: Sequence[int]) -> str:
@@ -175,12 +183,16 @@ def check_class_coverage(train: Sequence, count: int, named: Sequence[str] | Non
         top = max(seen) if seen else 0
         example = next((s for s in train if s.label == top), None)
         at = f" (label {top} at {example.source or example.path})" if example is not None else ""
-        raise _error(f"{where}: {len(empty)} of {count} classes have no training image: {ranges(empty)}. "
-                     f"The class count comes from {why}{at}; renumber the labels 0..C-1, or name every "
-                     f"class in classes.txt (line k = label k) if the empty ones are meant")
-    message = (f"{where}: {len(empty)} of {count} classes named in {why} have no training image: "
-               + ", ".join(f"{c} ({named[c]})" for c in empty[:_MAX_REPORTED])
-               + (f" and {len(empty) - _MAX_REPORTED} more" if len(empty) > _MAX_REPORTED else ""))
+        raise _error(
+            f"{where}: {len(empty)} of {count} classes have no training image: {ranges(empty)}. "
+            f"The class count comes from {why}{at}; renumber the labels 0..C-1, or name every "
+            f"class in classes.txt (line k = label k) if the empty ones are meant"
+        )
+    message = (
+        f"{where}: {len(empty)} of {count} classes named in {why} have no training image: "
+        + ", ".join(f"{c} ({named[c]})" for c in empty[:_MAX_REPORTED])
+        + (f" and {len(empty) - _MAX_REPORTED} more" if len(empty) > _MAX_REPORTED else "")
+    )
     if message not in _noticed:
         _noticed.add(message)
         log.warning(message)
@@ -194,6 +206,8 @@ def check_domain_coverage(train: Sequence, test: Sequence, order: Sequence[str] 
         have = {s.domain for s in samples}
         missing = [name for d, name in enumerate(order) if d not in have]
         if missing:
-            raise _error(f"{where}: domain(s) {', '.join(missing)} have no {split} images; every domain is "
-                         f"trained on and evaluated, so each needs both (drop it from --domains, or add "
-                         f"{split} images)")
+            raise _error(
+                f"{where}: domain(s) {', '.join(missing)} have no {split} images; every domain is "
+                f"trained on and evaluated, so each needs both (drop it from --domains, or add "
+                f"{split} images)"
+            )

@@ -32,7 +32,7 @@ import numpy as np
 
 SHAPES = ("circle", "ring", "triangle", "square", "frame", "plus", "cross", "star", "half_disk", "crescent")
 STYLES = ("textured", "plain", "outline", "noisy")  # keys of STYLE_PARAMS, default first
-_SUPERSAMPLE = 2          # drawn at 2x, averaged down: anti-aliased edges
+_SUPERSAMPLE = 2  # drawn at 2x, averaged down: anti-aliased edges
 _TILT = np.deg2rad(15.0)  # rotation range; more would turn plus into cross
 
 
@@ -85,8 +85,12 @@ def _texture(rng: np.random.Generator, x: np.ndarray, y: np.ndarray) -> np.ndarr
     gx, gy = x * 4, y * 4
     i, j = np.minimum(gx.astype(int), 3), np.minimum(gy.astype(int), 3)
     fx, fy = gx - i, gy - j
-    return ((1 - fx) * (1 - fy) * coarse[j, i] + fx * (1 - fy) * coarse[j, i + 1]
-            + (1 - fx) * fy * coarse[j + 1, i] + fx * fy * coarse[j + 1, i + 1])
+    return (
+        (1 - fx) * (1 - fy) * coarse[j, i]
+        + fx * (1 - fy) * coarse[j, i + 1]
+        + (1 - fx) * fy * coarse[j + 1, i]
+        + fx * fy * coarse[j + 1, i + 1]
+    )
 
 
 def _outline(mask: np.ndarray, width: int) -> np.ndarray:
@@ -102,14 +106,46 @@ def _outline(mask: np.ndarray, width: int) -> np.ndarray:
 # of the room left), tilt, whether the shape is lighter than the background, contrast (1 = the
 # colours as drawn), background / shape texture amplitudes, pixel noise (std, in [0, 1] units).
 STYLE_PARAMS = {
-    "textured": dict(radius=(0.28, 0.42), shift=0.6, light_shape=True, contrast=1.0, bg_texture=(0.1, 0.25),
-                     shape_texture=(0.0, 0.1), noise=0.04, outline=False),
-    "plain": dict(radius=(0.28, 0.42), shift=0.6, light_shape=True, contrast=1.0, bg_texture=(0.0, 0.0),
-                  shape_texture=(0.0, 0.0), noise=0.02, outline=False),
-    "outline": dict(radius=(0.28, 0.42), shift=0.6, light_shape=True, contrast=1.0, bg_texture=(0.1, 0.25),
-                    shape_texture=(0.0, 0.0), noise=0.04, outline=True),
-    "noisy": dict(radius=(0.28, 0.42), shift=0.6, light_shape=True, contrast=0.6, bg_texture=(0.0, 0.0),
-                  shape_texture=(0.0, 0.0), noise=0.12, outline=False),
+    "textured": dict(
+        radius=(0.28, 0.42),
+        shift=0.6,
+        light_shape=True,
+        contrast=1.0,
+        bg_texture=(0.1, 0.25),
+        shape_texture=(0.0, 0.1),
+        noise=0.04,
+        outline=False,
+    ),
+    "plain": dict(
+        radius=(0.28, 0.42),
+        shift=0.6,
+        light_shape=True,
+        contrast=1.0,
+        bg_texture=(0.0, 0.0),
+        shape_texture=(0.0, 0.0),
+        noise=0.02,
+        outline=False,
+    ),
+    "outline": dict(
+        radius=(0.28, 0.42),
+        shift=0.6,
+        light_shape=True,
+        contrast=1.0,
+        bg_texture=(0.1, 0.25),
+        shape_texture=(0.0, 0.0),
+        noise=0.04,
+        outline=True,
+    ),
+    "noisy": dict(
+        radius=(0.28, 0.42),
+        shift=0.6,
+        light_shape=True,
+        contrast=0.6,
+        bg_texture=(0.0, 0.0),
+        shape_texture=(0.0, 0.0),
+        noise=0.12,
+        outline=False,
+    ),
 }
 
 
@@ -164,8 +200,9 @@ def image_rng(seed: int, style: str, label: int, index: int) -> np.random.Genera
     return np.random.default_rng([seed, zlib.crc32(style.encode()), label, index])
 
 
-def shape_images(per_class: int, style: str = "textured", seed: int = 0, size: int = 32,
-                 shapes: Sequence[str] = SHAPES) -> tuple[np.ndarray, np.ndarray]:
+def shape_images(
+    per_class: int, style: str = "textured", seed: int = 0, size: int = 32, shapes: Sequence[str] = SHAPES
+) -> tuple[np.ndarray, np.ndarray]:
     """``(N, size, size, 3)`` uint8 images and ``(N,)`` int64 labels (index in ``shapes``), class-major."""
     images = np.empty((per_class * len(shapes), size, size, 3), dtype=np.uint8)
     for label, shape in enumerate(shapes):

@@ -15,7 +15,7 @@ Every function leaves the global torch RNG untouched.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -52,12 +52,11 @@ def class_split_tasks(num_classes: int, num_tasks: int, seed: int = CLASS_ORDER_
     _check_task(num_tasks)
     if num_classes % num_tasks != 0:
         raise ValueError(
-            f"class split needs num_classes divisible by num_tasks: "
-            f"num_classes={num_classes}, num_tasks={num_tasks}"
+            f"class split needs num_classes divisible by num_tasks: num_classes={num_classes}, num_tasks={num_tasks}"
         )
     per_task = num_classes // num_tasks
     order = class_order(num_classes, seed).tolist()
-    return [order[t * per_task:(t + 1) * per_task] for t in range(num_tasks)]
+    return [order[t * per_task : (t + 1) * per_task] for t in range(num_tasks)]
 
 
 def task_of_class(num_classes: int, num_tasks: int, seed: int = CLASS_ORDER_SEED) -> torch.Tensor:
@@ -85,8 +84,9 @@ def class_split_indices(
     if num_classes is None:
         num_classes = int(targets.max()) + 1 if targets.numel() else 0
     if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= num_classes):
-        raise ValueError(f"targets must lie in [0, {num_classes - 1}], got range "
-                         f"[{int(targets.min())}, {int(targets.max())}]")
+        raise ValueError(
+            f"targets must lie in [0, {num_classes - 1}], got range [{int(targets.min())}, {int(targets.max())}]"
+        )
     classes = torch.tensor(class_split_tasks(num_classes, num_tasks, seed)[task_idx], dtype=torch.long)
     return torch.nonzero(torch.isin(targets, classes), as_tuple=False).reshape(-1)
 
@@ -98,14 +98,15 @@ def data_split_indices(num_samples: int, num_tasks: int, task_idx: int, seed: in
     """
     _check_task(num_tasks, task_idx)
     if num_samples < num_tasks:
-        raise ValueError(f"data split needs at least one sample per task: num_samples={num_samples}, "
-                         f"num_tasks={num_tasks}")
+        raise ValueError(
+            f"data split needs at least one sample per task: num_samples={num_samples}, num_tasks={num_tasks}"
+        )
     per_task, remainder = divmod(num_samples, num_tasks)
     perm = torch.randperm(num_samples, generator=torch.Generator().manual_seed(seed))
     if task_idx == 0:
         return perm[: per_task + remainder]
     start = remainder + task_idx * per_task
-    return perm[start:start + per_task]
+    return perm[start : start + per_task]
 
 
 def domain_split_indices(
@@ -123,6 +124,8 @@ def domain_split_indices(
     _check_task(num_tasks, task_idx)
     if num_tasks != num_domains:
         names = ", ".join(domain_names) if domain_names else f"{num_domains} domains"
-        raise ValueError(f"domain split needs one task per domain: num_tasks={num_tasks} but the data "
-                         f"has {num_domains} domains ({names})")
+        raise ValueError(
+            f"domain split needs one task per domain: num_tasks={num_tasks} but the data "
+            f"has {num_domains} domains ({names})"
+        )
     return torch.nonzero(_as_long(domains) == task_idx, as_tuple=False).reshape(-1)

@@ -9,7 +9,8 @@ the benchmarks.
 from __future__ import annotations
 
 import argparse
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
@@ -63,8 +64,10 @@ def resolve_num_classes(dataset: Dataset, args: Any) -> int:
     if n is not None and int(n) != int(dataset.num_classes):
         targets = torch.as_tensor(dataset.targets)
         top = f", labels up to {int(targets.max())}" if len(targets) else ""
-        raise ValueError(f"--num_classes {n} does not match the data: {args.dataset} has {dataset.num_classes} "
-                         f"classes{top}; drop --num_classes (it comes from the data)")
+        raise ValueError(
+            f"--num_classes {n} does not match the data: {args.dataset} has {dataset.num_classes} "
+            f"classes{top}; drop --num_classes (it comes from the data)"
+        )
     return int(dataset.num_classes)
 
 
@@ -82,7 +85,9 @@ def task_subset(dataset: Dataset, args: Any) -> torch.Tensor:
     if strategy == "domain":
         domains = getattr(dataset, "domains", None)
         if domains is None:
-            raise ValueError(f"--split_strategy domain needs a dataset with domains (--dataset custom on "
-                             f"<domain>/<class>/ folders or lists, or domainnet), got {args.dataset}")
+            raise ValueError(
+                f"--split_strategy domain needs a dataset with domains (--dataset custom on "
+                f"<domain>/<class>/ folders or lists, or domainnet), got {args.dataset}"
+            )
         return domain_split_indices(domains, num_tasks, task_idx, len(dataset.domain_names), dataset.domain_names)
     raise ValueError(f"unknown --split_strategy {strategy!r}; choose one of class, data, domain")

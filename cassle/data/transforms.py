@@ -10,7 +10,8 @@ especially), and PIL is what the reference used (solarize threshold 128 on 0..25
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torchvision.transforms import v2
@@ -42,8 +43,7 @@ def build_view_transform(settings: dict[str, Any], mean: Sequence[float], std: S
         ops.append(v2.RandomSolarize(threshold=128, p=s["solarization_prob"]))
     if s["horizontal_flip_prob"] > 0:
         ops.append(v2.RandomHorizontalFlip(p=s["horizontal_flip_prob"]))
-    ops += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std)),
-            v2.ToPureTensor()]
+    ops += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std)), v2.ToPureTensor()]
     return v2.Compose(ops)
 
 
@@ -64,15 +64,22 @@ class NViewTransform:
         return f"NViewTransform(\n{inner}\n)"
 
 
-def build_multiview_transform(settings: Sequence[dict[str, Any]], mean: Sequence[float],
-                              std: Sequence[float]) -> NViewTransform:
+def build_multiview_transform(
+    settings: Sequence[dict[str, Any]], mean: Sequence[float], std: Sequence[float]
+) -> NViewTransform:
     """One pipeline per view settings dict."""
     return NViewTransform([build_view_transform(s, mean, std) for s in settings])
 
 
-def build_eval_transform(mean: Sequence[float], std: Sequence[float], *, folder: bool,
-                         crop_size: int | None = None, image_size: int | None = None,
-                         normalise: bool = True) -> v2.Compose:
+def build_eval_transform(
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    folder: bool,
+    crop_size: int | None = None,
+    image_size: int | None = None,
+    normalise: bool = True,
+) -> v2.Compose:
     """Deterministic evaluation transform.
 
     ``folder=False`` (CIFAR-like tensor sets): only scale + normalise, resizing to ``crop_size``
@@ -86,8 +93,10 @@ def build_eval_transform(mean: Sequence[float], std: Sequence[float], *, folder:
     if folder:
         crop = crop_size or 224
         # bicubic: the reference's image folders ran through DALI (INTERP_CUBIC) in every script
-        ops += [v2.Resize(round(crop * 256 / 224), interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
-                v2.CenterCrop(crop)]
+        ops += [
+            v2.Resize(round(crop * 256 / 224), interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
+            v2.CenterCrop(crop),
+        ]
     elif crop_size is not None and image_size is not None and crop_size != image_size:
         ops.append(v2.Resize((crop_size, crop_size), antialias=True))
     ops.append(v2.ToImage())

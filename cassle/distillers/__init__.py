@@ -3,7 +3,8 @@
 Layer: model, above methods. One file per distiller over ``Distiller``; imports methods and
 losses; never strategies, continual or eval.
 """
-from cassle.distillers.base import DistillMixin, Distiller, add_distiller_args, make_distill_wrapper
+
+from cassle.distillers.base import Distiller, DistillMixin, add_distiller_args, make_distill_wrapper
 from cassle.distillers.contrastive import ContrastiveDistiller
 from cassle.distillers.decorrelative import DecorrelativeDistiller
 from cassle.distillers.knowledge import KnowledgeDistiller
@@ -49,10 +50,22 @@ DEFAULT_DISTILLER = {
 DEFAULT_DISTILLER.update({"dino": "knowledge", "deepclusterv2": "knowledge", "mocov3": "contrastive"})
 
 # The PNR distiller of each method PNR's public code covers (its bash_files/continual/cifar).
-PNR_DISTILLER = {"simclr": "pnr_contrastive", "mocov2plus": "pnr_moco", "byol": "pnr_predictive",
-                 "barlow_twins": "pnr_decorrelative", "vicreg": "pnr_predictive_mse"}
+PNR_DISTILLER = {
+    "simclr": "pnr_contrastive",
+    "mocov2plus": "pnr_moco",
+    "byol": "pnr_predictive",
+    "barlow_twins": "pnr_decorrelative",
+    "vicreg": "pnr_predictive_mse",
+}
 
 distill_wrapper = make_distill_wrapper(DISTILLERS)
 
-__all__ = ["DISTILLERS", "DEFAULT_DISTILLER", "PNR_DISTILLER", "DistillMixin", "Distiller", "add_distiller_args",
-           "distill_wrapper"]
+__all__ = [
+    "DISTILLERS",
+    "DEFAULT_DISTILLER",
+    "PNR_DISTILLER",
+    "DistillMixin",
+    "Distiller",
+    "add_distiller_args",
+    "distill_wrapper",
+]

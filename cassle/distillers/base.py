@@ -10,6 +10,7 @@ training loss becomes  L_ssl + distill_lamb * L_distill(g(z), z_bar)  where L_di
 method's own kind of loss (a `Distiller`). The frozen modules live in the state dict, so a mid-task
 resume restores the end-of-previous-task snapshot, never the partly trained weights.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,24 +25,38 @@ from cassle.methods.base import BaseMethod, StepOutput, mlp
 
 def add_distiller_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("CaSSLe distillation (tasks > 0)")
-    group.add_argument("--distiller", default=None, help="decorrelative, predictive, "
-                       "predictive_mse, contrastive, knowledge, relational, pnr_* (omit for "
-                       "fine-tuning)")
-    group.add_argument("--distill_lamb", type=float, default=None,
-                       help="weight of the distillation loss (default: the distiller's)")
-    group.add_argument("--distill_proj_hidden_dim", type=int, default=2048,
-                       help="hidden width of the predictor g")
+    group.add_argument(
+        "--distiller",
+        default=None,
+        help="decorrelative, predictive, "
+        "predictive_mse, contrastive, knowledge, relational, pnr_* (omit for "
+        "fine-tuning)",
+    )
+    group.add_argument(
+        "--distill_lamb", type=float, default=None, help="weight of the distillation loss (default: the distiller's)"
+    )
+    group.add_argument("--distill_proj_hidden_dim", type=int, default=2048, help="hidden width of the predictor g")
     group.add_argument("--distill_barlow_lamb", type=float, default=0.005)
     group.add_argument("--distill_scale_loss", type=float, default=0.1)
-    group.add_argument("--distill_temperature", type=float, default=None,
-                       help="default: 0.2 contrastive, 0.1 knowledge, --temperature_q "
-                            "(else 0.1) relational")
-    group.add_argument("--distill_bn_eval", action="store_true",
-                       help="frozen model's BatchNorm in eval mode (running stats). Default: train "
-                            "mode like the reference (batch statistics; its running stats drift)")
-    group.add_argument("--pnr_negative_lamb", type=float, default=None,
-                       help="PNR (non-contrastive): weight of the pseudo-negative term (default: "
-                            "the public code's, 1 for BYOL and Barlow Twins, 23 for VICReg)")
+    group.add_argument(
+        "--distill_temperature",
+        type=float,
+        default=None,
+        help="default: 0.2 contrastive, 0.1 knowledge, --temperature_q (else 0.1) relational",
+    )
+    group.add_argument(
+        "--distill_bn_eval",
+        action="store_true",
+        help="frozen model's BatchNorm in eval mode (running stats). Default: train "
+        "mode like the reference (batch statistics; its running stats drift)",
+    )
+    group.add_argument(
+        "--pnr_negative_lamb",
+        type=float,
+        default=None,
+        help="PNR (non-contrastive): weight of the pseudo-negative term (default: "
+        "the public code's, 1 for BYOL and Barlow Twins, 23 for VICReg)",
+    )
 
 
 class Distiller(nn.Module):
@@ -66,15 +81,15 @@ class Distiller(nn.Module):
         # g = Lin(out, hidden)-BN-ReLU-Lin(hidden, out) (REFERENCE section 2).
         self.predictor = mlp(out_dim, args.distill_proj_hidden_dim, out_dim)
         self.lamb = args.distill_lamb if args.distill_lamb is not None else self.default_lamb
-        self.temperature = (args.distill_temperature if args.distill_temperature is not None
-                            else self.default_temperature)
+        self.temperature = (
+            args.distill_temperature if args.distill_temperature is not None else self.default_temperature
+        )
 
     def param_groups(self) -> list[dict]:
         """The distiller's parameter groups: at the scaled `--lr` (the reference's default)."""
         return [{"name": "distiller", "params": list(self.parameters())}]
 
-    def loss(self, p: list[torch.Tensor], z_bar: list[torch.Tensor],
-             frozen: dict[str, nn.Module]) -> torch.Tensor:
+    def loss(self, p: list[torch.Tensor], z_bar: list[torch.Tensor], frozen: dict[str, nn.Module]) -> torch.Tensor:
         raise TypeError(f"{type(self).__name__} must define loss(p, z_bar, frozen)")
 
 
@@ -104,12 +119,13 @@ class DistillMixin:
                 setattr(self, f"frozen_{name}", freeze(getattr(self, name)))
         else:
             self.distiller_cls.check_method(self, args)
-            rank_zero_info(f"task 0: nothing to distil yet, --distiller {args.distiller} and the "
-                           "--distill_* flags take effect from task 1")
+            rank_zero_info(
+                f"task 0: nothing to distil yet, --distiller {args.distiller} and the "
+                "--distill_* flags take effect from task 1"
+            )
 
     def frozen_modules(self) -> dict[str, nn.Module]:
-        return {n: getattr(self, f"frozen_{n}") for n in self.frozen_names
-                if hasattr(self, f"frozen_{n}")}
+        return {n: getattr(self, f"frozen_{n}") for n in self.frozen_names if hasattr(self, f"frozen_{n}")}
 
     def start_new_task(self) -> None:
         """Snapshot the current (= end of previous task) weights into the frozen copies."""
@@ -154,9 +170,12 @@ def make_distill_wrapper(distillers: dict[str, type[Distiller]]):
     def distill_wrapper(method_cls: type[BaseMethod], name: str) -> type[BaseMethod]:
         """The CaSSLe version of `method_cls` with the distiller `name`."""
         if name not in distillers:
-            raise ValueError(f"unknown distiller {name!r}; valid distillers: "
-                             f"{', '.join(distillers)}")
+            raise ValueError(f"unknown distiller {name!r}; valid distillers: {', '.join(distillers)}")
         mixin = getattr(distillers[name], "mixin", None) or DistillMixin  # PNR's own seam
-        return type(f"{method_cls.__name__}CaSSLe_{name}", (mixin, method_cls),
-                    {"distiller_cls": distillers[name], "__module__": __name__})
+        return type(
+            f"{method_cls.__name__}CaSSLe_{name}",
+            (mixin, method_cls),
+            {"distiller_cls": distillers[name], "__module__": __name__},
+        )
+
     return distill_wrapper

@@ -1,4 +1,5 @@
 """Decorrelative distillation (Barlow Twins): Barlow loss between g(z) and the frozen z_bar."""
+
 from cassle.distillers.base import Distiller
 from cassle.losses import decorrelative_distill_loss
 
@@ -11,6 +12,12 @@ class DecorrelativeDistiller(Distiller):
         self.global_batch = method.global_batch_loss  # Barlow's multi-process semantics
 
     def loss(self, p, z_bar, frozen):
-        return decorrelative_distill_loss(p[0], p[1], z_bar[0], z_bar[1],
-                                          lamb=self.barlow_lamb, scale_loss=self.scale_loss,
-                                          global_batch=self.global_batch)
+        return decorrelative_distill_loss(
+            p[0],
+            p[1],
+            z_bar[0],
+            z_bar[1],
+            lamb=self.barlow_lamb,
+            scale_loss=self.scale_loss,
+            global_batch=self.global_batch,
+        )

@@ -16,6 +16,7 @@ predictions p = g(z) and the frozen projections z_bar, and the step's loss is::
 The logs keep CaSSLe's ``distill_loss`` (= L_reg) and add ``pnr_negative_loss`` and, when the
 main loss is replaced, ``pnr_main_loss``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -52,8 +53,10 @@ class PNRDistiller(Distiller):
     @classmethod
     def check_method(cls, method, args) -> None:
         if args.method not in cls.methods:
-            raise ValueError(f"the PNR distiller {args.distiller!r} needs one of the methods "
-                             f"{', '.join(cls.methods)}, not {args.method!r} (README: PNR)")
+            raise ValueError(
+                f"the PNR distiller {args.distiller!r} needs one of the methods "
+                f"{', '.join(cls.methods)}, not {args.method!r} (README: PNR)"
+            )
 
     def __init__(self, method, args):
         super().__init__(method, args)

@@ -10,6 +10,7 @@ pseudo-negatives. Both use ``--distill_temperature`` (default 0.2), as the code 
 ``--temperature`` is not used from task 1; the CIFAR script sets both to 0.2). The code has no
 weight on L_reg (``distill_lamb`` is parsed, never used): the default 1 is the code.
 """
+
 from cassle.distillers.pnr_base import PNRDistiller
 from cassle.losses import pnr_infonce_losses
 
@@ -25,6 +26,5 @@ class PNRContrastiveDistiller(PNRDistiller):
             raise ValueError("pnr_contrastive: the public PNR code has no supervised (SupCon) variant")
 
     def pnr_terms(self, out, p, z_bar):
-        main, reg = pnr_infonce_losses(p[0], p[1], out.z[0], out.z[1], z_bar[0], z_bar[1],
-                                       temperature=self.temperature)
+        main, reg = pnr_infonce_losses(p[0], p[1], out.z[0], out.z[1], z_bar[0], z_bar[1], temperature=self.temperature)
         return main, reg, None

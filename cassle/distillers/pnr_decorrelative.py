@@ -9,6 +9,7 @@ The code's pseudo-negative here is SimSiam's -cos, not a Barlow term. Defaults a
 distill_lamb 1, pnr_negative_lamb 1 (also its CIFAR-100 script), distill_barlow_lamb 5e-3,
 distill_scale_loss 0.1.
 """
+
 from cassle.distillers.pnr_base import PNRDistiller
 from cassle.losses import decorrelative_distill_loss, pnr_negative_loss
 
@@ -24,6 +25,13 @@ class PNRDecorrelativeDistiller(PNRDistiller):
         self.global_batch = method.global_batch_loss
 
     def pnr_terms(self, out, p, z_bar):
-        reg = decorrelative_distill_loss(p[0], p[1], z_bar[0], z_bar[1], lamb=self.barlow_lamb,
-                                         scale_loss=self.scale_loss, global_batch=self.global_batch)
+        reg = decorrelative_distill_loss(
+            p[0],
+            p[1],
+            z_bar[0],
+            z_bar[1],
+            lamb=self.barlow_lamb,
+            scale_loss=self.scale_loss,
+            global_batch=self.global_batch,
+        )
         return out.loss, reg, pnr_negative_loss(p[0], p[1], z_bar[0], z_bar[1], kind="cosine")

@@ -10,6 +10,7 @@ loss (replacing MoCo's) and of the distillation. Q_f starts as random unit vecto
 is filled after each step's loss and, like the predictor, lives in the state dict (so a mid-task
 resume restores it, and from task 2 it is carried over from the previous task as in the code).
 """
+
 import torch
 import torch.nn.functional as F
 
@@ -38,9 +39,16 @@ class PNRMoCoDistiller(PNRDistiller):
 
     def pnr_terms(self, out, p, z_bar):
         queue_f = self.pnr_queue.clone()
-        main, reg = pnr_moco_losses(out.z, out.extras["k"], p, z_bar, out.extras["queue"], queue_f,
-                                    temperature=self.main_temperature,
-                                    distill_temperature=self.temperature)
+        main, reg = pnr_moco_losses(
+            out.z,
+            out.extras["k"],
+            p,
+            z_bar,
+            out.extras["queue"],
+            queue_f,
+            temperature=self.main_temperature,
+            distill_temperature=self.temperature,
+        )
         f = [F.normalize(zb, dim=-1) for zb in z_bar]
         self._enqueue(torch.stack([gather(f[0]), gather(f[1])]))
         return main, reg, None

@@ -9,6 +9,7 @@ The pseudo-negative f_w is the frozen output of the other view of the anchor. De
 the code's: distill_lamb 1, pnr_negative_lamb 1 (its CIFAR-100 script: 0.5). As CaSSLe's
 predictive distiller, g's learning rate is divided by distill_lamb when distill_lamb < 1.
 """
+
 from cassle.distillers.pnr_base import PNRDistiller
 from cassle.losses import pnr_negative_loss, predictive_distill_loss
 

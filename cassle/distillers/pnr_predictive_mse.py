@@ -9,6 +9,7 @@ Defaults are the code's: distill_lamb 25, pnr_negative_lamb 23 (also its CIFAR-1
 subtracted MSE is unbounded below; it is the code's objective, kept in check by the positive term
 (the two views' frozen outputs are close).
 """
+
 from cassle.distillers.pnr_base import PNRDistiller
 from cassle.losses import pnr_negative_loss, predictive_mse_distill_loss
 

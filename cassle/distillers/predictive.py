@@ -1,4 +1,5 @@
 """Predictive distillation (BYOL): 2 - 2 cos(g(z), z_bar), averaged over views."""
+
 from cassle.distillers.base import Distiller
 from cassle.losses import predictive_distill_loss
 

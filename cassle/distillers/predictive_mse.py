@@ -1,5 +1,6 @@
 """Predictive MSE distillation (VICReg): MSE(g(z), z_bar), averaged over views; lamb 25 like
 VICReg's invariance weight."""
+
 from cassle.distillers.base import Distiller
 from cassle.losses import predictive_mse_distill_loss
 

@@ -24,9 +24,20 @@ from .probe import (
 from .report import log_to_wandb, write_report
 
 __all__ = [
-    "as_matrix", "average_accuracy", "forgetting", "forward_transfer",
-    "write_report", "log_to_wandb",
-    "weighted_knn_predict", "knn_accuracy", "KNNMonitor",
-    "extract_features", "train_linear_probe_on_features", "probe_accuracy", "predict",
-    "per_group_accuracy", "per_task_accuracy", "stratified_fraction_indices",
+    "as_matrix",
+    "average_accuracy",
+    "forgetting",
+    "forward_transfer",
+    "write_report",
+    "log_to_wandb",
+    "weighted_knn_predict",
+    "knn_accuracy",
+    "KNNMonitor",
+    "extract_features",
+    "train_linear_probe_on_features",
+    "probe_accuracy",
+    "predict",
+    "per_group_accuracy",
+    "per_task_accuracy",
+    "stratified_fraction_indices",
 ]

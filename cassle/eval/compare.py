@@ -12,6 +12,7 @@ paper value, runs), ``comparison.md`` (one table per metric, rows = strategy, co
 ``comparison.json``. Beside the fine-tuning and CaSSLe rows of CIFAR-100 class-incremental 5-task
 runs the paper's A is shown (Fini et al., CVPR 2022, the README figure).
 """
+
 from __future__ import annotations
 
 import csv
@@ -21,30 +22,65 @@ import math
 import os
 import sys
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from cassle.eval import eval_protocol
 from cassle.utils.checkpoint import atomic_write_text
 
 METRICS = ("A", "F", "T")
-METHOD_NAMES = {"simclr": "SimCLR", "mocov2plus": "MoCoV2+", "byol": "BYOL", "barlow_twins": "Barlow Twins",
-                "swav": "SwAV", "vicreg": "VICReg"}
+METHOD_NAMES = {
+    "simclr": "SimCLR",
+    "mocov2plus": "MoCoV2+",
+    "byol": "BYOL",
+    "barlow_twins": "Barlow Twins",
+    "swav": "SwAV",
+    "vicreg": "VICReg",
+}
 METHOD_NAMES.update({"dino": "DINO", "deepclusterv2": "DeepClusterV2", "mocov3": "MoCo v3"})  # issue 22
 METHOD_NAMES.update({"simsiam": "SimSiam", "nnclr": "NNCLR", "ressl": "ReSSL", "wmse": "W-MSE"})  # issue 22
-STRATEGY_NAMES = {"ewc": "EWC", "replay": "ER", "der": "DER", "lump": "LUMP", "less_forget": "Less-Forget",
-                  "pod": "POD", "pfr": "PFR", "si": "SI", "derpp": "DER++", "co2l": "Co2L",
-                  "cromo_mixup": "CroMo-Mixup"}
-ROW_ORDER = ["fine-tuning", "EWC", "SI", "ER", "DER", "DER++", "LUMP", "Less-Forget", "POD", "PFR", "Co2L",
-             "CaSSLe", "CaSSLe + CroMo-Mixup", "PNR"]
+STRATEGY_NAMES = {
+    "ewc": "EWC",
+    "replay": "ER",
+    "der": "DER",
+    "lump": "LUMP",
+    "less_forget": "Less-Forget",
+    "pod": "POD",
+    "pfr": "PFR",
+    "si": "SI",
+    "derpp": "DER++",
+    "co2l": "Co2L",
+    "cromo_mixup": "CroMo-Mixup",
+}
+ROW_ORDER = [
+    "fine-tuning",
+    "EWC",
+    "SI",
+    "ER",
+    "DER",
+    "DER++",
+    "LUMP",
+    "Less-Forget",
+    "POD",
+    "PFR",
+    "Co2L",
+    "CaSSLe",
+    "CaSSLe + CroMo-Mixup",
+    "PNR",
+]
 # CroMo-Mixup (Mushtaq et al., ECCV 2024) is run as CaSSLe's distiller (its KD term) + --cl_strategy
 # cromo_mixup; no paper number beside its rows: its CIFAR-100 runs (750 epochs per task, 500 images
 # stored per task, ErumMushtaq/CroMo-Mixup README) are not this repo's protocol (README, differences).
 # CaSSLe paper (Fini et al., 2022), CIFAR-100, 5 class-incremental tasks, linear top-1 after the
 # last task: fine-tuning -> CaSSLe.
 PAPER_CIFAR100 = {
-    "byol": (52.7, 62.2), "barlow_twins": (54.3, 60.4), "simclr": (48.9, 58.3),
-    "mocov2plus": (47.3, 59.5), "swav": (55.5, 57.8), "vicreg": (51.5, 53.6),
+    "byol": (52.7, 62.2),
+    "barlow_twins": (54.3, 60.4),
+    "simclr": (48.9, 58.3),
+    "mocov2plus": (47.3, 59.5),
+    "swav": (55.5, 57.8),
+    "vicreg": (51.5, 53.6),
 }
 
 # PNR paper (Cha et al., ICML 2024) CIFAR-100 numbers: none yet. Its repository (csm9493/PNR) states no
@@ -65,14 +101,21 @@ def find_runs(paths: Sequence[str]) -> list[Path]:
             runs.append(p)
         elif p.is_dir() and any((c / "eval" / "results.json").is_file() for c in p.iterdir() if c.is_dir()):
             runs += sorted(c for c in p.iterdir() if (c / "eval" / "results.json").is_file())
-            pending = sorted(c.name for c in p.iterdir() if (c / "manifest.json").is_file()
-                             and not (c / "eval" / "results.json").is_file())
+            pending = sorted(
+                c.name
+                for c in p.iterdir()
+                if (c / "manifest.json").is_file() and not (c / "eval" / "results.json").is_file()
+            )
             if pending:  # a grid still running, or runs never evaluated: say so, use the others
-                print(f"[compare] {p}: skipping {len(pending)} run(s) without eval/results.json: "
-                      f"{', '.join(pending)}", file=sys.stderr)
+                print(
+                    f"[compare] {p}: skipping {len(pending)} run(s) without eval/results.json: {', '.join(pending)}",
+                    file=sys.stderr,
+                )
         elif p.is_dir():
-            raise CompareError(f"{p} has no eval/results.json (evaluate it first: python main_linear.py "
-                               f"--run_dir {p}) and holds no evaluated run folders")
+            raise CompareError(
+                f"{p} has no eval/results.json (evaluate it first: python main_linear.py "
+                f"--run_dir {p}) and holds no evaluated run folders"
+            )
         else:
             raise CompareError(f"--compare {p}: no such folder")
     if not runs:
@@ -81,8 +124,9 @@ def find_runs(paths: Sequence[str]) -> list[Path]:
 
 
 def _last_task_args(run: Path) -> dict:
-    tasks = sorted((int(d.name[4:]), d) for d in run.glob("task*") if d.name[4:].isdigit()
-                   and (d / "args.json").is_file())
+    tasks = sorted(
+        (int(d.name[4:]), d) for d in run.glob("task*") if d.name[4:].isdigit() and (d / "args.json").is_file()
+    )
     if not tasks:
         raise CompareError(f"{run} has no task*/args.json: not a cassle run folder")
     return json.loads((tasks[-1][1] / "args.json").read_text())
@@ -99,10 +143,18 @@ def describe(run: Path) -> dict[str, Any]:
     args = _last_task_args(run)
     results = json.loads((run / "eval" / "results.json").read_text())
     proto = results.get("protocol") or {}
-    return {"run": str(run), "method": args.get("method"), "strategy": strategy_label(args),
-            "protocol": eval_protocol.short(proto), "protocol_label": eval_protocol.label(proto),
-            "seed": args.get("seed"), "dataset": args.get("dataset"), "split": args.get("split_strategy"),
-            "num_tasks": args.get("num_tasks"), **{m: results.get(m) for m in METRICS}}
+    return {
+        "run": str(run),
+        "method": args.get("method"),
+        "strategy": strategy_label(args),
+        "protocol": eval_protocol.short(proto),
+        "protocol_label": eval_protocol.label(proto),
+        "seed": args.get("seed"),
+        "dataset": args.get("dataset"),
+        "split": args.get("split_strategy"),
+        "num_tasks": args.get("num_tasks"),
+        **{m: results.get(m) for m in METRICS},
+    }
 
 
 def paper_value(strategy: str, method: str, setting: tuple) -> float | None:
@@ -125,8 +177,10 @@ def _stats(values: list[float]) -> tuple[float | None, float | None]:
 def aggregate(runs: list[dict]) -> list[dict]:
     settings = {(r["dataset"], r["split"], r["num_tasks"]) for r in runs}
     if len(settings) > 1:
-        raise CompareError("--compare mixes settings (dataset, split, tasks): "
-                           + "; ".join(f"{d}/{s}/{t}" for d, s, t in sorted(settings, key=str)))
+        raise CompareError(
+            "--compare mixes settings (dataset, split, tasks): "
+            + "; ".join(f"{d}/{s}/{t}" for d, s, t in sorted(settings, key=str))
+        )
     setting = settings.pop()
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in runs:
@@ -134,33 +188,50 @@ def aggregate(runs: list[dict]) -> list[dict]:
     for (strategy, method), members in groups.items():
         seeds = [m["seed"] for m in members]
         if len(set(seeds)) != len(seeds):
-            raise CompareError(f"{strategy} / {method}: two runs with the same seed "
-                               f"({', '.join(m['run'] for m in members)}); compare repeats with different seeds")
+            raise CompareError(
+                f"{strategy} / {method}: two runs with the same seed "
+                f"({', '.join(m['run'] for m in members)}); compare repeats with different seeds"
+            )
         kinds = sorted({m.get("protocol", "unknown") for m in members})
         if len(kinds) > 1:
-            raise CompareError(f"{strategy} / {method}: runs evaluated with different protocols ({', '.join(kinds)}): "
-                               f"evaluate them alike (main_linear.py --run_dir RUN --eval_protocol ...)")
+            raise CompareError(
+                f"{strategy} / {method}: runs evaluated with different protocols ({', '.join(kinds)}): "
+                f"evaluate them alike (main_linear.py --run_dir RUN --eval_protocol ...)"
+            )
     rows = []
     for (strategy, method), members in groups.items():
         kind = members[0].get("protocol", "unknown")
         for metric in METRICS:
             mean, std = _stats([m[metric] for m in members])
             paper = paper_value(strategy, method, setting) if metric == "A" else None
-            rows.append({"metric": metric, "strategy": strategy, "method": method, "mean": mean, "std": std,
-                         "n": len(members), "seeds": sorted(m["seed"] for m in members), "protocol": kind,
-                         "protocol_label": members[0].get("protocol_label", kind),
-                         # the paper's number only beside figures made with the paper's protocol
-                         "paper": paper if kind == "paper" else None,
-                         "paper_protocols_differ": paper is not None and kind != "paper",
-                         "runs": [m["run"] for m in members]})
+            rows.append(
+                {
+                    "metric": metric,
+                    "strategy": strategy,
+                    "method": method,
+                    "mean": mean,
+                    "std": std,
+                    "n": len(members),
+                    "seeds": sorted(m["seed"] for m in members),
+                    "protocol": kind,
+                    "protocol_label": members[0].get("protocol_label", kind),
+                    # the paper's number only beside figures made with the paper's protocol
+                    "paper": paper if kind == "paper" else None,
+                    "paper_protocols_differ": paper is not None and kind != "paper",
+                    "runs": [m["run"] for m in members],
+                }
+            )
     return rows
 
 
 def _order(rows):
-    strategies = sorted({r["strategy"] for r in rows},
-                        key=lambda s: (ROW_ORDER.index(s) if s in ROW_ORDER else len(ROW_ORDER), s))
-    methods = sorted({r["method"] for r in rows}, key=lambda m: list(METHOD_NAMES).index(m)
-                     if m in METHOD_NAMES else len(METHOD_NAMES))
+    strategies = sorted(
+        {r["strategy"] for r in rows}, key=lambda s: (ROW_ORDER.index(s) if s in ROW_ORDER else len(ROW_ORDER), s)
+    )
+    methods = sorted(
+        {r["method"] for r in rows},
+        key=lambda m: list(METHOD_NAMES).index(m) if m in METHOD_NAMES else len(METHOD_NAMES),
+    )
     return strategies, methods
 
 
@@ -178,17 +249,27 @@ def _cell(row: dict | None) -> str:
 def markdown(rows: list[dict]) -> str:
     strategies, methods = _order(rows)
     index = {(r["metric"], r["strategy"], r["method"]): r for r in rows}
-    lines = ["# Continual strategies compared", "",
-             ("Mean ± sample std over seeds (n runs); {protocol}: how the figure was made (paper = the "
-              "paper's protocol, fast = the fast probe, custom = other flags); [paper X]: the CaSSLe paper's "
-              "CIFAR-100 number, shown only beside figures made with the paper's protocol ([paper: protocols "
-              "differ] otherwise)."), ""]
+    lines = [
+        "# Continual strategies compared",
+        "",
+        (
+            "Mean ± sample std over seeds (n runs); {protocol}: how the figure was made (paper = the "
+            "paper's protocol, fast = the fast probe, custom = other flags); [paper X]: the CaSSLe paper's "
+            "CIFAR-100 number, shown only beside figures made with the paper's protocol ([paper: protocols "
+            "differ] otherwise)."
+        ),
+        "",
+    ]
     for kind, text in sorted({(r.get("protocol"), r.get("protocol_label")) for r in rows}, key=str):
         lines.append(f"- {{{kind}}}: {text}")
     lines.append("")
     for metric, title in zip(METRICS, ("A (average accuracy)", "F (forgetting)", "T (forward transfer)")):
-        lines += [f"## {title}", "", "| strategy | " + " | ".join(METHOD_NAMES.get(m, m) for m in methods) + " |",
-                  "|---" * (len(methods) + 1) + "|"]
+        lines += [
+            f"## {title}",
+            "",
+            "| strategy | " + " | ".join(METHOD_NAMES.get(m, m) for m in methods) + " |",
+            "|---" * (len(methods) + 1) + "|",
+        ]
         for s in strategies:
             lines.append(f"| {s} | " + " | ".join(_cell(index.get((metric, s, m))) for m in methods) + " |")
         lines.append("")
@@ -206,10 +287,20 @@ def to_csv(rows: list[dict]) -> str:
             for m in methods:
                 r = key.get((metric, s, m))
                 if r is not None:
-                    w.writerow([metric, s, m, "" if r["mean"] is None else f"{r['mean']:.4f}",
-                                "" if r["std"] is None else f"{r['std']:.4f}", r["n"],
-                                " ".join(map(str, r["seeds"])), "" if r["paper"] is None else r["paper"],
-                                " ".join(r["runs"]), r.get("protocol", "unknown")])
+                    w.writerow(
+                        [
+                            metric,
+                            s,
+                            m,
+                            "" if r["mean"] is None else f"{r['mean']:.4f}",
+                            "" if r["std"] is None else f"{r['std']:.4f}",
+                            r["n"],
+                            " ".join(map(str, r["seeds"])),
+                            "" if r["paper"] is None else r["paper"],
+                            " ".join(r["runs"]),
+                            r.get("protocol", "unknown"),
+                        ]
+                    )
     return buf.getvalue()
 
 
@@ -255,6 +346,7 @@ def compare_runs(paths: Sequence[str], output_dir: str) -> dict[str, Any]:
     atomic_write_text(os.path.join(output_dir, "comparison.csv"), to_csv(rows))
     atomic_write_text(os.path.join(output_dir, "comparison.md"), markdown(rows) + "\n")
     bar_plot(rows, os.path.join(output_dir, "comparison.png"))
-    atomic_write_text(os.path.join(output_dir, "comparison.json"),
-                      json.dumps({"runs": runs, "rows": rows}, indent=2) + "\n")
+    atomic_write_text(
+        os.path.join(output_dir, "comparison.json"), json.dumps({"runs": runs, "rows": rows}, indent=2) + "\n"
+    )
     return {"rows": rows, "output_dir": output_dir, "markdown": markdown(rows)}

@@ -8,8 +8,8 @@ are ``offline_loader.py``'s.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 import torch
 import torch.nn as nn
@@ -60,8 +60,20 @@ class EvalData:
     _cache: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def build(cls, name: str, train_set: Dataset, test_set: Dataset, *, num_classes: int, split: str | None,
-              num_tasks: int, mean, std, crop_size: int | None = None, cache_bytes: int = 0) -> "EvalData":
+    def build(
+        cls,
+        name: str,
+        train_set: Dataset,
+        test_set: Dataset,
+        *,
+        num_classes: int,
+        split: str | None,
+        num_tasks: int,
+        mean,
+        std,
+        crop_size: int | None = None,
+        cache_bytes: int = 0,
+    ) -> EvalData:
         from cassle.data.datasets import TensorImageDataset
         from cassle.data.splits import class_split_tasks
 
@@ -79,15 +91,18 @@ class EvalData:
         elif split == "domain":
             domains = getattr(test_set, "domains", None)
             if domains is None:
-                raise EvalInputError(f"split_strategy domain needs a dataset with domains (custom with domains, "
-                                     f"domainnet), got {name}")
+                raise EvalInputError(
+                    f"split_strategy domain needs a dataset with domains (custom with domains, domainnet), got {name}"
+                )
             names = list(test_set.domain_names)
             if num_tasks != len(names):
                 raise EvalInputError(f"domain split needs one task per domain: num_tasks={num_tasks}, domains {names}")
             data.test_groups, data.task_names = domains.long(), names
         else:  # data split (or one task): every task is evaluated on the whole test set
             one_domain = list(getattr(test_set, "domain_names", []))
-            data.task_names = one_domain if num_tasks == 1 and len(one_domain) == 1 else [f"task{t}" for t in range(num_tasks)]
+            data.task_names = (
+                one_domain if num_tasks == 1 and len(one_domain) == 1 else [f"task{t}" for t in range(num_tasks)]
+            )
         if data.test_groups is None:
             data.task_sizes = [len(labels)] * num_tasks
         else:
@@ -107,7 +122,9 @@ class EvalData:
     def train_labels(self) -> torch.Tensor:
         return torch.as_tensor(self.train_set.targets).long()
 
-    def train_indices(self, label_fraction: float | None = None, seed: int = 0, domain: int | None = None) -> torch.Tensor:
+    def train_indices(
+        self, label_fraction: float | None = None, seed: int = 0, domain: int | None = None
+    ) -> torch.Tensor:
         """Training images of the probe: all (or one domain's), optionally a stratified label fraction."""
         idx = torch.arange(len(self.train_set))
         if domain is not None:
@@ -124,8 +141,14 @@ class EvalData:
         from cassle.data.transforms import build_eval_transform
 
         image = None if not self.is_tensor else self.train_set.image_size[0]
-        return build_eval_transform(self.mean, self.std, folder=not self.is_tensor, crop_size=self.crop_size,
-                                    image_size=image, normalise=normalise)
+        return build_eval_transform(
+            self.mean,
+            self.std,
+            folder=not self.is_tensor,
+            crop_size=self.crop_size,
+            image_size=image,
+            normalise=normalise,
+        )
 
     def transform_description(self) -> str:
         """The test transform in words (for the report)."""
@@ -139,7 +162,7 @@ class EvalData:
         """uint8 (N, 3, crop, crop) test-transformed images of a whole file-backed split, or None
         when they would not fit in ``cache_bytes``. Decoded once, by ``num_workers`` workers."""
         base = self.train_set if split == "train" else self.test_set
-        if self.is_tensor or len(base) * 3 * self.crop_size ** 2 > self.cache_bytes:
+        if self.is_tensor or len(base) * 3 * self.crop_size**2 > self.cache_bytes:
             return None
         if split not in self._cache:
             ds = _Transformed(base, torch.arange(len(base)), self.eval_transform(normalise=False))
@@ -155,16 +178,32 @@ class EvalData:
 
         return train_transform(self)  # the reference's: bicubic crop for folders (offline_loader.py)
 
-    def loader(self, split: str, indices: torch.Tensor, *, augment: bool, batch_size: int, num_workers: int,
-               shuffle: bool = False, seed: int = 0) -> DataLoader:
+    def loader(
+        self,
+        split: str,
+        indices: torch.Tensor,
+        *,
+        augment: bool,
+        batch_size: int,
+        num_workers: int,
+        shuffle: bool = False,
+        seed: int = 0,
+    ) -> DataLoader:
         base = self.train_set if split == "train" else self.test_set
         ds = _Transformed(base, indices, self.train_transform() if augment else self.eval_transform())
-        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                          pin_memory=torch.cuda.is_available(), persistent_workers=shuffle and num_workers > 0,
-                          generator=torch.Generator().manual_seed(seed) if shuffle else None)
+        return DataLoader(
+            ds,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=num_workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=shuffle and num_workers > 0,
+            generator=torch.Generator().manual_seed(seed) if shuffle else None,
+        )
 
-    def plain_batches(self, split: str, indices: torch.Tensor, batch_size: int, num_workers: int,
-                      device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def plain_batches(
+        self, split: str, indices: torch.Tensor, batch_size: int, num_workers: int, device
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Un-augmented ``(x, y)`` batches; tensor sets at their own size are normalised batch-wise on
         ``device`` (no per-image transform), anything else goes through a DataLoader."""
         base = self.train_set if split == "train" else self.test_set
@@ -175,7 +214,7 @@ class EvalData:
             mean = torch.tensor(self.mean, device=device).view(1, 3, 1, 1)
             std = torch.tensor(self.std, device=device).view(1, 3, 1, 1)
             for s in range(0, len(indices), batch_size):
-                idx = indices[s:s + batch_size]
+                idx = indices[s : s + batch_size]
                 x = images[idx].to(device).float().div_(255)
                 yield (x - mean) / std, targets[idx]
         else:

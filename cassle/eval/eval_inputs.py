@@ -59,18 +59,26 @@ def resolve_data(opts: argparse.Namespace, hp: dict) -> EvalData:
             raise EvalInputError(f"unknown --domain {opts.domain!r}; valid: {', '.join(valid)}")
         domains, split, num_tasks = [opts.domain], None, 1
     elif split == "domain" and dataset not in DESCRIBED_DATASETS:
-        raise EvalInputError(f"split_strategy domain needs data with domains (--dataset "
-                             f"{' or '.join(DESCRIBED_DATASETS)}), got {dataset}")
+        raise EvalInputError(
+            f"split_strategy domain needs data with domains (--dataset "
+            f"{' or '.join(DESCRIBED_DATASETS)}), got {dataset}"
+        )
     num_classes = pick("num_classes")
-    kwargs = dict(data_dir=pick("data_dir"), download=bool(getattr(opts, "download", False)),
-                  train_dir=pick("train_dir"), val_dir=pick("val_dir"),
-                  num_classes=num_classes if dataset in ("synthetic", *DESCRIBED_DATASETS) else None,
-                  synthetic_size=pick("synthetic_size", 1000),
-                  image_size=pick("synthetic_image_size", 32) if dataset == "synthetic" else 32,
-                  domains=domains, split_strategy=split,
-                  allow_outside=bool(getattr(opts, "allow_paths_outside_data_dir", False)
-                                     or pick("allow_paths_outside_data_dir")),  # given, or the run's
-                  max_image_pixels=pick("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS))
+    kwargs = dict(
+        data_dir=pick("data_dir"),
+        download=bool(getattr(opts, "download", False)),
+        train_dir=pick("train_dir"),
+        val_dir=pick("val_dir"),
+        num_classes=num_classes if dataset in ("synthetic", *DESCRIBED_DATASETS) else None,
+        synthetic_size=pick("synthetic_size", 1000),
+        image_size=pick("synthetic_image_size", 32) if dataset == "synthetic" else 32,
+        domains=domains,
+        split_strategy=split,
+        allow_outside=bool(
+            getattr(opts, "allow_paths_outside_data_dir", False) or pick("allow_paths_outside_data_dir")
+        ),  # given, or the run's
+        max_image_pixels=pick("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS),
+    )
     train_set = load_dataset(dataset, train=True, **kwargs)
     test_set = load_dataset(dataset, train=False, **kwargs)
     if split == "domain" and num_tasks is None:  # one task per domain
@@ -88,9 +96,18 @@ def resolve_data(opts: argparse.Namespace, hp: dict) -> EvalData:
     mean, std = pick("mean"), pick("std")
     stats = dataset_stats(dataset)
     crop = getattr(opts, "crop_size", None) or (_trained_crop(hp) if same else None)
-    return EvalData.build(dataset, train_set, test_set, num_classes=n_cls, split=split, num_tasks=num_tasks,
-                          mean=mean or stats[0], std=std or stats[1], crop_size=crop,
-                          cache_bytes=int(float(getattr(opts, "image_cache_gb", 0) or 0) * 2 ** 30))
+    return EvalData.build(
+        dataset,
+        train_set,
+        test_set,
+        num_classes=n_cls,
+        split=split,
+        num_tasks=num_tasks,
+        mean=mean or stats[0],
+        std=std or stats[1],
+        crop_size=crop,
+        cache_bytes=int(float(getattr(opts, "image_cache_gb", 0) or 0) * 2**30),
+    )
 
 
 def _precision(opts) -> str:
@@ -118,11 +135,21 @@ def probe_config(opts: argparse.Namespace, hp: dict, mode: str) -> tuple[ProbeCo
         lr, lr_source = reference_lr(method), f"reference lr of {method}"
     seed = opts.seed if opts.seed is not None else int(hp.get("seed", 5))
     cfg = ProbeConfig(
-        mode=mode, epochs=opts.max_epochs, lr=lr, batch_size=opts.batch_size, momentum=opts.momentum,
-        weight_decay=opts.weight_decay, milestones=opts.lr_decay_steps, label_fraction=opts.label_fraction,
-        seed=seed, num_workers=opts.num_workers if opts.num_workers is not None else int(hp.get("num_workers", 4)),
-        accelerator=opts.accelerator, precision=_precision(opts), knn=opts.knn,
-        domain_aware=opts.domain_eval in ("aware", "both"), progress_bar=opts.progress_bar,
+        mode=mode,
+        epochs=opts.max_epochs,
+        lr=lr,
+        batch_size=opts.batch_size,
+        momentum=opts.momentum,
+        weight_decay=opts.weight_decay,
+        milestones=opts.lr_decay_steps,
+        label_fraction=opts.label_fraction,
+        seed=seed,
+        num_workers=opts.num_workers if opts.num_workers is not None else int(hp.get("num_workers", 4)),
+        accelerator=opts.accelerator,
+        precision=_precision(opts),
+        knn=opts.knn,
+        domain_aware=opts.domain_eval in ("aware", "both"),
+        progress_bar=opts.progress_bar,
         dali=bool(getattr(opts, "dali", False)),
     )
     return cfg, lr_source
@@ -131,5 +158,7 @@ def probe_config(opts: argparse.Namespace, hp: dict, mode: str) -> tuple[ProbeCo
 def _check_backbone_flag(opts, hp: dict, path: str) -> None:
     wanted = getattr(opts, "backbone", None)
     if wanted and wanted != hp.get("backbone"):
-        raise EvalInputError(f"--encoder/--backbone {wanted} does not match checkpoint {path} "
-                             f"(trained with {hp.get('backbone')}); the architecture comes from the checkpoint")
+        raise EvalInputError(
+            f"--encoder/--backbone {wanted} does not match checkpoint {path} "
+            f"(trained with {hp.get('backbone')}); the architecture comes from the checkpoint"
+        )

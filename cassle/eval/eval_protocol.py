@@ -14,6 +14,7 @@ of the original mistook one protocol for the other (its issue #12); every report
 the protocol beside each figure (``label``), and ``--compare`` shows the paper's number only beside
 rows made with the paper's protocol.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,8 +69,7 @@ def apply(opts, parser=None) -> None:
     if choice not in EVAL_PROTOCOLS:
         fail(f"--eval_protocol {choice}: choose one of {', '.join(EVAL_PROTOCOLS)}")
     if not getattr(opts, "run_dir", None):
-        fail("--eval_protocol is for --run_dir (every checkpoint of a run); one checkpoint takes "
-             "--mode / --protocol")
+        fail("--eval_protocol is for --run_dir (every checkpoint of a run); one checkpoint takes --mode / --protocol")
     if choice == "fast":
         if opts.protocol == "linear" and opts.mode is None:
             opts.mode = "fast"
@@ -78,8 +78,7 @@ def apply(opts, parser=None) -> None:
         fail("--eval_protocol paper chooses the protocol for the run's dataset itself; drop --mode / --protocol")
     dataset = opts.dataset or run_dataset(opts.run_dir)
     if dataset is None:
-        fail(f"--eval_protocol paper: the dataset of {opts.run_dir} is unknown (no task*/args.json); "
-             "give --dataset")
+        fail(f"--eval_protocol paper: the dataset of {opts.run_dir} is unknown (no task*/args.json); give --dataset")
     chosen = paper_protocol(dataset)
     opts.protocol, opts.mode = chosen["protocol"], chosen["mode"]
     if chosen["mode"] == "augmented" and run_args(opts.run_dir).get("dali"):
@@ -101,8 +100,12 @@ def matches(choice: str, proto: Mapping[str, Any]) -> bool:
     want = paper_protocol(proto.get("dataset"))
     if want["protocol"] == "online":
         return name == "online"
-    return (name == "linear-augmented" and proto.get("label_fraction", 1.0) == 1.0
-            and str(proto.get("lr_source", "")).startswith("reference lr") and proto.get("epochs") == 100)
+    return (
+        name == "linear-augmented"
+        and proto.get("label_fraction", 1.0) == 1.0
+        and str(proto.get("lr_source", "")).startswith("reference lr")
+        and proto.get("epochs") == 100
+    )
 
 
 def is_paper(proto: Mapping[str, Any] | None) -> bool:
@@ -130,7 +133,8 @@ def label(proto: Mapping[str, Any] | None) -> str:
     else:
         what = str(name)
     return {"paper": f"paper protocol: {what}", "fast": f"fast protocol: {what} (not the paper's)"}.get(
-        kind, f"custom protocol: {what} (not the paper's)")
+        kind, f"custom protocol: {what} (not the paper's)"
+    )
 
 
 def short(proto: Mapping[str, Any] | None) -> str:

@@ -49,13 +49,17 @@ def check_task_finished(path: str, task_idx: int) -> None:
     """Raise ``EvalInputError`` naming the task and its epochs unless ``path`` shows its whole schedule."""
     done, why = task_complete(path, task_idx, *planned_schedule(path))
     if not done:
-        raise EvalInputError(f"task {task_idx} is not finished: {why} ({path}); only a task whose last.ckpt "
-                             "shows its whole planned schedule is evaluated: rerun the launcher to finish it")
+        raise EvalInputError(
+            f"task {task_idx} is not finished: {why} ({path}); only a task whose last.ckpt "
+            "shows its whole planned schedule is evaluated: rerun the launcher to finish it"
+        )
 
 
 def check_not_symlink(path: str) -> None:
     """An output folder inside a run folder is never written through a symbolic link."""
     if os.path.islink(path):
-        raise EvalInputError(f"{path} is a symbolic link (to {os.readlink(path)}); the evaluation is never "
-                             "written through a link inside the run folder: replace it by a real folder, "
-                             "or pass --output_dir")
+        raise EvalInputError(
+            f"{path} is a symbolic link (to {os.readlink(path)}); the evaluation is never "
+            "written through a link inside the run folder: replace it by a real folder, "
+            "or pass --output_dir"
+        )

@@ -32,19 +32,25 @@ def _check(train_feats, train_labels, test_feats, num_classes, k, T, distance, c
     if distance not in DISTANCES:
         raise ValueError(f"unknown distance {distance!r}; valid choices: {', '.join(DISTANCES)}")
     if train_feats.ndim != 2 or test_feats.ndim != 2:
-        raise ValueError(f"features must be 2-D (N, D), got train {tuple(train_feats.shape)}, test {tuple(test_feats.shape)}")
+        raise ValueError(
+            f"features must be 2-D (N, D), got train {tuple(train_feats.shape)}, test {tuple(test_feats.shape)}"
+        )
     if train_feats.shape[1] != test_feats.shape[1]:
         raise ValueError(f"train and test feature dims differ: {train_feats.shape[1]} vs {test_feats.shape[1]}")
     if train_labels.ndim != 1 or train_labels.shape[0] != train_feats.shape[0]:
-        raise ValueError(f"train_labels must be 1-D with one label per train feature ({train_feats.shape[0]}), "
-                         f"got shape {tuple(train_labels.shape)}")
+        raise ValueError(
+            f"train_labels must be 1-D with one label per train feature ({train_feats.shape[0]}), "
+            f"got shape {tuple(train_labels.shape)}"
+        )
     if train_feats.shape[0] == 0:
         raise ValueError("no training features: the kNN classifier needs at least one")
     if train_labels.dtype.is_floating_point or train_labels.dtype == torch.bool:
         raise ValueError(f"train_labels must be integer class indices, got dtype {train_labels.dtype}")
     if int(train_labels.min()) < 0 or int(train_labels.max()) >= num_classes:
-        raise ValueError(f"train_labels must lie in [0, {num_classes}), got range "
-                         f"[{int(train_labels.min())}, {int(train_labels.max())}]")
+        raise ValueError(
+            f"train_labels must lie in [0, {num_classes}), got range "
+            f"[{int(train_labels.min())}, {int(train_labels.max())}]"
+        )
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     if distance == "cosine" and not T > 0:
@@ -106,8 +112,10 @@ def knn_accuracy(
 ) -> float:
     """Top-1 accuracy (percent) of ``weighted_knn_predict``; kwargs: k, T, distance, chunk_size."""
     if test_labels.shape != (test_feats.shape[0],):
-        raise ValueError(f"test_labels must be 1-D with one label per test feature ({test_feats.shape[0]}), "
-                         f"got shape {tuple(test_labels.shape)}")
+        raise ValueError(
+            f"test_labels must be 1-D with one label per test feature ({test_feats.shape[0]}), "
+            f"got shape {tuple(test_labels.shape)}"
+        )
     if test_feats.shape[0] == 0:
         raise ValueError("no test features: accuracy is undefined")
     preds = weighted_knn_predict(train_feats, train_labels, test_feats, num_classes, **kwargs)
@@ -146,8 +154,7 @@ class KNNMonitor:
     call it), so each rank returns the same global accuracy.
     """
 
-    def __init__(self, num_classes: int, k: int = 20, T: float = 0.07, distance: str = "cosine",
-                 chunk_size: int = 512):
+    def __init__(self, num_classes: int, k: int = 20, T: float = 0.07, distance: str = "cosine", chunk_size: int = 512):
         if distance not in DISTANCES:
             raise ValueError(f"unknown distance {distance!r}; valid choices: {', '.join(DISTANCES)}")
         self.num_classes, self.k, self.T, self.distance, self.chunk_size = num_classes, k, T, distance, chunk_size
@@ -167,7 +174,9 @@ class KNNMonitor:
         if train_or_test not in self._feats:
             raise ValueError(f"update() takes 'train' or 'test', got {train_or_test!r}")
         if feats.ndim != 2 or labels.shape != (feats.shape[0],):
-            raise ValueError(f"expected feats (B, D) and labels (B,), got {tuple(feats.shape)} and {tuple(labels.shape)}")
+            raise ValueError(
+                f"expected feats (B, D) and labels (B,), got {tuple(feats.shape)} and {tuple(labels.shape)}"
+            )
         self._feats[train_or_test].append(feats.detach().float())
         self._labels[train_or_test].append(labels.detach().long())
 
@@ -180,5 +189,14 @@ class KNNMonitor:
         """kNN top-1 % with the monitor's distance, or ``distance`` when given."""
         train_f, train_y = self._collect("train")
         test_f, test_y = self._collect("test")
-        return knn_accuracy(train_f, train_y, test_f, test_y, self.num_classes, k=self.k, T=self.T,
-                            distance=distance or self.distance, chunk_size=self.chunk_size)
+        return knn_accuracy(
+            train_f,
+            train_y,
+            test_f,
+            test_y,
+            self.num_classes,
+            k=self.k,
+            T=self.T,
+            distance=distance or self.distance,
+            chunk_size=self.chunk_size,
+        )

@@ -29,8 +29,9 @@ two protocols, ``evaluate_backbone`` and ``evaluate_online``, and re-exports the
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -41,24 +42,57 @@ from cassle.eval.augmented_probe import LinearProbe, _train_augmented
 from cassle.eval.errors import EvalInputError
 from cassle.eval.eval_data import EvalData, _Transformed  # noqa: F401
 from cassle.eval.frozen_backbone import (  # noqa: F401
-    SMALL_IMAGE_DATASETS, _backbone_state, _build_backbone, _cifar_stem, _freeze, assert_unchanged,
-    checkpoint_hparams, load_backbone_from_checkpoint, load_online_classifier, random_backbone,
-    read_checkpoint_file, snapshot_state,
+    SMALL_IMAGE_DATASETS,
+    _backbone_state,
+    _build_backbone,
+    _cifar_stem,
+    _freeze,
+    assert_unchanged,
+    checkpoint_hparams,
+    load_backbone_from_checkpoint,
+    load_online_classifier,
+    random_backbone,
+    read_checkpoint_file,
+    snapshot_state,
 )
 from cassle.eval.knn import DISTANCES, knn_accuracy
 from cassle.eval.probe import (  # noqa: F401
-    extract_features, predict, stratified_fraction_indices, train_linear_probe_on_features,
+    extract_features,
+    predict,
+    stratified_fraction_indices,
+    train_linear_probe_on_features,
 )
 
 __all__ = [
-    "LINEAR_LRS", "MODES", "EvalInputError", "reference_lr", "read_checkpoint_file", "checkpoint_hparams",
-    "load_backbone_from_checkpoint", "load_online_classifier", "random_backbone", "snapshot_state",
-    "assert_unchanged", "LinearProbe", "ProbeConfig", "EvalData", "evaluate_backbone", "evaluate_online",
+    "LINEAR_LRS",
+    "MODES",
+    "EvalInputError",
+    "reference_lr",
+    "read_checkpoint_file",
+    "checkpoint_hparams",
+    "load_backbone_from_checkpoint",
+    "load_online_classifier",
+    "random_backbone",
+    "snapshot_state",
+    "assert_unchanged",
+    "LinearProbe",
+    "ProbeConfig",
+    "EvalData",
+    "evaluate_backbone",
+    "evaluate_online",
 ]
 
 # Reference offline linear-evaluation lr per pretraining method (batch 256, no lr scaling).
-LINEAR_LRS = {"barlow_twins": 0.1, "barlow": 0.1, "byol": 3.0, "mocov2plus": 3.0, "simclr": 1.0,
-              "supcon": 1.0, "swav": 0.15, "vicreg": 0.3}
+LINEAR_LRS = {
+    "barlow_twins": 0.1,
+    "barlow": 0.1,
+    "byol": 3.0,
+    "mocov2plus": 3.0,
+    "simclr": 1.0,
+    "supcon": 1.0,
+    "swav": 0.15,
+    "vicreg": 0.3,
+}
 MODES = ("fast", "augmented")
 KNN_K, KNN_T = 20, 0.07
 
@@ -66,8 +100,9 @@ KNN_K, KNN_T = 20, 0.07
 def reference_lr(method: str | None) -> float:
     """The reference's linear-evaluation lr for ``method``; ValueError naming the valid methods."""
     if method not in LINEAR_LRS:
-        raise EvalInputError(f"no reference linear lr for method {method!r}; valid methods: "
-                             f"{', '.join(LINEAR_LRS)} (or pass --lr)")
+        raise EvalInputError(
+            f"no reference linear lr for method {method!r}; valid methods: {', '.join(LINEAR_LRS)} (or pass --lr)"
+        )
     return LINEAR_LRS[method]
 
 
@@ -98,8 +133,9 @@ class ProbeConfig:
         if self.label_fraction is not None and not 0.0 < self.label_fraction <= 1.0:
             raise EvalInputError(f"--label_fraction must be in (0, 1] (e.g. 0.01 or 0.1), got {self.label_fraction}")
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
-            raise EvalInputError(f"need max_epochs >= 1, batch_size >= 1, lr > 0; got {self.epochs}, "
-                                 f"{self.batch_size}, {self.lr}")
+            raise EvalInputError(
+                f"need max_epochs >= 1, batch_size >= 1, lr > 0; got {self.epochs}, {self.batch_size}, {self.lr}"
+            )
 
     @property
     def device(self) -> torch.device:
@@ -114,8 +150,9 @@ class ProbeConfig:
 
 def _features(backbone: nn.Module, data: EvalData, split: str, indices: torch.Tensor, cfg: ProbeConfig):
     with cfg.autocast():
-        return extract_features(backbone, data.plain_batches(split, indices, cfg.batch_size, cfg.num_workers,
-                                                              cfg.device), cfg.device)
+        return extract_features(
+            backbone, data.plain_batches(split, indices, cfg.batch_size, cfg.num_workers, cfg.device), cfg.device
+        )
 
 
 def _train_probe(backbone, feat_dim, data, cfg, train_idx, cache) -> nn.Module:
@@ -124,9 +161,18 @@ def _train_probe(backbone, feat_dim, data, cfg, train_idx, cache) -> nn.Module:
         return _train_augmented(backbone, feat_dim, data, train_idx, cfg)
     feats, labels = cache
     return train_linear_probe_on_features(
-        feats, labels, data.num_classes, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
-        weight_decay=cfg.weight_decay, momentum=cfg.momentum, milestones=cfg.milestones, device=cfg.device,
-        seed=cfg.seed)
+        feats,
+        labels,
+        data.num_classes,
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
+        weight_decay=cfg.weight_decay,
+        momentum=cfg.momentum,
+        milestones=cfg.milestones,
+        device=cfg.device,
+        seed=cfg.seed,
+    )
 
 
 def evaluate_backbone(backbone: nn.Module, feat_dim: int, data: EvalData, cfg: ProbeConfig) -> dict[str, Any]:
@@ -149,8 +195,19 @@ def evaluate_backbone(backbone: nn.Module, feat_dim: int, data: EvalData, cfg: P
 
     if cfg.knn:
         tf, tl = train_cache
-        out["knn"] = {d: knn_accuracy(tf.to(cfg.device), tl.to(cfg.device), test_feats.to(cfg.device), test_labels,
-                                      data.num_classes, k=KNN_K, T=KNN_T, distance=d) for d in DISTANCES}
+        out["knn"] = {
+            d: knn_accuracy(
+                tf.to(cfg.device),
+                tl.to(cfg.device),
+                test_feats.to(cfg.device),
+                test_labels,
+                data.num_classes,
+                k=KNN_K,
+                T=KNN_T,
+                distance=d,
+            )
+            for d in DISTANCES
+        }
     if cfg.domain_aware and data.split == "domain":
         # One probe per domain, trained and tested on that domain only (the reference's --domain runs).
         aware = {}
@@ -159,8 +216,11 @@ def evaluate_backbone(backbone: nn.Module, feat_dim: int, data: EvalData, cfg: P
             cache = None
             if cfg.mode == "fast":
                 keep = torch.isin(train_idx, d_idx) if cfg.label_fraction is None else None
-                cache = ((train_cache[0][keep], train_cache[1][keep]) if keep is not None
-                         else _features(backbone, data, "train", d_idx, cfg))
+                cache = (
+                    (train_cache[0][keep], train_cache[1][keep])
+                    if keep is not None
+                    else _features(backbone, data, "train", d_idx, cfg)
+                )
             lin = _train_probe(backbone, feat_dim, data, cfg, d_idx, cache)
             mask = data.test_groups == d
             aware[name] = 100.0 * (predict(lin, test_feats[mask]) == test_labels[mask]).double().mean().item()

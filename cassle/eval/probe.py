@@ -10,7 +10,7 @@ elsewhere. The probe minimises the mean cross-entropy of softmax(W f + b).
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -32,7 +32,9 @@ def _check_feats_labels(feats: torch.Tensor, labels: torch.Tensor, num_classes: 
     if feats.ndim != 2:
         raise ValueError(f"features must be 2-D (N, D), got shape {tuple(feats.shape)}")
     if labels.shape != (feats.shape[0],):
-        raise ValueError(f"labels must be 1-D with one label per feature ({feats.shape[0]}), got shape {tuple(labels.shape)}")
+        raise ValueError(
+            f"labels must be 1-D with one label per feature ({feats.shape[0]}), got shape {tuple(labels.shape)}"
+        )
     if feats.shape[0] == 0:
         raise ValueError("empty feature set")
     if labels.dtype.is_floating_point or labels.dtype == torch.bool:
@@ -42,7 +44,9 @@ def _check_feats_labels(feats: torch.Tensor, labels: torch.Tensor, num_classes: 
 
 
 @torch.no_grad()
-def extract_features(backbone: nn.Module, loader: Iterable, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+def extract_features(
+    backbone: nn.Module, loader: Iterable, device: torch.device | str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Run the frozen ``backbone`` (in eval mode, no grad) over ``loader`` batches ``(x, y)``.
 
     Returns ``(feats float32 (N, D), labels int64 (N,))`` on the CPU, in loader order. The backbone's
@@ -54,8 +58,10 @@ def extract_features(backbone: nn.Module, loader: Iterable, device: torch.device
     try:
         for batch in loader:
             if not isinstance(batch, (tuple, list)) or len(batch) != 2:
-                raise ValueError("extract_features expects the loader to yield (x, y) pairs, got "
-                                 f"{type(batch).__name__} of length {len(batch) if hasattr(batch, '__len__') else '?'}")
+                raise ValueError(
+                    "extract_features expects the loader to yield (x, y) pairs, got "
+                    f"{type(batch).__name__} of length {len(batch) if hasattr(batch, '__len__') else '?'}"
+                )
             x, y = batch
             f = backbone(x.to(device, non_blocking=True))
             feats.append(f.flatten(1).float().cpu())
@@ -143,7 +149,10 @@ def train_linear_probe_on_features(
 def predict(linear: nn.Module, feats: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
     """Argmax class (int64, CPU) of ``linear`` over all classes, in chunks on the probe's device."""
     dev = next(linear.parameters()).device
-    out = [linear(feats[s : s + batch_size].to(dev, torch.float32)).argmax(1).cpu() for s in range(0, feats.shape[0], batch_size)]
+    out = [
+        linear(feats[s : s + batch_size].to(dev, torch.float32)).argmax(1).cpu()
+        for s in range(0, feats.shape[0], batch_size)
+    ]
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
 
 
@@ -153,8 +162,9 @@ def probe_accuracy(linear: nn.Module, feats: torch.Tensor, labels: torch.Tensor)
     return 100.0 * (predict(linear, feats) == labels.cpu().long()).double().mean().item()
 
 
-def per_group_accuracy(linear: nn.Module, feats: torch.Tensor, labels: torch.Tensor,
-                       group_of_sample: torch.Tensor, num_groups: int) -> list[float]:
+def per_group_accuracy(
+    linear: nn.Module, feats: torch.Tensor, labels: torch.Tensor, group_of_sample: torch.Tensor, num_groups: int
+) -> list[float]:
     """Top-1 (percent) of the all-class probe on each group of test samples (e.g. DomainNet domains).
 
     ``group_of_sample[n]`` in [0, num_groups) says which group sample n belongs to. Predictions are
@@ -163,9 +173,13 @@ def per_group_accuracy(linear: nn.Module, feats: torch.Tensor, labels: torch.Ten
     _check_feats_labels(feats, labels)
     groups = torch.as_tensor(group_of_sample).long().cpu()
     if groups.shape != labels.shape:
-        raise ValueError(f"group_of_sample must have one entry per sample ({labels.shape[0]}), got shape {tuple(groups.shape)}")
+        raise ValueError(
+            f"group_of_sample must have one entry per sample ({labels.shape[0]}), got shape {tuple(groups.shape)}"
+        )
     if int(groups.min()) < 0 or int(groups.max()) >= num_groups:
-        raise ValueError(f"group_of_sample must lie in [0, {num_groups}), got range [{int(groups.min())}, {int(groups.max())}]")
+        raise ValueError(
+            f"group_of_sample must lie in [0, {num_groups}), got range [{int(groups.min())}, {int(groups.max())}]"
+        )
     correct = predict(linear, feats) == labels.cpu().long()
     accs = []
     for g in range(num_groups):
@@ -176,8 +190,9 @@ def per_group_accuracy(linear: nn.Module, feats: torch.Tensor, labels: torch.Ten
     return accs
 
 
-def per_task_accuracy(linear: nn.Module, feats: torch.Tensor, labels: torch.Tensor,
-                      task_of_class: Sequence[Sequence[int]]) -> list[float]:
+def per_task_accuracy(
+    linear: nn.Module, feats: torch.Tensor, labels: torch.Tensor, task_of_class: Sequence[Sequence[int]]
+) -> list[float]:
     """Row of the accuracy matrix: top-1 (percent) on the test images of each task (class-incremental).
 
     Task-agnostic: one all-class classifier, predictions over all classes (no masking to the task's
@@ -221,4 +236,6 @@ def stratified_fraction_indices(labels, fraction: float, seed: int = 0) -> torch
         idx = np.flatnonzero(y == c)
         m = max(1, int(math.floor(fraction * len(idx) + 0.5)))
         keep.append(rng.choice(idx, size=m, replace=False))
-    return torch.from_numpy(np.sort(np.concatenate(keep)).astype(np.int64)) if keep else torch.empty(0, dtype=torch.long)
+    return (
+        torch.from_numpy(np.sort(np.concatenate(keep)).astype(np.int64)) if keep else torch.empty(0, dtype=torch.long)
+    )

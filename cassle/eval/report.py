@@ -29,16 +29,26 @@ import platform
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from .eval_protocol import label as protocol_label
 from .metrics import as_matrix, average_accuracy, forgetting, forward_transfer
 
-__all__ = ["write_report", "format_results", "log_to_wandb", "PNG_SIZE_IN", "PNG_DPI", "PNG_SIZE_PX", "PNG_SIZE_PX_DOMAINS",
-           "REPORT_FILES", "DOMAIN_AWARE_CSV"]
+__all__ = [
+    "write_report",
+    "format_results",
+    "log_to_wandb",
+    "PNG_SIZE_IN",
+    "PNG_DPI",
+    "PNG_SIZE_PX",
+    "PNG_SIZE_PX_DOMAINS",
+    "REPORT_FILES",
+    "DOMAIN_AWARE_CSV",
+]
 
 PNG_SIZE_IN = (6.0, 5.0)
 PNG_DPI = 100
@@ -55,7 +65,9 @@ def _git_sha() -> str | None:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],
             cwd=Path(__file__).resolve().parent,
-            capture_output=True, text=True, timeout=10,
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -77,8 +89,13 @@ def _fmt(x: float | None, digits: int = 2) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
 
-def _write_csv(path: Path, arr: np.ndarray, names: list[str], cols: list[str] | None = None,
-               corner: str = "after_task \\ eval_task") -> None:
+def _write_csv(
+    path: Path,
+    arr: np.ndarray,
+    names: list[str],
+    cols: list[str] | None = None,
+    corner: str = "after_task \\ eval_task",
+) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow([corner, *(names if cols is None else cols)])
@@ -86,8 +103,9 @@ def _write_csv(path: Path, arr: np.ndarray, names: list[str], cols: list[str] | 
             w.writerow([name, *(repr(float(v)) for v in row)])
 
 
-def _heatmap(fig, ax, arr: np.ndarray, rows: list[str], cols: list[str], xlabel: str, title: str,
-             title_size: float | None = None) -> None:
+def _heatmap(
+    fig, ax, arr: np.ndarray, rows: list[str], cols: list[str], xlabel: str, title: str, title_size: float | None = None
+) -> None:
     im = ax.imshow(arr, cmap="viridis", vmin=0.0, vmax=max(100.0, float(arr.max())))
     fig.colorbar(im, ax=ax, label="top-1 accuracy (%)")
     many = len(cols) > 6
@@ -104,8 +122,9 @@ def _heatmap(fig, ax, arr: np.ndarray, rows: list[str], cols: list[str], xlabel:
             ax.text(j, i, f"{arr[i, j]:.1f}", ha="center", va="center", color=colour, fontsize=size)
 
 
-def _write_png(path: Path, arr: np.ndarray, names: list[str], A, F, T, aware: dict | None = None,
-               protocol: str = "") -> None:
+def _write_png(
+    path: Path, arr: np.ndarray, names: list[str], A, F, T, aware: dict | None = None, protocol: str = ""
+) -> None:
     """The accuracy matrix; with domain-aware results a second panel beside it (twice as wide)."""
     # Figure + Agg canvas directly: no pyplot global state, works headless, no backend switching.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -120,8 +139,16 @@ def _write_png(path: Path, arr: np.ndarray, names: list[str], A, F, T, aware: di
     else:  # two panels: smaller titles so they stay clear of the colour bars
         _heatmap(fig, ax, arr, names, names, "evaluated on task j", f"domain-agnostic: {title}", 10)
         matrix = np.asarray(aware["matrix"], dtype=np.float64)
-        _heatmap(fig, fig.add_subplot(1, 2, 2), matrix, names, list(aware["domains"]), "domain (its own probe)",
-                 f"domain-aware: mean after the last task = {_fmt(aware['final_mean'])}", 10)
+        _heatmap(
+            fig,
+            fig.add_subplot(1, 2, 2),
+            matrix,
+            names,
+            list(aware["domains"]),
+            "domain (its own probe)",
+            f"domain-aware: mean after the last task = {_fmt(aware['final_mean'])}",
+            10,
+        )
     fig.tight_layout()
     fig.savefig(path, dpi=PNG_DPI, format="png")
 
@@ -138,20 +165,32 @@ def _write_summary(path: Path, results: dict[str, Any]) -> None:
     if results["random_baseline"] is not None:
         lines.append("| random init | " + " | ".join(f"{v:.2f}" for v in results["random_baseline"]) + " |")
     said = f" [{protocol_label(results['protocol'])}]"
-    lines += ["", f"- A (average accuracy, %): {_fmt(results['A'])}{said}",
-              f"- F (forgetting, %): {_fmt(results['F'])}{said}",
-              f"- T (forward transfer, %): {_fmt(results['T'])}{said}"
-              + (f" ({results['extra']['T_undefined']})" if results["extra"].get("T_undefined") else "")]
+    lines += [
+        "",
+        f"- A (average accuracy, %): {_fmt(results['A'])}{said}",
+        f"- F (forgetting, %): {_fmt(results['F'])}{said}",
+        f"- T (forward transfer, %): {_fmt(results['T'])}{said}"
+        + (f" ({results['extra']['T_undefined']})" if results["extra"].get("T_undefined") else ""),
+    ]
     if aware is not None:
         domains = aware["domains"]
-        lines += ["", "## Domain-aware (one classifier per domain, trained and tested on it)", "",
-                  "| after task \\ domain | " + " | ".join(domains) + " |", "|---|" + "---|" * len(domains)]
-        lines += [f"| {name} | " + " | ".join(f"{v:.2f}" for v in row) + " |"
-                  for name, row in zip(names, aware["matrix"])]
+        lines += [
+            "",
+            "## Domain-aware (one classifier per domain, trained and tested on it)",
+            "",
+            "| after task \\ domain | " + " | ".join(domains) + " |",
+            "|---|" + "---|" * len(domains),
+        ]
+        lines += [
+            f"| {name} | " + " | ".join(f"{v:.2f}" for v in row) + " |" for name, row in zip(names, aware["matrix"])
+        ]
         if aware.get("random_baseline") is not None:
             lines.append("| random init | " + " | ".join(f"{v:.2f}" for v in aware["random_baseline"]) + " |")
-        lines += ["", f"- mean over domains after the last task (%): {_fmt(aware['final_mean'])}",
-                  f"- file: {DOMAIN_AWARE_CSV}"]
+        lines += [
+            "",
+            f"- mean over domains after the last task (%): {_fmt(aware['final_mean'])}",
+            f"- file: {DOMAIN_AWARE_CSV}",
+        ]
     lines += [f"- seed: {results['seed']}", f"- git sha: {results['git_sha'] or 'n/a'}", "", "## Protocol", ""]
     lines += [f"- {k}: {v}" for k, v in results["protocol"].items()] or ["- (none given)"]
     lines += ["", "## Checkpoints", ""] + ([f"- {c}" for c in results["checkpoints"]] or ["- (none given)"])
@@ -163,14 +202,19 @@ def _domain_aware(aware: dict, n: int) -> dict[str, Any]:
     domains = [str(d) for d in aware["domains"]]
     matrix = np.asarray(aware["matrix"], dtype=np.float64)
     if matrix.shape != (n, len(domains)):
-        raise ValueError(f"domain_aware matrix must have one row per task ({n}) and one column per domain "
-                         f"({len(domains)}), got shape {matrix.shape}")
+        raise ValueError(
+            f"domain_aware matrix must have one row per task ({n}) and one column per domain "
+            f"({len(domains)}), got shape {matrix.shape}"
+        )
     base = aware.get("random_baseline")
     if base is not None and len(base) != len(domains):
         raise ValueError(f"domain_aware random_baseline needs one value per domain ({len(domains)}), got {len(base)}")
-    return {"domains": domains, "matrix": matrix.tolist(),
-            "random_baseline": None if base is None else [float(v) for v in base],
-            "final_mean": float(matrix[-1].mean())}
+    return {
+        "domains": domains,
+        "matrix": matrix.tolist(),
+        "random_baseline": None if base is None else [float(v) for v in base],
+        "final_mean": float(matrix[-1].mean()),
+    }
 
 
 def write_report(
@@ -210,9 +254,13 @@ def write_report(
     A = average_accuracy(arr, task_sizes)
     F = forgetting(arr)
     T = None if random_baseline is None else forward_transfer(arr, random_baseline)
-    baseline = None if random_baseline is None else np.asarray(
-        random_baseline.detach().cpu() if hasattr(random_baseline, "detach") else random_baseline, dtype=np.float64
-    ).tolist()
+    baseline = (
+        None
+        if random_baseline is None
+        else np.asarray(
+            random_baseline.detach().cpu() if hasattr(random_baseline, "detach") else random_baseline, dtype=np.float64
+        ).tolist()
+    )
     results: dict[str, Any] = {
         "A": A,
         "F": F,
@@ -243,8 +291,13 @@ def write_report(
         aware = results.get("domain_aware")
         _write_csv(tmp / "accuracy_matrix.csv", arr, names)
         if aware is not None:
-            _write_csv(tmp / DOMAIN_AWARE_CSV, np.asarray(aware["matrix"]), names, aware["domains"],
-                       corner="after_task \\ domain")
+            _write_csv(
+                tmp / DOMAIN_AWARE_CSV,
+                np.asarray(aware["matrix"]),
+                names,
+                aware["domains"],
+                corner="after_task \\ domain",
+            )
         _write_png(tmp / "accuracy_matrix.png", arr, names, A, F, T, aware, protocol_label(results["protocol"]))
         _write_summary(tmp / "summary.md", results)
         (tmp / "results.json").write_text(payload + "\n")
@@ -262,8 +315,7 @@ def _text_table(corner: str, rows: list[str], cols: list[str], values, extra_row
     table = [[corner, *cols]] + [[r, *(f"{v:.2f}" for v in vals)] for r, vals in zip(rows, values)]
     table += [[name, *(f"{v:.2f}" for v in vals)] for name, vals in extra_rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    return ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))
-            for r in table]
+    return ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths))) for r in table]
 
 
 def format_results(results: dict[str, Any]) -> str:
@@ -273,8 +325,10 @@ def format_results(results: dict[str, Any]) -> str:
     aware = results.get("domain_aware")
     lines = ["domain-agnostic accuracy (%), one classifier for all domains:" if aware else "accuracy matrix (%):"]
     lines += _text_table("after task \\ eval on", names, names, results["accuracy_matrix"], base)
-    lines.append(f"A = {_fmt(results['A'])}  F = {_fmt(results['F'])}  T = {_fmt(results['T'])}  "
-                 f"[{protocol_label(results.get('protocol'))}]")
+    lines.append(
+        f"A = {_fmt(results['A'])}  F = {_fmt(results['F'])}  T = {_fmt(results['T'])}  "
+        f"[{protocol_label(results.get('protocol'))}]"
+    )
     if aware is not None:
         abase = [("random init", aware["random_baseline"])] if aware.get("random_baseline") is not None else []
         lines += ["domain-aware accuracy (%), one classifier per domain:"]
@@ -283,8 +337,9 @@ def format_results(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def log_to_wandb(results: dict[str, Any], png_path: str | os.PathLike | None = None, run=None,
-                 prefix: str = "eval") -> None:
+def log_to_wandb(
+    results: dict[str, Any], png_path: str | os.PathLike | None = None, run=None, prefix: str = "eval"
+) -> None:
     """Log A / F / T, the matrix (as a table) and the heatmap to wandb.
 
     ``run`` defaults to the active ``wandb.run``; wandb is imported only here, so the rest of the
@@ -298,8 +353,7 @@ def log_to_wandb(results: dict[str, Any], png_path: str | os.PathLike | None = N
     data: dict[str, Any] = {f"{prefix}/{k}": results[k] for k in ("A", "F", "T") if results.get(k) is not None}
     names = results["task_names"]
     data[f"{prefix}/accuracy_matrix"] = wandb.Table(
-        columns=["after_task", *names],
-        data=[[name, *row] for name, row in zip(names, results["accuracy_matrix"])],
+        columns=["after_task", *names], data=[[name, *row] for name, row in zip(names, results["accuracy_matrix"])]
     )
     if png_path is not None:
         data[f"{prefix}/accuracy_matrix_png"] = wandb.Image(str(png_path))

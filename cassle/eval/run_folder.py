@@ -19,7 +19,10 @@ from cassle.eval.errors import EvalInputError
 from cassle.eval.eval_inputs import _trust
 from cassle.eval.finished import check_task_finished
 from cassle.eval.frozen_backbone import (
-    checkpoint_hparams, load_backbone_from_checkpoint, load_online_classifier, read_checkpoint_file,
+    checkpoint_hparams,
+    load_backbone_from_checkpoint,
+    load_online_classifier,
+    read_checkpoint_file,
 )
 
 __all__ = ["RunPlan", "check_run_dir", "RUN_CONSISTENT_KEYS"]
@@ -46,16 +49,20 @@ def _task_checkpoint(run_dir: str, t: int, entry: dict | None) -> str:
     if os.path.isfile(path):
         return path
     why = "the manifest says the task is done but " if entry and entry.get("status") == "done" else ""
-    raise EvalInputError(f"task {t} of {run_dir}: {why}its checkpoint {path} is missing; "
-                         "rerun the launcher to finish the run")
+    raise EvalInputError(
+        f"task {t} of {run_dir}: {why}its checkpoint {path} is missing; rerun the launcher to finish the run"
+    )
 
 
 def _first_task(run_dir: str, manifest: dict | None) -> int:
     """The task the run started at: 0, or the ``--task_idx`` of a run started from PRETRAINED_PATH."""
     if manifest is not None and manifest.get("tasks"):
         return min(int(t) for t in manifest["tasks"])
-    found = [int(m.group(1)) for d in glob.glob(os.path.join(run_dir, "task*"))
-             if (m := re.fullmatch(r"task(\d+)", os.path.basename(d))) and os.path.isfile(os.path.join(d, "last.ckpt"))]
+    found = [
+        int(m.group(1))
+        for d in glob.glob(os.path.join(run_dir, "task*"))
+        if (m := re.fullmatch(r"task(\d+)", os.path.basename(d))) and os.path.isfile(os.path.join(d, "last.ckpt"))
+    ]
     return min(found) if found else 0
 
 
@@ -64,11 +71,15 @@ def _predecessor(path: str, hp: dict, t: int) -> str:
     For a run started at task t from PRETRAINED_PATH this is how rows 0..t-1 of the matrix are found."""
     prev = hp.get("pretrained_model")
     if not prev:
-        raise EvalInputError(f"{path} (task {t}) records no --pretrained_model, so the checkpoint of task "
-                             f"{t - 1} that the accuracy matrix needs is unknown")
+        raise EvalInputError(
+            f"{path} (task {t}) records no --pretrained_model, so the checkpoint of task "
+            f"{t - 1} that the accuracy matrix needs is unknown"
+        )
     if not os.path.isfile(prev):
-        raise EvalInputError(f"task {t - 1} of the accuracy matrix is the checkpoint task {t} started from "
-                             f"({prev}, recorded in {path}), and it is missing; put it back at that path")
+        raise EvalInputError(
+            f"task {t - 1} of the accuracy matrix is the checkpoint task {t} started from "
+            f"({prev}, recorded in {path}), and it is missing; put it back at that path"
+        )
     return prev
 
 
@@ -89,16 +100,25 @@ def check_run_dir(run_dir: str, opts: argparse.Namespace | None = None) -> RunPl
     first = _task_checkpoint(run_dir, start, tasks.get(str(start)))
     hp0 = checkpoint_hparams(read_checkpoint_file(first, _trust(opts)), first)
     num_tasks = int(hp0.get("num_tasks") or 1)
-    task_dirs = sorted(d for d in glob.glob(os.path.join(run_dir, "task*")) if re.fullmatch(r"task\d+", os.path.basename(d)))
+    task_dirs = sorted(
+        d for d in glob.glob(os.path.join(run_dir, "task*")) if re.fullmatch(r"task\d+", os.path.basename(d))
+    )
     if manifest is not None:
-        problems = [f"task {t}: {tasks[str(t)]['status'] if str(t) in tasks else 'not in the manifest'}"
-                    for t in range(start, num_tasks) if tasks.get(str(t), {}).get("status") != "done"]
+        problems = [
+            f"task {t}: {tasks[str(t)]['status'] if str(t) in tasks else 'not in the manifest'}"
+            for t in range(start, num_tasks)
+            if tasks.get(str(t), {}).get("status") != "done"
+        ]
         if problems:
-            raise EvalInputError(f"run {run_dir} is not finished (num_tasks={num_tasks}): {'; '.join(problems)}; "
-                                 "rerun the launcher to finish it before evaluating")
+            raise EvalInputError(
+                f"run {run_dir} is not finished (num_tasks={num_tasks}): {'; '.join(problems)}; "
+                "rerun the launcher to finish it before evaluating"
+            )
     elif len(task_dirs) < num_tasks - start:
-        raise EvalInputError(f"run {run_dir} has {len(task_dirs)} task folder(s) ({', '.join(map(os.path.basename, task_dirs))}) "
-                             f"but its checkpoints say num_tasks={num_tasks}")
+        raise EvalInputError(
+            f"run {run_dir} has {len(task_dirs)} task folder(s) ({', '.join(map(os.path.basename, task_dirs))}) "
+            f"but its checkpoints say num_tasks={num_tasks}"
+        )
     paths = {t: _task_checkpoint(run_dir, t, tasks.get(str(t))) for t in range(start, num_tasks)}
     for t in range(start - 1, -1, -1):  # the lineage before the run's first task
         nxt = paths[t + 1]
@@ -110,8 +130,10 @@ def check_run_dir(run_dir: str, opts: argparse.Namespace | None = None) -> RunPl
         hp = checkpoint_hparams(ckpt, path)
         for key in RUN_CONSISTENT_KEYS:
             if key in hp and key in hp0 and hp[key] != hp0[key]:
-                raise EvalInputError(f"{path} has {key}={hp[key]!r} but task {start} has {key}={hp0[key]!r}: "
-                                     "the checkpoints are not from one run")
+                raise EvalInputError(
+                    f"{path} has {key}={hp[key]!r} but task {start} has {key}={hp0[key]!r}: "
+                    "the checkpoints are not from one run"
+                )
         if hp.get("task_idx") is not None and int(hp["task_idx"]) != t:
             raise EvalInputError(f"{path} was trained as task_idx={hp['task_idx']}, expected {t}")
         if t >= start and not ckpt.get("original_format"):

@@ -25,9 +25,9 @@ from cassle.losses.distill import (
 from cassle.losses.moco import moco_loss_func
 from cassle.losses.mocov3 import mocov3_loss_func
 from cassle.losses.nnclr import nnclr_loss_func
+from cassle.losses.pnr import pnr_infonce_losses, pnr_moco_losses, pnr_negative_loss
 from cassle.losses.relational import relational_distill_loss
 from cassle.losses.ressl import ressl_loss_func
-from cassle.losses.pnr import pnr_infonce_losses, pnr_moco_losses, pnr_negative_loss
 from cassle.losses.simclr import simclr_loss_func, supcon_pos_mask
 from cassle.losses.simsiam import simsiam_loss_func
 from cassle.losses.swav import sinkhorn_knopp, swav_loss_func

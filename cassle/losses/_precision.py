@@ -4,6 +4,7 @@ Batch statistics, 2048x2048 cross-correlations and softmaxes over thousands of l
 much with 8 (bf16) or 10 (fp16) mantissa bits; the cost is negligible next to the backbone.
 float64 inputs (the tests) stay float64.
 """
+
 from __future__ import annotations
 
 import functools
@@ -36,4 +37,5 @@ def full_precision(fn):
         device_type = _device_type(list(args) + list(kwargs.values()))
         with torch.autocast(device_type=device_type, enabled=False):
             return fn(*_upcast(args), **{k: _upcast(v) for k, v in kwargs.items()})
+
     return wrapper

@@ -5,16 +5,15 @@ from __future__ import annotations
 import torch
 
 from cassle.losses._checks import check_min_batch, check_pair
-from cassle.utils.distributed import all_reduce_mean_local_grad, all_reduce_sum, world_size
 from cassle.losses._precision import full_precision
+from cassle.utils.distributed import all_reduce_mean_local_grad, all_reduce_sum, world_size
 
 BN_EPS = 1e-5  # BatchNorm1d's default eps, which the original code's affine-free BN uses
 
 
 @full_precision
 def barlow_loss_func(
-    z1: torch.Tensor, z2: torch.Tensor, lamb: float = 0.005, scale_loss: float = 0.025,
-    global_batch: bool = False,
+    z1: torch.Tensor, z2: torch.Tensor, lamb: float = 0.005, scale_loss: float = 0.025, global_batch: bool = False
 ) -> torch.Tensor:
     """Barlow Twins redundancy-reduction loss.
 

@@ -14,6 +14,7 @@ task's frozen model's embedding of the buffered image, z*_b,v = h_theta*(x_b,v),
 (ErumMushtaq/CroMo-Mixup ``trainers/train_mixed_distillation.py``: ``mixed_loss`` / ``ood_loss``,
 0.5 * (view 1 + view 2)). L is Barlow Twins' loss, NT-Xent or BYOL's regression as the method's.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -21,9 +22,13 @@ from collections.abc import Callable, Sequence
 import torch
 
 
-def cromo_mixup_loss(z_mix: Sequence[torch.Tensor], z_new: Sequence[torch.Tensor],
-                     z_old: Sequence[torch.Tensor], lam: torch.Tensor | float,
-                     pair_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+def cromo_mixup_loss(
+    z_mix: Sequence[torch.Tensor],
+    z_new: Sequence[torch.Tensor],
+    z_old: Sequence[torch.Tensor],
+    lam: torch.Tensor | float,
+    pair_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
     """The mean over views of lam * L(z~, z) + (1 - lam) * L(z~, z*_b).
 
     Args:
@@ -34,7 +39,6 @@ def cromo_mixup_loss(z_mix: Sequence[torch.Tensor], z_new: Sequence[torch.Tensor
         pair_loss: the method's loss of two embedding batches (row i of one is row i's positive).
     """
     if not (len(z_mix) == len(z_new) == len(z_old)) or not z_mix:
-        raise ValueError(f"cromo_mixup_loss needs as many views of each, got {len(z_mix)}, {len(z_new)}, "
-                         f"{len(z_old)}")
+        raise ValueError(f"cromo_mixup_loss needs as many views of each, got {len(z_mix)}, {len(z_new)}, {len(z_old)}")
     terms = [lam * pair_loss(m, n) + (1 - lam) * pair_loss(m, o) for m, n, o in zip(z_mix, z_new, z_old)]
     return torch.stack(terms).mean()

@@ -10,9 +10,7 @@ from cassle.losses._precision import full_precision
 
 
 @full_precision
-def deepclusterv2_loss_func(
-    outputs: torch.Tensor, assignments: torch.Tensor, temperature: float = 0.1
-) -> torch.Tensor:
+def deepclusterv2_loss_func(outputs: torch.Tensor, assignments: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
     """Cross-entropy of prototype scores against k-means cluster assignments.
 
     With P prototype heads, V views, N samples, K_h prototypes, scores s[h, v, n] (K,) and the
@@ -36,12 +34,14 @@ def deepclusterv2_loss_func(
     """
     check_positive("temperature", temperature)
     if not isinstance(outputs, torch.Tensor) or outputs.dim() != 4 or not outputs.is_floating_point():
-        raise ValueError("outputs must be a floating (P, V, N, K) tensor, got "
-                         f"{getattr(outputs, 'shape', type(outputs).__name__)}")
+        raise ValueError(
+            f"outputs must be a floating (P, V, N, K) tensor, got {getattr(outputs, 'shape', type(outputs).__name__)}"
+        )
     p, v, n, k = outputs.shape
     if not isinstance(assignments, torch.Tensor) or tuple(assignments.shape) != (p, n):
-        raise ValueError(f"assignments must be (P, N) = ({p}, {n}), got "
-                         f"{getattr(assignments, 'shape', type(assignments).__name__)}")
+        raise ValueError(
+            f"assignments must be (P, N) = ({p}, {n}), got {getattr(assignments, 'shape', type(assignments).__name__)}"
+        )
     losses = []
     for h in range(p):
         scores = outputs[h].reshape(v * n, k) / temperature

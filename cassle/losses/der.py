@@ -7,6 +7,7 @@ knowledge"), h_theta(x') today's projection of a fresh augmentation of x'. As in
 (``F.mse_loss``) the squared distance is averaged over the D dimensions too, i.e. the equation
 above divided by D, so alpha does not depend on the projector's width.
 """
+
 from __future__ import annotations
 
 import torch

@@ -35,12 +35,23 @@ class DINOLoss(nn.Module):
     (student views); center_momentum m.
     """
 
-    def __init__(self, num_prototypes: int, warmup_teacher_temp: float, teacher_temp: float,
-                 warmup_teacher_temp_epochs: float, num_epochs: int, student_temp: float = 0.1,
-                 num_crops: int = 2, center_momentum: float = 0.9):
+    def __init__(
+        self,
+        num_prototypes: int,
+        warmup_teacher_temp: float,
+        teacher_temp: float,
+        warmup_teacher_temp_epochs: float,
+        num_epochs: int,
+        student_temp: float = 0.1,
+        num_crops: int = 2,
+        center_momentum: float = 0.9,
+    ):
         super().__init__()
-        for name, value in (("warmup_teacher_temp", warmup_teacher_temp),
-                            ("teacher_temp", teacher_temp), ("student_temp", student_temp)):
+        for name, value in (
+            ("warmup_teacher_temp", warmup_teacher_temp),
+            ("teacher_temp", teacher_temp),
+            ("student_temp", student_temp),
+        ):
             check_positive(name, value)
         if not 0 <= center_momentum <= 1:
             raise ValueError(f"center_momentum must be in [0, 1], got {center_momentum!r}")
@@ -67,18 +78,30 @@ class DINOLoss(nn.Module):
     def forward(self, student_output: torch.Tensor, teacher_output: torch.Tensor) -> torch.Tensor:
         """student_output (num_crops * N, K), teacher_output (2 * N, K), views stacked by rows."""
         if student_output.dim() != 2 or teacher_output.dim() != 2:
-            raise ValueError("DINOLoss takes (views * N, K) student and teacher logits, got "
-                             f"{tuple(student_output.shape)} and {tuple(teacher_output.shape)}")
-        if (student_output.shape[1] != self.center.shape[1] or teacher_output.shape[1] != self.center.shape[1]
-                or len(teacher_output) % 2 or len(student_output) * 2 != len(teacher_output) * self.num_crops):
-            raise ValueError(f"expected student ({self.num_crops} * N, {self.center.shape[1]}) and teacher "
-                             f"(2 * N, {self.center.shape[1]}), got {tuple(student_output.shape)} and "
-                             f"{tuple(teacher_output.shape)}")
+            raise ValueError(
+                "DINOLoss takes (views * N, K) student and teacher logits, got "
+                f"{tuple(student_output.shape)} and {tuple(teacher_output.shape)}"
+            )
+        if (
+            student_output.shape[1] != self.center.shape[1]
+            or teacher_output.shape[1] != self.center.shape[1]
+            or len(teacher_output) % 2
+            or len(student_output) * 2 != len(teacher_output) * self.num_crops
+        ):
+            raise ValueError(
+                f"expected student ({self.num_crops} * N, {self.center.shape[1]}) and teacher "
+                f"(2 * N, {self.center.shape[1]}), got {tuple(student_output.shape)} and "
+                f"{tuple(teacher_output.shape)}"
+            )
         student = (student_output / self.student_temp).chunk(self.num_crops)
         center = self.center.to(teacher_output.dtype)
         teacher = F.softmax((teacher_output.detach() - center) / self.teacher_temp(), dim=-1).chunk(2)
-        terms = [-(t * F.log_softmax(s, dim=-1)).sum(dim=-1).mean()
-                 for iu, t in enumerate(teacher) for iv, s in enumerate(student) if iu != iv]
+        terms = [
+            -(t * F.log_softmax(s, dim=-1)).sum(dim=-1).mean()
+            for iu, t in enumerate(teacher)
+            for iv, s in enumerate(student)
+            if iu != iv
+        ]
         loss = torch.stack(terms).mean()
         self.update_center(teacher_output)
         return loss
@@ -88,5 +111,4 @@ class DINOLoss(nn.Module):
         """EMA of the centre towards the mean teacher logit of the global batch."""
         batch_center = all_reduce_sum(teacher_output.detach().sum(dim=0, keepdim=True))
         batch_center = batch_center / (world_size() * len(teacher_output))
-        self.center.mul_(self.center_momentum).add_(
-            batch_center.to(self.center.dtype), alpha=1 - self.center_momentum)
+        self.center.mul_(self.center_momentum).add_(batch_center.to(self.center.dtype), alpha=1 - self.center_momentum)

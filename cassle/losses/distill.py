@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from cassle.losses._checks import check_pair, check_positive, check_views
+from cassle.losses._precision import full_precision
 from cassle.losses.barlow import barlow_loss_func
 from cassle.losses.byol import byol_loss_func
-from cassle.losses._precision import full_precision
 
 
 @full_precision
@@ -54,11 +54,7 @@ def simclr_distill_loss_func(
 
 @full_precision
 def contrastive_distill_loss(
-    p1: torch.Tensor,
-    p2: torch.Tensor,
-    z_bar1: torch.Tensor,
-    z_bar2: torch.Tensor,
-    temperature: float = 0.1,
+    p1: torch.Tensor, p2: torch.Tensor, z_bar1: torch.Tensor, z_bar2: torch.Tensor, temperature: float = 0.1
 ) -> torch.Tensor:
     """CaSSLe contrastive distillation (SimCLR, MoCoV2+, SupCon), averaged over both directions.
 
@@ -102,7 +98,7 @@ def predictive_distill_loss(
 ) -> torch.Tensor:
     """CaSSLe predictive distillation (BYOL)::
 
-        L = 1/2 [ (2 - 2 cos(p1, sg(z_bar1))) + (2 - 2 cos(p2, sg(z_bar2))) ]   (batch means)
+    L = 1/2 [ (2 - 2 cos(p1, sg(z_bar1))) + (2 - 2 cos(p2, sg(z_bar2))) ]   (batch means)
     """
     return 0.5 * (byol_loss_func(p1, z_bar1) + byol_loss_func(p2, z_bar2))
 
@@ -113,7 +109,7 @@ def predictive_mse_distill_loss(
 ) -> torch.Tensor:
     """CaSSLe predictive distillation with MSE (VICReg)::
 
-        L = 1/2 [ mean (p1 - sg(z_bar1))^2 + mean (p2 - sg(z_bar2))^2 ]   (F.mse_loss, mean)
+    L = 1/2 [ mean (p1 - sg(z_bar1))^2 + mean (p2 - sg(z_bar2))^2 ]   (F.mse_loss, mean)
     """
     check_pair("p1", p1, "z_bar1", z_bar1)
     check_pair("p2", p2, "z_bar2", z_bar2)
@@ -122,9 +118,7 @@ def predictive_mse_distill_loss(
 
 @full_precision
 def knowledge_distill_loss(
-    student_logits: Sequence[torch.Tensor],
-    teacher_logits: Sequence[torch.Tensor],
-    temperature: float = 0.1,
+    student_logits: Sequence[torch.Tensor], teacher_logits: Sequence[torch.Tensor], temperature: float = 0.1
 ) -> torch.Tensor:
     """CaSSLe knowledge distillation (SwAV): cross-entropy from teacher to student prototypes.
 

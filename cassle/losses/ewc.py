@@ -8,6 +8,7 @@ the same as summing their Fishers; Huszar, PNAS 2018). For a self-supervised los
 not per-sample log-likelihoods, F is the empirical Fisher of the batch loss: the mean over the
 task's batches of the squared gradient of L_ssl.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -18,8 +19,9 @@ from cassle.losses._precision import full_precision
 
 
 @full_precision
-def ewc_penalty(params: Sequence[torch.Tensor], anchors: Sequence[torch.Tensor],
-                fisher: Sequence[torch.Tensor], lamb: float) -> torch.Tensor:
+def ewc_penalty(
+    params: Sequence[torch.Tensor], anchors: Sequence[torch.Tensor], fisher: Sequence[torch.Tensor], lamb: float
+) -> torch.Tensor:
     """lamb / 2 * sum_i F_i (theta_i - theta*_i)^2 over every tensor of ``params``.
 
     Args:
@@ -29,15 +31,18 @@ def ewc_penalty(params: Sequence[torch.Tensor], anchors: Sequence[torch.Tensor],
         lamb: penalty weight (>= 0).
     """
     if not (len(params) == len(anchors) == len(fisher)) or not params:
-        raise ValueError(f"ewc_penalty needs as many anchors and Fisher tensors as params, got "
-                         f"{len(params)}, {len(anchors)}, {len(fisher)}")
+        raise ValueError(
+            f"ewc_penalty needs as many anchors and Fisher tensors as params, got "
+            f"{len(params)}, {len(anchors)}, {len(fisher)}"
+        )
     if lamb < 0:
         raise ValueError(f"lamb must be >= 0, got {lamb}")
     total = params[0].new_zeros(())
     for p, a, f in zip(params, anchors, fisher):
         if p.shape != a.shape or p.shape != f.shape:
-            raise ValueError(f"shape mismatch: param {tuple(p.shape)}, anchor {tuple(a.shape)}, "
-                             f"fisher {tuple(f.shape)}")
+            raise ValueError(
+                f"shape mismatch: param {tuple(p.shape)}, anchor {tuple(a.shape)}, fisher {tuple(f.shape)}"
+            )
         total = total + (f * (p - a.detach()) ** 2).sum()
     return 0.5 * lamb * total
 

@@ -11,6 +11,7 @@ a cross-entropy between the current and the past instance-wise similarity distri
 gradient through the past one). chaht01/Co2L ``main.py``: kappa (``--current_temp``) 0.2, kappa*
 (``--past_temp``) 0.01, weight (``--distill_power``) 1.
 """
+
 from __future__ import annotations
 
 import torch
@@ -30,8 +31,7 @@ def _log_relations(z: torch.Tensor, temperature: float) -> torch.Tensor:
 
 
 @full_precision
-def ird_loss(z: torch.Tensor, z_past: torch.Tensor, current_temp: float = 0.2,
-             past_temp: float = 0.01) -> torch.Tensor:
+def ird_loss(z: torch.Tensor, z_past: torch.Tensor, current_temp: float = 0.2, past_temp: float = 0.01) -> torch.Tensor:
     """L_IRD for current projections z (N, D) and the frozen model's z_past (N, D); N >= 2."""
     check_pair("z", z, "z_past", z_past)
     if z.shape[0] < 2:

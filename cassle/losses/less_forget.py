@@ -7,6 +7,7 @@ f are the current backbone features, f* those of the frozen previous-task backbo
 LUCIR's adaptive weight grows with the ratio of old to new classes; without labels we count tasks
 (equal-size tasks: |C_old| / |C_new| = t at task t), see :func:`adaptive_weight`.
 """
+
 from __future__ import annotations
 
 import math

@@ -6,6 +6,7 @@ Each view of the current batch is mixed with a view of buffer images,
 
 and the SSL loss is computed on the mixed views only.
 """
+
 from __future__ import annotations
 
 import torch

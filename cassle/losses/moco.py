@@ -36,9 +36,7 @@ def moco_loss_func(
     check_matrix("queue", queue)
     check_positive("temperature", temperature)
     if queue.shape[0] != query.shape[1]:
-        raise ValueError(
-            f"queue must be (D, K) with D = query.shape[1] = {query.shape[1]}, got {tuple(queue.shape)}"
-        )
+        raise ValueError(f"queue must be (D, K) with D = query.shape[1] = {query.shape[1]}, got {tuple(queue.shape)}")
     pos = (query * key.detach()).sum(dim=1, keepdim=True)  # (N, 1)
     neg = query @ queue.detach().to(query.dtype)  # (N, K)
     logits = torch.cat([pos, neg], dim=1) / temperature  # (N, 1 + K)

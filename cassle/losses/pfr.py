@@ -8,6 +8,7 @@ frozen previous-task backbone's features f*, and
 pulls them together (negative cosine similarity; f* has no gradient). Unlike a plain feature
 distillation (Less-Forget) the new features only need to keep the *information* of the old ones.
 """
+
 from __future__ import annotations
 
 import torch

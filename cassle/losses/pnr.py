@@ -7,6 +7,7 @@ p_v = g(z_v) the distillation predictor's output, T the temperature; for the que
 k_v the normalised query / momentum key and Q_k, Q_f the queues of past keys and past frozen
 projections. Pure functions, all local (no gathering), as the public code.
 """
+
 from __future__ import annotations
 
 import torch
@@ -19,8 +20,15 @@ from cassle.losses.moco import moco_loss_func
 
 
 @full_precision
-def pnr_infonce_losses(p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor,
-                       f1: torch.Tensor, f2: torch.Tensor, temperature: float = 0.2):
+def pnr_infonce_losses(
+    p1: torch.Tensor,
+    p2: torch.Tensor,
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    f1: torch.Tensor,
+    f2: torch.Tensor,
+    temperature: float = 0.2,
+):
     """PNR for SimCLR (paper section 4.1; code ``simclr_moco_loss_func``): (L_main, L_reg).
 
     With Z = normalise([z1; z2]), F = normalise([f1; f2]), P = normalise([p1; p2]) (2N rows each),
@@ -60,9 +68,16 @@ def pnr_infonce_losses(p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2:
 
 
 @full_precision
-def pnr_moco_losses(q: list[torch.Tensor], k: list[torch.Tensor], p: list[torch.Tensor],
-                    f: list[torch.Tensor], queue_k: torch.Tensor, queue_f: torch.Tensor,
-                    temperature: float = 0.2, distill_temperature: float = 0.2):
+def pnr_moco_losses(
+    q: list[torch.Tensor],
+    k: list[torch.Tensor],
+    p: list[torch.Tensor],
+    f: list[torch.Tensor],
+    queue_k: torch.Tensor,
+    queue_f: torch.Tensor,
+    temperature: float = 0.2,
+    distill_temperature: float = 0.2,
+):
     """PNR for MoCoV2+ (paper section 4.1; code ``moco_pnr_loss_func``): (L_main, L_reg).
 
     ``q``, ``k``: normalised queries and momentum keys per view; ``p``: the predictor's outputs and
@@ -90,8 +105,9 @@ NEGATIVE_KINDS = ("byol", "cosine", "mse")
 
 
 @full_precision
-def pnr_negative_loss(p1: torch.Tensor, p2: torch.Tensor, f1: torch.Tensor, f2: torch.Tensor,
-                      kind: str) -> torch.Tensor:
+def pnr_negative_loss(
+    p1: torch.Tensor, p2: torch.Tensor, f1: torch.Tensor, f2: torch.Tensor, kind: str
+) -> torch.Tensor:
     """PNR's pseudo-negative for non-contrastive methods (paper section 4.2): the frozen output of
     the *other* view of the anchor, subtracted (weight ``--pnr_negative_lamb``) from the loss::
 
@@ -107,8 +123,7 @@ def pnr_negative_loss(p1: torch.Tensor, p2: torch.Tensor, f1: torch.Tensor, f2: 
     if kind == "byol":
         return 0.5 * (byol_loss_func(p1, f2) + byol_loss_func(p2, f1))
     if kind == "cosine":
-        return -0.5 * (F.cosine_similarity(p1, f2, dim=-1).mean()
-                       + F.cosine_similarity(p2, f1, dim=-1).mean())
+        return -0.5 * (F.cosine_similarity(p1, f2, dim=-1).mean() + F.cosine_similarity(p2, f1, dim=-1).mean())
     if kind == "mse":
         return 0.5 * (F.mse_loss(p1, f2) + F.mse_loss(p2, f1))
     raise ValueError(f"unknown pseudo-negative kind {kind!r}; valid: {', '.join(NEGATIVE_KINDS)}")

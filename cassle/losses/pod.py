@@ -16,6 +16,7 @@ independent of the stage's size, which the paper's lambda = 3 for CIFAR-100 was 
 on the pooled final features (PODNet's ``embeddings_similarity``, a cosine embedding loss).
 The strategy weights both with lambda * sqrt(|C_seen| / |C_task|) (``strategies.frozen.POD``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -30,7 +31,7 @@ def pod_spatial_embedding(h: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) -> (B, C*(H+W)): width-pooled and height-pooled sums of h^2, L2-normalised."""
     if h.ndim != 4:
         raise ValueError(f"POD needs (B, C, H, W) stage outputs, got shape {tuple(h.shape)}")
-    h = h ** 2
+    h = h**2
     width = h.sum(dim=3).flatten(1)  # (B, C*H)
     height = h.sum(dim=2).flatten(1)  # (B, C*W)
     return F.normalize(torch.cat([width, height], dim=1), dim=1)
@@ -40,8 +41,9 @@ def pod_spatial_embedding(h: torch.Tensor) -> torch.Tensor:
 def pod_spatial_loss(stages: Sequence[torch.Tensor], stages_old: Sequence[torch.Tensor]) -> torch.Tensor:
     """Mean over stages of the mean per-image distance of the pooled embeddings."""
     if len(stages) != len(stages_old) or not stages:
-        raise ValueError(f"pod_spatial_loss needs matching non-empty stage lists, got "
-                         f"{len(stages)} and {len(stages_old)}")
+        raise ValueError(
+            f"pod_spatial_loss needs matching non-empty stage lists, got {len(stages)} and {len(stages_old)}"
+        )
     total = stages[0].new_zeros(())
     for h, h_old in zip(stages, stages_old):
         if h.shape != h_old.shape:
@@ -55,7 +57,8 @@ def pod_spatial_loss(stages: Sequence[torch.Tensor], stages_old: Sequence[torch.
 def pod_flat_loss(h: torch.Tensor, h_old: torch.Tensor) -> torch.Tensor:
     """POD-flat: mean over images of 1 - cos of the globally average-pooled maps (B, C, H, W)."""
     if h.shape != h_old.shape or h.ndim != 4:
-        raise ValueError(f"pod_flat_loss needs two (B, C, H, W) maps of one shape, got "
-                         f"{tuple(h.shape)} and {tuple(h_old.shape)}")
+        raise ValueError(
+            f"pod_flat_loss needs two (B, C, H, W) maps of one shape, got {tuple(h.shape)} and {tuple(h_old.shape)}"
+        )
     f, f_old = h.mean(dim=(2, 3)), h_old.detach().mean(dim=(2, 3))
     return (1 - F.cosine_similarity(f, f_old, dim=1, eps=1e-8)).mean()

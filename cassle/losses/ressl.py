@@ -10,11 +10,7 @@ from cassle.losses._precision import full_precision
 
 @full_precision
 def ressl_loss_func(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    queue: torch.Tensor,
-    temperature_q: float = 0.1,
-    temperature_k: float = 0.04,
+    q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature_q: float = 0.1, temperature_k: float = 0.04
 ) -> torch.Tensor:
     """Cross-entropy from the key's relation to the queue to the query's relation to it.
 
@@ -38,8 +34,7 @@ def ressl_loss_func(
     check_positive("temperature_q", temperature_q)
     check_positive("temperature_k", temperature_k)
     if queue.shape[1] != q.shape[1]:
-        raise ValueError(f"queue must be (K, D) with D = q.shape[1] = {q.shape[1]}, got "
-                         f"{tuple(queue.shape)}")
+        raise ValueError(f"queue must be (K, D) with D = q.shape[1] = {q.shape[1]}, got {tuple(queue.shape)}")
     queue = queue.detach().to(q.dtype)
     target = torch.softmax(k.detach() @ queue.T / temperature_k, dim=1)  # (N, K)
     log_pred = torch.log_softmax(q @ queue.T / temperature_q, dim=1)  # (N, K)

@@ -16,6 +16,7 @@ mammoth's ``models/si.py`` and the corrected divyam3897/UCL ``models/si.py`` (``
 UCL's first commit overwrote it (``big_omega =``), keeping the last task's importance only.
 UCL's path integral is the SGD shortcut lr * g^2 (``si_omega_sgd``, ``--si_omega ucl``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -35,8 +36,9 @@ def _check(name: str, tensors: Sequence[Sequence[torch.Tensor]]) -> None:
 
 
 @full_precision
-def si_penalty(params: Sequence[torch.Tensor], anchors: Sequence[torch.Tensor],
-               importance: Sequence[torch.Tensor], c: float) -> torch.Tensor:
+def si_penalty(
+    params: Sequence[torch.Tensor], anchors: Sequence[torch.Tensor], importance: Sequence[torch.Tensor], c: float
+) -> torch.Tensor:
     """c * sum_k Omega_k (theta_k - theta~_k)^2 (eq. 4; no 1/2, as the paper, UCL and mammoth)."""
     _check("si_penalty", [params, anchors, importance])
     if c < 0:
@@ -53,8 +55,12 @@ def si_penalty_grad(params, anchors, importance, c: float) -> list[torch.Tensor]
 
 
 @torch.no_grad()
-def si_omega_path(omega: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
-                  before: Sequence[torch.Tensor], after: Sequence[torch.Tensor]) -> None:
+def si_omega_path(
+    omega: Sequence[torch.Tensor],
+    grads: Sequence[torch.Tensor],
+    before: Sequence[torch.Tensor],
+    after: Sequence[torch.Tensor],
+) -> None:
     """omega += -g * (theta_after - theta_before), in place (eq. 3, one step). A gradient that is
     not finite (a skipped fp16 step, where theta did not move) adds nothing."""
     _check("si_omega_path", [omega, grads, before, after])
@@ -73,8 +79,13 @@ def si_omega_sgd(omega: Sequence[torch.Tensor], grads: Sequence[torch.Tensor], l
 
 
 @torch.no_grad()
-def si_consolidate(importance: Sequence[torch.Tensor], omega: Sequence[torch.Tensor],
-                   params: Sequence[torch.Tensor], anchors: Sequence[torch.Tensor], xi: float) -> None:
+def si_consolidate(
+    importance: Sequence[torch.Tensor],
+    omega: Sequence[torch.Tensor],
+    params: Sequence[torch.Tensor],
+    anchors: Sequence[torch.Tensor],
+    xi: float,
+) -> None:
     """Omega += omega / ((theta - theta~)^2 + xi), in place (eq. 5: a sum over tasks)."""
     _check("si_consolidate", [importance, omega, params, anchors])
     if xi <= 0:

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from cassle.losses._checks import check_pair, check_positive
-from cassle.utils.distributed import gather
 from cassle.losses._precision import full_precision
+from cassle.utils.distributed import gather
 
 
 def supcon_pos_mask(labels: torch.Tensor) -> torch.Tensor:

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import torch
 
 from cassle.losses._checks import check_matrix, check_positive, check_views
-from cassle.utils.distributed import all_reduce_max, all_reduce_sum, world_size
 from cassle.losses._precision import full_precision
+from cassle.utils.distributed import all_reduce_max, all_reduce_sum, world_size
 
 
 @full_precision

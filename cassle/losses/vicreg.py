@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from cassle.losses._checks import check_min_batch, check_pair
-from cassle.utils.distributed import gather
 from cassle.losses._precision import full_precision
+from cassle.utils.distributed import gather
 
 VAR_EPS = 1e-4  # inside the sqrt of the variance term, as in the paper
 

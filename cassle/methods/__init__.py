@@ -3,6 +3,7 @@
 Layer: model. One file per method over ``BaseMethod`` / ``BaseMomentumMethod``; imports backbones,
 losses, utils and eval's kNN monitor (``cassle.eval.knn``); never distillers, strategies or continual.
 """
+
 from cassle.methods.barlow_twins import BarlowTwins
 from cassle.methods.base import BaseMethod, StepOutput
 from cassle.methods.byol import BYOL

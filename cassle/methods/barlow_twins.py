@@ -1,5 +1,6 @@
 """Barlow Twins (Zbontar et al., 2021): make the cross-correlation of the two views' embeddings
 the identity."""
+
 from __future__ import annotations
 
 import argparse
@@ -25,13 +26,12 @@ class BarlowTwins(BaseMethod):
         group.add_argument("--scale_loss", type=float, default=0.025, help="CIFAR scripts: 0.1")
 
     def learnable_params(self) -> list[dict]:
-        return super().learnable_params() + [
-            {"name": "projector", "params": list(self.projector.parameters())}]
+        return super().learnable_params() + [{"name": "projector", "params": list(self.projector.parameters())}]
 
     def ssl_step(self, views, targets) -> StepOutput:
         feats = [self.backbone(v) for v in views]
         z = [self.projector(f) for f in feats]
-        loss = barlow_loss_func(z[0], z[1], lamb=self.hparams.lamb,
-                                scale_loss=self.hparams.scale_loss,
-                                global_batch=self.global_batch_loss)
+        loss = barlow_loss_func(
+            z[0], z[1], lamb=self.hparams.lamb, scale_loss=self.hparams.scale_loss, global_batch=self.global_batch_loss
+        )
         return StepOutput(loss=loss, feats=feats, z=z)

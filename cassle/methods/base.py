@@ -10,6 +10,7 @@ batch_size x devices / 256. A parameter group with its own "lr" (the online clas
 `--classifier_lr`) keeps it as given; a group may instead carry "lr_factor", a multiple of the
 scaled `--lr` (the predictive distiller's predictor: 1 / distill_lamb).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,80 +61,118 @@ class BaseMethod(pl.LightningModule):
         if args.scheduler not in SCHEDULERS:
             raise ValueError(f"unknown scheduler {args.scheduler!r}; valid: {', '.join(SCHEDULERS)}")
         if args.distributed_loss not in DISTRIBUTED_LOSSES:
-            raise ValueError(f"unknown --distributed_loss {args.distributed_loss!r}; valid: "
-                             f"{', '.join(DISTRIBUTED_LOSSES)}")
+            raise ValueError(
+                f"unknown --distributed_loss {args.distributed_loss!r}; valid: {', '.join(DISTRIBUTED_LOSSES)}"
+            )
         if args.scheduler_interval not in INTERVALS:
-            raise ValueError(f"unknown --scheduler_interval {args.scheduler_interval!r}; valid: "
-                             f"{', '.join(INTERVALS)}")
+            raise ValueError(f"unknown --scheduler_interval {args.scheduler_interval!r}; valid: {', '.join(INTERVALS)}")
         if args.scheduler_interval == "step" and "step" not in SCHEDULERS[args.scheduler]:
-            raise ValueError(f"--scheduler_interval step applies to warmup_cosine and cosine, not "
-                             f"--scheduler {args.scheduler} (which steps per epoch)")
-        if (args.scheduler == "warmup_cosine" and args.scheduler_interval == "epoch"
-                and args.warmup_epochs != int(args.warmup_epochs)):
-            raise ValueError(f"--warmup_epochs {args.warmup_epochs} is not a whole number of epochs: "
-                             "a per-epoch schedule needs one (or use --scheduler_interval step)")
-        cifar_stem = args.cifar_stem if args.cifar_stem is not None else (
-            args.dataset in SMALL_IMAGE_DATASETS)
+            raise ValueError(
+                f"--scheduler_interval step applies to warmup_cosine and cosine, not "
+                f"--scheduler {args.scheduler} (which steps per epoch)"
+            )
+        if (
+            args.scheduler == "warmup_cosine"
+            and args.scheduler_interval == "epoch"
+            and args.warmup_epochs != int(args.warmup_epochs)
+        ):
+            raise ValueError(
+                f"--warmup_epochs {args.warmup_epochs} is not a whole number of epochs: "
+                "a per-epoch schedule needs one (or use --scheduler_interval step)"
+            )
+        cifar_stem = args.cifar_stem if args.cifar_stem is not None else (args.dataset in SMALL_IMAGE_DATASETS)
         self.backbone, self.features_dim = build_backbone(
-            args.backbone, cifar=cifar_stem, zero_init_residual=args.zero_init_residual,
-            **vit_kwargs(args.backbone, args.get("crop_size"), args.get("patch_size"),
-                         small_images=args.dataset in SMALL_IMAGE_DATASETS))
+            args.backbone,
+            cifar=cifar_stem,
+            zero_init_residual=args.zero_init_residual,
+            **vit_kwargs(
+                args.backbone,
+                args.get("crop_size"),
+                args.get("patch_size"),
+                small_images=args.dataset in SMALL_IMAGE_DATASETS,
+            ),
+        )
         self.classifier = nn.Linear(self.features_dim, args.num_classes)
         self._nonfinite_loss: torch.Tensor | None = None
         self.channels_last = False  # set by the runner on GPUs; see _memory_format
         # Optional online weighted-kNN monitor on backbone features (train views vs val images).
-        self.knn = (KNNMonitor(args.num_classes, k=args.knn_k, T=args.knn_temperature,
-                               distance=args.knn_distance[0]) if args.knn_eval else None)
+        self.knn = (
+            KNNMonitor(args.num_classes, k=args.knn_k, T=args.knn_temperature, distance=args.knn_distance[0])
+            if args.knn_eval
+            else None
+        )
 
     # ----------------------------------------------------------------- arguments
     @staticmethod
     def add_model_specific_args(parser: argparse.ArgumentParser) -> None:
         group = parser.add_argument_group("backbone and optimisation")
-        group.add_argument("--backbone", "--encoder", dest="backbone", default="resnet18",
-                           choices=list(BACKBONES))
-        group.add_argument("--cifar_stem", type=lambda s: s.lower() in ("1", "true", "yes"),
-                           default=None, help="3x3 stride-1 stem (default: on for small images)")
+        group.add_argument("--backbone", "--encoder", dest="backbone", default="resnet18", choices=list(BACKBONES))
+        group.add_argument(
+            "--cifar_stem",
+            type=lambda s: s.lower() in ("1", "true", "yes"),
+            default=None,
+            help="3x3 stride-1 stem (default: on for small images)",
+        )
         group.add_argument("--zero_init_residual", action="store_true")
-        group.add_argument("--patch_size", type=int, default=None,
-                           help="ViT patch size (default: 4 for crops up to 64 px, as solo-learn's "
-                                "CIFAR ViT; 16 above); the position embeddings fit the crop")
+        group.add_argument(
+            "--patch_size",
+            type=int,
+            default=None,
+            help="ViT patch size (default: 4 for crops up to 64 px, as solo-learn's "
+            "CIFAR ViT; 16 above); the position embeddings fit the crop",
+        )
         group.add_argument("--optimizer", default="sgd", help=f"one of {', '.join(OPTIMIZERS)}")
-        group.add_argument("--lars", action="store_true",
-                           help="reference spelling of --optimizer lars (SGD wrapped in LARS)")
-        group.add_argument("--lr", type=float, default=0.3,
-                           help="per 256 images: scaled by batch_size x devices / 256")
-        group.add_argument("--classifier_lr", type=float, default=0.3,
-                           help="online classifier lr, used as given (not scaled, like the "
-                                "reference), no weight decay")
+        group.add_argument(
+            "--lars", action="store_true", help="reference spelling of --optimizer lars (SGD wrapped in LARS)"
+        )
+        group.add_argument("--lr", type=float, default=0.3, help="per 256 images: scaled by batch_size x devices / 256")
+        group.add_argument(
+            "--classifier_lr",
+            type=float,
+            default=0.3,
+            help="online classifier lr, used as given (not scaled, like the reference), no weight decay",
+        )
         group.add_argument("--weight_decay", type=float, default=1e-4)
         group.add_argument("--momentum", type=float, default=0.9, help="SGD/LARS momentum")
         group.add_argument("--eta_lars", type=float, default=1e-3, help="LARS trust coefficient")
-        group.add_argument("--grad_clip_lars", action="store_true",
-                           help="clip the LARS trust ratio at 1 (relative to the lr)")
-        group.add_argument("--exclude_bias_n_norm", action="store_true",
-                           help="no weight decay or LARS adaptation for biases and norm layers")
-        group.add_argument("--distributed_loss", default="local", choices=list(DISTRIBUTED_LOSSES),
-                           help="on several GPUs: local = each process's batch (the reference: "
-                                "SimCLR/SupCon, VICReg local; Barlow averages only its "
-                                "correlation matrix); global = exact loss of the whole batch")
-        group.add_argument("--scheduler", default="warmup_cosine",
-                           help=f"one of {', '.join(SCHEDULERS)}")
-        group.add_argument("--scheduler_interval", default="epoch", choices=list(INTERVALS),
-                           help="epoch: warmup_cosine / cosine step once per epoch (the "
-                                "reference); step: once per optimizer step (smoother, opt-in)")
+        group.add_argument(
+            "--grad_clip_lars", action="store_true", help="clip the LARS trust ratio at 1 (relative to the lr)"
+        )
+        group.add_argument(
+            "--exclude_bias_n_norm",
+            action="store_true",
+            help="no weight decay or LARS adaptation for biases and norm layers",
+        )
+        group.add_argument(
+            "--distributed_loss",
+            default="local",
+            choices=list(DISTRIBUTED_LOSSES),
+            help="on several GPUs: local = each process's batch (the reference: "
+            "SimCLR/SupCon, VICReg local; Barlow averages only its "
+            "correlation matrix); global = exact loss of the whole batch",
+        )
+        group.add_argument("--scheduler", default="warmup_cosine", help=f"one of {', '.join(SCHEDULERS)}")
+        group.add_argument(
+            "--scheduler_interval",
+            default="epoch",
+            choices=list(INTERVALS),
+            help="epoch: warmup_cosine / cosine step once per epoch (the "
+            "reference); step: once per optimizer step (smoother, opt-in)",
+        )
         group.add_argument("--warmup_epochs", type=float, default=10)
         group.add_argument("--warmup_start_lr", type=float, default=0.003)
         group.add_argument("--min_lr", type=float, default=0.0)
-        group.add_argument("--lr_decay_steps", type=int, nargs="+", default=None,
-                           help="epochs of the x0.1 steps (step scheduler)")
+        group.add_argument(
+            "--lr_decay_steps", type=int, nargs="+", default=None, help="epochs of the x0.1 steps (step scheduler)"
+        )
         group.add_argument("--scheduler_gamma", type=float, default=0.1)
         knn = parser.add_argument_group("online kNN monitor")
-        knn.add_argument("--knn_eval", action="store_true",
-                         help="weighted kNN accuracy at each validation (val/knn_acc)")
+        knn.add_argument(
+            "--knn_eval", action="store_true", help="weighted kNN accuracy at each validation (val/knn_acc)"
+        )
         knn.add_argument("--knn_k", type=int, default=20)
         knn.add_argument("--knn_temperature", type=float, default=0.07)
-        knn.add_argument("--knn_distance", nargs="+", default=["cosine", "euclidean"],
-                         choices=["cosine", "euclidean"])
+        knn.add_argument("--knn_distance", nargs="+", default=["cosine", "euclidean"], choices=["cosine", "euclidean"])
 
     @property
     def global_batch_loss(self) -> bool:
@@ -145,8 +184,12 @@ class BaseMethod(pl.LightningModule):
         """Parameter groups; methods append their heads, the mixin its predictor."""
         return [
             {"name": "backbone", "params": list(self.backbone.parameters())},
-            {"name": "classifier", "params": list(self.classifier.parameters()),
-             "lr": self.hparams.classifier_lr, "weight_decay": 0.0},
+            {
+                "name": "classifier",
+                "params": list(self.classifier.parameters()),
+                "lr": self.hparams.classifier_lr,
+                "weight_decay": 0.0,
+            },
         ]
 
     def configure_optimizers(self):
@@ -166,19 +209,30 @@ class BaseMethod(pl.LightningModule):
                 raise RuntimeError(f"parameter group {group['name']!r} repeats parameters")
             seen |= ids
         if args.exclude_bias_n_norm:  # biases and norm parameters: no weight decay, no LARS
-            groups = [split for g in groups for split in exclude_bias_and_norm_param_groups(
-                g["params"], g["weight_decay"],
-                **{k: v for k, v in g.items() if k not in ("params", "weight_decay")})]
+            groups = [
+                split
+                for g in groups
+                for split in exclude_bias_and_norm_param_groups(
+                    g["params"],
+                    g["weight_decay"],
+                    **{k: v for k, v in g.items() if k not in ("params", "weight_decay")},
+                )
+            ]
             for g in groups:  # group names must stay unique (LearningRateMonitor keys)
                 if g.get("exclude_from_lars"):
                     g["name"] += "_bias_norm"
         name = "lars" if args.lars else args.optimizer
         if name == "sgd":
-            opt = torch.optim.SGD(groups, lr=lr, momentum=args.momentum,
-                                  weight_decay=args.weight_decay)
+            opt = torch.optim.SGD(groups, lr=lr, momentum=args.momentum, weight_decay=args.weight_decay)
         elif name == "lars":
-            opt = LARS(groups, lr=lr, momentum=args.momentum, weight_decay=args.weight_decay,
-                       eta=args.eta_lars, clip_lr=args.grad_clip_lars)
+            opt = LARS(
+                groups,
+                lr=lr,
+                momentum=args.momentum,
+                weight_decay=args.weight_decay,
+                eta=args.eta_lars,
+                clip_lr=args.grad_clip_lars,
+            )
         elif name == "adam":
             opt = torch.optim.Adam(groups, lr=lr, weight_decay=args.weight_decay)
         else:
@@ -188,10 +242,17 @@ class BaseMethod(pl.LightningModule):
         total_steps = max(1, int(self.trainer.estimated_stepping_batches))
         steps_per_epoch = max(1, total_steps // max(1, self.trainer.max_epochs))
         scheduler, interval = build_scheduler(
-            args.scheduler, opt, steps_per_epoch=steps_per_epoch, max_epochs=self.trainer.max_epochs,
-            warmup_epochs=args.warmup_epochs, warmup_start_lr=args.warmup_start_lr,
-            min_lr=args.min_lr, lr_decay_steps=args.lr_decay_steps, gamma=args.scheduler_gamma,
-            interval=args.scheduler_interval)
+            args.scheduler,
+            opt,
+            steps_per_epoch=steps_per_epoch,
+            max_epochs=self.trainer.max_epochs,
+            warmup_epochs=args.warmup_epochs,
+            warmup_start_lr=args.warmup_start_lr,
+            min_lr=args.min_lr,
+            lr_decay_steps=args.lr_decay_steps,
+            gamma=args.scheduler_gamma,
+            interval=args.scheduler_interval,
+        )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
 
     # ----------------------------------------------------------------- steps
@@ -244,16 +305,25 @@ class BaseMethod(pl.LightningModule):
         monitor_loss = self.monitor_loss(views, targets, out, online_eval)
         if monitor_loss is not None:
             loss = loss + monitor_loss
-        self.log_dict({"train/ssl_loss": out.loss, "train/class_loss": class_loss,
-                       "train/online_acc": torch.stack(accs).mean(),
-                       **{f"train/{k}": v for k, v in out.logs.items()}},
-                      on_epoch=True, on_step=False, sync_dist=True, batch_size=batch_size)
+        self.log_dict(
+            {
+                "train/ssl_loss": out.loss,
+                "train/class_loss": class_loss,
+                "train/online_acc": torch.stack(accs).mean(),
+                **{f"train/{k}": v for k, v in out.logs.items()},
+            },
+            on_epoch=True,
+            on_step=False,
+            sync_dist=True,
+            batch_size=batch_size,
+        )
         # Not on the progress bar per step: Lightning reads every step-level bar value with
         # .item() after every batch (bar or no bar), a GPU sync per step. The epoch mean is on
         # the bar instead; the step value still reaches the loggers every log_every_n_steps.
         self.log("train/loss", loss, on_step=True, on_epoch=False, batch_size=batch_size)
-        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, prog_bar=True,
-                 sync_dist=True, batch_size=batch_size)
+        self.log(
+            "train/loss_epoch", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=batch_size
+        )
         return loss
 
     def monitor_loss(self, views, targets, out: StepOutput, online_eval) -> torch.Tensor | None:
@@ -274,7 +344,8 @@ class BaseMethod(pl.LightningModule):
         if self._nonfinite_loss is not None and bool(self._nonfinite_loss):
             raise FloatingPointError(
                 f"non-finite SSL loss in epoch {self.current_epoch} (by step {self.global_step}); "
-                "lower --lr or check the data. The last checkpoint is left untouched.")
+                "lower --lr or check the data. The last checkpoint is left untouched."
+            )
 
     def validation_step(self, batch, batch_idx):
         x, targets = batch
@@ -282,8 +353,7 @@ class BaseMethod(pl.LightningModule):
         logits = self.classifier(feats)
         loss = F.cross_entropy(logits, targets)
         acc = (logits.argmax(1) == targets).float().mean() * 100
-        self.log_dict({"val/loss": loss, "val/acc1": acc}, prog_bar=True, sync_dist=True,
-                      batch_size=targets.shape[0])
+        self.log_dict({"val/loss": loss, "val/acc1": acc}, prog_bar=True, sync_dist=True, batch_size=targets.shape[0])
         if self.knn is not None:
             self.knn.update("test", feats.detach(), targets)
         return loss
@@ -300,8 +370,9 @@ class BaseMethod(pl.LightningModule):
             self.knn.clear("test")
 
 
-def mlp(in_dim: int, hidden_dim: int, out_dim: int, *, layers: int = 2, bn: bool = True,
-        last_bn: bool = False) -> nn.Sequential:
+def mlp(
+    in_dim: int, hidden_dim: int, out_dim: int, *, layers: int = 2, bn: bool = True, last_bn: bool = False
+) -> nn.Sequential:
     """Lin-(BN)-ReLU-...-Lin projector; `layers` counts the linear layers."""
     modules: list[nn.Module] = []
     dim = in_dim
@@ -315,4 +386,3 @@ def mlp(in_dim: int, hidden_dim: int, out_dim: int, *, layers: int = 2, bn: bool
     if last_bn:
         modules.append(nn.BatchNorm1d(out_dim, affine=False))
     return nn.Sequential(*modules)
-

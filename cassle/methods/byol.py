@@ -1,4 +1,5 @@
 """BYOL (Grill et al., 2020): predict the momentum network's projection of the other view."""
+
 from __future__ import annotations
 
 import argparse
@@ -29,7 +30,8 @@ class BYOL(BaseMomentumMethod):
     def learnable_params(self) -> list[dict]:
         return super().learnable_params() + [
             {"name": "projector", "params": list(self.projector.parameters())},
-            {"name": "predictor", "params": list(self.predictor.parameters())}]
+            {"name": "predictor", "params": list(self.predictor.parameters())},
+        ]
 
     def momentum_pairs(self):
         return super().momentum_pairs() + [(self.projector, self.momentum_projector)]

@@ -9,6 +9,7 @@ every epoch on the memory the previous epoch filled (all processes). The first e
 has no clusters yet (loss 0; the original's NaN). The memory is per task and per process, in
 checkpoints (not in the state dict), so a resume continues the epoch exactly.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,7 @@ class DeepClusterV2(BaseMethod):
             raise ValueError(f"--num_prototypes must give every head the same number, got {args.num_prototypes}")
         self.projector = mlp(self.features_dim, args.proj_hidden_dim, args.output_dim)
         # One bias-free layer of normalised centroids per head, set by k-means, never trained.
-        self.prototypes = nn.ModuleList(nn.Linear(args.output_dim, k, bias=False)
-                                        for k in args.num_prototypes)
+        self.prototypes = nn.ModuleList(nn.Linear(args.output_dim, k, bias=False) for k in args.num_prototypes)
         with torch.no_grad():
             for proto in self.prototypes:
                 proto.weight.requires_grad = False
@@ -57,8 +57,7 @@ class DeepClusterV2(BaseMethod):
         group.add_argument("--kmeans_iters", type=int, default=10)
 
     def learnable_params(self) -> list[dict]:
-        return super().learnable_params() + [
-            {"name": "projector", "params": list(self.projector.parameters())}]
+        return super().learnable_params() + [{"name": "projector", "params": list(self.projector.parameters())}]
 
     # ----------------------------------------------------------------- memory and k-means
     def start_new_task(self) -> None:
@@ -82,8 +81,12 @@ class DeepClusterV2(BaseMethod):
         """k-means on the memory: the assignments and the prototypes (centroids) of `epoch`."""
         args = self.hparams
         self.assignments, centroids = spherical_kmeans(
-            self.memory_embeddings, self.memory_index, args.num_prototypes, args.kmeans_iters,
-            kmeans_generator(args.seed, args.task_idx, epoch))
+            self.memory_embeddings,
+            self.memory_index,
+            args.num_prototypes,
+            args.kmeans_iters,
+            kmeans_generator(args.seed, args.task_idx, epoch),
+        )
         with torch.no_grad():
             for proto, centroid in zip(self.prototypes, centroids):
                 proto.weight.copy_(centroid)
@@ -101,9 +104,12 @@ class DeepClusterV2(BaseMethod):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
-        checkpoint[_STATE] = {"memory_index": self.memory_index, "assignments": self.assignments,
-                              "memory_embeddings": self.memory_embeddings,
-                              "assignments_epoch": self.assignments_epoch}
+        checkpoint[_STATE] = {
+            "memory_index": self.memory_index,
+            "assignments": self.assignments,
+            "memory_embeddings": self.memory_embeddings,
+            "assignments_epoch": self.assignments_epoch,
+        }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
@@ -127,17 +133,17 @@ class DeepClusterV2(BaseMethod):
         idx = self.batch_indexes.to(device)[:rows]
         size = self.assignments.shape[1]
         found = self.assignments.to(device)[:, idx.clamp(max=size - 1)]
-        out[:, :len(idx)] = torch.where(idx < size, found, torch.full_like(found, -1))
+        out[:, : len(idx)] = torch.where(idx < size, found, torch.full_like(found, -1))
         return out
 
     def ssl_step(self, views, targets) -> StepOutput:
         feats = [self.backbone(v) for v in views]
         z = [F.normalize(self.projector(f).float(), dim=-1) for f in feats]
         # scores in float32 also under autocast (as SwAV's prototype scores), then divided by T
-        outputs = torch.stack([torch.stack([prototype_scores(proto, zi) for zi in z])
-                               for proto in self.prototypes])
-        loss = deepclusterv2_loss_func(outputs, self._batch_assignments(len(z[0]), z[0].device),
-                                       temperature=self.hparams.temperature)
+        outputs = torch.stack([torch.stack([prototype_scores(proto, zi) for zi in z]) for proto in self.prototypes])
+        loss = deepclusterv2_loss_func(
+            outputs, self._batch_assignments(len(z[0]), z[0].device), temperature=self.hparams.temperature
+        )
         if self.memory_embeddings is not None and self.batch_indexes is not None:
             n = min(len(self.batch_indexes), len(z[0]))
             rows = slice(self.batch_slot, self.batch_slot + n)

@@ -10,6 +10,7 @@ weight-normalised prototype layer whose gains stay 1 (``--norm_last_layer``), as
 ``projector`` / ``prototypes`` are the names the distillers use (the original: head.mlp /
 head.last_layer); the distillers get the bottleneck output.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,10 +57,14 @@ class DINO(BaseMomentumMethod):
         self.momentum_projector = momentum_copy(self.projector)
         self.momentum_prototypes = momentum_copy(self.prototypes)
         self.dino_loss = DINOLoss(
-            num_prototypes=args.num_prototypes, warmup_teacher_temp=args.warmup_teacher_temperature,
+            num_prototypes=args.num_prototypes,
+            warmup_teacher_temp=args.warmup_teacher_temperature,
             teacher_temp=args.teacher_temperature,
             warmup_teacher_temp_epochs=args.warmup_teacher_temperature_epochs,
-            num_epochs=args.max_epochs, student_temp=args.student_temperature, num_crops=2)
+            num_epochs=args.max_epochs,
+            student_temp=args.student_temperature,
+            num_crops=2,
+        )
 
     @staticmethod
     def add_model_specific_args(parser: argparse.ArgumentParser) -> None:
@@ -68,12 +73,13 @@ class DINO(BaseMomentumMethod):
         group.add_argument("--proj_hidden_dim", type=int, default=2048)
         group.add_argument("--output_dim", type=int, default=256, help="bottleneck dimension")
         group.add_argument("--num_prototypes", type=int, default=4096)
-        group.add_argument("--norm_last_layer", type=_bool, default=True,
-                           help="prototype gains fixed at 1")
-        group.add_argument("--clip_grad", type=float, default=0.0,
-                           help="clip each backbone parameter's gradient norm (0: off)")
-        group.add_argument("--freeze_last_layer", type=int, default=1,
-                           help="epochs (of each task) with the prototypes frozen")
+        group.add_argument("--norm_last_layer", type=_bool, default=True, help="prototype gains fixed at 1")
+        group.add_argument(
+            "--clip_grad", type=float, default=0.0, help="clip each backbone parameter's gradient norm (0: off)"
+        )
+        group.add_argument(
+            "--freeze_last_layer", type=int, default=1, help="epochs (of each task) with the prototypes frozen"
+        )
         group.add_argument("--student_temperature", type=float, default=0.1)
         group.add_argument("--teacher_temperature", type=float, default=0.07)
         group.add_argument("--warmup_teacher_temperature", type=float, default=0.04)
@@ -82,11 +88,14 @@ class DINO(BaseMomentumMethod):
     def learnable_params(self) -> list[dict]:
         return super().learnable_params() + [
             {"name": "projector", "params": list(self.projector.parameters())},
-            {"name": "prototypes", "params": list(self.prototypes.parameters())}]
+            {"name": "prototypes", "params": list(self.prototypes.parameters())},
+        ]
 
     def momentum_pairs(self):
-        return super().momentum_pairs() + [(self.projector, self.momentum_projector),
-                                           (self.prototypes, self.momentum_prototypes)]
+        return super().momentum_pairs() + [
+            (self.projector, self.momentum_projector),
+            (self.prototypes, self.momentum_prototypes),
+        ]
 
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
@@ -113,7 +122,6 @@ class DINO(BaseMomentumMethod):
         z, p = zip(*(self._logits(self.projector, self.prototypes, f) for f in feats))
         with torch.no_grad():
             momentum_feats = [self.momentum_backbone(v) for v in views]
-            p_teacher = [self._logits(self.momentum_projector, self.momentum_prototypes, f)[1]
-                         for f in momentum_feats]
+            p_teacher = [self._logits(self.momentum_projector, self.momentum_prototypes, f)[1] for f in momentum_feats]
         loss = self.dino_loss(torch.cat(p), torch.cat(p_teacher))
         return StepOutput(loss=loss, feats=feats, z=list(z), momentum_feats=momentum_feats)

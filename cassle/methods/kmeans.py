@@ -10,6 +10,7 @@ view, and ``indexes`` (M,) their dataset indexes. For head h with K_h centroids 
 * final assignment; the assignments of every process are gathered and scattered by dataset
   index into a (P, S) table, S = 1 + the largest index (-1: a sample not in any memory).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -22,9 +23,14 @@ from cassle.utils.distributed import all_reduce_sum, gather, is_distributed
 
 
 @torch.no_grad()
-def spherical_kmeans(embeddings: torch.Tensor, indexes: torch.Tensor, num_prototypes: Sequence[int],
-                     iters: int, generator: torch.Generator | None = None,
-                     init: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def spherical_kmeans(
+    embeddings: torch.Tensor,
+    indexes: torch.Tensor,
+    num_prototypes: Sequence[int],
+    iters: int,
+    generator: torch.Generator | None = None,
+    init: Sequence[torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Returns (assignments (P, S) long, centroids: P tensors (K_h, D)). See the module doc.
     ``init`` (tests): rank 0's initial centroids per head instead of the drawn rows."""
     views, size, dim = embeddings.shape
@@ -36,8 +42,10 @@ def spherical_kmeans(embeddings: torch.Tensor, indexes: torch.Tensor, num_protot
     for h, k in enumerate(num_prototypes):
         bank = embeddings[h % views]
         if k > size:
-            raise ValueError(f"{k} prototypes need a memory of at least {k} samples per process, "
-                             f"got {size}: lower --num_prototypes or raise the batch size")
+            raise ValueError(
+                f"{k} prototypes need a memory of at least {k} samples per process, "
+                f"got {size}: lower --num_prototypes or raise the batch size"
+            )
         if init is not None:
             centroids = init[h].to(device=device, dtype=bank.dtype).clone()
         else:
@@ -49,7 +57,8 @@ def spherical_kmeans(embeddings: torch.Tensor, indexes: torch.Tensor, num_protot
             if it == iters:
                 break
             counts = torch.zeros(k, device=device, dtype=bank.dtype).index_add_(
-                0, local, torch.ones_like(local, dtype=bank.dtype))
+                0, local, torch.ones_like(local, dtype=bank.dtype)
+            )
             sums = torch.zeros(k, dim, device=device, dtype=bank.dtype).index_add_(0, local, bank)
             counts, sums = all_reduce_sum(counts), all_reduce_sum(sums)
             filled = counts > 0

@@ -1,4 +1,5 @@
 """MoCo v2+ (Chen et al., 2020; symmetrised): InfoNCE against the momentum key and a queue."""
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,7 @@ class MoCoV2Plus(BaseMomentumMethod):
         group.add_argument("--queue_size", type=int, default=65536)
 
     def learnable_params(self) -> list[dict]:
-        return super().learnable_params() + [
-            {"name": "projector", "params": list(self.projector.parameters())}]
+        return super().learnable_params() + [{"name": "projector", "params": list(self.projector.parameters())}]
 
     def momentum_pairs(self):
         return super().momentum_pairs() + [(self.projector, self.momentum_projector)]
@@ -63,9 +63,9 @@ class MoCoV2Plus(BaseMomentumMethod):
             k = [F.normalize(self.momentum_projector(f), dim=-1) for f in momentum_feats]
         queue = self.queue.clone().detach()
         T = self.hparams.temperature
-        loss = (moco_loss_func(q[0], k[1], queue[1], temperature=T)
-                + moco_loss_func(q[1], k[0], queue[0], temperature=T)) / 2
+        loss = (
+            moco_loss_func(q[0], k[1], queue[1], temperature=T) + moco_loss_func(q[1], k[0], queue[0], temperature=T)
+        ) / 2
         self._enqueue(torch.stack([gather(k[0]), gather(k[1])]))
         # The distillers get the L2-normalised q, as in the reference (its MoCo's "z").
-        return StepOutput(loss=loss, feats=feats, z=q, momentum_feats=momentum_feats,
-                          extras={"k": k, "queue": queue})
+        return StepOutput(loss=loss, feats=feats, z=q, momentum_feats=momentum_feats, extras={"k": k, "queue": queue})

@@ -7,6 +7,7 @@ with q = normalise(predictor(projector(f(x)))), k = normalise(momentum projector
 gathered over all processes. Heads as solo-learn's ResNet MoCo v3: 2-layer projector and predictor
 without biases, BN + ReLU between, a final affine-free BN on the projector only.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,12 @@ from cassle.methods.momentum import BaseMomentumMethod, momentum_copy
 
 def mocov3_mlp(in_dim: int, hidden_dim: int, out_dim: int, last_bn: bool) -> nn.Sequential:
     """Lin-BN-ReLU-Lin (no biases) [-BN without affine]: MoCo v3's 2-layer heads."""
-    layers = [nn.Linear(in_dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim),
-              nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim, bias=False)]
+    layers = [
+        nn.Linear(in_dim, hidden_dim, bias=False),
+        nn.BatchNorm1d(hidden_dim),
+        nn.ReLU(inplace=True),
+        nn.Linear(hidden_dim, out_dim, bias=False),
+    ]
     if last_bn:
         layers.append(nn.BatchNorm1d(out_dim, affine=False))
     return nn.Sequential(*layers)
@@ -48,7 +53,8 @@ class MoCoV3(BaseMomentumMethod):
     def learnable_params(self) -> list[dict]:
         return super().learnable_params() + [
             {"name": "projector", "params": list(self.projector.parameters())},
-            {"name": "predictor", "params": list(self.predictor.parameters())}]
+            {"name": "predictor", "params": list(self.predictor.parameters())},
+        ]
 
     def momentum_pairs(self):
         return super().momentum_pairs() + [(self.projector, self.momentum_projector)]

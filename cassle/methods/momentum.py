@@ -4,6 +4,7 @@ tau_k = tau_final - (tau_final - tau_base) * (cos(pi k / K) + 1) / 2, with k the
 within the task and K the steps of the task, so every task runs the full tau schedule. The EMA
 update follows each optimiser step; the momentum networks start as copies of the online ones.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,16 +79,24 @@ class BaseMomentumMethod(BaseMethod):
         group = parser.add_argument_group("momentum")
         group.add_argument("--base_tau_momentum", type=float, default=0.99)
         group.add_argument("--final_tau_momentum", type=float, default=1.0)
-        group.add_argument("--momentum_classifier", action="store_true",
-                           help="monitor: an online classifier on the momentum encoder's features "
-                                "(train/momentum_online_acc, val/momentum_acc1), as the original")
+        group.add_argument(
+            "--momentum_classifier",
+            action="store_true",
+            help="monitor: an online classifier on the momentum encoder's features "
+            "(train/momentum_online_acc, val/momentum_acc1), as the original",
+        )
 
     def learnable_params(self) -> list[dict]:
         groups = super().learnable_params()
         if self.momentum_classifier is not None:
-            groups.append({"name": "momentum_classifier",
-                           "params": list(self.momentum_classifier.parameters()),
-                           "lr": self.hparams.classifier_lr, "weight_decay": 0.0})
+            groups.append(
+                {
+                    "name": "momentum_classifier",
+                    "params": list(self.momentum_classifier.parameters()),
+                    "lr": self.hparams.classifier_lr,
+                    "weight_decay": 0.0,
+                }
+            )
         return groups
 
     def monitor_loss(self, views, targets, out, online_eval):
@@ -110,9 +119,13 @@ class BaseMomentumMethod(BaseMethod):
             losses.append(F.cross_entropy(logits, labels))
             accs.append((logits.argmax(1) == labels).float().mean() * 100)
         loss = torch.stack(losses).mean()
-        self.log_dict({"train/momentum_class_loss": loss,
-                       "train/momentum_online_acc": torch.stack(accs).mean()},
-                      on_epoch=True, on_step=False, sync_dist=True, batch_size=pairs[0][1].shape[0])
+        self.log_dict(
+            {"train/momentum_class_loss": loss, "train/momentum_online_acc": torch.stack(accs).mean()},
+            on_epoch=True,
+            on_step=False,
+            sync_dist=True,
+            batch_size=pairs[0][1].shape[0],
+        )
         return loss
 
     def validation_step(self, batch, batch_idx):
@@ -120,9 +133,14 @@ class BaseMomentumMethod(BaseMethod):
         if self.momentum_classifier is not None:
             x, targets = batch
             logits = self.momentum_classifier(self.momentum_backbone(self._memory_format(x)))
-            self.log_dict({"val/momentum_loss": F.cross_entropy(logits, targets),
-                           "val/momentum_acc1": (logits.argmax(1) == targets).float().mean() * 100},
-                          sync_dist=True, batch_size=targets.shape[0])
+            self.log_dict(
+                {
+                    "val/momentum_loss": F.cross_entropy(logits, targets),
+                    "val/momentum_acc1": (logits.argmax(1) == targets).float().mean() * 100,
+                },
+                sync_dist=True,
+                batch_size=targets.shape[0],
+            )
         return loss
 
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
@@ -138,8 +156,11 @@ class BaseMomentumMethod(BaseMethod):
         for online, momentum in self.momentum_pairs():
             ema_update(online, momentum, self.current_tau)
         self.current_tau = momentum_tau(
-            self.global_step, int(self.trainer.estimated_stepping_batches),
-            self.hparams.base_tau_momentum, self.hparams.final_tau_momentum)
+            self.global_step,
+            int(self.trainer.estimated_stepping_batches),
+            self.hparams.base_tau_momentum,
+            self.hparams.final_tau_momentum,
+        )
         self._tau_logged.fill_(self.current_tau)
         # batch_size=1: one value per step, each step weighs the same in the epoch mean (and
         # Lightning need not infer a batch size from the batch).

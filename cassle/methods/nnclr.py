@@ -9,6 +9,7 @@ nearest-neighbour accuracy). As the original: the support set is read before it 
 the z1 and labels of the whole batch gathered over processes, and is carried over between tasks.
 The distillers get the normalised z (what the original's step returned).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,8 @@ class NNCLR(BaseMethod):
         args = self.hparams
         # Lin-BN-ReLU-Lin-BN-ReLU-Lin-BN (affine), as the original
         self.projector = nn.Sequential(
-            *mlp(self.features_dim, args.proj_hidden_dim, args.output_dim, layers=3),
-            nn.BatchNorm1d(args.output_dim))
+            *mlp(self.features_dim, args.proj_hidden_dim, args.output_dim, layers=3), nn.BatchNorm1d(args.output_dim)
+        )
         self.predictor = mlp(args.output_dim, args.pred_hidden_dim, args.output_dim)
         self.register_buffer("queue", F.normalize(torch.randn(args.queue_size, args.output_dim), dim=1))
         self.register_buffer("queue_y", -torch.ones(args.queue_size, dtype=torch.long))
@@ -48,7 +49,8 @@ class NNCLR(BaseMethod):
     def learnable_params(self) -> list[dict]:
         return super().learnable_params() + [
             {"name": "projector", "params": list(self.projector.parameters())},
-            {"name": "predictor", "params": list(self.predictor.parameters())}]
+            {"name": "predictor", "params": list(self.predictor.parameters())},
+        ]
 
     @torch.no_grad()
     def find_nn(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

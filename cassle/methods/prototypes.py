@@ -11,6 +11,7 @@ The parameters are named ``weight_g`` (K, 1) and ``weight_v`` (K, D), the names
 (``prototypes.weight_g`` / ``prototypes.weight_v``). Written by hand because torch's
 ``weight_norm`` is deprecated (it warns) and its parametrize successor renames the parameters.
 """
+
 from __future__ import annotations
 
 import math

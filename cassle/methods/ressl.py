@@ -8,6 +8,7 @@ original: one direction only, the queue is read before it is updated, takes the 
 batch gathered over processes, and is carried over between tasks; projector Lin-ReLU-Lin (no BN).
 The distillers get the normalised projections of both views (the relational distiller by default).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,7 @@ class ReSSL(BaseMomentumMethod):
         group.add_argument("--temperature_k", type=float, default=0.04)
 
     def learnable_params(self) -> list[dict]:
-        return super().learnable_params() + [
-            {"name": "projector", "params": list(self.projector.parameters())}]
+        return super().learnable_params() + [{"name": "projector", "params": list(self.projector.parameters())}]
 
     def momentum_pairs(self):
         return super().momentum_pairs() + [(self.projector, self.momentum_projector)]

@@ -1,9 +1,8 @@
 """SimCLR (Chen et al., 2020) and, with --supervised, SupCon (Khosla et al., 2020)."""
+
 from __future__ import annotations
 
 import argparse
-
-import torch
 
 from cassle.losses import simclr_loss_func, supcon_pos_mask
 from cassle.methods.base import BaseMethod, StepOutput, mlp
@@ -24,12 +23,12 @@ class SimCLR(BaseMethod):
         group.add_argument("--proj_hidden_dim", type=int, default=2048)
         group.add_argument("--output_dim", type=int, default=128)
         group.add_argument("--temperature", type=float, default=0.1)
-        group.add_argument("--supervised", action="store_true",
-                           help="SupCon: images of the same label are positives too")
+        group.add_argument(
+            "--supervised", action="store_true", help="SupCon: images of the same label are positives too"
+        )
 
     def learnable_params(self) -> list[dict]:
-        return super().learnable_params() + [
-            {"name": "projector", "params": list(self.projector.parameters())}]
+        return super().learnable_params() + [{"name": "projector", "params": list(self.projector.parameters())}]
 
     def ssl_step(self, views, targets) -> StepOutput:
         feats = [self.backbone(v) for v in views]
@@ -37,6 +36,7 @@ class SimCLR(BaseMethod):
         extra = None
         if self.hparams.supervised:  # labels in the order of the loss' rows
             extra = supcon_pos_mask(gather(targets) if self.global_batch_loss else targets)
-        loss = simclr_loss_func(z[0], z[1], temperature=self.hparams.temperature,
-                                extra_pos_mask=extra, global_batch=self.global_batch_loss)
+        loss = simclr_loss_func(
+            z[0], z[1], temperature=self.hparams.temperature, extra_pos_mask=extra, global_batch=self.global_batch_loss
+        )
         return StepOutput(loss=loss, feats=feats, z=z)

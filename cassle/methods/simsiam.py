@@ -7,6 +7,7 @@ Heads as the original code: projector Lin(no bias)-BN-ReLU-Lin(no bias)-BN-ReLU-
 predictor keeps the scaled --lr throughout (the paper's fixed predictor lr; the original's
 "static_lr" group): the schedule never changes it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,13 +25,22 @@ class SimSiam(BaseMethod):
         args = self.hparams
         hidden, out = args.proj_hidden_dim, args.output_dim
         self.projector = nn.Sequential(
-            nn.Linear(self.features_dim, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(),
-            nn.Linear(hidden, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(),
-            nn.Linear(hidden, out), nn.BatchNorm1d(out, affine=False))
+            nn.Linear(self.features_dim, hidden, bias=False),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden, bias=False),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, out),
+            nn.BatchNorm1d(out, affine=False),
+        )
         self.projector[6].bias.requires_grad = False  # followed by BN: the bias does nothing
         self.predictor = nn.Sequential(
-            nn.Linear(out, args.pred_hidden_dim, bias=False), nn.BatchNorm1d(args.pred_hidden_dim),
-            nn.ReLU(), nn.Linear(args.pred_hidden_dim, out))
+            nn.Linear(out, args.pred_hidden_dim, bias=False),
+            nn.BatchNorm1d(args.pred_hidden_dim),
+            nn.ReLU(),
+            nn.Linear(args.pred_hidden_dim, out),
+        )
 
     @staticmethod
     def add_model_specific_args(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +53,8 @@ class SimSiam(BaseMethod):
     def learnable_params(self) -> list[dict]:
         return super().learnable_params() + [
             {"name": "projector", "params": [p for p in self.projector.parameters() if p.requires_grad]},
-            {"name": "predictor", "params": list(self.predictor.parameters())}]
+            {"name": "predictor", "params": list(self.predictor.parameters())},
+        ]
 
     # ------------------------------------------------ the predictor's fixed lr (the original's static_lr)
     def _static_groups(self, optimizer) -> list[dict]:

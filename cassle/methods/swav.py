@@ -1,4 +1,5 @@
 """SwAV (Caron et al., 2020): swapped prediction of Sinkhorn-Knopp cluster codes."""
+
 from __future__ import annotations
 
 import argparse
@@ -62,7 +63,8 @@ class SwAV(BaseMethod):
     def learnable_params(self) -> list[dict]:
         return super().learnable_params() + [
             {"name": "projector", "params": list(self.projector.parameters())},
-            {"name": "prototypes", "params": list(self.prototypes.parameters())}]
+            {"name": "prototypes", "params": list(self.prototypes.parameters())},
+        ]
 
     def start_new_task(self) -> None:
         super().start_new_task()
@@ -103,15 +105,19 @@ class SwAV(BaseMethod):
     @torch.no_grad()
     def _codes(self, scores: list[torch.Tensor]) -> list[torch.Tensor]:
         args = self.hparams
-        use_queue = (args.queue_size > 0 and self.current_epoch >= args.epoch_queue_starts
-                     and self._queue_full())  # only once the queue is full
+        use_queue = (
+            args.queue_size > 0 and self.current_epoch >= args.epoch_queue_starts and self._queue_full()
+        )  # only once the queue is full
         codes = []
         for i, s in enumerate(scores):
             s = s.detach().float()
             if use_queue:
                 queue_scores = prototype_scores(self.prototypes, self.queue[i])
-                codes.append(sinkhorn_knopp(torch.cat([queue_scores, s]), epsilon=args.sk_epsilon,
-                                            num_iters=args.sk_iters)[-len(s):])
+                codes.append(
+                    sinkhorn_knopp(torch.cat([queue_scores, s]), epsilon=args.sk_epsilon, num_iters=args.sk_iters)[
+                        -len(s) :
+                    ]
+                )
             else:
                 codes.append(sinkhorn_knopp(s, epsilon=args.sk_epsilon, num_iters=args.sk_iters))
         return codes
@@ -128,8 +134,7 @@ class SwAV(BaseMethod):
             # already sums over processes.
             with torch.no_grad():
                 for i, zn in enumerate(z_norm):
-                    self.queue[i] = torch.cat([zn.detach().to(self.queue.dtype),
-                                               self.queue[i, :-len(zn)]])
+                    self.queue[i] = torch.cat([zn.detach().to(self.queue.dtype), self.queue[i, : -len(zn)]])
             if self._queue_filled is not None:
                 self._queue_filled = min(self.queue.shape[1], self._queue_filled + len(z_norm[0]))
         return StepOutput(loss=loss, feats=feats, z=z)

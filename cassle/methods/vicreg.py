@@ -1,4 +1,5 @@
 """VICReg (Bardes et al., 2022): variance, invariance and covariance regularisation."""
+
 from __future__ import annotations
 
 import argparse
@@ -24,15 +25,18 @@ class VICReg(BaseMethod):
         group.add_argument("--cov_loss_weight", type=float, default=1.0)
 
     def learnable_params(self) -> list[dict]:
-        return super().learnable_params() + [
-            {"name": "projector", "params": list(self.projector.parameters())}]
+        return super().learnable_params() + [{"name": "projector", "params": list(self.projector.parameters())}]
 
     def ssl_step(self, views, targets) -> StepOutput:
         feats = [self.backbone(v) for v in views]
         z = [self.projector(f) for f in feats]
         args = self.hparams
-        loss = vicreg_loss_func(z[0], z[1], sim_loss_weight=args.sim_loss_weight,
-                                var_loss_weight=args.var_loss_weight,
-                                cov_loss_weight=args.cov_loss_weight,
-                                global_batch=self.global_batch_loss)
+        loss = vicreg_loss_func(
+            z[0],
+            z[1],
+            sim_loss_weight=args.sim_loss_weight,
+            var_loss_weight=args.var_loss_weight,
+            cov_loss_weight=args.cov_loss_weight,
+            global_batch=self.global_batch_loss,
+        )
         return StepOutput(loss=loss, feats=feats, z=z)

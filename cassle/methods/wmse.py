@@ -8,6 +8,7 @@ with fresh slices, as the original; each process whitens its own batch. The loss
 ``wmse_loss_func`` with the original's default ``simplified=True`` (the second view detached).
 The distillers get the projections v before whitening.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,11 +42,15 @@ class WMSE(BaseMethod):
         super().__init__(**kwargs)
         args = self.hparams
         if args.whitening_size <= args.output_dim:
-            raise ValueError(f"--whitening_size {args.whitening_size} must exceed --output_dim "
-                             f"{args.output_dim}: the covariance of fewer rows is singular")
+            raise ValueError(
+                f"--whitening_size {args.whitening_size} must exceed --output_dim "
+                f"{args.output_dim}: the covariance of fewer rows is singular"
+            )
         if args.batch_size % args.whitening_size:
-            raise ValueError(f"--batch_size {args.batch_size} (per process) must be a multiple of "
-                             f"--whitening_size {args.whitening_size}")
+            raise ValueError(
+                f"--batch_size {args.batch_size} (per process) must be a multiple of "
+                f"--whitening_size {args.whitening_size}"
+            )
         self.projector = mlp(self.features_dim, args.proj_hidden_dim, args.output_dim)
 
     @staticmethod
@@ -59,8 +64,7 @@ class WMSE(BaseMethod):
         group.add_argument("--whitening_eps", type=float, default=0.0)
 
     def learnable_params(self) -> list[dict]:
-        return super().learnable_params() + [
-            {"name": "projector", "params": list(self.projector.parameters())}]
+        return super().learnable_params() + [{"name": "projector", "params": list(self.projector.parameters())}]
 
     def wmse_loss(self, v: list[torch.Tensor]) -> torch.Tensor:
         hp, n = self.hparams, v[0].shape[0]

@@ -21,6 +21,7 @@ Three kinds share this interface: frozen-model regularisers (``needs_frozen``: t
 previous task's frozen backbone, the same snapshot the CaSSLe mixin uses when combined with a
 distiller), weight penalties (EWC) and replay strategies (a ``ReservoirBuffer``).
 """
+
 from __future__ import annotations
 
 import copy
@@ -92,8 +93,11 @@ class StrategyMixin:
         args = self.hparams
         self.frozen_active = args.task_idx > 0
         self._own_frozen = False
-        if self.frozen_active and any(c.needs_frozen for c in self.strategy_classes) \
-                and not hasattr(self, "frozen_backbone"):
+        if (
+            self.frozen_active
+            and any(c.needs_frozen for c in self.strategy_classes)
+            and not hasattr(self, "frozen_backbone")
+        ):
             # Without a distiller the strategy owns the snapshot; with one it shares CaSSLe's.
             self.frozen_backbone = _freeze(self.backbone)
             self._own_frozen = True
@@ -196,7 +200,8 @@ class TaskEndCallback(pl.Callback):
         # Only at the end of the task's whole schedule: a Fisher added by a stopped attempt would
         # be added again when the resumed attempt ends.
         done = trainer.current_epoch >= trainer.max_epochs or (
-            trainer.max_steps is not None and 0 < trainer.max_steps <= trainer.global_step)
+            trainer.max_steps is not None and 0 < trainer.max_steps <= trainer.global_step
+        )
         hook = getattr(pl_module, "on_task_end", None)
         if hook is not None and done:
             hook(trainer)

@@ -14,6 +14,7 @@ stays; this is the distillation term that the continual-SSL comparisons borrow.
 Inactive at task 0 (nothing is built there); the frozen projector is the CaSSLe distiller's
 snapshot when combined with ``--distiller``, else this strategy's own.
 """
+
 from __future__ import annotations
 
 import torch
@@ -23,12 +24,21 @@ from cassle.strategies.base import Strategy, _freeze
 
 
 def add_co2l_args(group) -> None:
-    group.add_argument("--co2l_lamb", type=float, default=1.0,
-                       help="weight of Co2L's IRD term (chaht01/Co2L --distill_power: 1.0)")
-    group.add_argument("--co2l_current_temp", type=float, default=0.2,
-                       help="IRD temperature kappa of the current model (chaht01/Co2L: 0.2)")
-    group.add_argument("--co2l_past_temp", type=float, default=0.01,
-                       help="IRD temperature kappa* of the past model (chaht01/Co2L: 0.01)")
+    group.add_argument(
+        "--co2l_lamb", type=float, default=1.0, help="weight of Co2L's IRD term (chaht01/Co2L --distill_power: 1.0)"
+    )
+    group.add_argument(
+        "--co2l_current_temp",
+        type=float,
+        default=0.2,
+        help="IRD temperature kappa of the current model (chaht01/Co2L: 0.2)",
+    )
+    group.add_argument(
+        "--co2l_past_temp",
+        type=float,
+        default=0.01,
+        help="IRD temperature kappa* of the past model (chaht01/Co2L: 0.01)",
+    )
 
 
 class Co2L(Strategy):

@@ -24,6 +24,7 @@ Cost from task 1 on: one extra forward-backward of M mixed images per view throu
 projector, one no-grad forward of the M buffer images per view through the frozen backbone and
 projector, and the buffer's M views built on the device. Inactive at task 0 (the buffer fills).
 """
+
 from __future__ import annotations
 
 import torch
@@ -40,12 +41,20 @@ SUPPORTED = ("barlow_twins", "simclr", "byol")  # the families of the paper this
 
 
 def add_cromo_mixup_args(group) -> None:
-    group.add_argument("--cromo_alpha", type=float, default=1.0,
-                       help="CroMo-Mixup: lambda ~ Beta(alpha, alpha) when --cromo_lambda is unset "
-                            "(ErumMushtaq/CroMo-Mixup main_cont.py --alpha: 1.0)")
-    group.add_argument("--cromo_lambda", type=_lambda_arg, default="beta",
-                       help="CroMo-Mixup: a fixed mixup lambda in [0, 1] (its Barlow Twins trainer: 0.7) or "
-                            "'beta', drawn per step ~ Beta(alpha, alpha) (its SimCLR and BYOL trainers; default)")
+    group.add_argument(
+        "--cromo_alpha",
+        type=float,
+        default=1.0,
+        help="CroMo-Mixup: lambda ~ Beta(alpha, alpha) when --cromo_lambda is unset "
+        "(ErumMushtaq/CroMo-Mixup main_cont.py --alpha: 1.0)",
+    )
+    group.add_argument(
+        "--cromo_lambda",
+        type=_lambda_arg,
+        default="beta",
+        help="CroMo-Mixup: a fixed mixup lambda in [0, 1] (its Barlow Twins trainer: 0.7) or "
+        "'beta', drawn per step ~ Beta(alpha, alpha) (its SimCLR and BYOL trainers; default)",
+    )
 
 
 def _lambda_arg(text: str):
@@ -72,8 +81,10 @@ class CroMoMixup(_Replay):
     @staticmethod
     def check_args(args) -> None:
         if args.method not in SUPPORTED:
-            raise ValueError(f"--cl_strategy cromo_mixup supports --method {', '.join(SUPPORTED)} (the paper's "
-                             f"families this repo has), got {args.method}")
+            raise ValueError(
+                f"--cl_strategy cromo_mixup supports --method {', '.join(SUPPORTED)} (the paper's "
+                f"families this repo has), got {args.method}"
+            )
         if not args.cromo_alpha > 0:
             raise ValueError(f"--cromo_alpha must be > 0, got {args.cromo_alpha}")
         if args.cromo_lambda != "beta" and not 0 <= args.cromo_lambda <= 1:

@@ -13,17 +13,25 @@ seq-cifar100 with a 500-image buffer; each buffer batch has ``--replay_batch_siz
 method's plain ``ssl_step`` (no CaSSLe distillation), so a method with a queue (MoCoV2+, SwAV)
 enqueues its keys too, as with ER's joined batch.
 """
+
 from __future__ import annotations
 
 from cassle.strategies.replay import DER
 
 
 def add_derpp_args(group) -> None:
-    group.add_argument("--derpp_alpha", type=float, default=0.3,
-                       help="DER++ weight alpha of the DER term (mammoth derpp.yaml, seq-cifar100, buffer 500)")
-    group.add_argument("--derpp_beta", type=float, default=0.5,
-                       help="DER++ weight beta of the replayed SSL loss (mammoth derpp.yaml, seq-cifar100, "
-                            "buffer 500)")
+    group.add_argument(
+        "--derpp_alpha",
+        type=float,
+        default=0.3,
+        help="DER++ weight alpha of the DER term (mammoth derpp.yaml, seq-cifar100, buffer 500)",
+    )
+    group.add_argument(
+        "--derpp_beta",
+        type=float,
+        default=0.5,
+        help="DER++ weight beta of the replayed SSL loss (mammoth derpp.yaml, seq-cifar100, buffer 500)",
+    )
 
 
 class DERPP(DER):

@@ -6,6 +6,7 @@ mammoth's ``ewc_on``; ``--ewc_fisher batch`` keeps the square of each batch's me
 over batches (about 1/B of it). Online EWC (Schwarz et al. 2018, mammoth's ``gamma``):
 F <- gamma * F + F_task (gamma 1: the Fishers of all tasks summed, Kirkpatrick et al.).
 """
+
 from __future__ import annotations
 
 import logging
@@ -22,8 +23,7 @@ log = logging.getLogger(__name__)
 
 def ssl_parameters(model) -> list[tuple[str, torch.nn.Parameter]]:
     """The trainable weights of the SSL model itself: backbone and the method's heads."""
-    return [(n, p) for n, p in model.named_parameters()
-            if p.requires_grad and not n.startswith(NOT_SSL_MODEL)]
+    return [(n, p) for n, p in model.named_parameters() if p.requires_grad and not n.startswith(NOT_SSL_MODEL)]
 
 
 class EWC(Strategy):
@@ -50,8 +50,10 @@ class EWC(Strategy):
         for anchor, (_, p) in zip(self._tensors("anchor"), ssl_parameters(model)):
             anchor.copy_(p.detach())
         if self.task_idx > 0 and not any(bool(f.any()) for f in self._tensors("fisher")):
-            log.warning("--cl_strategy ewc: the previous checkpoint holds no Fisher information (was "
-                        "it trained without ewc?); the penalty is zero until this task's end")
+            log.warning(
+                "--cl_strategy ewc: the previous checkpoint holds no Fisher information (was "
+                "it trained without ewc?); the penalty is zero until this task's end"
+            )
 
     def loss(self, model, views, out, ctx):
         if self.task_idx == 0 or self.lamb == 0:
@@ -103,15 +105,18 @@ class EWC(Strategy):
                     grads.append([torch.zeros_like(p) if gi is None else gi.float() for gi, p in zip(g, params)])
                 if not grads:
                     raise ValueError("--cl_strategy ewc: the task has no training batch to estimate the Fisher on")
-                new = _mean_over_processes([f * len(grads) for f in fisher_from_grads(grads)], len(grads),
-                                           model.device)
+                new = _mean_over_processes([f * len(grads) for f in fisher_from_grads(grads)], len(grads), model.device)
             else:
+
                 def batches():
                     for views, targets in self._batches(model, trainer):
+
                         def loss_fn(views=views, targets=targets):
                             with torch.enable_grad(), trainer.precision_plugin.forward_context():
                                 return model.plain_ssl_loss(views, targets)
+
                         yield views[0].shape[0], loss_fn
+
                 world = max(int(getattr(trainer, "world_size", 1) or 1), 1)  # each process: its share
                 per_process = -(-self.max_samples // world) if self.max_samples else 0
                 sums, seen = sample_fisher(model, named, batches(), max_samples=per_process)

@@ -17,6 +17,7 @@ vector-Jacobian product over the samples. Cost: one forward and one backward of 
 vectorised per-sample backward of each layer's weights, done ``chunk`` images at a time (peak extra
 memory: chunk x the largest layer's parameter count).
 """
+
 from __future__ import annotations
 
 import torch
@@ -56,6 +57,7 @@ class PerSampleGrads:
                 raise ValueError(f"per-sample gradients: {type(module).__name__} takes {len(inputs)} inputs")
             self.calls.setdefault(i, []).append((inputs[0].detach(), output))
             return output.clone()  # an in-place op after the layer (ReLU) must not rewrite y
+
         return hook
 
     def per_sample(self, loss_fn, batch_size: int):
@@ -118,8 +120,10 @@ def _batchnorm_grads(module, x, gy) -> dict[str, torch.Tensor]:
         mean, var = module.running_mean.view(shape).to(x.dtype), module.running_var.view(shape).to(x.dtype)
     x_hat = (x - mean) / torch.sqrt(var + module.eps)
     spatial = list(range(2, x.ndim))
-    out = {"weight": (gy * x_hat).sum(dim=spatial) if spatial else gy * x_hat,
-           "bias": gy.sum(dim=spatial) if spatial else gy}
+    out = {
+        "weight": (gy * x_hat).sum(dim=spatial) if spatial else gy * x_hat,
+        "bias": gy.sum(dim=spatial) if spatial else gy,
+    }
     return out
 
 
@@ -134,8 +138,9 @@ def _vmap_grads(module, local_names, x, gy, rows) -> dict[str, torch.Tensor]:
         return vmap(one)(x[rows], gy[rows])
 
 
-def sample_fisher(root: nn.Module, params: dict[str, nn.Parameter], batches, max_samples: int = 0,
-                  chunk: int = 16) -> tuple[dict[str, torch.Tensor], int]:
+def sample_fisher(
+    root: nn.Module, params: dict[str, nn.Parameter], batches, max_samples: int = 0, chunk: int = 16
+) -> tuple[dict[str, torch.Tensor], int]:
     """Sum over samples of (B * g_i)^2 per parameter, and the number of samples used.
 
     ``batches`` yields ``(B, loss_fn)`` with ``loss_fn()`` the loss of a batch of B images; at most

@@ -3,6 +3,7 @@
 They read the previous task's frozen backbone (``model.frozen_backbone``, the snapshot CaSSLe uses
 too) and are inactive at task 0, where there is no previous model.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,8 +48,9 @@ class LessForget(_FrozenRegularizer):
         self.pre_relu = getattr(args, "less_forget_features", "pre_relu") == "pre_relu"
         if self.pre_relu:  # hooks live outside the module tree (not in the state dict)
             self.__dict__["_current"] = PreReluRecorder(model.backbone, stages=[-1])
-            self.__dict__["_frozen"] = (PreReluRecorder(model.frozen_backbone, stages=[-1])
-                                        if model.frozen_active else None)
+            self.__dict__["_frozen"] = (
+                PreReluRecorder(model.frozen_backbone, stages=[-1]) if model.frozen_active else None
+            )
 
     def batch_hook(self, model, views, ctx):
         if self.pre_relu and model.frozen_active:
@@ -71,8 +73,7 @@ class LessForget(_FrozenRegularizer):
             (old,) = self._frozen.record(lambda: [model.frozen_backbone(v) for v in views])
         check_calls("less_forget", [new], [old])
         n = views[0].shape[0]  # per view, as the method's calls: mean over views of the view's mean
-        terms = [less_forget_loss(a.mean(dim=(2, 3)), b.mean(dim=(2, 3)))
-                 for a, b in zip(new.split(n), old.split(n))]
+        terms = [less_forget_loss(a.mean(dim=(2, 3)), b.mean(dim=(2, 3))) for a, b in zip(new.split(n), old.split(n))]
         return self.lamb * torch.stack(terms).mean(), {}
 
 
@@ -89,8 +90,9 @@ class PFR(_FrozenRegularizer):
         if self.task_idx > 0:
             d = model.features_dim
             hidden = args.pfr_proj_hidden_dim or d // 2
-            self.projector = nn.Sequential(nn.Linear(d, hidden), nn.BatchNorm1d(hidden),
-                                           nn.ReLU(inplace=True), nn.Linear(hidden, d))
+            self.projector = nn.Sequential(
+                nn.Linear(d, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, d)
+            )
         self.lamb = args.pfr_lamb
 
     def loss(self, model, views, out, ctx):
@@ -103,8 +105,10 @@ class PFR(_FrozenRegularizer):
 
 def check_calls(name: str, new: list[torch.Tensor], old: list[torch.Tensor]) -> None:
     if [h.shape for h in new] != [h.shape for h in old]:
-        raise RuntimeError(f"--cl_strategy {name}: the method's backbone calls do not match the views "
-                           f"({[tuple(h.shape) for h in new]} vs {[tuple(h.shape) for h in old]})")
+        raise RuntimeError(
+            f"--cl_strategy {name}: the method's backbone calls do not match the views "
+            f"({[tuple(h.shape) for h in new]} vs {[tuple(h.shape) for h in old]})"
+        )
 
 
 class POD(_FrozenRegularizer):
@@ -124,7 +128,7 @@ class POD(_FrozenRegularizer):
         self.flat_lamb = getattr(args, "pod_flat_lamb", 0.0) * factor
         # Hooks live outside the module tree (not in the state dict, not deep-copied).
         self.__dict__["_current"] = PreReluRecorder(model.backbone)
-        self.__dict__["_frozen"] = (PreReluRecorder(model.frozen_backbone) if model.frozen_active else None)
+        self.__dict__["_frozen"] = PreReluRecorder(model.frozen_backbone) if model.frozen_active else None
 
     def batch_hook(self, model, views, ctx):
         if model.frozen_active:

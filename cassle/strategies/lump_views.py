@@ -8,6 +8,7 @@ augmentation) and view 2 = that stored view. Here the images stay indices into t
 (``ReservoirBuffer``) and the stored views are a (capacity + 1, 3, crop, crop) float tensor in the
 checkpoint: buffer_size x 3 x crop^2 x 4 bytes (256 CIFAR images: 3 MB; 224 crops: 154 MB).
 """
+
 from __future__ import annotations
 
 import torch
@@ -26,10 +27,18 @@ def crop_flip_augment(datamodule, crop: int, device):
     """UCL's buffer transform: RandomResizedCrop(crop, scale (0.08, 1), bicubic) + flip, normalised."""
     from cassle.data.gpu_augment import BatchAugment
 
-    settings = {**datamodule.view_settings[0], "min_scale": 0.08, "max_scale": 1.0,
-                "horizontal_flip_prob": 0.5, "color_jitter_prob": 0.0, "gray_scale_prob": 0.0,
-                "gaussian_prob": 0.0, "solarization_prob": 0.0, "interpolation": "bicubic",
-                "crop_size": int(crop)}
+    settings = {
+        **datamodule.view_settings[0],
+        "min_scale": 0.08,
+        "max_scale": 1.0,
+        "horizontal_flip_prob": 0.5,
+        "color_jitter_prob": 0.0,
+        "gray_scale_prob": 0.0,
+        "gaussian_prob": 0.0,
+        "solarization_prob": 0.0,
+        "interpolation": "bicubic",
+        "crop_size": int(crop),
+    }
     return BatchAugment(settings, datamodule.mean, datamodule.std).to(device)
 
 
@@ -45,8 +54,10 @@ class StoredViews(nn.Module):
 
     def add(self, slot: torch.Tensor, view_2: torch.Tensor) -> None:
         if view_2.shape[1:] != self.views_2.shape[1:]:
-            raise ValueError(f"--lump_views ucl: the second view is {tuple(view_2.shape[1:])}, the buffer "
-                             f"keeps {tuple(self.views_2.shape[1:])}")
+            raise ValueError(
+                f"--lump_views ucl: the second view is {tuple(view_2.shape[1:])}, the buffer "
+                f"keeps {tuple(self.views_2.shape[1:])}"
+            )
         self.views_2.index_put_((slot.to(self.views_2.device),), view_2.detach().to(self.views_2.dtype))
 
     def views(self, images: torch.Tensor, slots: torch.Tensor) -> list[torch.Tensor]:

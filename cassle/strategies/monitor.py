@@ -14,6 +14,7 @@
 The buffer report reads the buffer on the host once per task; the step logs never do. Under DDP
 each process keeps its own buffer: the report is process 0's.
 """
+
 from __future__ import annotations
 
 import torch
@@ -79,8 +80,10 @@ def buffer_line(task_idx: int, name: str, buffer) -> str:
     parts = [f"{MARK} task {task_idx} buffer ({name}): {filled}/{buffer.capacity}"]
     for k in torch.unique(tasks).tolist():
         _, counts = torch.unique(labels[tasks == k], return_counts=True)
-        parts.append(f"task {k}: {int(counts.sum())} images, {len(counts)} classes "
-                     f"({int(counts.min())}-{int(counts.max())} each)")
+        parts.append(
+            f"task {k}: {int(counts.sum())} images, {len(counts)} classes "
+            f"({int(counts.min())}-{int(counts.max())} each)"
+        )
     return " | ".join(parts)
 
 
@@ -96,8 +99,11 @@ def task_end_report(model, trainer) -> None:
         report = s.task_end_metrics(model) if hasattr(s, "task_end_metrics") else {}
         if report:
             metrics.update(report)
-            print(f"{MARK} task {s.task_idx} {s.name}: "
-                  + " | ".join(f"{k.split('/', 1)[-1]} {v:.4g}" for k, v in report.items()), flush=True)
+            print(
+                f"{MARK} task {s.task_idx} {s.name}: "
+                + " | ".join(f"{k.split('/', 1)[-1]} {v:.4g}" for k, v in report.items()),
+                flush=True,
+            )
     if metrics:
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)

@@ -4,6 +4,7 @@ All keep a ``ReservoirBuffer`` of past training images (indices into the trainin
 current batch is offered to after every step, and a ``ReplaySource`` that turns buffer indices into
 augmented views on the device.
 """
+
 from __future__ import annotations
 
 import torch
@@ -150,7 +151,7 @@ class LUMP(_Replay):
 
     def batch_hook(self, model, views, ctx):
         if self.ucl:
-            ctx["lump_view2"] = views[1][:views[0].shape[0]]  # buffered with the image, unmixed
+            ctx["lump_view2"] = views[1][: views[0].shape[0]]  # buffered with the image, unmixed
         if not self.has_data:
             return views
         if self.ucl:

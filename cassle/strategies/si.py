@@ -18,19 +18,14 @@ and Lightning's flags), as for every other strategy.
 Cost: three float32 copies of the regularised weights in the state dict (Omega, theta~, omega) and
 two more during each optimiser step (the gradient and the weights before the step).
 """
+
 from __future__ import annotations
 
 import logging
 
 import torch
 
-from cassle.losses.si import (
-    si_consolidate,
-    si_omega_path,
-    si_omega_sgd,
-    si_penalty,
-    si_penalty_grad,
-)
+from cassle.losses.si import si_consolidate, si_omega_path, si_omega_sgd, si_penalty, si_penalty_grad
 from cassle.strategies.base import Strategy
 from cassle.strategies.ewc import ssl_parameters
 
@@ -38,15 +33,30 @@ log = logging.getLogger(__name__)
 
 
 def add_si_args(group) -> None:
-    group.add_argument("--si_c", type=float, default=0.4,
-                       help="SI strength c (divyam3897/UCL: its configs' train.alpha 0.4, read by its SI as c)")
-    group.add_argument("--si_xi", type=float, default=1.0,
-                       help="SI damping xi (divyam3897/UCL models/si.py: 1.0; Zenke et al. 2017: 1e-3)")
-    group.add_argument("--si_params", choices=("backbone", "ssl_model"), default="backbone",
-                       help="weights SI regularises: the backbone (UCL) or backbone + the method's heads")
-    group.add_argument("--si_omega", choices=("path", "ucl"), default="path",
-                       help="path: -g * actual update (Zenke et al. 2017, mammoth); ucl: lr * g^2 "
-                            "(UCL's SGD shortcut)")
+    group.add_argument(
+        "--si_c",
+        type=float,
+        default=0.4,
+        help="SI strength c (divyam3897/UCL: its configs' train.alpha 0.4, read by its SI as c)",
+    )
+    group.add_argument(
+        "--si_xi",
+        type=float,
+        default=1.0,
+        help="SI damping xi (divyam3897/UCL models/si.py: 1.0; Zenke et al. 2017: 1e-3)",
+    )
+    group.add_argument(
+        "--si_params",
+        choices=("backbone", "ssl_model"),
+        default="backbone",
+        help="weights SI regularises: the backbone (UCL) or backbone + the method's heads",
+    )
+    group.add_argument(
+        "--si_omega",
+        choices=("path", "ucl"),
+        default="path",
+        help="path: -g * actual update (Zenke et al. 2017, mammoth); ucl: lr * g^2 (UCL's SGD shortcut)",
+    )
 
 
 def si_parameters(model, scope: str) -> list[tuple[str, torch.nn.Parameter]]:
@@ -93,8 +103,10 @@ class SI(Strategy):
                 anchor.copy_(p.detach())
                 omega.zero_()
         if self.task_idx > 0 and not any(bool(w.any()) for w in self._tensors("importance")):
-            log.warning("--cl_strategy si: the previous checkpoint holds no SI importance (was it "
-                        "trained without si?); the penalty is zero until this task's end")
+            log.warning(
+                "--cl_strategy si: the previous checkpoint holds no SI importance (was it "
+                "trained without si?); the penalty is zero until this task's end"
+            )
 
     def _active(self) -> bool:
         return self.task_idx > 0 and self.c > 0
@@ -133,9 +145,11 @@ class SI(Strategy):
         omega, importance = self._tensors("omega"), self._tensors("importance")
         si_consolidate(importance, omega, params, self._tensors("anchor"), self.xi)
         flat = torch.cat([w.flatten() for w in importance])
-        self.__dict__["_report"] = {"si/omega_sum": float(torch.cat([w.flatten() for w in omega]).sum()),
-                                    "si/importance_mean": float(flat.mean()),
-                                    "si/importance_max": float(flat.max())}
+        self.__dict__["_report"] = {
+            "si/omega_sum": float(torch.cat([w.flatten() for w in omega]).sum()),
+            "si/importance_mean": float(flat.mean()),
+            "si/importance_max": float(flat.max()),
+        }
         for anchor, w, p in zip(self._tensors("anchor"), omega, params):  # as UCL's end_task
             anchor.copy_(p.detach())
             w.zero_()

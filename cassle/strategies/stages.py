@@ -13,6 +13,7 @@ stage's final ReLU module copies its input (the pre-activation map) while a reco
 Any other backbone is an error naming it (there is no stage whose pre-ReLU map we can name). The
 copy costs one activation map per stage and call while recording (only from task 1 on).
 """
+
 from __future__ import annotations
 
 import torch
@@ -24,11 +25,16 @@ def stage_relus(backbone: nn.Module) -> list[tuple[nn.Module, nn.Module]]:
     if all(hasattr(backbone, f"layer{i}") for i in range(1, 5)):
         stages = [getattr(backbone, f"layer{i}") for i in range(1, 5)]
         return [(stage, stage[-1].relu) for stage in stages]
-    if hasattr(backbone, "features") and isinstance(backbone.features, nn.Sequential) \
-            and all(isinstance(s, nn.Sequential) and isinstance(s[-1], nn.ReLU) for s in backbone.features):
+    if (
+        hasattr(backbone, "features")
+        and isinstance(backbone.features, nn.Sequential)
+        and all(isinstance(s, nn.Sequential) and isinstance(s[-1], nn.ReLU) for s in backbone.features)
+    ):
         return [(stage, stage[-1]) for stage in backbone.features]
-    raise ValueError(f"the backbone {type(backbone).__name__} has no known stages before a final ReLU "
-                     "(--cl_strategy pod / less_forget support the ResNets and the tiny net)")
+    raise ValueError(
+        f"the backbone {type(backbone).__name__} has no known stages before a final ReLU "
+        "(--cl_strategy pod / less_forget support the ResNets and the tiny net)"
+    )
 
 
 class PreReluRecorder:
@@ -49,6 +55,7 @@ class PreReluRecorder:
         def hook(module, inputs):
             if self.active:  # the ReLU may be in place: copy its input before it runs
                 self._last[k] = inputs[0].clone()
+
         return hook
 
     def _stage_hook(self, k):
@@ -56,6 +63,7 @@ class PreReluRecorder:
             if self.active:  # the last ReLU call inside the stage is the stage's final one
                 self.outputs[k].append(self._last[k])
                 self._last[k] = None
+
         return hook
 
     def start(self) -> None:

@@ -11,13 +11,23 @@ makes `action="store_true"` mean `NegatableSwitch` for the parser and all its gr
 bash script sets can be undone after the launcher's `--`. Both `main_continual.py` and
 `main_linear.py` build their parsers with it.
 """
+
 from __future__ import annotations
 
 import argparse
 import importlib.util
 import json
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
+
+from cassle.utils.original_flags import (  # noqa: F401  (re-exported)
+    ACCELERATORS,
+    LIGHTNING15_DISTRIBUTED,
+    ORIGINAL_NOOP_HELP,
+    UNSUPPORTED_ORIGINAL_FLAGS,
+    add_original_flags,
+)
 
 
 class NegatableSwitch(argparse.BooleanOptionalAction):
@@ -49,9 +59,11 @@ def module_available(name: str) -> bool:
         return False
 
 
-WANDB_MISSING = ("--wandb asks for Weights & Biases logging, but the wandb package is not installed "
-                 "here; install it (pip install wandb) or turn it off with --no-wandb (through the "
-                 "launcher: job_launcher.py --script S -- --no-wandb)")
+WANDB_MISSING = (
+    "--wandb asks for Weights & Biases logging, but the wandb package is not installed "
+    "here; install it (pip install wandb) or turn it off with --no-wandb (through the "
+    "launcher: job_launcher.py --script S -- --no-wandb)"
+)
 
 
 def wandb_missing(wants_wandb: bool) -> bool:
@@ -68,61 +80,96 @@ def check_wandb(parser: argparse.ArgumentParser, opts: argparse.Namespace) -> No
 def add_trainer_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("trainer")
     group.add_argument("--name", default="run", help="run name (wandb, CSV logs)")
-    group.add_argument("--checkpoint_dir", default="trained_models",
-                       help="folder receiving last.ckpt and args.json of this task")
-    group.add_argument("--pretrained_model", default=None,
-                       help="checkpoint of the previous task: weights to start from (and the "
-                            "frozen model of the distiller)")
-    group.add_argument("--resume_from_checkpoint", default=None,
-                       help="resume this task (optimizer, schedule, epoch) from a checkpoint")
-    group.add_argument("--trust_checkpoint", action="store_true",
-                       help="unpickle --pretrained_model / --resume_from_checkpoint fully, running "
-                            "any code they carry: only for files whose origin you know (default: "
-                            "data only, see README)")
-    group.add_argument("--max_epochs", type=int, default=1000,
-                       help="epochs per task (default: Lightning 1.5's, which the reference used)")
+    group.add_argument(
+        "--checkpoint_dir", default="trained_models", help="folder receiving last.ckpt and args.json of this task"
+    )
+    group.add_argument(
+        "--pretrained_model",
+        default=None,
+        help="checkpoint of the previous task: weights to start from (and the frozen model of the distiller)",
+    )
+    group.add_argument(
+        "--resume_from_checkpoint", default=None, help="resume this task (optimizer, schedule, epoch) from a checkpoint"
+    )
+    group.add_argument(
+        "--trust_checkpoint",
+        action="store_true",
+        help="unpickle --pretrained_model / --resume_from_checkpoint fully, running "
+        "any code they carry: only for files whose origin you know (default: "
+        "data only, see README)",
+    )
+    group.add_argument(
+        "--max_epochs",
+        type=int,
+        default=1000,
+        help="epochs per task (default: Lightning 1.5's, which the reference used)",
+    )
     group.add_argument("--max_steps", type=int, default=-1, help="stop a task early (smoke runs)")
     group.add_argument("--limit_train_batches", type=float, default=None)
     group.add_argument("--limit_val_batches", type=float, default=None)
-    group.add_argument("--accelerator", default="auto",
-                       help="cpu, gpu, auto (the last of --gpus / --accelerator / --devices wins)")
+    group.add_argument(
+        "--accelerator", default="auto", help="cpu, gpu, auto (the last of --gpus / --accelerator / --devices wins)"
+    )
     group.add_argument("--devices", default="auto", help="number of devices, GPU ids (0,1), or auto")
-    group.add_argument("--gpus", default=None,
-                       help="the original's spelling: comma-separated GPU ids (--gpus 0,1)")
+    group.add_argument("--gpus", default=None, help="the original's spelling: comma-separated GPU ids (--gpus 0,1)")
     group.add_argument("--num_nodes", type=int, default=1)
     group.add_argument("--strategy", default="auto", help="Lightning strategy; ddp when devices > 1")
-    group.add_argument("--sync_batchnorm", action=argparse.BooleanOptionalAction, default=False,
-                       help="SyncBatchNorm across GPUs (--no-sync_batchnorm to undo a script)")
-    group.add_argument("--ddp_broadcast_buffers", action="store_true",
-                       help="DDP copies rank 0's buffers to every rank before each forward, as "
-                            "the reference (Lightning's default) did: SwAV's per-process queue "
-                            "becomes rank 0's, MoCo's queue is re-sent every step. Default: each "
-                            "rank keeps its own buffers")
-    group.add_argument("--precision", default="auto",
-                       help="auto = bf16-mixed on GPUs that support it, else 32; or 32, 16-mixed, "
-                            "bf16-mixed (16 is read as 16-mixed)")
-    group.add_argument("--channels_last", default="auto", choices=["auto", "on", "off"],
-                       help="channels_last memory format (auto: on for GPUs)")
+    group.add_argument(
+        "--sync_batchnorm",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="SyncBatchNorm across GPUs (--no-sync_batchnorm to undo a script)",
+    )
+    group.add_argument(
+        "--ddp_broadcast_buffers",
+        action="store_true",
+        help="DDP copies rank 0's buffers to every rank before each forward, as "
+        "the reference (Lightning's default) did: SwAV's per-process queue "
+        "becomes rank 0's, MoCo's queue is re-sent every step. Default: each "
+        "rank keeps its own buffers",
+    )
+    group.add_argument(
+        "--precision",
+        default="auto",
+        help="auto = bf16-mixed on GPUs that support it, else 32; or 32, 16-mixed, bf16-mixed (16 is read as 16-mixed)",
+    )
+    group.add_argument(
+        "--channels_last",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="channels_last memory format (auto: on for GPUs)",
+    )
     group.add_argument("--seed", type=int, default=5)
-    group.add_argument("--deterministic", action="store_true",
-                       help="deterministic kernels where they exist, a warning where not (exact "
-                            "resume on CPU); also turns cudnn.benchmark off")
-    group.add_argument("--online_eval_batch_size", type=int, default=None,
-                       help="train the online classifier on labelled batches of this size drawn "
-                            "from the whole training set (all tasks' classes), augmented as set by "
-                            "--online_eval_transform: the reference's CIFAR protocol. Default: on "
-                            "the current task's SSL batches (the reference trained no classifier)")
+    group.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="deterministic kernels where they exist, a warning where not (exact "
+        "resume on CPU); also turns cudnn.benchmark off",
+    )
+    group.add_argument(
+        "--online_eval_batch_size",
+        type=int,
+        default=None,
+        help="train the online classifier on labelled batches of this size drawn "
+        "from the whole training set (all tasks' classes), augmented as set by "
+        "--online_eval_transform: the reference's CIFAR protocol. Default: on "
+        "the current task's SSL batches (the reference trained no classifier)",
+    )
     group.add_argument("--check_val_every_n_epoch", type=int, default=1)
     group.add_argument("--log_every_n_steps", type=int, default=50)
     group.add_argument("--num_sanity_val_steps", type=int, default=0)
     group.add_argument("--no_progress_bar", action="store_true")
-    group.add_argument("--save_checkpoint", action="store_true",
-                       help="accepted for the reference's scripts; checkpoints are always saved")
+    group.add_argument(
+        "--save_checkpoint",
+        action="store_true",
+        help="accepted for the reference's scripts; checkpoints are always saved",
+    )
     group.add_argument("--auto_resume", action="store_true", help=argparse.SUPPRESS)
     logging = parser.add_argument_group("logging")
     logging.add_argument("--wandb", action="store_true", help="log to Weights & Biases")
-    logging.add_argument("--wandb_online", action="store_true",
-                         help="sync wandb online (default: offline, sync later with `wandb sync`)")
+    logging.add_argument(
+        "--wandb_online", action="store_true", help="sync wandb online (default: offline, sync later with `wandb sync`)"
+    )
     logging.add_argument("--project", default="cassle")
     logging.add_argument("--entity", default=None)
 
@@ -143,8 +190,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     if known.method not in METHODS:
         raise SystemExit(f"error: unknown method {known.method!r}; valid methods: {', '.join(METHODS)}")
     if known.distiller is not None and known.distiller not in DISTILLERS:
-        raise SystemExit(f"error: unknown distiller {known.distiller!r}; "
-                         f"valid distillers: {', '.join(DISTILLERS)}")
+        raise SystemExit(f"error: unknown distiller {known.distiller!r}; valid distillers: {', '.join(DISTILLERS)}")
 
     parser = new_parser(description="Train one task of a continual SSL sequence.")
     parser.add_argument("--method", required=True, choices=list(METHODS))
@@ -159,9 +205,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    from cassle.strategies import check_strategy_names
-
     import sys
+
+    from cassle.strategies import check_strategy_names
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
@@ -175,8 +221,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.debug_augmentations:
         from cassle.data.args import VIEW_SPECS
 
-        print("augmentations per view: " + ", ".join(f"{k}={getattr(args, k)}" for k in VIEW_SPECS),
-              flush=True)
+        print("augmentations per view: " + ", ".join(f"{k}={getattr(args, k)}" for k in VIEW_SPECS), flush=True)
     if str(args.precision) == "16":
         args.precision = "16-mixed"
     from cassle.data.args import resolve_task_count
@@ -198,76 +243,6 @@ def save_args(args: argparse.Namespace, path: str) -> None:
 
 
 # --------------------------------------------------------------------------- the original code's flags
-# Flags of the original cassle code (its bash scripts, main_pretrain.py and main_linear.py) that this
-# code spells differently or does not need. Each keeps its original meaning here, or is a clear error
-# when this project does not implement what it did. (Flags with the same name and meaning in both,
-# e.g. --encoder, --lars, --momentum_classifier, are defined where they belong.)
-ORIGINAL_NOOP_HELP = "original code's flag, accepted: {}"
-UNSUPPORTED_ORIGINAL_FLAGS = {
-    "--multicrop": "multi-crop views are not implemented here (the CaSSLe methods use two crops)",
-    "--no_labels": "unlabelled custom datasets are not supported (the online classifier needs labels)",
-    "--auto_umap": "UMAP plots are not part of this project",
-    "--auto_umap_dir": "UMAP plots are not part of this project",
-    "--auto_umap_frequency": "UMAP plots are not part of this project",
-}
-# Lightning 1.5's --accelerator took strategy names; they meant distributed training on GPUs.
-LIGHTNING15_DISTRIBUTED = ("ddp", "ddp_spawn", "ddp2", "dp", "ddp_sharded", "ddp_cpu")
-ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
-
-
-class _Unsupported(argparse.Action):
-    def __init__(self, option_strings, dest, nargs="?", **kwargs):
-        super().__init__(option_strings, dest, nargs=nargs, **kwargs)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        parser.error(f"{option_string} (a flag of the original cassle code): "
-                     f"{UNSUPPORTED_ORIGINAL_FLAGS[option_string]}; remove it from the script")
-
-
-def add_original_flags(parser: argparse.ArgumentParser, *, linear: bool = False) -> None:
-    """The original code's flags (see the table above) for main_continual.py or main_linear.py."""
-    from cassle.data.args import _PerViewAction
-
-    g = parser.add_argument_group("flags of the original cassle code (accepted with their meaning)")
-    g.add_argument("--offline", dest="wandb_online", action="store_const", const=False,
-                   help="wandb offline (the default here; --wandb_online syncs)")
-    g.add_argument("--checkpoint_frequency", type=int, default=None,
-                   help=ORIGINAL_NOOP_HELP.format("last.ckpt is written at every epoch end"))
-    for flag in ("--no_labels", "--auto_umap", "--auto_umap_dir", "--auto_umap_frequency"):
-        g.add_argument(flag, action=_Unsupported, help=argparse.SUPPRESS)
-    if linear:
-        g.add_argument("--semi_supervised", dest="label_fraction", type=float,
-                       help="the original spelling of --label_fraction")
-        g.add_argument("--checkpoint_dir", default=None,
-                       help="the original's output folder: results go to CHECKPOINT_DIR/linear "
-                            "unless --output_dir is given")
-        for flag, why in (("--zero_init_residual", "the weights come from the checkpoint"),
-                          ("--classifier_lr", "the probe's lr is --lr, as in the original"),
-                          ("--exclude_bias_n_norm", "the probe uses --weight_decay 0 by default"),
-                          ("--sync_batchnorm", "the frozen backbone's BatchNorm is in eval mode"),
-                          ("--check_val_every_n_epoch", "the probe is evaluated when it is trained")):
-            if flag in ("--classifier_lr", "--check_val_every_n_epoch"):
-                g.add_argument(flag, type=float, default=None, help=ORIGINAL_NOOP_HELP.format(why))
-            else:
-                g.add_argument(flag, action="store_true", help=ORIGINAL_NOOP_HELP.format(why))
-        g.add_argument("--num_nodes", type=int, default=1, choices=[1],
-                       help="linear evaluation runs on one device")
-        return
-    g.add_argument("--disable_knn_eval", dest="knn_eval", action="store_const", const=False,
-                   help="no online kNN monitor (the default here; --knn_eval turns it on)")
-    g.add_argument("--size", dest="crop_size", type=int, nargs="+", default=argparse.SUPPRESS,
-                   action=_PerViewAction, help="the original spelling of --crop_size")
-    g.add_argument("--num_crops", type=int, choices=[2], default=2,
-                   help="the CaSSLe methods use two crops")
-    g.add_argument("--num_small_crops", type=int, choices=[0], default=0,
-                   help="multi-crop views are not implemented here")
-    g.add_argument("--multicrop", action=_Unsupported, help=argparse.SUPPRESS)
-    g.add_argument("--semi_supervised", type=float, default=None,
-                   help=ORIGINAL_NOOP_HELP.format("it had no effect on pretraining"))
-    g.add_argument("--encode_indexes_into_labels", action="store_true",
-                   help=ORIGINAL_NOOP_HELP.format("no CaSSLe method used it"))
-    g.add_argument("--debug_augmentations", action="store_true",
-                   help="print the per-view augmentation settings at start")
 
 
 def _flag_values(argv: Sequence[str], flags: Sequence[str]) -> list[tuple[str, str]]:
@@ -315,8 +290,10 @@ def resolve_devices(args: argparse.Namespace, argv: Sequence[str], parser: argpa
                     said = f"--accelerator {value}"
                     continue
                 if value not in ACCELERATORS:
-                    parser.error(f"--accelerator {value}: choose one of {', '.join(ACCELERATORS)} "
-                                 f"(or a Lightning 1.5 strategy name: {', '.join(LIGHTNING15_DISTRIBUTED)})")
+                    parser.error(
+                        f"--accelerator {value}: choose one of {', '.join(ACCELERATORS)} "
+                        f"(or a Lightning 1.5 strategy name: {', '.join(LIGHTNING15_DISTRIBUTED)})"
+                    )
                 if from_gpus and value not in ("gpu", "cuda"):
                     devices, from_gpus = "auto", False  # the GPU ids went with --gpus
                 accelerator, said = value, f"--accelerator {value}"

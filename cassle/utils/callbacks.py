@@ -1,4 +1,5 @@
 """Lightning callbacks of the task runner: atomic last.ckpt, exact-resume RNG state, console lines."""
+
 from __future__ import annotations
 
 import os
@@ -40,8 +41,8 @@ class AtomicLastCheckpoint(pl.Callback):
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
         checkpoint[PROGRESS_KEY] = progress_record(
-            self.task_idx, self._epochs_done, trainer.max_epochs, trainer.global_step,
-            trainer.max_steps)
+            self.task_idx, self._epochs_done, trainer.max_epochs, trainer.global_step, trainer.max_steps
+        )
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking:  # the loop counts this epoch as completed right after
@@ -81,8 +82,11 @@ class RNGStateCheckpoint(pl.Callback):
     """
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
-        states = {"python": random.getstate(), "numpy": numpy_state_to_plain(np.random.get_state()),
-                  "torch": torch.get_rng_state()}
+        states = {
+            "python": random.getstate(),
+            "numpy": numpy_state_to_plain(np.random.get_state()),
+            "torch": torch.get_rng_state(),
+        }
         device = trainer.strategy.root_device
         if device.type == "cuda":
             states["cuda"] = torch.cuda.get_rng_state(device)
@@ -140,10 +144,14 @@ class ConsoleProgress(pl.Callback):
         self._epochs_run += 1
         epoch = trainer.current_epoch + 1
         eta = (now - self._start) / self._epochs_run * max(0, trainer.max_epochs - epoch)
-        print(epoch_line(self.task_idx, epoch, trainer.max_epochs, self._values(trainer),
-                         now - self._epoch_start, eta), flush=True)
+        print(
+            epoch_line(self.task_idx, epoch, trainer.max_epochs, self._values(trainer), now - self._epoch_start, eta),
+            flush=True,
+        )
 
     def on_train_end(self, trainer, pl_module) -> None:
         if trainer.is_global_zero:
-            print(task_line(self.task_idx, trainer.current_epoch, time.monotonic() - self._start,
-                            self._values(trainer)), flush=True)
+            print(
+                task_line(self.task_idx, trainer.current_epoch, time.monotonic() - self._start, self._values(trainer)),
+                flush=True,
+            )

@@ -25,14 +25,27 @@ import os
 import pickle
 import re
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, IO, Iterator
+from typing import IO, Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_torch_save", "atomic_write_with",
-           "save_trainer_checkpoint",
-           "allowed_global_names", "CheckpointError", "UnsafeCheckpointError", "load_checkpoint",
-           "resume_context", "unsafe_globals", "check_loadable", "read_checkpoint", "check_compatible",
-           "load_pretrained"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_torch_save",
+    "atomic_write_with",
+    "save_trainer_checkpoint",
+    "allowed_global_names",
+    "CheckpointError",
+    "UnsafeCheckpointError",
+    "load_checkpoint",
+    "resume_context",
+    "unsafe_globals",
+    "check_loadable",
+    "read_checkpoint",
+    "check_compatible",
+    "load_pretrained",
+]
 
 log = logging.getLogger("cassle.checkpoint")
 
@@ -144,9 +157,14 @@ class UnsafeCheckpointError(CheckpointError):
             "checkpoint allowlist (a pickle can run code through such globals"
             + (", and a numpy array can be built to read memory addresses from the file" if numpy else "")
             + "). Nothing was loaded. "
-            + (f"If it is a checkpoint of this code written before RNG states were stored as tensors, "
-               f"convert it once with `python -m cassle.utils.checkpoint upgrade {path}`; " if numpy else "")
-            + "if you know where the file comes from and trust it, pass --trust_checkpoint")
+            + (
+                f"If it is a checkpoint of this code written before RNG states were stored as tensors, "
+                f"convert it once with `python -m cassle.utils.checkpoint upgrade {path}`; "
+                if numpy
+                else ""
+            )
+            + "if you know where the file comes from and trust it, pass --trust_checkpoint"
+        )
 
 
 def _allowed_globals() -> list:
@@ -163,8 +181,7 @@ def _allowed_globals() -> list:
 
 def allowed_global_names() -> list[str]:
     """The allowlist, as the ``module.name`` strings that appear in checkpoints (empty)."""
-    return sorted({e[1] if isinstance(e, tuple) else f"{e.__module__}.{e.__qualname__}"
-                   for e in _allowed_globals()})
+    return sorted({e[1] if isinstance(e, tuple) else f"{e.__module__}.{e.__qualname__}" for e in _allowed_globals()})
 
 
 @contextlib.contextmanager
@@ -215,8 +232,7 @@ def load_checkpoint(path: str | os.PathLike, *, trust: bool = False) -> dict:
     if not path or not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path!r}")
     if trust:
-        log.warning("--trust_checkpoint: loading %s with full unpickling; any code it carries runs",
-                    path)
+        log.warning("--trust_checkpoint: loading %s with full unpickling; any code it carries runs", path)
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as err:
@@ -233,8 +249,7 @@ def load_checkpoint(path: str | os.PathLike, *, trust: bool = False) -> dict:
         except Exception as err:  # truncated or foreign file
             raise CheckpointError(f"cannot read checkpoint {path!r}: {_first_line(err)}") from None
     if not isinstance(ckpt, dict):
-        raise CheckpointError(f"{path!r} is not a checkpoint (it holds a {type(ckpt).__name__}, "
-                              "not a dict)")
+        raise CheckpointError(f"{path!r} is not a checkpoint (it holds a {type(ckpt).__name__}, not a dict)")
     return ckpt
 
 
@@ -264,8 +279,10 @@ def read_checkpoint(path: str, *, trust: bool = False, hints=None) -> dict:
     from cassle.utils import original_checkpoint as original
 
     if not path or not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint not found: {path!r} (for --pretrained_model pass the "
-                              "previous task's last.ckpt, e.g. experiments/<run>/task0/last.ckpt)")
+        raise CheckpointError(
+            f"checkpoint not found: {path!r} (for --pretrained_model pass the "
+            "previous task's last.ckpt, e.g. experiments/<run>/task0/last.ckpt)"
+        )
     ckpt = load_checkpoint(path, trust=trust)
     if not isinstance(ckpt.get("state_dict"), dict):
         raise CheckpointError(f"{path!r} is not a cassle/Lightning checkpoint (no state_dict)")
@@ -297,13 +314,16 @@ def check_compatible(ckpt: dict, path: str, args, resume: bool = False) -> None:
     for key in RESUME_SAME_KEYS if resume else ():
         theirs, ours = hp.get(key), getattr(args, key, None)
         if theirs is not None and ours is not None and theirs != ours:
-            raise CheckpointError(f"cannot resume from {path!r}: it was trained with --{key} {theirs}, "
-                                  f"this run uses --{key} {ours} (its lr schedule would not continue)")
+            raise CheckpointError(
+                f"cannot resume from {path!r}: it was trained with --{key} {theirs}, "
+                f"this run uses --{key} {ours} (its lr schedule would not continue)"
+            )
     for key in ("method", "backbone"):
         theirs, ours = hp.get(key), getattr(args, key)
         if theirs is not None and theirs != ours:
-            raise CheckpointError(f"checkpoint {path!r} was trained with {key}={theirs!r}, but this "
-                                  f"run uses {key}={ours!r}")
+            raise CheckpointError(
+                f"checkpoint {path!r} was trained with {key}={theirs!r}, but this run uses {key}={ours!r}"
+            )
     for key in ("output_dim", "num_classes"):
         theirs, ours = hp.get(key), getattr(args, key, None)
         if theirs is not None and ours is not None and theirs != ours:
@@ -328,27 +348,36 @@ def load_pretrained(model, ckpt: dict, path: str) -> None:
     ignored = [k for k in REFILLED_BUFFERS if k in state and k in own and state[k].shape != own[k].shape]
     for k in ignored:
         del state[k]
-    shapes = [f"{k} {tuple(v.shape)} (model: {tuple(own[k].shape)})" for k, v in state.items()
-              if k in own and hasattr(v, "shape") and v.shape != own[k].shape]
+    shapes = [
+        f"{k} {tuple(v.shape)} (model: {tuple(own[k].shape)})"
+        for k, v in state.items()
+        if k in own and hasattr(v, "shape") and v.shape != own[k].shape
+    ]
     if shapes:
-        raise CheckpointError(f"checkpoint {path!r} does not match the model (another backbone, "
-                              f"head size or number of classes?): {shapes[:5]}")
+        raise CheckpointError(
+            f"checkpoint {path!r} does not match the model (another backbone, "
+            f"head size or number of classes?): {shapes[:5]}"
+        )
     missing, unexpected = model.load_state_dict(state, strict=False)
     bad_missing = [k for k in missing if not k.startswith(DISTILL_PREFIXES) and k not in ignored]
     bad_unexpected = [k for k in unexpected if not k.startswith(DISTILL_PREFIXES)]
     if bad_missing or bad_unexpected:
-        raise CheckpointError(f"checkpoint {path!r} does not match the model (another method?): "
-                              f"missing {bad_missing[:8]}, unexpected {bad_unexpected[:8]}")
+        raise CheckpointError(
+            f"checkpoint {path!r} does not match the model (another method?): "
+            f"missing {bad_missing[:8]}, unexpected {bad_unexpected[:8]}"
+        )
     if ckpt.get("original_format"):
         loaded = [k for k in state if k not in unexpected]
-        print(f"[checkpoint] {path}: original cassle checkpoint, mapped to this code's names "
-              f"(cassle/utils/original_checkpoint.py)\n"
-              f"[checkpoint]   loaded: {original.describe(loaded)}\n"
-              f"[checkpoint]   ignored: {original.describe(list(unexpected) + ignored)}\n"
-              f"[checkpoint]   not in the checkpoint: "
-              f"{original.describe([k for k in missing if k not in ignored])} (frozen copies are "
-              "taken from the loaded weights when the task starts; the rest starts fresh)",
-              flush=True)
+        print(
+            f"[checkpoint] {path}: original cassle checkpoint, mapped to this code's names "
+            f"(cassle/utils/original_checkpoint.py)\n"
+            f"[checkpoint]   loaded: {original.describe(loaded)}\n"
+            f"[checkpoint]   ignored: {original.describe(list(unexpected) + ignored)}\n"
+            f"[checkpoint]   not in the checkpoint: "
+            f"{original.describe([k for k in missing if k not in ignored])} (frozen copies are "
+            "taken from the loaded weights when the task starts; the rest starts fresh)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":  # python -m cassle.utils.checkpoint upgrade FILE

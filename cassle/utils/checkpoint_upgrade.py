@@ -45,9 +45,11 @@ class _Dtype:
         import numpy as np
 
         if not isinstance(self.spec, str) or not _NUMERIC.fullmatch(self.spec):
-            raise ValueError(f"{where}: a numpy array of dtype {self.spec!r} (only bool, integer, float "
-                             "and complex arrays are converted; an object array would read memory "
-                             "addresses from the file)")
+            raise ValueError(
+                f"{where}: a numpy array of dtype {self.spec!r} (only bool, integer, float "
+                "and complex arrays are converted; an object array would read memory "
+                "addresses from the file)"
+            )
         dtype = np.dtype(self.spec)
         return dtype.newbyteorder(self.order) if self.order in ("<", ">") else dtype
 
@@ -79,8 +81,10 @@ class _Array:
         for n in shape:
             count *= n
         if len(raw) != count * dtype.itemsize:
-            raise ValueError(f"{where}: a numpy array of shape {shape} and dtype {dtype} needs "
-                             f"{count * dtype.itemsize} bytes, the file holds {len(raw)}")
+            raise ValueError(
+                f"{where}: a numpy array of shape {shape} and dtype {dtype} needs "
+                f"{count * dtype.itemsize} bytes, the file holds {len(raw)}"
+            )
         flat = np.frombuffer(bytes(raw), dtype=dtype).copy()
         return flat.reshape(shape, order="F" if fortran else "C")
 
@@ -105,12 +109,7 @@ def _stand_ins() -> list:
 def _read(path: str) -> dict:
     import torch
 
-    from cassle.utils.checkpoint import (
-        CheckpointError,
-        UnsafeCheckpointError,
-        _first_line,
-        unsafe_globals,
-    )
+    from cassle.utils.checkpoint import CheckpointError, UnsafeCheckpointError, _first_line, unsafe_globals
 
     try:
         with torch.serialization.safe_globals(_stand_ins()):
@@ -139,8 +138,7 @@ def _convert(value: Any, where: str, changed: list[str]) -> Any:
         return torch.from_numpy(value.value(where))
     if isinstance(value, _Dtype):
         raise ValueError(f"{where}: a bare numpy dtype (not converted)")
-    if (isinstance(value, tuple) and len(value) == 5 and isinstance(value[0], str)
-            and isinstance(value[1], _Array)):
+    if isinstance(value, tuple) and len(value) == 5 and isinstance(value[0], str) and isinstance(value[1], _Array):
         keys = value[1].value(where)
         if keys.dtype.kind in "iu" and keys.ndim == 1:
             changed.append(f"{where} (numpy RNG state)")
@@ -159,11 +157,7 @@ def _convert(value: Any, where: str, changed: list[str]) -> Any:
 def upgrade(path: str) -> list[str]:
     """Convert ``path`` in place (the original kept as ``path + BACKUP_SUFFIX``); returns what changed
     (empty: the file needed nothing and was left as it was). Raises ``CheckpointError``."""
-    from cassle.utils.checkpoint import (
-        CheckpointError,
-        atomic_torch_save,
-        load_checkpoint,
-    )
+    from cassle.utils.checkpoint import CheckpointError, atomic_torch_save, load_checkpoint
 
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path!r}")
@@ -194,7 +188,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m cassle.utils.checkpoint",
         description="Convert checkpoints written before RNG states were stored as tensors (their numpy "
-                    f"RNG state) so that they load as data; the original is kept as FILE{BACKUP_SUFFIX}.")
+        f"RNG state) so that they load as data; the original is kept as FILE{BACKUP_SUFFIX}.",
+    )
     parser.add_argument("command", choices=["upgrade"])
     parser.add_argument("files", nargs="+", metavar="FILE")
     opts = parser.parse_args(argv)

@@ -77,8 +77,15 @@ class LARS(Optimizer):
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("LARS: nesterov needs momentum > 0 and dampening 0")
         defaults = dict(
-            lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, clip_lr=clip_lr,
-            eps=eps, dampening=dampening, nesterov=nesterov, exclude_from_lars=False,
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            eta=eta,
+            clip_lr=clip_lr,
+            eps=eps,
+            dampening=dampening,
+            nesterov=nesterov,
+            exclude_from_lars=False,
         )
         super().__init__(params, defaults)
 
@@ -141,8 +148,7 @@ class LARS(Optimizer):
         torch._foreach_add_(params, d, alpha=-lr)
 
     @staticmethod
-    def _lars_directions(params: list[torch.Tensor], grads: list[torch.Tensor],
-                         group: dict) -> list[torch.Tensor]:
+    def _lars_directions(params: list[torch.Tensor], grads: list[torch.Tensor], group: dict) -> list[torch.Tensor]:
         """d = r * (g + wd * p) when ||p|| > 0 and ||g|| > 0, else g (module docstring).
 
         Written as d = (g + wd * p) * s with s = r where both norms are > 0, s = 1 where ||p|| = 0
@@ -155,8 +161,9 @@ class LARS(Optimizer):
         ratio = group["eta"] * p_norm / (g_norm + wd * p_norm + group["eps"])
         if group["clip_lr"] and lr > 0:  # lr == 0: no step anyway, avoid dividing by 0
             ratio = torch.clamp(ratio / lr, max=1.0)
-        scale = torch.where((p_norm > 0) & (g_norm > 0), ratio,
-                            torch.where(g_norm > 0, torch.ones_like(ratio), torch.zeros_like(ratio)))
+        scale = torch.where(
+            (p_norm > 0) & (g_norm > 0), ratio, torch.where(g_norm > 0, torch.ones_like(ratio), torch.zeros_like(ratio))
+        )
         d = torch._foreach_add(grads, params, alpha=wd)
         torch._foreach_mul_(d, list(scale.unbind(0)))
         return d

@@ -18,11 +18,13 @@ the ``args.json`` the original wrote beside the checkpoint when present, from th
 depth, CIFAR stem, classes, method-specific layers) and from the command line's flags
 (``--encoder``, ``--dataset``, ``--method``), which must agree with the weights.
 """
+
 from __future__ import annotations
 
 import json
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 # original prefix -> prefix here (a key equal to the prefix without the dot is the same rule).
 KEY_MAP: tuple[tuple[str, str], ...] = (
@@ -49,8 +51,7 @@ class OriginalCheckpointError(ValueError):
 
 def is_original(state_dict: Mapping[str, Any]) -> bool:
     """The original's layout: ``encoder.*`` weights and none of this code's ``backbone.*``."""
-    return (any(k.startswith("encoder.") for k in state_dict)
-            and not any(k.startswith("backbone.") for k in state_dict))
+    return any(k.startswith("encoder.") for k in state_dict) and not any(k.startswith("backbone.") for k in state_dict)
 
 
 def map_key(key: str) -> str | None:
@@ -59,7 +60,7 @@ def map_key(key: str) -> str | None:
         return key
     for old, new in KEY_MAP:
         if key.startswith(old):
-            return new + key[len(old):]
+            return new + key[len(old) :]
     return None
 
 
@@ -70,14 +71,20 @@ def translate(state_dict: Mapping[str, Any], path: str) -> dict[str, Any]:
         raise OriginalCheckpointError(
             f"{path}: original-format checkpoint with keys the mapping table does not know: "
             f"{unknown[:8]}{' ...' if len(unknown) > 8 else ''} (a method this code does not "
-            "implement, or another fork's checkpoint); see cassle/utils/original_checkpoint.py")
+            "implement, or another fork's checkpoint); see cassle/utils/original_checkpoint.py"
+        )
     return {map_key(k): v for k, v in state_dict.items()}
 
 
 def _linear_layers(state: Mapping[str, Any], prefix: str) -> list[str]:
     """Indices of the 2-d weights (linear layers) of an nn.Sequential, in order."""
-    idx = sorted({int(k[len(prefix):].split(".")[0]) for k in state
-                  if k.startswith(prefix) and k.endswith(".weight") and state[k].dim() == 2})
+    idx = sorted(
+        {
+            int(k[len(prefix) :].split(".")[0])
+            for k in state
+            if k.startswith(prefix) and k.endswith(".weight") and state[k].dim() == 2
+        }
+    )
     return [str(i) for i in idx]
 
 
@@ -103,8 +110,9 @@ def infer_from_weights(state: Mapping[str, Any]) -> dict[str, Any]:
         hp["method"] = "byol"
     elif "queue_y" in state:  # the support set's labels
         hp["method"] = "nnclr"
-    elif ("momentum_projector.0.weight" in state and "queue" in state
-          and state["queue"].dim() == 2):  # (K, D) keys; MoCo's queue is (2, D, K)
+    elif (
+        "momentum_projector.0.weight" in state and "queue" in state and state["queue"].dim() == 2
+    ):  # (K, D) keys; MoCo's queue is (2, D, K)
         hp["method"] = "ressl"
     elif momentum and "queue" in state:
         hp["method"] = "mocov2plus"
@@ -125,22 +133,33 @@ def _args_json(path: str) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     names = {"encoder": "backbone", "cifar": "cifar_stem"}
-    keep = ("method", "encoder", "dataset", "num_classes", "num_tasks", "split_strategy", "task_idx",
-            "cifar", "zero_init_residual", "output_dim", "distiller", "name")
-    return {names.get(k, k): raw[k] for k in keep
-            if k in raw and raw[k] is not None and raw[k] != "<not serializable>"}
+    keep = (
+        "method",
+        "encoder",
+        "dataset",
+        "num_classes",
+        "num_tasks",
+        "split_strategy",
+        "task_idx",
+        "cifar",
+        "zero_init_residual",
+        "output_dim",
+        "distiller",
+        "name",
+    )
+    return {names.get(k, k): raw[k] for k in keep if k in raw and raw[k] is not None and raw[k] != "<not serializable>"}
 
 
-def original_hparams(state: Mapping[str, Any], path: str, hints: Mapping[str, Any] | None = None
-                     ) -> dict[str, Any]:
+def original_hparams(state: Mapping[str, Any], path: str, hints: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Hyperparameters of a translated original checkpoint. ``hints``: the command line's
     ``backbone`` / ``method`` (must fit the weights) and ``dataset`` (used when nothing says)."""
     weights = infer_from_weights(state)
     hp = {**_args_json(path)}
     for key, value in weights.items():
         if key in hp and hp[key] != value:
-            raise OriginalCheckpointError(f"{path}: args.json says {key}={hp[key]!r} but the weights "
-                                          f"say {key}={value!r}")
+            raise OriginalCheckpointError(
+                f"{path}: args.json says {key}={hp[key]!r} but the weights say {key}={value!r}"
+            )
         hp.setdefault(key, value)
     hints = dict(hints or {})
     if hp.get("dataset") is None and hints.get("dataset"):  # a default only: transfer is allowed
@@ -152,7 +171,8 @@ def original_hparams(state: Mapping[str, Any], path: str, hints: Mapping[str, An
         if hp.get(key) is not None and hp[key] != wanted:
             raise OriginalCheckpointError(
                 f"{path} holds a {key} {hp[key]!r} checkpoint (original format), but "
-                f"{flag} {wanted} was given: use a checkpoint of the same {key}")
+                f"{flag} {wanted} was given: use a checkpoint of the same {key}"
+            )
         hp[key] = wanted
     hp["original_format"] = True
     return hp
@@ -162,9 +182,13 @@ def convert(ckpt: dict, path: str, hints: Mapping[str, Any] | None = None) -> di
     """An original checkpoint as this code's: translated ``state_dict`` and ``hyper_parameters``."""
     state = translate(ckpt["state_dict"], path)
     hp = original_hparams(state, path, hints)
-    return {"state_dict": state, "hyper_parameters": hp, "epoch": ckpt.get("epoch"),
-            "original_format": True,
-            "pytorch-lightning_version": ckpt.get("pytorch-lightning_version")}
+    return {
+        "state_dict": state,
+        "hyper_parameters": hp,
+        "epoch": ckpt.get("epoch"),
+        "original_format": True,
+        "pytorch-lightning_version": ckpt.get("pytorch-lightning_version"),
+    }
 
 
 def describe(keys) -> str:
@@ -174,5 +198,4 @@ def describe(keys) -> str:
         head = key.split(".")[0] if "." in key else key
         head = "distiller." + key.split(".")[1] if head == "distiller" else head
         groups[head] = groups.get(head, 0) + 1
-    return ", ".join(f"{g}.* ({n})" if n > 1 or g not in SAME_NAME_KEYS else g
-                     for g, n in groups.items()) or "none"
+    return ", ".join(f"{g}.* ({n})" if n > 1 or g not in SAME_NAME_KEYS else g for g, n in groups.items()) or "none"

@@ -5,6 +5,7 @@ H100, ...), else full fp32. ``torch.cuda.is_bf16_supported()`` alone also answer
 GPUs (V100) where bf16 is only emulated and slow, so the capability is checked too. On those GPUs
 auto trains in fp32; ``--precision 16`` (read as ``16-mixed``) gives the reference's fp16.
 """
+
 from __future__ import annotations
 
 import torch

@@ -9,8 +9,13 @@ import torch
 def numpy_state_to_plain(state: tuple) -> dict:
     """``np.random.get_state()`` as a dict of a tensor and plain values (no numpy objects)."""
     name, keys, pos, has_gauss, cached = state
-    return {"bit_generator": str(name), "keys": torch.from_numpy(keys.astype(np.int64)),
-            "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+    return {
+        "bit_generator": str(name),
+        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached_gaussian": float(cached),
+    }
 
 
 def numpy_state_from_plain(state) -> tuple:

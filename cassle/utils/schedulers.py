@@ -29,13 +29,7 @@ import math
 import warnings
 
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import (
-    CosineAnnealingLR,
-    ExponentialLR,
-    LambdaLR,
-    LRScheduler,
-    MultiStepLR,
-)
+from torch.optim.lr_scheduler import CosineAnnealingLR, ExponentialLR, LambdaLR, LRScheduler, MultiStepLR
 
 # name (CLI value of --scheduler) -> the intervals (Lightning's "epoch" / "step") it can run at;
 # the first is the default (the reference's).
@@ -50,8 +44,7 @@ INTERVALS = ("epoch", "step")
 
 
 def warmup_cosine_lr(
-    k: int, base_lr: float, warmup_steps: int, total_steps: int,
-    warmup_start_lr: float = 0.003, min_lr: float = 0.0,
+    k: int, base_lr: float, warmup_steps: int, total_steps: int, warmup_start_lr: float = 0.003, min_lr: float = 0.0
 ) -> float:
     """lr at step k of the warmup-cosine schedule (module docstring)."""
     if k < warmup_steps:
@@ -63,8 +56,7 @@ def warmup_cosine_lr(
 
 
 def warmup_cosine(
-    optimizer: Optimizer, warmup_steps: int, total_steps: int,
-    warmup_start_lr: float = 0.003, min_lr: float = 0.0,
+    optimizer: Optimizer, warmup_steps: int, total_steps: int, warmup_start_lr: float = 0.003, min_lr: float = 0.0
 ) -> LambdaLR:
     """Linear warmup + cosine decay as a LambdaLR, one lambda per param group; k counts scheduler
     steps (epochs or optimizer steps, whichever the caller steps it at).
@@ -79,17 +71,15 @@ def warmup_cosine(
         )
     if warmup_steps >= total_steps:
         warnings.warn(
-            f"warmup_steps ({warmup_steps}) >= total_steps ({total_steps}): "
-            "the run ends before the warmup does"
+            f"warmup_steps ({warmup_steps}) >= total_steps ({total_steps}): the run ends before the warmup does",
+            stacklevel=2,
         )
     lambdas = []
     for i, group in enumerate(optimizer.param_groups):
         base = group.get("initial_lr", group["lr"])  # what LambdaLR will use as base lr
         if base <= 0:
             raise ValueError(f"warmup_cosine: param group {i} has base lr {base}; it must be > 0")
-        lambdas.append(
-            lambda k, b=base: warmup_cosine_lr(k, b, warmup_steps, total_steps, warmup_start_lr, min_lr) / b
-        )
+        lambdas.append(lambda k, b=base: warmup_cosine_lr(k, b, warmup_steps, total_steps, warmup_start_lr, min_lr) / b)
     return LambdaLR(optimizer, lambdas)
 
 
@@ -119,8 +109,9 @@ def build_scheduler(
     if interval not in INTERVALS:
         raise ValueError(f"unknown scheduler interval {interval!r}; valid: {', '.join(INTERVALS)}")
     if name != "none" and interval not in SCHEDULERS[name]:
-        raise ValueError(f"scheduler {name!r} steps per epoch only; --scheduler_interval step "
-                         "applies to warmup_cosine and cosine")
+        raise ValueError(
+            f"scheduler {name!r} steps per epoch only; --scheduler_interval step applies to warmup_cosine and cosine"
+        )
     if steps_per_epoch < 1 or max_epochs < 1 or warmup_epochs < 0:
         raise ValueError(
             "build_scheduler needs steps_per_epoch >= 1, max_epochs >= 1, warmup_epochs >= 0; got "
@@ -128,8 +119,10 @@ def build_scheduler(
         )
     per_step = interval == "step"
     if name == "warmup_cosine" and not per_step and warmup_epochs != int(warmup_epochs):
-        raise ValueError(f"--warmup_epochs {warmup_epochs} is not a whole number of epochs: a "
-                         "per-epoch schedule needs one (or use --scheduler_interval step)")
+        raise ValueError(
+            f"--warmup_epochs {warmup_epochs} is not a whole number of epochs: a "
+            "per-epoch schedule needs one (or use --scheduler_interval step)"
+        )
     total_steps = max_epochs * steps_per_epoch if per_step else max_epochs
     if name == "warmup_cosine":
         warmup_steps = int(warmup_epochs * steps_per_epoch) if per_step else int(warmup_epochs)
