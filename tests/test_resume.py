@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,6 +36,7 @@ def _state(exp: Path, task: int) -> dict:
     return torch.load(exp / f"task{task}" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_identical_weights(tmp_path):
     script = tmp_path / "resume.sh"
     script.write_text(SCRIPT)
