@@ -22,7 +22,8 @@ setup(
         "numpy",
     ],
     extras_require={
-        "dev": ["pytest>=7", "pytest-xdist", "scipy", "timm>=1.0,<2", "ruff==0.17.6"],  # timm: also the LARS reference test
+        # timm: also the LARS reference test; pytest-xdist: pytest.ini's two workers; ruff: CI's lint
+        "dev": ["pytest>=7", "pytest-xdist", "scipy", "timm>=1.0,<2", "ruff==0.17.6"],
         # DALI from PyPI; pick the build matching the machine's CUDA (cuda120 for CUDA 12.x).
         "dali": ["nvidia-dali-cuda120"],
         "dali-cuda130": ["nvidia-dali-cuda130"],
