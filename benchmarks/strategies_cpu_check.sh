@@ -3,7 +3,7 @@
 # with fine-tuning, CaSSLe and every --cl_strategy, 5 class-incremental tasks, tiny backbone, a very
 # short schedule (10 steps of 128 images per task), through the launcher grid, then the fast linear
 # probe on 10% of the labels and the comparison table. Usage:
-#   DATA_DIR=/path/to/cifar100-npz OUT=/tmp/strategies bash benchmarks/strategies_cpu_check.sh
+#   DATA_DIR=/path/to/cifar100-npz OUT=experiments/strategies-cpu-check bash benchmarks/strategies_cpu_check.sh
 set -euo pipefail
 : "${DATA_DIR:?set DATA_DIR to the CIFAR-100 folder (train_*.npz + test.npz)}"
 OUT=${OUT:-experiments/strategies-cpu-check}

@@ -3,7 +3,7 @@
     python benchmarks/throughput.py --method barlow_twins --distiller decorrelative \
         --backbone resnet18 --batch_size 256 --dataset cifar100 --data_dir DATA \
         --output benchmarks/results/h100.json
-    python benchmarks/throughput.py --smoke --output /tmp/smoke.json      # CPU, tiny, seconds
+    python benchmarks/throughput.py --smoke --output experiments/smoke.json     # CPU, tiny, seconds
 
 Every figure runs the real code: args from ``cassle.utils.args.parse_args``, the model from
 ``main_continual.build_model`` at task 1 of ``--num_tasks`` (so the CaSSLe model has its frozen

@@ -2,7 +2,7 @@
 
     python benchmarks/throughput.py --matrix --batch_size 256 --dataset cifar100 --data_dir DIR \
         --precision auto --output benchmarks/results/matrix_gpu.json
-    python benchmarks/throughput.py --matrix --smoke --output /tmp/matrix_smoke.json   # CPU
+    python benchmarks/throughput.py --matrix --smoke --output experiments/matrix_smoke.json  # CPU
 
 For each (method, backbone) pair it runs ``throughput.run`` (the same Trainer, model and data as a
 single measurement) with the method's paper distiller (``DEFAULT_DISTILLER``) at task 1, by
