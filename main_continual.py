@@ -141,8 +141,10 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
     from cassle.utils.args import save_args
     from cassle.utils.callbacks import AtomicLastCheckpoint, ConsoleProgress, RNGStateCheckpoint
     from cassle.utils.checkpoint import check_compatible, load_pretrained, read_checkpoint, resume_context
+    from cassle.utils.cpu_threads import apply_cpu_threads
 
     check_task_args(args)
+    apply_cpu_threads(args.cpu_threads)
     pl.seed_everything(args.seed, workers=True)
 
     # Everything that can fail on bad input happens before anything is written.

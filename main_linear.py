@@ -175,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--gpus", default=None, help="the original's spelling: GPU ids; linear evaluation uses one GPU")
     run.add_argument("--devices", default="1", help="linear evaluation uses one device")
     run.add_argument(
+        "--cpu_threads", type=int, default=0, help="torch threads of a CPU evaluation (0: torch's default)"
+    )
+    run.add_argument(
         "--lars", action="store_true", help="not supported: the probe uses SGD, as the reference's linear scripts"
     )
     run.add_argument("--precision", default="auto", help="auto (bf16 on GPUs that support it), 32, 16, bf16")
@@ -246,9 +249,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     from cassle.eval.report import format_results
     from cassle.eval.run_eval import evaluate_checkpoint, evaluate_run_dir
+    from cassle.utils.cpu_threads import apply_cpu_threads
 
     opts = parse_args(argv)
     try:
+        apply_cpu_threads(opts.cpu_threads)
         if opts.compare:
             from cassle.eval.compare import compare_runs
 

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from cassle.continual.console import for_console
 from cassle.continual.stop_signals import STOP, Interrupted, child_setup
+from cassle.utils.cpu_threads import child_env
 
 __all__ = ["run_task", "show_tail", "exit_reason", "STOP_GRACE_SECONDS", "LOG_TAIL_LINES"]
 
@@ -66,7 +67,7 @@ def run_task(
                 list(command),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
+                env={**child_env(env), "PYTHONUNBUFFERED": "1"},
                 pass_fds=() if lock_fd is None else (lock_fd,),
                 preexec_fn=lambda: child_setup(parent, received_before),
             )

@@ -105,6 +105,13 @@ def add_trainer_args(parser: argparse.ArgumentParser) -> None:
         help="epochs per task (default: Lightning 1.5's, which the reference used)",
     )
     group.add_argument("--max_steps", type=int, default=-1, help="stop a task early (smoke runs)")
+    group.add_argument(
+        "--cpu_threads",
+        type=int,
+        default=0,
+        help="torch intra-op threads of a CPU run (0: torch's default, one per core); "
+        "1 per run when runs share the cores (cassle/utils/cpu_threads.py)",
+    )
     group.add_argument("--limit_train_batches", type=float, default=None)
     group.add_argument("--limit_val_batches", type=float, default=None)
     group.add_argument(
