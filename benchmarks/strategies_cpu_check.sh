@@ -9,7 +9,7 @@ set -euo pipefail
 OUT=${OUT:-experiments/strategies-cpu-check}
 PY=${PYTHON:-python}
 SCRIPTS=()
-for v in "" _distill _ewc _si _replay _der _derpp _lump _less_forget _pod _pfr _co2l _cromo_mixup; do
+for v in "" _distill _ewc _si _replay _der _derpp _lump _less_forget _pod _pfr _co2l _cromo_mixup _osiris; do
     SCRIPTS+=("bash_files/continual/cifar/barlow${v}.sh")
 done
 export DATA_DIR

@@ -10,14 +10,25 @@ images augmented on the device (2 views), one forward + backward of the 2 x M mi
 backbone and projector, one no-grad forward of the 2 x M buffer views through the frozen backbone
 and projector; extra memory: the activations of the 2 x M mixed views and the buffer (indices,
 labels, tasks: a few KiB).
+
+Osiris-R's (``cassle/strategies/osiris.py``, ``--replay_batch_size`` left to its default
+M = int(0.75 B), the code's ``--p 0.75``): M buffer images augmented on the device (2 views), one
+forward + backward of the 2 x M buffer views through the backbone and h, h on the 2 x B current
+features; extra memory: the 2 x M views' activations (about 0.75 of the step's), h (a copy of the
+projector) and the buffer. Osiris-D adds a no-grad forward of the 2 x B current views through the
+frozen backbone (h on them with gradient) and the frozen backbone's weights.
 """
 
 from __future__ import annotations
 
 import torch
 
-# strategy -> its flags (the CIFAR scripts' values: bash_files/continual/cifar/barlow_cromo_mixup.sh)
-STRATEGY_COST = {"cromo_mixup": ["--buffer_size", "500", "--replay_batch_size", "64", "--cromo_lambda", "0.7"]}
+# strategy -> its flags (the CIFAR scripts' values: bash_files/continual/cifar/barlow_cromo_mixup.sh and
+# simclr_osiris.sh, whose --replay_batch_size 192 is the default 0.75 x its batch of 256)
+STRATEGY_COST = {
+    "cromo_mixup": ["--buffer_size", "500", "--replay_batch_size", "64", "--cromo_lambda", "0.7"],
+    "osiris": ["--buffer_size", "500", "--osiris_variant", "r", "--osiris_lamb", "0.5", "--osiris_temperature", "0.1"],
+}
 
 
 def _ready(model, dm, device) -> None:

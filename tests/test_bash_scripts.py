@@ -76,7 +76,21 @@ PAPER.update(PAPER_22A)  # SimSiam, NNCLR, ReSSL, W-MSE (tests/script_table_22a.
 
 # Continual-strategy scripts (issue 10): file suffix -> the --cl_strategy values it must set.
 STRATEGY_SCRIPTS = {
-    s: [s] for s in ("ewc", "replay", "der", "lump", "less_forget", "pod", "pfr", "si", "derpp", "co2l", "cromo_mixup")
+    s: [s]
+    for s in (
+        "ewc",
+        "replay",
+        "der",
+        "lump",
+        "less_forget",
+        "pod",
+        "pfr",
+        "si",
+        "derpp",
+        "co2l",
+        "cromo_mixup",
+        "osiris",
+    )
 }
 ON_CASSLE = {"cromo_mixup"}  # a strategy whose method includes CaSSLe's distiller: based on <method>_distill.sh
 STRATEGY_SCRIPTS.update({"pfr_replay": ["pfr", "replay"], "distill_replay": ["replay"]})
@@ -84,7 +98,7 @@ STRATEGY_SCRIPTS.update({"pfr_replay": ["pfr", "replay"], "distill_replay": ["re
 STRATEGY_GRID = {
     "cifar": (
         ("barlow", "byol", "simclr"),
-        ("ewc", "replay", "der", "lump", "less_forget", "pod", "pfr", "si", "derpp", "co2l", "cromo_mixup"),
+        ("ewc", "replay", "der", "lump", "less_forget", "pod", "pfr", "si", "derpp", "co2l", "cromo_mixup", "osiris"),
     ),
     "digits": (
         ("barlow",),
@@ -102,6 +116,7 @@ STRATEGY_GRID = {
             "derpp",
             "co2l",
             "cromo_mixup",
+            "osiris",
         ),
     ),
 }
@@ -464,6 +479,7 @@ STRATEGY_FLAG_PREFIXES = {
     "derpp": ("--buffer_size", "--replay_batch_size", "--derpp_", "--der_"),
     "co2l": ("--co2l_",),
     "cromo_mixup": ("--buffer_size", "--replay_batch_size", "--cromo_"),
+    "osiris": ("--buffer_size", "--replay_batch_size", "--osiris_"),
 }
 NOT_USED_BY = {"derpp": {"--der_alpha"}}  # DER++ weighs the DER term with --derpp_alpha
 

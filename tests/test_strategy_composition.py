@@ -22,8 +22,10 @@ from cassle.losses.barlow import barlow_loss_func
 from cassle.losses.der import der_loss
 from cassle.losses.ird import ird_loss
 from cassle.losses.less_forget import less_forget_loss
+from cassle.losses.osiris import osiris_cross_task_loss
 from cassle.losses.pfr import pfr_loss
 from cassle.losses.pod import pod_spatial_loss
+from cassle.losses.simclr import simclr_loss_func
 from cassle.methods import METHODS
 from cassle.strategies import STRATEGIES
 from tests.helpers import fake_batch
@@ -67,6 +69,10 @@ FLAGS = [
     "0.5",
     "--cromo_lambda",
     "0.6",
+    "--osiris_lamb",
+    "0.4",
+    "--osiris_temperature",
+    "0.2",
 ]
 
 
@@ -204,7 +210,18 @@ REFERENCE = {
     # CroMo-Mixup (Barlow Twins, lambda 0.6, M = min(B, 4)): per view, the mixed images' projection
     # against the current images' (weight lambda) and the frozen model's of the buffer images (1 - lambda)
     "cromo_mixup": (None, lambda m, v, rec: cromo_term(m, v, rec, 0.6, 4)),
+    # Osiris-R (lamb 0.4, T 0.2, 4 buffer images): the batch untouched; in h's space the cross-task loss
+    # of the current views against the buffer views + NT-Xent of the buffer views
+    "osiris": (None, lambda m, v, rec: osiris_term(m, v, rec, 0.4, 0.2)),
 }
+
+
+def osiris_term(model, views, rec, lamb, temp):
+    h = model.strategies["osiris"].h
+    z = [h(model.backbone(x)) for x in views]
+    u = [h(model.backbone(r)) for r in rec["samples"][0][0]]
+    cross = osiris_cross_task_loss(z[0], z[1], u[0], u[1], temp)
+    return lamb * (cross + simclr_loss_func(u[0], u[1], temperature=temp))
 
 
 def cromo_term(model, views, rec, lam, k):

@@ -52,6 +52,7 @@ STRATEGY_NAMES = {
     "derpp": "DER++",
     "co2l": "Co2L",
     "cromo_mixup": "CroMo-Mixup",
+    "osiris": "Osiris-R",  # --osiris_variant d: "Osiris-D" (strategy_label)
 }
 ROW_ORDER = [
     "fine-tuning",
@@ -67,11 +68,18 @@ ROW_ORDER = [
     "Co2L",
     "CaSSLe",
     "CaSSLe + CroMo-Mixup",
+    "Osiris-R",
+    "Osiris-D",
     "PNR",
 ]
 # CroMo-Mixup (Mushtaq et al., ECCV 2024) is run as CaSSLe's distiller (its KD term) + --cl_strategy
 # cromo_mixup; no paper number beside its rows: its CIFAR-100 runs (750 epochs per task, 500 images
 # stored per task, ErumMushtaq/CroMo-Mixup README) are not this repo's protocol (README, differences).
+# Osiris (Zhang et al., CoLLAs 2024): no paper number beside its rows. Its CIFAR-100 numbers are kNN
+# accuracies (SkrighYZ/Osiris eval.py, utils/knn_utils.py; no linear probe) of a GroupNorm + Mish
+# ResNet-18 trained 200 epochs per task with SGD lr 0.03, no schedule (train.py; its default
+# --num_tasks is 20), not this repo's protocol (5 tasks, linear probe; README, differences). The
+# paper's table could not be read when Osiris was added: none is recorded here.
 # CaSSLe paper (Fini et al., 2022), CIFAR-100, 5 class-incremental tasks, linear top-1 after the
 # last task: fine-tuning -> CaSSLe.
 PAPER_CIFAR100 = {
@@ -133,7 +141,8 @@ def _last_task_args(run: Path) -> dict:
 
 
 def strategy_label(args: dict) -> str:
-    names = [STRATEGY_NAMES.get(n, n) for n in (args.get("cl_strategy") or [])]
+    osiris = "Osiris-D" if args.get("osiris_variant") == "d" else "Osiris-R"
+    names = [osiris if n == "osiris" else STRATEGY_NAMES.get(n, n) for n in (args.get("cl_strategy") or [])]
     if args.get("distiller"):  # PNR's distillers (pnr_*) are PNR, not CaSSLe: never CaSSLe's number
         names = ["PNR" if str(args["distiller"]).startswith("pnr_") else "CaSSLe", *names]
     return " + ".join(names) if names else "fine-tuning"

@@ -1,7 +1,7 @@
 """Continual strategies beyond CaSSLe, one flag for any SSL method: ``--cl_strategy NAME [NAME]``.
 
-The key is the CLI value. Combinations: at most one replay strategy (replay, der, derpp, lump, cromo_mixup) with any
-regularisers, and any of them with a CaSSLe ``--distiller`` (e.g. ``--distiller predictive
+The key is the CLI value. Combinations: at most one replay strategy (replay, der, derpp, lump,
+cromo_mixup, osiris) with any regularisers, and any of them with a CaSSLe ``--distiller`` (e.g. ``--distiller predictive
 --cl_strategy replay``, ``--cl_strategy pfr replay``).
 
 Layer: model, above methods. One file per strategy over ``Strategy``; imports methods, losses
@@ -18,6 +18,7 @@ from cassle.strategies.cromo_mixup import CroMoMixup, add_cromo_mixup_args
 from cassle.strategies.derpp import DERPP, add_derpp_args
 from cassle.strategies.ewc import EWC
 from cassle.strategies.frozen import PFR, POD, LessForget
+from cassle.strategies.osiris import Osiris, add_osiris_args
 from cassle.strategies.replay import DER, LUMP, Replay
 from cassle.strategies.si import SI, add_si_args
 
@@ -33,6 +34,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "derpp": DERPP,
     "co2l": Co2L,
     "cromo_mixup": CroMoMixup,
+    "osiris": Osiris,
 }
 
 
@@ -44,13 +46,13 @@ def add_strategy_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="NAME",
         help=f"one or more of {', '.join(STRATEGIES)}: at most one replay strategy "
-        "(replay, der, derpp, lump, cromo_mixup); combinable with --distiller (CaSSLe + replay)",
+        "(replay, der, derpp, lump, cromo_mixup, osiris); combinable with --distiller (CaSSLe + replay)",
     )
     g.add_argument(
         "--buffer_size",
         type=int,
         default=None,
-        help="replay buffer slots (images). Default: 500 for replay/der/derpp/cromo_mixup (a buffer size "
+        help="replay buffer slots (images). Default: 500 for replay/der/derpp/cromo_mixup/osiris (a buffer size "
         "of Buzzega et al. 2020's CIFAR benchmarks), 256 for lump (Madaan et al. 2022)",
     )
     g.add_argument(
@@ -58,7 +60,8 @@ def add_strategy_args(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="buffer images per step for replay/der (derpp: per draw, two draws) (default: "
-        "--batch_size, as Madaan et al. 2022's SSL adaptations; cromo_mixup: 64, its --replay_bs); "
+        "--batch_size, as Madaan et al. 2022's SSL adaptations; cromo_mixup: 64, its --replay_bs; "
+        "osiris: int(0.75 x --batch_size), its --p 0.75); "
         "lump always mixes one "
         "per current image",
     )
@@ -173,6 +176,7 @@ def add_strategy_args(parser: argparse.ArgumentParser) -> None:
     add_derpp_args(g)
     add_co2l_args(g)
     add_cromo_mixup_args(g)
+    add_osiris_args(g)
 
 
 def check_strategy_names(names) -> list[str]:
@@ -186,7 +190,8 @@ def check_strategy_names(names) -> list[str]:
     replays = [n for n in names if STRATEGIES[n].kind == "replay"]
     if len(replays) > 1:
         raise ValueError(
-            f"--cl_strategy {' '.join(replays)}: choose one replay strategy (replay, der, derpp, lump, cromo_mixup)"
+            f"--cl_strategy {' '.join(replays)}: choose one replay strategy "
+            "(replay, der, derpp, lump, cromo_mixup, osiris)"
         )
     return names
 
@@ -200,7 +205,7 @@ def validate_strategy_args(args, datamodule) -> None:
     if not names:
         return
     classes = [STRATEGIES[n] for n in names]
-    frozen = [c.name for c in classes if c.needs_frozen]
+    frozen = [c.name for c in classes if c.uses_frozen(args)]
     if frozen and args.num_tasks < 2:
         raise ValueError(
             f"--cl_strategy {frozen[0]} regularises towards the previous task's frozen "
@@ -233,7 +238,7 @@ def validate_strategy_args(args, datamodule) -> None:
             )
     if "lump" in names and getattr(args, "lump_views", "ssl") == "ucl":
         args.lump_view_crop = datamodule.view_settings[1]["crop_size"]  # the stored view's size
-    for c in classes:  # a strategy's own flag checks (SI, DER++, Co2L, CroMo-Mixup)
+    for c in classes:  # a strategy's own flag checks (SI, DER++, Co2L, CroMo-Mixup, Osiris)
         if hasattr(c, "check_args"):
             c.check_args(args)
     if "ewc" in names and args.ewc_lamb < 0:

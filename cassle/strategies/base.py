@@ -49,6 +49,11 @@ class Strategy(nn.Module):
         super().__init__()
         self.task_idx = int(args.task_idx)
 
+    @classmethod
+    def uses_frozen(cls, args) -> bool:
+        """Whether this run reads the frozen backbone (``needs_frozen``; Osiris: its D variant only)."""
+        return cls.needs_frozen
+
     def on_task_start(self, model) -> None: ...
 
     def on_train_start(self, model) -> None: ...
@@ -95,7 +100,7 @@ class StrategyMixin:
         self._own_frozen = False
         if (
             self.frozen_active
-            and any(c.needs_frozen for c in self.strategy_classes)
+            and any(c.uses_frozen(args) for c in self.strategy_classes)
             and not hasattr(self, "frozen_backbone")
         ):
             # Without a distiller the strategy owns the snapshot; with one it shares CaSSLe's.
