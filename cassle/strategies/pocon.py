@@ -113,7 +113,7 @@ def check_pocon_args(args) -> None:
     if args.max_epochs is None or args.max_epochs < 2:
         raise ValueError(f"--pocon needs --max_epochs >= 2 (an expert and a merge epoch), got {args.max_epochs}")
     if args.pocon_expert_epochs is None:
-        args.pocon_expert_epochs = min(max(1, round(2 * args.max_epochs / 3)), args.max_epochs - 1)
+        args.pocon_expert_epochs = default_expert_epochs(args.max_epochs)
     if not 0 < args.pocon_expert_epochs < args.max_epochs:
         raise ValueError(
             f"--pocon_expert_epochs {args.pocon_expert_epochs} must leave expert and merge epochs "
@@ -124,6 +124,11 @@ def check_pocon_args(args) -> None:
             f"task {args.task_idx} with --pocon needs --pretrained_model: the previous task's final "
             "checkpoint (its main network is F_(t-1) and the new expert's start)"
         )
+
+
+def default_expert_epochs(max_epochs: int) -> int:
+    """2/3 of the task (the code's 500 expert : 250 merge epochs), at least one epoch of each."""
+    return min(max(1, round(2 * max_epochs / 3)), max_epochs - 1)
 
 
 def check_pocon_resume(ckpt: dict, path: str, args) -> None:
@@ -188,7 +193,8 @@ class PoconMixin:
         super().__init__(**kwargs)
         hp = self.hparams
         self.pocon_task = int(hp.task_idx)
-        self.pocon_expert_epochs = int(hp.pocon_expert_epochs)
+        given = hp.pocon_expert_epochs
+        self.pocon_expert_epochs = int(given) if given is not None else default_expert_epochs(hp.max_epochs)
         d = self.features_dim
         self.pocon = nn.ModuleDict(
             {
