@@ -25,8 +25,11 @@ def build_model(args):
     from cassle.distillers import distill_wrapper
     from cassle.methods import METHODS
     from cassle.strategies import strategy_wrapper
+    from cassle.strategies.pocon import pocon_wrapper
 
     method_cls = METHODS[args.method]
+    if getattr(args, "pocon", False):  # POCON's two phases per task; no distiller, no strategy
+        return pocon_wrapper(method_cls)(**vars(args))
     if args.distiller:
         method_cls = distill_wrapper(method_cls, args.distiller)
     method_cls = strategy_wrapper(method_cls, args.cl_strategy, base_method=METHODS[args.method])
@@ -131,13 +134,17 @@ def build_lightning_strategy(args):
     entry = StrategyRegistry[name] if isinstance(name, str) and name in StrategyRegistry else None
     if entry is None or not issubclass(entry["strategy"], DDPStrategy):
         return name
-    return entry["strategy"](**entry["init_params"], broadcast_buffers=args.ddp_broadcast_buffers)
+    params = dict(entry["init_params"])
+    if getattr(args, "pocon", False):  # each POCON phase leaves the other's parameters without gradient
+        params["find_unused_parameters"] = True
+    return entry["strategy"](**params, broadcast_buffers=args.ddp_broadcast_buffers)
 
 
 def run_task(args, extra_callbacks=()) -> pl.Trainer:
     """Train task `args.task_idx`; returns the trainer (tests pass extra callbacks)."""
     from cassle.data import ContinualDataModule
     from cassle.strategies import TaskEndCallback, validate_strategy_args
+    from cassle.strategies.pocon import check_pocon_args, check_pocon_resume
     from cassle.utils.args import save_args
     from cassle.utils.callbacks import AtomicLastCheckpoint, ConsoleProgress, RNGStateCheckpoint
     from cassle.utils.checkpoint import check_compatible, load_pretrained, read_checkpoint, resume_context
@@ -152,6 +159,7 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
     args.num_classes = datamodule.num_classes  # from the data (and the images checked)
     args.num_tasks = datamodule.args.num_tasks  # a domain split: one task per domain
     validate_strategy_args(args, datamodule)
+    check_pocon_args(args)
     pretrained = None
     if args.resume_from_checkpoint:
         # Read (safely) and checked here; Lightning's own load below applies the same allowlist.
@@ -163,6 +171,7 @@ def run_task(args, extra_callbacks=()) -> pl.Trainer:
                 "with --pretrained_model instead"
             )
         check_compatible(resumed, args.resume_from_checkpoint, args, resume=True)
+        check_pocon_resume(resumed, args.resume_from_checkpoint, args)
     elif args.pretrained_model:
         pretrained = read_checkpoint(args.pretrained_model, trust=args.trust_checkpoint, hints=args)
         check_compatible(pretrained, args.pretrained_model, args)

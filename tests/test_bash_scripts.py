@@ -25,6 +25,7 @@ import pytest
 from cassle.continual.plan import PlanError, get_flag, parse_script, plan_tasks, split_flags
 from cassle.utils.args import parse_args
 from tests.pnr_scripts import PNR, PNR_GRID, is_pnr, recipe_of
+from tests.pocon_scripts import POCON, POCON_GRID, is_pocon
 from tests.script_table_22a import CIFAR_RECIPE_22A, CIFAR_WARMUP_22A, MORE_22A, PAPER_22A
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,6 +131,8 @@ def _variant(path: Path) -> str:
     """ "" (fine-tuning), "distill", "pnr" (tests/pnr_scripts.py), or a STRATEGY_SCRIPTS suffix."""
     if is_pnr(path):
         return "pnr"
+    if is_pocon(path):  # its recipe: tests/test_scripts_pocon.py
+        return "pocon"
     for suffix in sorted(STRATEGY_SCRIPTS, key=len, reverse=True):
         if path.stem.endswith("_" + suffix) and path.stem[: -len(suffix) - 1] in PAPER:
             return suffix
@@ -178,6 +181,7 @@ def test_every_expected_script_is_shipped():
         for suffix in suffixes
     }
     expected |= {f"{setting}/{stem}_pnr.sh" for setting in PNR_GRID for stem in PNR}
+    expected |= {f"{setting}/{stem}_pocon.sh" for setting in POCON_GRID for stem in POCON}
     shipped = set(_ids(SCRIPTS))
     assert not expected - shipped, f"missing scripts: {sorted(expected - shipped)}"
     assert not shipped - expected, f"unexpected scripts (add them to SETTINGS): {sorted(shipped - expected)}"
@@ -295,9 +299,10 @@ def _flat(v):
     return list(v) if isinstance(v, (list, tuple)) else [v]
 
 
-@pytest.mark.parametrize(
-    "path", [p for p in SCRIPTS if _setting(p) == "cifar"], ids=_ids([p for p in SCRIPTS if _setting(p) == "cifar"])
-)
+CIFAR_SCRIPTS = [p for p in SCRIPTS if _setting(p) == "cifar" and not is_pocon(p)]  # POCON: its own recipe
+
+
+@pytest.mark.parametrize("path", CIFAR_SCRIPTS, ids=_ids(CIFAR_SCRIPTS))
 def test_cifar_recipe(path: Path):
     opt, lr, cls_lr, wd, excl, min_lr, jitter, solar, min_scale = recipe_of(path, CIFAR_RECIPE[_stem(path)])
     a = _args(path)

@@ -103,3 +103,22 @@ def test_compare_shows_the_papers_number_only_beside_the_papers_protocol(tmp_pat
     assert (rows["CaSSLe"]["paper"], rows["CaSSLe"]["protocol"]) == ("62.2", "paper")
     _run(tmp_path / "g", "byol-ft-2", "byol", 2, 41.0)  # same row, other protocol: refused
     assert main(["--compare", str(tmp_path / "g"), "--output_dir", str(out)]) == 2
+
+
+def test_pocon_runs_are_their_own_row_without_a_paper_number(tmp_path):
+    """A --pocon run is labelled POCON (never fine-tuning beside the paper's number), after PNR."""
+    from cassle.eval.compare import PAPER_POCON_CIFAR100, ROW_ORDER, strategy_label
+
+    assert strategy_label({"pocon": True}) == "POCON" and ROW_ORDER[-1] == "POCON"
+    run = _run(tmp_path / "g", "barlow-pocon", "barlow_twins", 1, 50.0)
+    for t in range(2):
+        args = json.loads((run / f"task{t}" / "args.json").read_text())
+        (run / f"task{t}" / "args.json").write_text(json.dumps({**args, "pocon": True}))
+    _run(tmp_path / "g", "barlow-ft", "barlow_twins", 1, 40.0)
+    out = tmp_path / "cmp"
+    assert main(["--compare", str(tmp_path / "g"), "--output_dir", str(out)]) == 0
+    rows = {r["strategy"]: r for r in csv.DictReader((out / "comparison.csv").open()) if r["metric"] == "A"}
+    assert rows["POCON"]["paper"] == str(PAPER_POCON_CIFAR100.get("barlow_twins", ""))
+    assert rows["fine-tuning"]["paper"] == "54.3"
+    md = (out / "comparison.md").read_text()
+    assert md.index("| fine-tuning |") < md.index("| POCON |")

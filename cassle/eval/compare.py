@@ -71,6 +71,7 @@ ROW_ORDER = [
     "Osiris-R",
     "Osiris-D",
     "PNR",
+    "POCON",
 ]
 # CroMo-Mixup (Mushtaq et al., ECCV 2024) is run as CaSSLe's distiller (its KD term) + --cl_strategy
 # cromo_mixup; no paper number beside its rows: its CIFAR-100 runs (750 epochs per task, 500 images
@@ -95,6 +96,13 @@ PAPER_CIFAR100 = {
 # numbers and the paper's table could not be read when PNR was added; a PNR row shows no paper
 # number until one is entered here with its source (README, "Continual strategies").
 PAPER_PNR_CIFAR100: dict[str, float] = {}
+
+# POCON paper (Gomez-Villa et al., WACV 2024) CIFAR-100 numbers: none here. Its protocol is not this
+# grid's (its public command, alviur/pocon_wacv2024 src/tests/wacv.py, runs 10 tasks with 500 + 250
+# epochs per task and 500 + 500 at task 0, and probes each task with linear heads), and its tables
+# could not be read when POCON was added: a POCON row shows no paper number; enter the paper's
+# CIFAR-100 accuracy for a matching protocol here with its source (README, "CaSSLe's successors").
+PAPER_POCON_CIFAR100: dict[str, float] = {}
 
 
 class CompareError(ValueError):
@@ -141,6 +149,8 @@ def _last_task_args(run: Path) -> dict:
 
 
 def strategy_label(args: dict) -> str:
+    if args.get("pocon"):  # POCON's own task loop (--pocon): never combined with the others
+        return "POCON"
     osiris = "Osiris-D" if args.get("osiris_variant") == "d" else "Osiris-R"
     names = [osiris if n == "osiris" else STRATEGY_NAMES.get(n, n) for n in (args.get("cl_strategy") or [])]
     if args.get("distiller"):  # PNR's distillers (pnr_*) are PNR, not CaSSLe: never CaSSLe's number
@@ -171,6 +181,8 @@ def paper_value(strategy: str, method: str, setting: tuple) -> float | None:
         return None
     if strategy == "PNR":
         return PAPER_PNR_CIFAR100.get(method)
+    if strategy == "POCON":
+        return PAPER_POCON_CIFAR100.get(method)
     return {"fine-tuning": PAPER_CIFAR100[method][0], "CaSSLe": PAPER_CIFAR100[method][1]}.get(strategy)
 
 

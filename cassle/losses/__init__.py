@@ -26,6 +26,7 @@ from cassle.losses.moco import moco_loss_func
 from cassle.losses.mocov3 import mocov3_loss_func
 from cassle.losses.nnclr import nnclr_loss_func
 from cassle.losses.pnr import pnr_infonce_losses, pnr_moco_losses, pnr_negative_loss
+from cassle.losses.pocon import pocon_l2_term, pocon_merge_loss
 from cassle.losses.relational import relational_distill_loss
 from cassle.losses.ressl import ressl_loss_func
 from cassle.losses.simclr import simclr_loss_func, supcon_pos_mask
@@ -60,4 +61,6 @@ __all__ = [
     "pnr_infonce_losses",
     "pnr_moco_losses",
     "pnr_negative_loss",
+    "pocon_l2_term",
+    "pocon_merge_loss",
 ]

@@ -187,6 +187,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     from cassle.distillers import DISTILLERS, add_distiller_args
     from cassle.methods import METHODS
     from cassle.strategies import add_strategy_args
+    from cassle.strategies.pocon import add_pocon_args
 
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--method")
@@ -207,6 +208,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     METHODS[known.method].add_model_specific_args(parser)
     add_distiller_args(parser)
     add_strategy_args(parser)
+    add_pocon_args(parser)
     add_original_flags(parser)
     return parser
 

@@ -267,7 +267,7 @@ def _first_line(err: BaseException) -> str:
 # Keys a checkpoint may lack or carry beyond the model: the CaSSLe parts exist only from task 1 on;
 # continual strategies (buffer, Fisher, PFR projector) only in runs that use them; the
 # --momentum_classifier monitor only when asked for (it starts afresh otherwise).
-DISTILL_PREFIXES = ("frozen_", "distiller.", "strategies.", "momentum_classifier.")
+DISTILL_PREFIXES = ("frozen_", "distiller.", "strategies.", "momentum_classifier.", "pocon.")
 
 
 def read_checkpoint(path: str, *, trust: bool = False, hints=None) -> dict:
