@@ -236,7 +236,8 @@ def test_model_builds_from_script_heads(path: Path):
         from main_continual import build_model
     finally:
         sys.path.pop(0)
-    args = _args(path, "--backbone", "tiny")
+    # the ViT scripts' drop path and frozen patch projection have no meaning for the conv net
+    args = _args(path, "--backbone", "tiny", "--drop_path_rate", "0", "--no-freeze_patch_embed")
     args.num_classes = {"cifar100": 100, "imagenet100": 100, "domainnet": 345, "digits": 10, "custom": 10}[args.dataset]
     model = build_model(args)
     assert hasattr(model, "projector")
