@@ -94,6 +94,11 @@ def check_task_args(args) -> None:
             f"--task_idx {args.task_idx} is out of range for --num_tasks "
             f"{args.num_tasks} (valid: 0..{args.num_tasks - 1})"
         )
+    if getattr(args, "num_small_crops", 0) and args.cl_strategy:
+        raise ValueError(
+            "--num_small_crops (multi-crop) does not combine with --cl_strategy: the strategies' "
+            "buffers and losses take the two global views"
+        )
     if args.distiller and args.task_idx > 0 and not args.pretrained_model and not args.resume_from_checkpoint:
         raise ValueError(
             f"task {args.task_idx} with --distiller {args.distiller} needs "

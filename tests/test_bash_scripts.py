@@ -26,7 +26,7 @@ from cassle.continual.plan import PlanError, get_flag, parse_script, plan_tasks,
 from cassle.utils.args import parse_args
 from tests.pnr_scripts import PNR, PNR_GRID, is_pnr, recipe_of
 from tests.pocon_scripts import POCON, POCON_GRID, is_pocon
-from tests.script_table_22a import CIFAR_RECIPE_22A, CIFAR_WARMUP_22A, MORE_22A, PAPER_22A
+from tests.script_table_22a import CIFAR_RECIPE_22A, CIFAR_WARMUP_22A, IN100_RECIPE_22, MORE_22A, PAPER_22A
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT_ROOT = REPO / "bash_files" / "continual"
@@ -51,7 +51,7 @@ SETTINGS = {
 }
 # Issue 22's DINO, DeepClusterV2 and MoCo v3: CIFAR-100 and the digits demo.
 MORE_22B = ("dino", "deepclusterv2", "mocov3")
-for _setting_name in ("cifar", "digits"):
+for _setting_name in ("cifar", "digits", "imagenet-100/class", "imagenet-100/data"):
     SETTINGS[_setting_name] = (SETTINGS[_setting_name][0] + MORE_22B + MORE_22A, *SETTINGS[_setting_name][1:])
 # file stem -> (--method, the distiller the paper pairs with it); written here from the paper,
 # not imported from cassle.distillers, so a wrong pairing in either place fails.
@@ -255,7 +255,8 @@ def test_model_builds_from_script_heads(path: Path):
         from main_continual import build_model
     finally:
         sys.path.pop(0)
-    args = _args(path, "--backbone", "tiny")
+    # the ViT scripts' drop path and frozen patch projection have no meaning for the conv net
+    args = _args(path, "--backbone", "tiny", "--drop_path_rate", "0", "--no-freeze_patch_embed")
     args.num_classes = {"cifar100": 100, "imagenet100": 100, "domainnet": 345, "digits": 10, "custom": 10}[args.dataset]
     model = build_model(args)
     assert hasattr(model, "projector")
@@ -293,6 +294,7 @@ BIG_RECIPE = {
     "swav": ("lars", "warmup_cosine", 0.8, 1e-6),
     "vicreg": ("lars", "warmup_cosine", 0.4, 1e-4),
 }
+BIG_RECIPE.update({stem: recipe[:4] for stem, recipe in IN100_RECIPE_22.items()})  # ImageNet-100 only
 
 
 def _flat(v):

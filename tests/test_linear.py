@@ -136,8 +136,18 @@ def test_reference_lrs():
         LINEAR_LRS["swav"],
         LINEAR_LRS["vicreg"],
     ) == (3.0, 3.0, 1.0, 1.0, 0.15, 0.3)
+    # issue 22's methods (solo-learn's linear scripts; cassle/eval/linear.py names each source)
+    assert [LINEAR_LRS[m] for m in ("simsiam", "nnclr", "ressl", "wmse", "dino", "deepclusterv2", "mocov3")] == [
+        30.0,
+        0.3,
+        3.0,
+        0.1,
+        0.3,
+        0.15,
+        0.3,
+    ]
     with pytest.raises(EvalInputError, match="valid methods: .*byol"):
-        reference_lr("dino")
+        reference_lr("not_a_method")
 
 
 def test_row_is_task_agnostic_without_masking():
@@ -363,10 +373,11 @@ def test_cli_needs_exactly_one_target(capsys):
 
 # --------------------------------------------------------------------------- bash scripts
 LINEAR_SCRIPTS = REPO / "bash_files" / "linear"
+MORE_22 = ["simsiam", "nnclr", "ressl", "wmse", "dino", "deepclusterv2", "mocov3"]  # issue 22's methods
 EXPECTED = {
     "cifar": ["barlow", "byol", "mocov2plus", "simclr", "swav", "vicreg"],
-    "imagenet-100/class": ["barlow", "byol", "mocov2plus", "simclr", "supcon", "swav", "vicreg"],
-    "imagenet-100/data": ["barlow", "byol", "mocov2plus", "simclr", "supcon", "swav", "vicreg"],
+    "imagenet-100/class": ["barlow", "byol", "mocov2plus", "simclr", "supcon", "swav", "vicreg", *MORE_22],
+    "imagenet-100/data": ["barlow", "byol", "mocov2plus", "simclr", "supcon", "swav", "vicreg", *MORE_22],
     "domainnet": ["barlow", "byol", "mocov2plus", "simclr", "supcon", "swav", "vicreg"],
 }
 ALL_SCRIPTS = [(folder, m) for folder, methods in EXPECTED.items() for m in methods]

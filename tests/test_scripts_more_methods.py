@@ -1,5 +1,6 @@
 """Issue 22's DINO, DeepClusterV2 and MoCo v3 scripts through the launcher (slow smoke runs; the
-fast checks of every script are in tests/test_bash_scripts.py)."""
+fast checks of every script are in tests/test_bash_scripts.py), and the ImageNet-100 recipes of
+issue 22's seven methods (fast)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,45 @@ import os
 import numpy as np
 import pytest
 
-from tests.test_bash_scripts import MORE_22B, PAPER, SCRIPT_ROOT, _final_val_acc, _launch
+from cassle.continual.plan import split_flags
+from tests.script_table_22a import IN100_RECIPE_22, MORE_22
+from tests.test_bash_scripts import MORE_22B, PAPER, SCRIPT_ROOT, _args, _argv, _final_val_acc, _flat, _launch
+
+IN100_22 = sorted(
+    p
+    for split in ("class", "data")
+    for p in (SCRIPT_ROOT / "imagenet-100" / split).glob("*.sh")
+    if p.stem.split("_")[0] in MORE_22
+)
+
+
+def test_every_issue22_method_has_imagenet100_scripts():
+    names = {p.relative_to(SCRIPT_ROOT).as_posix() for p in IN100_22}
+    want = {f"imagenet-100/{s}/{m}{v}.sh" for s in ("class", "data") for m in MORE_22 for v in ("", "_distill")}
+    assert names == want
+
+
+@pytest.mark.parametrize("path", IN100_22, ids=[p.relative_to(SCRIPT_ROOT).as_posix() for p in IN100_22])
+def test_imagenet100_recipe_of_issue22_methods(path):
+    stem = path.stem.split("_")[0]
+    opt, scheduler, lr, wd, cls_lr, warmup, min_lr, jitter, blur, solar, min_scale = IN100_RECIPE_22[stem]
+    a = _args(path)
+    assert (a.optimizer, a.scheduler, a.lr, a.weight_decay, a.classifier_lr) == (opt, scheduler, lr, wd, cls_lr)
+    assert (a.warmup_epochs, a.warmup_start_lr, a.min_lr) == (*warmup, min_lr)
+    assert [_flat(getattr(a, k))[0] for k in ("brightness", "contrast", "saturation", "hue")] == list(jitter)
+    assert _flat(a.gaussian_prob) == blur and _flat(a.solarization_prob) == solar and _flat(a.min_scale) == [min_scale]
+    if opt == "lars":
+        assert a.eta_lars == 0.02 and a.grad_clip_lars and a.exclude_bias_n_norm
+    assert a.dali and a.num_small_crops == 0 and a.backbone == "resnet18"
+    assert a.zero_init_residual == (stem == "simsiam") and bool(getattr(a, "momentum_classifier", False)) == (
+        stem == "ressl"
+    )
+    assert "# Source: solo-learn " in path.read_text(), f"{path.name} names no source"
+    # the distiller's flags are those of the method's CIFAR CaSSLe script
+    if path.stem.endswith("_distill"):
+        cifar = SCRIPT_ROOT / "cifar" / f"{stem}_distill.sh"
+        mine = [(f, v) for f, v in split_flags(_argv(path)) if f.startswith("--distill")]
+        assert mine == [(f, v) for f, v in split_flags(_argv(cifar)) if f.startswith("--distill")]
 
 
 @pytest.mark.slow

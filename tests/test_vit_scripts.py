@@ -43,13 +43,25 @@ DINO_RECIPE = {
     "--exclude_bias_n_norm": [],
     "--clip_grad": ["3.0"],
     "--base_tau_momentum": ["0.996"],
+    # main_dino.py: --weight_decay_end 0.4, --drop_path_rate 0.1, global crops of area (0.4, 1),
+    # 8 local crops of area (0.05, 0.4) with blur p 0.5 (96 px for 224 px; 16 px on CIFAR's 32)
+    "--weight_decay_end": ["0.4"],
+    "--drop_path_rate": ["0.1"],
+    "--min_scale": ["0.4"],
+    "--num_small_crops": ["8"],
+    "--small_crop_size": ["16"],
+    "--small_crop_min_scale": ["0.05"],
+    "--small_crop_max_scale": ["0.4"],
+    "--small_crop_gaussian_prob": ["0.5"],
 }
+# moco-v3 vits.py stop_grad_conv1 (CONFIG.md: --stop-grad-conv1 for ViT-Small)
+MOCOV3_RECIPE = {**RECIPE, "--freeze_patch_embed": []}
 # the ResNet scripts' optimiser flags that the ViT recipe replaces (LARS and its switches)
 REPLACED = {"--eta_lars", "--grad_clip_lars", "--exclude_bias_n_norm"}
 
 
 def _recipe(path: Path) -> dict:
-    return DINO_RECIPE if path.stem.startswith("dino") else RECIPE
+    return {"dino": DINO_RECIPE, "mocov3": MOCOV3_RECIPE}.get(path.stem.split("_")[0], RECIPE)
 
 
 def _flags(path: Path) -> list[tuple[str, list[str]]]:
@@ -92,6 +104,8 @@ def test_imagenet100_vit_script(path: Path):
         "--batch_size": ["128"],
         "--max_epochs": ["400"],
     }
+    if path.stem.startswith("dino"):
+        recipe["--small_crop_size"] = ["96"]  # main_dino.py's local crops for 224 px global ones
     for flag, value in recipe.items():
         assert ours.get(flag) == value, f"{path.name}: {flag} {ours.get(flag)} (recipe: {value})"
     if path.stem.startswith("dino"):  # DINO README, ViT-S/16 boosted run
@@ -102,6 +116,8 @@ def test_imagenet100_vit_script(path: Path):
         assert (ours["--base_tau_momentum"], ours["--final_tau_momentum"]) == (["0.99"], ["1.0"])
     args = parse_args(parse_script(path.read_text(), {"DATA_DIR": "/data"}))
     assert (args.backbone, args.optimizer, args.strategy, args.dataset) == ("vit_small", "adamw", "ddp", "imagenet100")
+    assert args.freeze_patch_embed == path.stem.startswith("mocov3")
+    assert args.num_small_crops == (8 if path.stem.startswith("dino") else 0)
 
 
 @pytest.mark.slow
@@ -150,3 +166,23 @@ def test_vit_cassle_script_smoke_through_launcher(tmp_path):
     _launch(SCRIPT_ROOT / "cifar-vit" / "byol_distill.sh", exp, tiny, env)
     for t in range(2):
         assert (exp / f"task{t}" / "last.ckpt").is_file(), f"task {t} left no checkpoint"
+
+
+@pytest.mark.slow
+def test_dino_vit_multicrop_script_smoke_through_launcher(tmp_path):
+    """cifar-vit/dino_distill.sh as shipped (multi-crop, drop path, wd schedule) through the launcher
+    on vit_tiny with 16 px global and 8 px small crops: tasks 0 and 1 (knowledge distiller)."""
+    data = tmp_path / "cifar"
+    data.mkdir()
+    _fake_cifar100(data)
+    env = {**os.environ, "DATA_DIR": str(data), "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
+    tiny = ["--backbone", "vit_tiny", "--crop_size", "16", "--small_crop_size", "8", "--max_epochs", "1"]
+    tiny += ["--batch_size", "8", "--online_eval_batch_size", "8", "--num_workers", "0", "--num_prototypes", "20"]
+    tiny += ["--proj_hidden_dim", "32", "--output_dim", "16", "--distill_proj_hidden_dim", "32"]
+    tiny += ["--limit_train_batches", "2", "--limit_val_batches", "1", "--accelerator", "cpu", "--devices", "1"]
+    tiny += ["--precision", "32", "--no_progress_bar", "--num_tasks", "2"]
+    exp = tmp_path / "exp"
+    _launch(SCRIPT_ROOT / "cifar-vit" / "dino_distill.sh", exp, tiny, env)
+    for t in range(2):
+        assert (exp / f"task{t}" / "last.ckpt").is_file(), f"task {t} left no checkpoint"
+    assert "train/distill_loss" in (exp / "task1" / "logs" / "metrics.csv").read_text()

@@ -61,13 +61,17 @@ def build_backbone(
     zero_init_residual: bool = False,
     img_size: int | None = None,
     patch_size: int | None = None,
+    drop_path_rate: float = 0.0,
 ) -> tuple[nn.Module, int]:
     """Build backbone `name` (a key of BACKBONES); returns (module, feat_dim).
 
-    `img_size` / `patch_size` go to the ViTs only (their crop and patch, vit.py); the conv nets
-    take any input size and ignore them."""
+    `img_size` / `patch_size` / `drop_path_rate` go to the ViTs only (their crop, patch and
+    stochastic depth, vit.py); the conv nets take any input size and ignore the first two; a
+    drop-path rate for a conv net is a ValueError."""
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; valid names: {sorted(BACKBONES)}")
     if name in VIT_BACKBONES:
-        return BACKBONES[name](cifar=cifar, img_size=img_size, patch_size=patch_size)
+        return BACKBONES[name](cifar=cifar, img_size=img_size, patch_size=patch_size, drop_path_rate=drop_path_rate)
+    if drop_path_rate:
+        raise ValueError(f"--drop_path_rate is for the ViT backbones (vit_*), not {name}")
     return BACKBONES[name](cifar=cifar, zero_init_residual=zero_init_residual)

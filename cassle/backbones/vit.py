@@ -19,6 +19,15 @@ choice (ViT-S/16 of DINO and MoCo v3, solo-learn's default), would leave a 32 px
 tokens. Larger crops get **16**. `dynamic_img_size=True`: other input sizes (DINO's small crops,
 a probe at another size) interpolate the position embeddings bicubically; at the training size
 timm returns them unchanged.
+
+**Stochastic depth** (`drop_path_rate`, DINO's `--drop_path_rate 0.1`; facebookresearch/dino
+main_dino.py gives it to the student only): timm's linearly increasing DropPath per block, active
+in train mode. `disable_drop_path` turns it off in a copy that serves as a target (the momentum
+teacher, CaSSLe's frozen model), as DINO builds its teacher without it.
+
+**Frozen random patch projection** (`freeze_patch_embed`; MoCo v3, Chen et al. 2021, sec. 4.2 "a
+trick for improving stability"; facebookresearch/moco-v3 vits.py `stop_grad_conv1`): the patch embedding's conv
+keeps its random init: requires_grad off, so it is in no optimiser group.
 """
 
 from __future__ import annotations
@@ -58,7 +67,27 @@ def vit_kwargs(backbone: str, crop_size, patch_size: int | None, small_images: b
     return {"img_size": img_size, "patch_size": patch}
 
 
-def _vit(name: str, img_size: int, patch_size: int | None) -> tuple[nn.Module, int]:
+def freeze_patch_embed(net: nn.Module) -> None:
+    """MoCo v3's random patch projection: the patch-embedding conv (weight and bias) stays at its
+    random init (moco-v3 vits.py ``stop_grad_conv1``). ValueError for a net without one."""
+    proj = getattr(getattr(net, "patch_embed", None), "proj", None)
+    if proj is None:
+        raise ValueError("--freeze_patch_embed needs a ViT backbone (vit_tiny / vit_small / vit_base)")
+    for p in proj.parameters():
+        p.requires_grad = False
+
+
+def disable_drop_path(module: nn.Module) -> nn.Module:
+    """Set every timm DropPath of ``module`` to drop nothing (in place; returns the module)."""
+    from timm.layers import DropPath
+
+    for m in module.modules():
+        if isinstance(m, DropPath):
+            m.drop_prob = 0.0
+    return module
+
+
+def _vit(name: str, img_size: int, patch_size: int | None, drop_path_rate: float = 0.0) -> tuple[nn.Module, int]:
     from timm.models.vision_transformer import VisionTransformer
 
     embed_dim, depth, heads = VIT_SIZES[name]
@@ -74,6 +103,7 @@ def _vit(name: str, img_size: int, patch_size: int | None) -> tuple[nn.Module, i
         num_classes=0,
         global_pool="token",
         dynamic_img_size=True,
+        drop_path_rate=drop_path_rate,
     )
     assert net.num_features == embed_dim
     return net, embed_dim
@@ -85,10 +115,11 @@ def _factory(name: str):
         zero_init_residual: bool = False,
         img_size: int | None = None,
         patch_size: int | None = None,
+        drop_path_rate: float = 0.0,
     ) -> tuple[nn.Module, int]:
         # `zero_init_residual` has no meaning for a ViT and is ignored; `cifar` only picks the
         # default crop (32 px) when `img_size` is not given.
-        return _vit(name, img_size or (32 if cifar else 224), patch_size)
+        return _vit(name, img_size or (32 if cifar else 224), patch_size, drop_path_rate)
 
     build.__name__ = name
     build.__doc__ = f"timm ViT ({name}); CLS-token feature of dim {VIT_SIZES[name][0]}."

@@ -192,6 +192,9 @@ def add_augmentation_args(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     g = parser.add_argument_group("augmentation")
     for name, (typ, default, *_rest) in VIEW_SPECS.items():
         g.add_argument(f"--{name}", type=typ, nargs="+", default=default, action=_PerViewAction)
+    from .multicrop import add_multicrop_args
+
+    add_multicrop_args(g)  # --num_small_crops ... (DINO's local crops, multicrop.py)
     g.add_argument("--mean", type=float, nargs=3, default=None, help="override normalisation mean")
     g.add_argument("--std", type=float, nargs=3, default=None, help="override normalisation std")
     return parser

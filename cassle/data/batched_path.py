@@ -102,20 +102,23 @@ class BatchedPathMixin:
             log.warning(message)
 
     # ------------------------------------------------------------------ batched path
-    def augmenter(self, device: torch.device | str):
+    def augmenter(self, device: torch.device | str, small_crops: bool = False):
         """The per-view settings' augmentation on ``device`` (cached): ``MultiViewBatchAugment``,
         run as one fused pass over both views (``FusedViewsAugment``, same output).
+        ``small_crops``: the training views, with multi-crop's small ones after the global two.
 
         Bicubic crop resizing, as the reference's (and the CPU path's) RandomResizedCrop.
         """
         from .gpu_augment import MultiViewBatchAugment
 
         device = torch.device(device)
-        if device not in self._augmenters:
-            views = [{**v, "interpolation": "bicubic"} for v in self.view_settings]
+        key = (device, small_crops)
+        if key not in self._augmenters:
+            settings = self.train_view_settings if small_crops else self.view_settings
+            views = [{**v, "interpolation": "bicubic"} for v in settings]
             multi = MultiViewBatchAugment(views, self.mean, self.std)
-            self._augmenters[device] = FusedViewsAugment(multi).to(device)
-        return self._augmenters[device]
+            self._augmenters[key] = FusedViewsAugment(multi).to(device)
+        return self._augmenters[key]
 
     def _device_loader(
         self,
@@ -184,5 +187,5 @@ class BatchedPathMixin:
                 f"training batch on {images.device} but the augmentation generator is on "
                 f"{generator.device}: the trainer and --data_device disagree"
             )
-        views = self.augmenter(images.device)(images, generator)
+        views = self.augmenter(images.device, small_crops=True)(images, generator)
         return indexes, views, targets

@@ -37,6 +37,7 @@ from .args import view_settings as _view_settings
 from .batched_path import BatchedPathMixin
 from .datasets import TENSOR_DATASETS, TensorImageDataset, dataset_stats, load_dataset
 from .gpu_loader import DeviceBatchLoader
+from .multicrop import small_crop_settings
 from .splits import class_split_tasks
 from .task_data import EvalDataset, TaskDataset, _resolve_args, resolve_num_classes, task_subset  # noqa: F401
 from .transforms import NViewTransform, build_eval_transform, build_multiview_transform, build_view_transform
@@ -158,7 +159,14 @@ class ContinualDataModule(BatchedPathMixin, pl.LightningDataModule):
 
     @property
     def view_settings(self) -> list[dict[str, Any]]:
+        """The two global views (what buffers, the online-eval stream and evaluation read)."""
         return _view_settings(self.args, default_crop_size=self.default_crop_size)
+
+    @property
+    def train_view_settings(self) -> list[dict[str, Any]]:
+        """Every training view: the global ones, then ``--num_small_crops`` small ones (multicrop.py)."""
+        views = self.view_settings
+        return views + small_crop_settings(self.args, views[0])
 
     def steps_per_epoch(self, world_size: int = 1) -> int:
         """Optimizer steps per epoch: each of ``world_size`` ranks gets ceil(N / W) samples
@@ -167,7 +175,7 @@ class ContinualDataModule(BatchedPathMixin, pl.LightningDataModule):
 
     # ------------------------------------------------------------------ datasets / loaders
     def train_transform(self) -> NViewTransform:
-        return build_multiview_transform(self.view_settings, self.mean, self.std)
+        return build_multiview_transform(self.train_view_settings, self.mean, self.std)
 
     def val_transform(self):
         folder = not self.is_tensor_dataset
@@ -317,7 +325,7 @@ class ContinualDataModule(BatchedPathMixin, pl.LightningDataModule):
             return DaliTrainLoader(
                 self.train_full,
                 self.task_indices,
-                self.view_settings,
+                self.train_view_settings,
                 self.mean,
                 self.std,
                 batch_size=self.args.batch_size,

@@ -1,6 +1,6 @@
 """CaSSLe distillers. The key is the `--distiller` value.
 
-Layer: model, above methods. One file per distiller over ``Distiller``; imports methods and
+Layer: model, above methods. One file per distiller over ``Distiller``; imports methods, backbones and
 losses; never strategies, continual or eval.
 """
 

@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 from pytorch_lightning.utilities import rank_zero_info
 
+from cassle.backbones import disable_drop_path
 from cassle.methods.base import BaseMethod, StepOutput, mlp
 
 
@@ -94,7 +95,8 @@ class Distiller(nn.Module):
 
 
 def freeze(module: nn.Module) -> nn.Module:
-    module = copy.deepcopy(module)
+    """A copy outside the optimiser; a distillation target, so its ViT drop path is off."""
+    module = disable_drop_path(copy.deepcopy(module))
     for p in module.parameters():
         p.requires_grad = False
     return module
@@ -157,6 +159,9 @@ class DistillMixin:
         out = super().ssl_step(views, targets)
         if not self.distill_active:
             return out
+        # The views the method returns projections for: with multi-crop (DINO's small crops)
+        # only the global crops are distilled.
+        views = views[: len(out.z)]
         with torch.no_grad():
             z_bar = [self.frozen_projector(self.frozen_backbone(v)) for v in views]
         p = [self.distiller.predictor(z) for z in out.z]

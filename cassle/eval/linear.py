@@ -93,6 +93,13 @@ LINEAR_LRS = {
     "swav": 0.15,
     "vicreg": 0.3,
 }
+# Issue 22's methods (ImageNet-100 ResNet-18, batch 256, 100 epochs, x0.1 at 60 and 80): solo-learn's
+# bash_files/linear/imagenet-100/<method>_linear.sh (Nov 2021, commit 95886b6; SimSiam's 30 also the
+# original cassle code's simsiam_linear.sh); MoCo v3 from solo-learn's scripts/linear/imagenet-100/
+# mocov3.yaml; W-MSE has no linear script there: its generic general_linear.sh's 0.1.
+LINEAR_LRS.update(
+    {"simsiam": 30.0, "nnclr": 0.3, "ressl": 3.0, "wmse": 0.1, "dino": 0.3, "deepclusterv2": 0.15, "mocov3": 0.3}
+)
 MODES = ("fast", "augmented")
 KNN_K, KNN_T = 20, 0.07
 

@@ -24,8 +24,10 @@ import torch.nn.functional as F
 
 from cassle.backbones import BACKBONES, build_backbone, vit_kwargs
 from cassle.eval.knn import KNNMonitor
+from cassle.methods.recipe import add_recipe_args, apply_backbone_recipe, backbone_recipe, step_weight_decay
 from cassle.utils.lars import LARS, exclude_bias_and_norm_param_groups
 from cassle.utils.schedulers import INTERVALS, SCHEDULERS, build_scheduler
+from cassle.utils.wd_schedule import mark_default_groups, settle_marks
 
 OPTIMIZERS = ("sgd", "lars", "adam", "adamw")
 # Multi-process loss semantics (cassle.losses): "local" = the reference's (each process's batch),
@@ -91,7 +93,9 @@ class BaseMethod(pl.LightningModule):
                 args.get("patch_size"),
                 small_images=args.dataset in SMALL_IMAGE_DATASETS,
             ),
+            **backbone_recipe(args),
         )
+        apply_backbone_recipe(self)  # --freeze_patch_embed, flag checks (recipe.py)
         self.classifier = nn.Linear(self.features_dim, args.num_classes)
         self._nonfinite_loss: torch.Tensor | None = None
         self.channels_last = False  # set by the runner on GPUs; see _memory_format
@@ -133,6 +137,7 @@ class BaseMethod(pl.LightningModule):
             help="online classifier lr, used as given (not scaled, like the reference), no weight decay",
         )
         group.add_argument("--weight_decay", type=float, default=1e-4)
+        add_recipe_args(group)  # --weight_decay_end, --drop_path_rate, --freeze_patch_embed
         group.add_argument("--momentum", type=float, default=0.9, help="SGD/LARS momentum")
         group.add_argument("--eta_lars", type=float, default=1e-3, help="LARS trust coefficient")
         group.add_argument(
@@ -183,7 +188,7 @@ class BaseMethod(pl.LightningModule):
     def learnable_params(self) -> list[dict]:
         """Parameter groups; methods append their heads, the mixin its predictor."""
         return [
-            {"name": "backbone", "params": list(self.backbone.parameters())},
+            {"name": "backbone", "params": [p for p in self.backbone.parameters() if p.requires_grad]},
             {
                 "name": "classifier",
                 "params": list(self.classifier.parameters()),
@@ -197,6 +202,7 @@ class BaseMethod(pl.LightningModule):
         # Only --lr is per 256 images and scaled to the total batch (reference rule, module doc).
         lr = args.lr * args.batch_size * self.trainer.world_size / 256
         groups = self.learnable_params()
+        mark_default_groups(groups)  # the groups --weight_decay_end schedules (wd_schedule.py)
         for group in groups:
             factor = group.pop("lr_factor", 1.0)
             if "lr" not in group:
@@ -221,6 +227,7 @@ class BaseMethod(pl.LightningModule):
             for g in groups:  # group names must stay unique (LearningRateMonitor keys)
                 if g.get("exclude_from_lars"):
                     g["name"] += "_bias_norm"
+        settle_marks(groups)
         name = "lars" if args.lars else args.optimizer
         if name == "sgd":
             opt = torch.optim.SGD(groups, lr=lr, momentum=args.momentum, weight_decay=args.weight_decay)
@@ -357,6 +364,9 @@ class BaseMethod(pl.LightningModule):
         if self.knn is not None:
             self.knn.update("test", feats.detach(), targets)
         return loss
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        step_weight_decay(self)  # --weight_decay_end: DINO's schedule, a function of the step
 
     def on_train_epoch_start(self) -> None:
         if self.knn is not None:

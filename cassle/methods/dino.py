@@ -46,6 +46,11 @@ def dino_projector(in_dim: int, hidden_dim: int, out_dim: int, layers: int = 3) 
 
 
 class DINO(BaseMomentumMethod):
+    # Multi-crop (--num_small_crops, cassle/data/multicrop.py): the student sees every crop, the
+    # teacher the two global ones (facebookresearch/dino main_dino.py: teacher(images[:2])).
+    supports_small_crops = True
+    NUM_GLOBAL = 2
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         args = self.hparams
@@ -63,7 +68,7 @@ class DINO(BaseMomentumMethod):
             warmup_teacher_temp_epochs=args.warmup_teacher_temperature_epochs,
             num_epochs=args.max_epochs,
             student_temp=args.student_temperature,
-            num_crops=2,
+            num_crops=self.NUM_GLOBAL + int(args.get("num_small_crops") or 0),
         )
 
     @staticmethod
@@ -118,10 +123,13 @@ class DINO(BaseMomentumMethod):
         return z, prototype_scores(prototypes, F.normalize(z.float(), dim=-1))
 
     def ssl_step(self, views, targets) -> StepOutput:
+        # views: the two global crops, then the small ones (if any); the student sees them all
         feats = [self.backbone(v) for v in views]
         z, p = zip(*(self._logits(self.projector, self.prototypes, f) for f in feats))
         with torch.no_grad():
-            momentum_feats = [self.momentum_backbone(v) for v in views]
+            momentum_feats = [self.momentum_backbone(v) for v in views[: self.NUM_GLOBAL]]
             p_teacher = [self._logits(self.momentum_projector, self.momentum_prototypes, f)[1] for f in momentum_feats]
         loss = self.dino_loss(torch.cat(p), torch.cat(p_teacher))
-        return StepOutput(loss=loss, feats=feats, z=list(z), momentum_feats=momentum_feats)
+        # The classifier, the kNN monitor and CaSSLe's distiller get the global crops only.
+        g = self.NUM_GLOBAL
+        return StepOutput(loss=loss, feats=feats[:g], z=list(z[:g]), momentum_feats=momentum_feats)

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cassle.backbones import disable_drop_path
 from cassle.methods.base import BaseMethod
 
 
@@ -36,8 +37,9 @@ def ema_update(online: nn.Module, momentum: nn.Module, tau: float) -> None:
 
 
 def momentum_copy(module: nn.Module) -> nn.Module:
-    """A frozen-gradient copy: updated only by EMA, never by the optimiser."""
-    copy_ = copy.deepcopy(module)
+    """A frozen-gradient copy: updated only by EMA, never by the optimiser. A target network: its
+    ViT stochastic depth is off (DINO's teacher has none; ``--drop_path_rate``)."""
+    copy_ = disable_drop_path(copy.deepcopy(module))
     for p in copy_.parameters():
         p.requires_grad = False
     return copy_

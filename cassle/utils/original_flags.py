@@ -14,7 +14,8 @@ import argparse
 # e.g. --encoder, --lars, --momentum_classifier, are defined where they belong.)
 ORIGINAL_NOOP_HELP = "original code's flag, accepted: {}"
 UNSUPPORTED_ORIGINAL_FLAGS = {
-    "--multicrop": "multi-crop views are not implemented here (the CaSSLe methods use two crops)",
+    "--multicrop": "multi-crop is --num_small_crops N with --small_crop_size / --small_crop_min_scale / "
+    "--small_crop_max_scale here (DINO only; cassle/data/multicrop.py)",
     "--no_labels": "unlabelled custom datasets are not supported (the online classifier needs labels)",
     "--auto_umap": "UMAP plots are not part of this project",
     "--auto_umap_dir": "UMAP plots are not part of this project",
@@ -95,9 +96,6 @@ def add_original_flags(parser: argparse.ArgumentParser, *, linear: bool = False)
         help="the original spelling of --crop_size",
     )
     g.add_argument("--num_crops", type=int, choices=[2], default=2, help="the CaSSLe methods use two crops")
-    g.add_argument(
-        "--num_small_crops", type=int, choices=[0], default=0, help="multi-crop views are not implemented here"
-    )
     g.add_argument("--multicrop", action=_Unsupported, help=argparse.SUPPRESS)
     g.add_argument(
         "--semi_supervised", type=float, default=None, help=ORIGINAL_NOOP_HELP.format("it had no effect on pretraining")

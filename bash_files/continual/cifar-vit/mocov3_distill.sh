@@ -7,6 +7,8 @@
 #   AdamW on all parameters, lr 1.5e-4 per 256 images, weight decay 0.1 fixed, 40 warmup epochs
 #   from 0, cosine to 0, schedule per iteration, no layer-wise lr decay, no gradient clipping).
 #   Online classifier lr 3e-4 (solo-learn scripts/pretrain/imagenet-100/mocov3_vit.yaml).
+# Random patch projection (Chen et al. 2021 sec. 4.2; moco-v3 vits.py stop_grad_conv1, CONFIG.md
+#   --stop-grad-conv1): the patch embedding stays at its random init (--freeze_patch_embed).
 # Run all tasks: DATA_DIR=/path/to/cifar100 python job_launcher.py --script bash_files/continual/cifar-vit/mocov3_distill.sh
 # DATA_DIR holds torchvision's cifar-100-python/ (or train_*.npz + test.npz).
 # The launcher drops the distiller flags for task 0 and gives task t the checkpoint of task t-1.
@@ -20,6 +22,7 @@ python main_continual.py \
     --max_epochs 500 \
     --backbone vit_small \
     --patch_size 4 \
+    --freeze_patch_embed \
     --accelerator gpu \
     --devices 1 \
     --precision auto \

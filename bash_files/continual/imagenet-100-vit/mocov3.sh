@@ -7,6 +7,8 @@
 #   AdamW on all parameters, lr 1.5e-4 per 256 images, weight decay 0.1 fixed, 40 warmup epochs
 #   from 0, cosine to 0, schedule per iteration, no layer-wise lr decay, no gradient clipping).
 #   Online classifier lr 3e-4 (solo-learn scripts/pretrain/imagenet-100/mocov3_vit.yaml).
+# Random patch projection (Chen et al. 2021 sec. 4.2; moco-v3 vits.py stop_grad_conv1, CONFIG.md
+#   --stop-grad-conv1): the patch embedding stays at its random init (--freeze_patch_embed).
 # Run all tasks: DATA_DIR=/path/to/imagenet-100 python job_launcher.py --script bash_files/continual/imagenet-100-vit/mocov3.sh
 # DATA_DIR holds train/ and val/ with one folder per class.
 python main_continual.py \
@@ -22,6 +24,7 @@ python main_continual.py \
     --max_epochs 400 \
     --backbone vit_small \
     --patch_size 16 \
+    --freeze_patch_embed \
     --accelerator gpu \
     --devices 2 \
     --strategy ddp \
