@@ -11,7 +11,7 @@ How ``--compare`` shows an entry (``lookup``):
 
 * its dataset, split and number of tasks equal the compared runs' and its training protocol is this
   repo's (``REPO_PROTOCOLS``: CIFAR-100, 5 class-incremental tasks x 500 epochs, ResNet-18, the
-  paper's linear accuracy after the last task; README, /work/shared/REFERENCE.md sections 4 and 5)
+  paper's linear accuracy after the last task; README, the shared REFERENCE.md sections 4 and 5)
   and the runs' own epochs / backbone (their last task's ``args.json``, where stated) agree:
   ``[paper X]`` beside figures made with the paper's evaluation protocol, ``[paper: protocols
   differ]`` beside others (the existing rule of issue 20);
@@ -49,7 +49,7 @@ class PaperNumber(NamedTuple):
     protocol: PaperProtocol
 
 
-# This repository's protocols the papers' numbers can match (README; /work/shared/REFERENCE.md 4, 5).
+# This repository's protocols the papers' numbers can match (README; the shared REFERENCE.md 4, 5).
 REPO_PROTOCOLS = {("cifar100", "class", 5): PaperProtocol("cifar100", "class", 5, 500, "resnet18")}
 
 _CASSLE_SRC = "Fini et al., CVPR 2022 (CaSSLe), CIFAR-100 class-incremental figure (the README's)"
