@@ -1,9 +1,20 @@
-"""The cost of a continual strategy beside CaSSLe: ``throughput.py --modes strategy``.
+"""The cost of CaSSLe's successors beside CaSSLe: ``throughput.py --modes strategy``.
 
-For each strategy of ``STRATEGY_COST`` the training step on pre-made tensors (as throughput's
-``step`` mode) of CaSSLe alone and of CaSSLe + the strategy, at task 1 with a full buffer, in
-views/s (the current batch's views; replayed or mixed images are the strategy's cost), the extra
-time per step, and on CUDA the peak memory of each (``torch.cuda.max_memory_allocated``).
+    python benchmarks/throughput.py --method barlow_twins --distiller decorrelative \
+        --modes finetune,step,strategy --data_dir DATA        # fine-tuning, CaSSLe, PNR, CroMo-Mixup
+
+The training step on pre-made tensors (as throughput's ``step`` mode), at task 1, in views/s (the
+current batch's views; replayed or mixed images are the strategy's cost), of CaSSLe alone
+(``--distiller``), of PNR (``--pnr_distiller``; ``auto``: the method's, ``PNR_DISTILLER``, in place
+of CaSSLe's distiller) and of CaSSLe + each strategy of ``--cl_strategies`` (default: those of
+``STRATEGY_COST`` that support the method) with a full buffer; the extra time per step beside
+CaSSLe, and on CUDA the peak memory of each (``torch.cuda.max_memory_allocated``).
+
+PNR's extra work per step beside CaSSLe's (``cassle/distillers/pnr_*.py``): none in forward passes
+(the frozen backbone + projector once per view and the predictor per view, as CaSSLe); the non-
+contrastive ones one more loss on those tensors (the frozen output of the other view);
+``pnr_contrastive`` (2N x 4N) logits for both terms instead of (2N x 2N) and SimCLR's own loss
+still computed; ``pnr_moco`` a second (2, D, K) queue and 2K negatives per query in both terms.
 
 CroMo-Mixup's extra work per step (``cassle/strategies/cromo_mixup.py``): M = min(B, r) buffer
 images augmented on the device (2 views), one forward + backward of the 2 x M mixed views through
@@ -23,12 +34,16 @@ from __future__ import annotations
 
 import torch
 
+from cassle.distillers import PNR_DISTILLER
+from cassle.strategies.cromo_mixup import SUPPORTED as CROMO_MIXUP_METHODS
+
 # strategy -> its flags (the CIFAR scripts' values: bash_files/continual/cifar/barlow_cromo_mixup.sh and
 # simclr_osiris.sh, whose --replay_batch_size 192 is the default 0.75 x its batch of 256)
 STRATEGY_COST = {
     "cromo_mixup": ["--buffer_size", "500", "--replay_batch_size", "64", "--cromo_lambda", "0.7"],
     "osiris": ["--buffer_size", "500", "--osiris_variant", "r", "--osiris_lamb", "0.5", "--osiris_temperature", "0.1"],
 }
+STRATEGY_METHODS = {"cromo_mixup": CROMO_MIXUP_METHODS}  # the methods a strategy runs with, where limited
 
 
 def _ready(model, dm, device) -> None:
@@ -44,8 +59,27 @@ def _ready(model, dm, device) -> None:
         s.on_train_start = lambda model: None  # keep the source: the timed fit has no datamodule
 
 
+def successors(b) -> tuple[str | None, list[str], list[str]]:
+    """(PNR distiller or None, strategies to measure, notes on what is skipped) for ``b``."""
+    notes = []
+    pnr = PNR_DISTILLER.get(b.method) if b.pnr_distiller == "auto" else b.pnr_distiller
+    if b.pnr_distiller == "none":
+        pnr = None
+    elif pnr is None:
+        notes.append(f"no PNR distiller for --method {b.method} (PNR's code covers {', '.join(PNR_DISTILLER)})")
+    names = list(STRATEGY_COST) if b.cl_strategies == "auto" else [n for n in b.cl_strategies.split(",") if n]
+    keep = []
+    for name in names:
+        supported = STRATEGY_METHODS.get(name)
+        if supported is not None and b.method not in supported:
+            notes.append(f"{name} skipped: it supports --method {', '.join(supported)}")
+        else:
+            keep.append(name)
+    return pnr, keep, notes
+
+
 def strategy_steps(tp, b, batch, device, tmp, log=print) -> tuple[dict, dict]:
-    """(views/s by figure, {strategy: cost}) of CaSSLe and CaSSLe + each strategy; ``tp`` the
+    """(views/s by figure, {successor: cost}) of CaSSLe, PNR and CaSSLe + each strategy; ``tp`` the
     throughput module (its ``build``, ``timed_fit``, ``RepeatBatch``)."""
     build, timed_fit, RepeatBatch = tp.build, tp.timed_fit, tp.RepeatBatch
 
@@ -53,9 +87,9 @@ def strategy_steps(tp, b, batch, device, tmp, log=print) -> tuple[dict, dict]:
     views, cost = {}, {}
     length = b.warmup_steps + b.steps
 
-    def measure(flags: tuple[str, ...]):
+    def measure(flags: tuple[str, ...], distiller=b.distiller):
         args, dm, model = build(
-            b, distiller=b.distiller, data_device="gpu" if cuda else "cpu_batched", checkpoint_dir=tmp, more=flags
+            b, distiller=distiller, data_device="gpu" if cuda else "cpu_batched", checkpoint_dir=tmp, more=flags
         )
         model.to(device)
         if flags:
@@ -66,14 +100,25 @@ def strategy_steps(tp, b, batch, device, tmp, log=print) -> tuple[dict, dict]:
         speed = timed_fit(args, model, b, loader=RepeatBatch(batch, length))
         return speed, (torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None)
 
-    base, base_mem = measure(())
-    views["cassle_step_premade"] = base
-    for name, flags in STRATEGY_COST.items():
-        speed, mem = measure(("--cl_strategy", name, *flags))
-        views[f"cassle_{name}_step_premade"] = speed
+    def report(name, label, speed, mem):
         cost[name] = {"extra_time_fraction": base / speed - 1, "peak_mib_cassle": base_mem, "peak_mib": mem}
         log(
-            f"CaSSLe + {name:14s}     {speed:>12,.0f} views/s ({100 * cost[name]['extra_time_fraction']:+.1f} % "
+            f"{label:29s} {speed:>12,.0f} views/s ({100 * cost[name]['extra_time_fraction']:+.1f} % "
             f"time per step beside CaSSLe {base:,.0f}" + (f"; peak {mem:,.0f} MiB vs {base_mem:,.0f})" if cuda else ")")
         )
+
+    pnr, names, notes = successors(b)
+    base, base_mem = measure(())
+    views["cassle_step_premade"] = base
+    log(f"CaSSLe ({b.distiller})".ljust(29) + f" {base:>12,.0f} views/s")
+    if pnr is not None:
+        speed, mem = measure((), distiller=pnr)
+        views[f"{pnr}_step_premade"] = speed
+        report(pnr, f"PNR ({pnr})", speed, mem)
+    for name in names:
+        speed, mem = measure(("--cl_strategy", name, *STRATEGY_COST.get(name, [])))
+        views[f"cassle_{name}_step_premade"] = speed
+        report(name, f"CaSSLe + {name}", speed, mem)
+    for note in notes:
+        log(f"  ({note})")
     return views, cost

@@ -24,6 +24,8 @@ the runner's precision / channels_last resolution, CSV logger and LR monitor. A 
             per step: what the LARS update costs beside plain SGD
   augment   the batched augmentation alone (no model): as the hook runs it (both views in one
             fused pass) and view by view (``MultiViewBatchAugment``)
+  strategy  CaSSLe's successors beside CaSSLe on pre-made tensors: PNR (``--pnr_distiller``) and
+            CaSSLe + each ``--cl_strategies`` (CroMo-Mixup): ``strategy_cost.py``
 
 Targets (the Speed issue; one H100/H200, Barlow Twins + decorrelative, ResNet-18, batch 256,
 CIFAR-100): gpu >= 85% of step, gpu >= 2x workers. Figures go to stdout and ``--output`` (JSON).

@@ -95,6 +95,16 @@ def parse_bench_args(argv=None) -> argparse.Namespace:
     p.add_argument("--modes", default=",".join(MODES[:-1]), help=f"comma list out of {', '.join(MODES)}")
     p.add_argument("--seed", type=int, default=5)
     p.add_argument(
+        "--pnr_distiller",
+        default="auto",
+        help="strategy mode: PNR's distiller measured beside CaSSLe's (auto: the method's; none: skip)",
+    )
+    p.add_argument(
+        "--cl_strategies",
+        default="auto",
+        help="strategy mode: comma list of --cl_strategy values added to CaSSLe (auto: strategy_cost.STRATEGY_COST)",
+    )
+    p.add_argument(
         "--smoke", action="store_true", help="tiny sizes on the CPU: tiny backbone, synthetic data, a few steps"
     )
     p.add_argument("--output", default=None, help="JSON file to write")

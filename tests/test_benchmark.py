@@ -100,3 +100,48 @@ def test_bad_arguments():
         throughput.parse_bench_args(["--steps", "0"])
     b = throughput.parse_bench_args(["--smoke", "--modes", "step"])
     assert b.modes == ["step"] and b.backbone == "tiny" and b.steps <= 4
+
+
+def test_successors_measured_beside_cassle_resolve_per_method():
+    """strategy mode (issue 23): PNR's distiller of the method beside CaSSLe's, CroMo-Mixup where the
+    method supports it; what is skipped is said."""
+    from benchmarks.strategy_cost import successors
+
+    def resolve(*argv):
+        return successors(throughput.parse_bench_args(["--smoke", *argv]))
+
+    assert resolve() == ("pnr_decorrelative", ["cromo_mixup"], [])
+    assert resolve("--method", "byol", "--distiller", "predictive")[:2] == ("pnr_predictive", ["cromo_mixup"])
+    pnr, names, notes = resolve("--method", "mocov2plus", "--distiller", "contrastive")
+    assert (pnr, names) == ("pnr_moco", []) and "cromo_mixup skipped" in notes[0]
+    pnr, names, notes = resolve("--method", "swav", "--distiller", "knowledge", "--cl_strategies", "")
+    assert (pnr, names) == (None, []) and "no PNR distiller for --method swav" in notes[0]
+    assert resolve("--pnr_distiller", "none", "--cl_strategies", "ewc,cromo_mixup")[:2] == (
+        None,
+        ["ewc", "cromo_mixup"],
+    )
+
+
+@pytest.mark.slow  # ~50 s on 2 busy cores: four Lightning fits in a subprocess
+def test_one_command_measures_cassle_pnr_and_cromo_mixup(tmp_path):
+    out = tmp_path / "succ.json"
+    argv = ["--smoke", "--method", "byol", "--distiller", "predictive", "--modes", "finetune,strategy"]
+    done = subprocess.run(
+        [sys.executable, "benchmarks/throughput.py", *argv, "--output", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    views, cost = result["views_per_s"], result["strategy_cost"]
+    assert set(cost) == {"pnr_predictive", "cromo_mixup"}
+    base = views["cassle_step_premade"]
+    assert base > 0 and views["finetune_step_premade"] > 0
+    for name, key in (
+        ("pnr_predictive", "pnr_predictive_step_premade"),
+        ("cromo_mixup", "cassle_cromo_mixup_step_premade"),
+    ):
+        assert cost[name]["extra_time_fraction"] == pytest.approx(base / views[key] - 1)
+    assert "PNR (pnr_predictive)" in done.stdout and "CaSSLe + cromo_mixup" in done.stdout

@@ -21,6 +21,7 @@ def _run(
     distiller=None,
     cl_strategy=None,
     protocol=None,
+    **more,
 ) -> Path:
     run = root / name
     for t in range(2):  # task 0 of a CaSSLe run has no distiller: the last task's args count
@@ -33,6 +34,7 @@ def _run(
             "num_tasks": 5,
             "distiller": distiller if t else None,
             "cl_strategy": cl_strategy,
+            **more,
         }
         (run / f"task{t}" / "args.json").write_text(json.dumps(args))
     (run / "eval").mkdir()
@@ -107,7 +109,7 @@ def test_compare_shows_the_papers_number_only_beside_the_papers_protocol(tmp_pat
 
 def test_pocon_runs_are_their_own_row_without_a_paper_number(tmp_path):
     """A --pocon run is labelled POCON (never fine-tuning beside the paper's number), after PNR."""
-    from cassle.eval.compare import PAPER_POCON_CIFAR100, ROW_ORDER, strategy_label
+    from cassle.eval.compare import ROW_ORDER, paper_value, strategy_label
 
     assert strategy_label({"pocon": True}) == "POCON" and ROW_ORDER[-1] == "POCON"
     run = _run(tmp_path / "g", "barlow-pocon", "barlow_twins", 1, 50.0)
@@ -118,7 +120,63 @@ def test_pocon_runs_are_their_own_row_without_a_paper_number(tmp_path):
     out = tmp_path / "cmp"
     assert main(["--compare", str(tmp_path / "g"), "--output_dir", str(out)]) == 0
     rows = {r["strategy"]: r for r in csv.DictReader((out / "comparison.csv").open()) if r["metric"] == "A"}
-    assert rows["POCON"]["paper"] == str(PAPER_POCON_CIFAR100.get("barlow_twins", ""))
+    assert paper_value("POCON", "barlow_twins", ("cifar100", "class", 5)) is None
+    assert rows["POCON"]["paper"] == ""
     assert rows["fine-tuning"]["paper"] == "54.3"
     md = (out / "comparison.md").read_text()
     assert md.index("| fine-tuning |") < md.index("| POCON |")
+
+
+def test_papers_numbers_show_with_their_protocol(tmp_path, monkeypatch):
+    """Issue 23: a successor's paper number of the same setting but another training protocol shows
+    with that protocol, never as the row's paper value; another task count is not shown at all; the
+    CaSSLe paper's number beside runs of fewer epochs says so."""
+    from cassle.eval import paper_numbers as pn
+
+    other = pn.PaperProtocol("cifar100", "class", 5, 750, "resnet18", "500-image buffer")
+    monkeypatch.setitem(
+        pn.PAPER_NUMBERS,
+        "PNR",
+        {
+            "byol": [
+                pn.PaperNumber(70.0, "a paper, Table 9", pn.PaperProtocol("cifar100", "class", 10, 500)),
+                pn.PaperNumber(61.0, "a paper, Table 1", other),
+            ],
+            "simclr": pn.PaperNumber(55.0, "a paper, Table 2", pn.PaperProtocol("cifar100", "class", 10, 500)),
+        },
+    )
+    g = tmp_path / "g"
+    _run(g, "byol-pnr", "byol", 1, 60.0, distiller="pnr_predictive", max_epochs=500, backbone="resnet18")
+    _run(g, "simclr-pnr", "simclr", 1, 50.0, distiller="pnr_contrastive", max_epochs=500)
+    _run(g, "byol-cassle-short", "byol", 1, 40.0, distiller="predictive", max_epochs=2)
+    _run(g, "simclr-cassle", "simclr", 1, 57.0, distiller="contrastive", max_epochs=500, backbone="resnet18")
+    out = tmp_path / "cmp"
+    assert main(["--compare", str(g), "--output_dir", str(out)]) == 0
+    md = (out / "comparison.md").read_text()
+    assert "| PNR | 50.00 {paper} | 60.00 {paper} [paper 61.0 (5 tasks x 750 ep, resnet18, 500-image buffer): " in md
+    assert "70.0" not in md and "55.0" not in md  # the 10-task numbers: not these runs' setting
+    assert "| CaSSLe | 57.00 {paper} [paper 58.3] | 40.00 {paper} [paper 62.2 (5 tasks x 500 ep, resnet18): " in md
+    assert "- PNR / BYOL: 61.0 (5 tasks x 750 ep, resnet18, 500-image buffer); a paper, Table 1" in md
+    assert "- CaSSLe / SimCLR: 58.3 (5 tasks x 500 ep, resnet18); Fini et al., CVPR 2022" in md
+    rows = {
+        (r["strategy"], r["method"]): r for r in csv.DictReader((out / "comparison.csv").open()) if r["metric"] == "A"
+    }
+    assert rows[("PNR", "byol")]["paper"] == "" and rows[("PNR", "byol")]["paper_other"].startswith("61.0 (5 tasks")
+    assert rows[("CaSSLe", "byol")]["paper"] == ""  # 2 epochs per task: not the paper's 500
+    assert (rows[("CaSSLe", "simclr")]["paper"], rows[("CaSSLe", "simclr")]["paper_other"]) == ("58.3", "")
+    assert rows[("PNR", "simclr")]["paper"] == rows[("PNR", "simclr")]["paper_other"] == ""
+
+
+def test_paper_numbers_table_is_sourced_and_matches_only_this_repos_protocol():
+    from cassle.eval import paper_numbers as pn
+
+    for row, by_method in pn.PAPER_NUMBERS.items():
+        for method in by_method:
+            for e in pn.entries(row, method):
+                assert e.source and 0 < e.value < 100, (row, method)
+    setting = ("cifar100", "class", 5)
+    assert pn.paper_value("CaSSLe", "barlow_twins", setting) == 60.4
+    assert pn.paper_value("CaSSLe", "barlow_twins", ("cifar100", "class", 10)) is None
+    assert pn.lookup("CaSSLe", "barlow_twins", setting, epochs=500, backbone="resnet18")[1] is True
+    assert pn.lookup("CaSSLe", "barlow_twins", setting, epochs=500, backbone="vit_small")[1] is False
+    assert pn.lookup("fine-tuning", "byol", setting, epochs=499)[0].value == 52.7

@@ -9,8 +9,10 @@ their seed are repeats: their A / F / T become mean +- sample std (n >= 2) over 
 Writes into DIR: ``comparison.csv`` (one row per metric x strategy x method: mean, std, n, seeds,
 paper value, runs), ``comparison.md`` (one table per metric, rows = strategy, columns = method),
 ``comparison.png`` (grouped bars with std error bars, one panel per metric) and
-``comparison.json``. Beside the fine-tuning and CaSSLe rows of CIFAR-100 class-incremental 5-task
-runs the paper's A is shown (Fini et al., CVPR 2022, the README figure).
+``comparison.json``. Beside a row the paper's A is shown where ``paper_numbers.py`` has one for its
+row and method in the runs' setting: as ``[paper X]`` when its protocol is the runs' (the CaSSLe
+paper's fine-tuning and CaSSLe CIFAR-100 5-task numbers), with its protocol otherwise; the
+comparison lists every number shown with its source.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from cassle.eval import eval_protocol
+from cassle.eval.paper_numbers import lookup, paper_value  # noqa: F401  (paper_value re-exported)
 from cassle.utils.checkpoint import atomic_write_text
 
 METRICS = ("A", "F", "T")
@@ -74,35 +77,17 @@ ROW_ORDER = [
     "POCON",
 ]
 # CroMo-Mixup (Mushtaq et al., ECCV 2024) is run as CaSSLe's distiller (its KD term) + --cl_strategy
-# cromo_mixup; no paper number beside its rows: its CIFAR-100 runs (750 epochs per task, 500 images
-# stored per task, ErumMushtaq/CroMo-Mixup README) are not this repo's protocol (README, differences).
-# Osiris (Zhang et al., CoLLAs 2024): no paper number beside its rows. Its CIFAR-100 numbers are kNN
-# accuracies (SkrighYZ/Osiris eval.py, utils/knn_utils.py; no linear probe) of a GroupNorm + Mish
-# ResNet-18 trained 200 epochs per task with SGD lr 0.03, no schedule (train.py; its default
-# --num_tasks is 20), not this repo's protocol (5 tasks, linear probe; README, differences). The
-# paper's table could not be read when Osiris was added: none is recorded here.
-# CaSSLe paper (Fini et al., 2022), CIFAR-100, 5 class-incremental tasks, linear top-1 after the
-# last task: fine-tuning -> CaSSLe.
-PAPER_CIFAR100 = {
-    "byol": (52.7, 62.2),
-    "barlow_twins": (54.3, 60.4),
-    "simclr": (48.9, 58.3),
-    "mocov2plus": (47.3, 59.5),
-    "swav": (55.5, 57.8),
-    "vicreg": (51.5, 53.6),
-}
-
-# PNR paper (Cha et al., ICML 2024) CIFAR-100 numbers: none yet. Its repository (csm9493/PNR) states no
-# numbers and the paper's table could not be read when PNR was added; a PNR row shows no paper
-# number until one is entered here with its source (README, "Continual strategies").
-PAPER_PNR_CIFAR100: dict[str, float] = {}
+# cromo_mixup. The papers' numbers beside the rows, with source and protocol: paper_numbers.py.
+# Osiris (Zhang et al., CoLLAs 2024): its CIFAR-100 numbers are kNN accuracies (SkrighYZ/Osiris
+# eval.py, utils/knn_utils.py; no linear probe) of a GroupNorm + Mish ResNet-18 trained 200 epochs
+# per task with SGD lr 0.03, no schedule (train.py; default --num_tasks 20): not this repo's protocol,
+# and the paper's table could not be read when Osiris was added; none is recorded.
 
 # POCON paper (Gomez-Villa et al., WACV 2024) CIFAR-100 numbers: none here. Its protocol is not this
 # grid's (its public command, alviur/pocon_wacv2024 src/tests/wacv.py, runs 10 tasks with 500 + 250
 # epochs per task and 500 + 500 at task 0, and probes each task with linear heads), and its tables
 # could not be read when POCON was added: a POCON row shows no paper number; enter the paper's
-# CIFAR-100 accuracy for a matching protocol here with its source (README, "CaSSLe's successors").
-PAPER_POCON_CIFAR100: dict[str, float] = {}
+# CIFAR-100 accuracy for a matching protocol in paper_numbers.py with its source.
 
 
 class CompareError(ValueError):
@@ -172,18 +157,10 @@ def describe(run: Path) -> dict[str, Any]:
         "dataset": args.get("dataset"),
         "split": args.get("split_strategy"),
         "num_tasks": args.get("num_tasks"),
+        "epochs": args.get("max_epochs"),  # per task, the last task's (the papers' numbers need theirs)
+        "backbone": args.get("backbone"),
         **{m: results.get(m) for m in METRICS},
     }
-
-
-def paper_value(strategy: str, method: str, setting: tuple) -> float | None:
-    if setting != ("cifar100", "class", 5) or method not in PAPER_CIFAR100:
-        return None
-    if strategy == "PNR":
-        return PAPER_PNR_CIFAR100.get(method)
-    if strategy == "POCON":
-        return PAPER_POCON_CIFAR100.get(method)
-    return {"fine-tuning": PAPER_CIFAR100[method][0], "CaSSLe": PAPER_CIFAR100[method][1]}.get(strategy)
 
 
 def _stats(values: list[float]) -> tuple[float | None, float | None]:
@@ -222,9 +199,19 @@ def aggregate(runs: list[dict]) -> list[dict]:
     rows = []
     for (strategy, method), members in groups.items():
         kind = members[0].get("protocol", "unknown")
+        epochs = {m.get("epochs") for m in members}
+        backbones = {m.get("backbone") for m in members}
+        entry, same = lookup(
+            strategy,
+            method,
+            setting,
+            epochs=epochs.pop() if len(epochs) == 1 else "mixed",
+            backbone=backbones.pop() if len(backbones) == 1 else "mixed",
+        )
         for metric in METRICS:
             mean, std = _stats([m[metric] for m in members])
-            paper = paper_value(strategy, method, setting) if metric == "A" else None
+            shown = entry if metric == "A" else None
+            paper = shown.value if shown is not None and same else None
             rows.append(
                 {
                     "metric": metric,
@@ -239,6 +226,11 @@ def aggregate(runs: list[dict]) -> list[dict]:
                     # the paper's number only beside figures made with the paper's protocol
                     "paper": paper if kind == "paper" else None,
                     "paper_protocols_differ": paper is not None and kind != "paper",
+                    # a paper number of the same setting made with another training protocol
+                    "paper_other": None if shown is None or same else shown.value,
+                    "paper_number": None if shown is None else shown.value,
+                    "paper_protocol": None if shown is None else shown.protocol.short(),
+                    "paper_source": None if shown is None else shown.source,
                     "runs": [m["run"] for m in members],
                 }
             )
@@ -264,6 +256,8 @@ def _cell(row: dict | None) -> str:
     text += f" {{{row.get('protocol', 'unknown')}}}"
     if row.get("paper_protocols_differ"):
         return text + " [paper: protocols differ]"
+    if row.get("paper_other") is not None:
+        return text + f" [paper {row['paper_other']:.1f} ({row['paper_protocol']}): protocols differ]"
     return text + (f" [paper {row['paper']:.1f}]" if row["paper"] is not None else "")
 
 
@@ -275,9 +269,10 @@ def markdown(rows: list[dict]) -> str:
         "",
         (
             "Mean ± sample std over seeds (n runs); {protocol}: how the figure was made (paper = the "
-            "paper's protocol, fast = the fast probe, custom = other flags); [paper X]: the CaSSLe paper's "
-            "CIFAR-100 number, shown only beside figures made with the paper's protocol ([paper: protocols "
-            "differ] otherwise)."
+            "paper's protocol, fast = the fast probe, custom = other flags); [paper X]: the paper's number "
+            "(sources below), shown only beside figures made with the paper's protocol ([paper: protocols "
+            "differ] otherwise); [paper X (P): protocols differ]: the paper's number for the same setting "
+            "obtained with training protocol P, not this run's."
         ),
         "",
     ]
@@ -294,13 +289,22 @@ def markdown(rows: list[dict]) -> str:
         for s in strategies:
             lines.append(f"| {s} | " + " | ".join(_cell(index.get((metric, s, m))) for m in methods) + " |")
         lines.append("")
+    cited = sorted({(r["strategy"], r["method"], r["paper_source"]) for r in rows if r.get("paper_source")})
+    if cited:
+        lines += ["## Paper numbers shown", ""]
+        for s, m, source in cited:
+            r = index[("A", s, m)]
+            lines.append(f"- {s} / {METHOD_NAMES.get(m, m)}: {r['paper_number']} ({r['paper_protocol']}); {source}")
+        lines.append("")
     return "\n".join(lines)
 
 
 def to_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["metric", "strategy", "method", "mean", "std", "n", "seeds", "paper", "runs", "protocol"])
+    w.writerow(
+        ["metric", "strategy", "method", "mean", "std", "n", "seeds", "paper", "runs", "protocol", "paper_other"]
+    )
     strategies, methods = _order(rows)
     key = {(r["metric"], r["strategy"], r["method"]): r for r in rows}
     for metric in METRICS:
@@ -320,6 +324,9 @@ def to_csv(rows: list[dict]) -> str:
                             "" if r["paper"] is None else r["paper"],
                             " ".join(r["runs"]),
                             r.get("protocol", "unknown"),
+                            ""
+                            if r.get("paper_other") is None
+                            else f"{r['paper_other']} ({r['paper_protocol']}; {r['paper_source']})",
                         ]
                     )
     return buf.getvalue()
