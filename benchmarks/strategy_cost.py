@@ -1,14 +1,17 @@
 """The cost of CaSSLe's successors beside CaSSLe: ``throughput.py --modes strategy``.
 
     python benchmarks/throughput.py --method barlow_twins --distiller decorrelative \
-        --modes finetune,step,strategy --data_dir DATA        # fine-tuning, CaSSLe, PNR, CroMo-Mixup
+        --modes finetune,step,strategy,pocon --data_dir DATA  # + PNR, CroMo-Mixup, Osiris, POCON
 
 The training step on pre-made tensors (as throughput's ``step`` mode), at task 1, in views/s (the
 current batch's views; replayed or mixed images are the strategy's cost), of CaSSLe alone
 (``--distiller``), of PNR (``--pnr_distiller``; ``auto``: the method's, ``PNR_DISTILLER``, in place
-of CaSSLe's distiller) and of CaSSLe + each strategy of ``--cl_strategies`` (default: those of
-``STRATEGY_COST`` that support the method) with a full buffer; the extra time per step beside
-CaSSLe, and on CUDA the peak memory of each (``torch.cuda.max_memory_allocated``).
+of CaSSLe's distiller) and of each strategy of ``--cl_strategies`` (default: those of
+``STRATEGY_COST`` that support the method: CroMo-Mixup on top of CaSSLe's distiller, Osiris without
+one, as their scripts run them, ``STRATEGY_WITH_CASSLE``) with a full buffer; the extra time per
+step beside CaSSLe (and beside fine-tuning where the command's ``finetune`` mode ran first), on
+CUDA the peak memory of each (``torch.cuda.max_memory_allocated``), everywhere the model's state
+counts (``step_cost.state_counts``). POCON's two phases: ``pocon_cost.py``.
 
 PNR's extra work per step beside CaSSLe's (``cassle/distillers/pnr_*.py``): none in forward passes
 (the frozen backbone + projector once per view and the predictor per view, as CaSSLe); the non-
@@ -44,12 +47,17 @@ STRATEGY_COST = {
     "osiris": ["--buffer_size", "500", "--osiris_variant", "r", "--osiris_lamb", "0.5", "--osiris_temperature", "0.1"],
 }
 STRATEGY_METHODS = {"cromo_mixup": CROMO_MIXUP_METHODS}  # the methods a strategy runs with, where limited
+# Whether a strategy runs with CaSSLe's distiller, as its scripts run it: CroMo-Mixup's CaSSLe term is
+# CaSSLe's distiller (barlow_cromo_mixup.sh passes --distiller); Osiris is the fine-tuning script +
+# the strategy (simclr_osiris.sh has no --distiller), so it is measured without one, beside CaSSLe.
+STRATEGY_WITH_CASSLE = {"cromo_mixup": True, "osiris": False}
 
 
-def _ready(model, dm, device) -> None:
+def _ready(model, dm) -> None:
     """Fill each replay strategy's buffer with task images and give it its source, as after task 0."""
     from cassle.data.buffer import ReplaySource
 
+    device = model.device
     for s in model.strategies.values():
         if s.kind != "replay":
             continue
@@ -78,47 +86,33 @@ def successors(b) -> tuple[str | None, list[str], list[str]]:
     return pnr, keep, notes
 
 
-def strategy_steps(tp, b, batch, device, tmp, log=print) -> tuple[dict, dict]:
-    """(views/s by figure, {successor: cost}) of CaSSLe, PNR and CaSSLe + each strategy; ``tp`` the
-    throughput module (its ``build``, ``timed_fit``, ``RepeatBatch``)."""
-    build, timed_fit, RepeatBatch = tp.build, tp.timed_fit, tp.RepeatBatch
+def strategy_steps(measure, b, log=print) -> tuple[dict, dict]:
+    """(views/s by figure, {successor: cost}) of CaSSLe, PNR and each strategy (with CaSSLe's
+    distiller, or without it where ``STRATEGY_WITH_CASSLE`` says so); ``measure`` a
+    ``step_cost.StepMeasure`` (its figures shared with the other modes of the command)."""
+    from step_cost import beside, cost_line
 
-    cuda = device.type == "cuda"
     views, cost = {}, {}
-    length = b.warmup_steps + b.steps
-
-    def measure(flags: tuple[str, ...], distiller=b.distiller):
-        args, dm, model = build(
-            b, distiller=distiller, data_device="gpu" if cuda else "cpu_batched", checkpoint_dir=tmp, more=flags
-        )
-        model.to(device)
-        if flags:
-            _ready(model, dm, device)
-        if cuda:
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(device)
-        speed = timed_fit(args, model, b, loader=RepeatBatch(batch, length))
-        return speed, (torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None)
-
-    def report(name, label, speed, mem):
-        cost[name] = {"extra_time_fraction": base / speed - 1, "peak_mib_cassle": base_mem, "peak_mib": mem}
-        log(
-            f"{label:29s} {speed:>12,.0f} views/s ({100 * cost[name]['extra_time_fraction']:+.1f} % "
-            f"time per step beside CaSSLe {base:,.0f}" + (f"; peak {mem:,.0f} MiB vs {base_mem:,.0f})" if cuda else ")")
-        )
-
     pnr, names, notes = successors(b)
-    base, base_mem = measure(())
-    views["cassle_step_premade"] = base
-    log(f"CaSSLe ({b.distiller})".ljust(29) + f" {base:>12,.0f} views/s")
+    base = measure("cassle", distiller=b.distiller)
+    views["cassle_step_premade"] = base["views_per_s"]
+    log(f"CaSSLe ({b.distiller})".ljust(29) + f" {base['views_per_s']:>12,.0f} views/s")
+
+    def report(name, label, figures):
+        cost[name] = beside(figures, base, measure.figures.get("finetune"))
+        log(cost_line(label, figures, base, measure.cuda))
+
     if pnr is not None:
-        speed, mem = measure((), distiller=pnr)
-        views[f"{pnr}_step_premade"] = speed
-        report(pnr, f"PNR ({pnr})", speed, mem)
+        figures = measure(pnr, distiller=pnr)
+        views[f"{pnr}_step_premade"] = figures["views_per_s"]
+        report(pnr, f"PNR ({pnr})", figures)
     for name in names:
-        speed, mem = measure(("--cl_strategy", name, *STRATEGY_COST.get(name, [])))
-        views[f"cassle_{name}_step_premade"] = speed
-        report(name, f"CaSSLe + {name}", speed, mem)
+        with_cassle = STRATEGY_WITH_CASSLE.get(name, True)
+        flags = ("--cl_strategy", name, *STRATEGY_COST.get(name, []))
+        figures = measure(name, flags, distiller=b.distiller if with_cassle else None, prepare=_ready)
+        views[f"{'cassle_' if with_cassle else ''}{name}_step_premade"] = figures["views_per_s"]
+        report(name, f"CaSSLe + {name}" if with_cassle else f"{name} (no distiller)", figures)
+        cost[name]["with_cassle"] = with_cassle
     for note in notes:
         log(f"  ({note})")
     return views, cost

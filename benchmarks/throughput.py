@@ -25,7 +25,9 @@ the runner's precision / channels_last resolution, CSV logger and LR monitor. A 
   augment   the batched augmentation alone (no model): as the hook runs it (both views in one
             fused pass) and view by view (``MultiViewBatchAugment``)
   strategy  CaSSLe's successors beside CaSSLe on pre-made tensors: PNR (``--pnr_distiller``) and
-            CaSSLe + each ``--cl_strategies`` (CroMo-Mixup): ``strategy_cost.py``
+            each ``--cl_strategies`` (CroMo-Mixup with CaSSLe, Osiris): ``strategy_cost.py``
+  pocon     POCON's expert step and merge step at task 1 beside fine-tuning and CaSSLe:
+            ``pocon_cost.py`` (``--modes all``: every mode)
 
 Targets (the Speed issue; one H100/H200, Barlow Twins + decorrelative, ResNet-18, batch 256,
 CIFAR-100): gpu >= 85% of step, gpu >= 2x workers. Figures go to stdout and ``--output`` (JSON).
@@ -45,6 +47,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[1]
 for _path in (ROOT, ROOT / "benchmarks"):  # run as a script from anywhere, or imported by path
@@ -250,8 +253,10 @@ def run(b: argparse.Namespace, log=print) -> dict:
         commands["cassle_args"] = shlex.join(
             cassle_argv(b, distiller=b.distiller, data_device=batched, checkpoint_dir="DIR")
         )
-        if {"step", "finetune", "optim", "strategy"} & set(b.modes):
+        if {"step", "finetune", "optim", "strategy", "pocon"} & set(b.modes):
             batch = premade_batch(dm, device)
+            tp = SimpleNamespace(build=build, timed_fit=timed_fit, RepeatBatch=RepeatBatch)
+            measure = __import__("step_cost").StepMeasure(tp, b, batch, device, tmp)
         if "step" in b.modes:
             views["step_premade"] = timed_fit(args, model, b, loader=RepeatBatch(batch, length))
             log(f"step on pre-made tensors      {views['step_premade']:>12,.0f} views/s")
@@ -270,14 +275,14 @@ def run(b: argparse.Namespace, log=print) -> dict:
             views["e2e_torchvision_workers"] = timed_fit(wargs, model, b, datamodule=wdm)
             log(f"end to end, {b.num_workers:2d} torchvision workers {views['e2e_torchvision_workers']:>8,.0f} views/s")
         if "finetune" in b.modes:
-            fargs, _, fmodel = build(b, distiller=None, data_device=batched, checkpoint_dir=tmp)
-            fmodel.to(device)
-            views["finetune_step_premade"] = timed_fit(fargs, fmodel, b, loader=RepeatBatch(batch, length))
+            views["finetune_step_premade"] = measure("finetune")["views_per_s"]
             log(f"fine-tuning step (no CaSSLe)  {views['finetune_step_premade']:>12,.0f} views/s")
-        if "strategy" in b.modes:  # CaSSLe + a continual strategy beside CaSSLe
-            from benchmarks.strategy_cost import strategy_steps
-
-            views.update((cost := strategy_steps(sys.modules[__name__], b, batch, device, tmp, log))[0])
+        if cuda and {"strategy", "pocon"} & set(b.modes):
+            model.cpu()  # the peaks of the models compared, without the step mode's model resident
+        if "strategy" in b.modes:  # PNR, CroMo-Mixup, Osiris beside CaSSLe (strategy_cost.py)
+            views.update((cost := __import__("strategy_cost").strategy_steps(measure, b, log))[0])
+        if "pocon" in b.modes:  # POCON's expert and merge steps beside CaSSLe (pocon_cost.py)
+            views.update((pocon := __import__("pocon_cost").pocon_steps(measure, b, log))[0])
         if "optim" in b.modes:
             for name, flags in OPTIMIZER_FLAGS.items():
                 oargs, _, omodel = build(
@@ -339,6 +344,9 @@ def run(b: argparse.Namespace, log=print) -> dict:
         "views_per_s": views,
         "cassle_overhead": overhead,
         "strategy_cost": cost[1] if "strategy" in b.modes else {},
+        "pocon_cost": pocon[1] if "pocon" in b.modes else {},
+        # fine-tuning / CaSSLe / each successor's views/s, peak MiB (CUDA) and state counts
+        "step_figures": measure.figures if {"finetune", "strategy", "pocon"} & set(b.modes) else {},
         "step_ms_by_optimizer": step_ms,
         "ratios": ratios,
         "targets": TARGETS,

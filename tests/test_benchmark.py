@@ -104,16 +104,21 @@ def test_bad_arguments():
 
 def test_successors_measured_beside_cassle_resolve_per_method():
     """strategy mode (issue 23): PNR's distiller of the method beside CaSSLe's, CroMo-Mixup where the
-    method supports it; what is skipped is said."""
-    from benchmarks.strategy_cost import successors
+    method supports it, Osiris (any method); what is skipped is said."""
+    from benchmarks.strategy_cost import STRATEGY_WITH_CASSLE, successors
 
     def resolve(*argv):
         return successors(throughput.parse_bench_args(["--smoke", *argv]))
 
-    assert resolve() == ("pnr_decorrelative", ["cromo_mixup"], [])
-    assert resolve("--method", "byol", "--distiller", "predictive")[:2] == ("pnr_predictive", ["cromo_mixup"])
+    assert resolve() == ("pnr_decorrelative", ["cromo_mixup", "osiris"], [])
+    assert resolve("--method", "byol", "--distiller", "predictive")[:2] == (
+        "pnr_predictive",
+        ["cromo_mixup", "osiris"],
+    )
     pnr, names, notes = resolve("--method", "mocov2plus", "--distiller", "contrastive")
-    assert (pnr, names) == ("pnr_moco", []) and "cromo_mixup skipped" in notes[0]
+    assert (pnr, names) == ("pnr_moco", ["osiris"]) and "cromo_mixup skipped" in notes[0]
+    # as their scripts run them: CroMo-Mixup on CaSSLe's distiller, Osiris without one
+    assert STRATEGY_WITH_CASSLE == {"cromo_mixup": True, "osiris": False}
     pnr, names, notes = resolve("--method", "swav", "--distiller", "knowledge", "--cl_strategies", "")
     assert (pnr, names) == (None, []) and "no PNR distiller for --method swav" in notes[0]
     assert resolve("--pnr_distiller", "none", "--cl_strategies", "ewc,cromo_mixup")[:2] == (
@@ -122,8 +127,61 @@ def test_successors_measured_beside_cassle_resolve_per_method():
     )
 
 
-@pytest.mark.slow  # ~50 s on 2 busy cores: four Lightning fits in a subprocess
-def test_one_command_measures_cassle_pnr_and_cromo_mixup(tmp_path):
+def test_mode_selection():
+    """--modes: the default is the Speed issue's six (no successor modes), `all` every mode including
+    strategy and pocon, in MODES' order; unknown names are refused."""
+    b = throughput.parse_bench_args([])
+    assert b.modes == ["step", "gpu", "workers", "finetune", "augment", "optim"]
+    assert throughput.parse_bench_args(["--modes", "all"]).modes == list(throughput.MODES)
+    assert {"strategy", "pocon"} <= set(throughput.MODES)
+    assert throughput.parse_bench_args(["--modes", "finetune, pocon"]).modes == ["finetune", "pocon"]
+    with pytest.raises(SystemExit):
+        throughput.parse_bench_args(["--modes", "all,bogus"])
+
+
+def test_pocon_mode_skips_methods_pocon_does_not_support():
+    from benchmarks.pocon_cost import pocon_steps
+    from cassle.strategies.pocon import SUPPORTED
+
+    assert SUPPORTED == ("barlow_twins", "vicreg", "simclr")
+    lines = []
+    b = throughput.parse_bench_args(["--smoke", "--method", "byol", "--modes", "pocon"])
+    views, cost = pocon_steps(measure=None, b=b, log=lines.append)  # nothing measured: None is not called
+    assert views == {} and "barlow_twins, vicreg, simclr" in cost["skipped"] and "pocon skipped" in lines[0]
+
+
+def test_pocon_mode_times_both_phases_at_task_1(tmp_path):
+    """pocon mode (issue 23), CPU smoke in process (~5 s on 2 busy cores: four short fits): the expert
+    step trains the expert (not F), the merge step F + g_exp + g_ret (not the expert, not F_(t-1), not
+    the method's projector); the model holds the expert and F_(t-1) beside CaSSLe's one snapshot."""
+    b = throughput.parse_bench_args(["--smoke", "--modes", "pocon"])
+    b.argv = []
+    result = throughput.run(b, log=lambda *_: None)
+    views, cost, figures = result["views_per_s"], result["pocon_cost"], result["step_figures"]
+    assert set(figures) == {"finetune", "cassle", "pocon_expert", "pocon_merge"}
+    base = views["cassle_step_premade"]
+    for phase in ("expert", "merge"):
+        speed = views[f"pocon_{phase}_step_premade"]
+        assert speed > 0 and cost[phase]["extra_time_fraction"] == pytest.approx(base / speed - 1)
+        assert cost[phase]["extra_time_fraction_vs_finetune"] == pytest.approx(
+            views["finetune_step_premade"] / speed - 1
+        )
+        assert cost[phase]["peak_mib"] is None  # CPU: the state counts stand for memory
+    expert, merge = cost["expert"]["state"], cost["merge"]["state"]
+    tuned, cassle = figures["finetune"]["state"], figures["cassle"]["state"]
+    backbone = tuned["updated_by_module"]["backbone"]
+    assert set(expert["updated_by_module"]) == {"pocon.expert", "projector", "classifier"}
+    assert expert["updated_by_module"]["pocon.expert"] == backbone
+    assert set(merge["updated_by_module"]) == {"backbone", "pocon.adapt_proj", "pocon.retro_proj", "classifier"}
+    assert expert["updated_params"] == tuned["updated_params"]  # the expert phase is a fine-tuning step
+    # POCON's model: fine-tuning's + the expert + F_(t-1) (two more backbones) + g_exp + g_ret
+    extra_proj = merge["updated_by_module"]["pocon.adapt_proj"] + merge["updated_by_module"]["pocon.retro_proj"]
+    assert merge["params"] == expert["params"] == tuned["params"] + 2 * backbone + extra_proj
+    assert cassle["params"] > tuned["params"] + backbone  # CaSSLe: F_(t-1) + its predictor
+
+
+@pytest.mark.slow  # ~50 s on 2 busy cores: five Lightning fits in a subprocess
+def test_one_command_measures_cassle_pnr_cromo_mixup_and_osiris(tmp_path):
     out = tmp_path / "succ.json"
     argv = ["--smoke", "--method", "byol", "--distiller", "predictive", "--modes", "finetune,strategy"]
     done = subprocess.run(
@@ -136,12 +194,21 @@ def test_one_command_measures_cassle_pnr_and_cromo_mixup(tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     result = json.loads(out.read_text())
     views, cost = result["views_per_s"], result["strategy_cost"]
-    assert set(cost) == {"pnr_predictive", "cromo_mixup"}
+    assert set(cost) == {"pnr_predictive", "cromo_mixup", "osiris"}
     base = views["cassle_step_premade"]
     assert base > 0 and views["finetune_step_premade"] > 0
     for name, key in (
         ("pnr_predictive", "pnr_predictive_step_premade"),
         ("cromo_mixup", "cassle_cromo_mixup_step_premade"),
+        ("osiris", "osiris_step_premade"),
     ):
         assert cost[name]["extra_time_fraction"] == pytest.approx(base / views[key] - 1)
+        assert cost[name]["extra_time_fraction_vs_finetune"] == pytest.approx(
+            views["finetune_step_premade"] / views[key] - 1
+        )
+    assert cost["cromo_mixup"]["with_cassle"] and not cost["osiris"]["with_cassle"]
+    # Osiris runs without CaSSLe's distiller (no frozen snapshot for Osiris-R), with h beside g
+    osiris = cost["osiris"]["state"]["updated_by_module"]
+    assert "distiller" not in osiris and "strategies.osiris" in osiris
     assert "PNR (pnr_predictive)" in done.stdout and "CaSSLe + cromo_mixup" in done.stdout
+    assert "osiris (no distiller)" in done.stdout
