@@ -39,10 +39,12 @@ def pocon_steps(measure, b, log=print) -> tuple[dict, dict]:
     if b.method not in POCON_METHODS:
         log(f"  (pocon skipped: it supports --method {', '.join(POCON_METHODS)})")
         return views, {"skipped": f"--pocon supports --method {', '.join(POCON_METHODS)}"}
+    said = {"finetune", "cassle"} & set(measure.figures)  # measured (and printed) by an earlier mode
     finetune = measure("finetune")
     base = measure("cassle", distiller=b.distiller)
     views.update(finetune_step_premade=finetune["views_per_s"], cassle_step_premade=base["views_per_s"])
-    log(f"CaSSLe ({b.distiller})".ljust(29) + f" {base['views_per_s']:>12,.0f} views/s")
+    if "cassle" not in said:
+        log(f"CaSSLe ({b.distiller})".ljust(29) + f" {base['views_per_s']:>12,.0f} views/s")
     for phase, expert_epochs in PHASES.items():
         seen = {}
 
