@@ -212,3 +212,25 @@ def test_one_command_measures_cassle_pnr_cromo_mixup_and_osiris(tmp_path):
     assert "distiller" not in osiris and "strategies.osiris" in osiris
     assert "PNR (pnr_predictive)" in done.stdout and "CaSSLe + cromo_mixup" in done.stdout
     assert "osiris (no distiller)" in done.stdout
+
+
+def test_successor_params_builds_every_successor_without_data():
+    """successor_params.py (the memory the models hold, at any size; here the smoke's tiny net): one
+    model per successor of the method; Osiris-R = fine-tuning + h (a copy of the projector), CaSSLe's
+    successors PNR and CroMo-Mixup hold CaSSLe's parameters."""
+    _spec2 = importlib.util.spec_from_file_location("successor_params", REPO / "benchmarks" / "successor_params.py")
+    sp = importlib.util.module_from_spec(_spec2)
+    _spec2.loader.exec_module(sp)
+    counts = sp.main(["--smoke"])
+    assert set(counts) == {"finetune", "cassle", "pnr_decorrelative", "cromo_mixup", "osiris", "pocon"}
+    b = throughput.parse_bench_args(["--smoke"])
+    from cassle.utils.args import parse_args
+    from main_continual import build_model
+
+    plain = build_model(parse_args(throughput.cassle_argv(b, distiller=None, data_device="cpu", checkpoint_dir="x")))
+    projector = sum(p.numel() for p in plain.projector.parameters())
+    assert counts["osiris"]["params"] == counts["finetune"]["params"] + projector
+    assert counts["pnr_decorrelative"]["params"] == counts["cromo_mixup"]["params"] == counts["cassle"]["params"]
+    assert counts["pocon"]["params"] > counts["finetune"]["params"] + 2 * sum(
+        p.numel() for p in plain.backbone.parameters()
+    )
