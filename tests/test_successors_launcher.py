@@ -38,7 +38,7 @@ CIFAR = {
     "pnr": ("simclr_pnr.sh", [], {"distiller": "pnr_contrastive"}, "PNR"),
     "cromo_mixup": (
         "simclr_cromo_mixup.sh",
-        # a replay batch of the run's size: the script's 192 would be 12 x the tiny batch
+        # replay batches of the tiny run's size (the scripts' 64 and 192 go with batches of 256)
         ["--buffer_size", "64", "--replay_batch_size", "16"],
         {"distiller": "contrastive", "cl_strategy": ["cromo_mixup"]},
         "CaSSLe + CroMo-Mixup",
