@@ -78,8 +78,11 @@ def _probe(backbone, dm) -> float:
     return probe_accuracy(probe, xte, yte)
 
 
-def train_and_probe(method: str, data_dir, out_dir, steps: int = STEPS) -> tuple[float, float]:
-    """(random-init probe accuracy, trained probe accuracy) for ``method`` after ``steps`` steps."""
+def train_and_probe(
+    method: str, data_dir, out_dir, steps: int = STEPS, recipe: list[str] | None = None
+) -> tuple[float, float]:
+    """(random-init probe accuracy, trained probe accuracy) for ``method`` after ``steps`` steps
+    (``recipe``: the method's flags, default ``RECIPES[method]``)."""
     from main_continual import run_task
 
     argv = [
@@ -149,7 +152,7 @@ def train_and_probe(method: str, data_dir, out_dir, steps: int = STEPS) -> tuple
         "--no_progress_bar",
         "--checkpoint_dir",
         str(out_dir),
-        *RECIPES[method],
+        *(RECIPES[method] if recipe is None else recipe),
     ]
     args = parse_args(argv)
     init = _InitialBackbone()
