@@ -267,7 +267,8 @@ def main(argv=None) -> int:
             launch = None
             time.sleep(2)
         if where is None:  # the run got past this point (or ended) before it was reached
-            launch = None
+            if launch is not None and launch.proc.poll() is not None:
+                launch = None  # ended: the next point relaunches; a run still going serves the next point
             rows.append([kind, sig.name, target, "skipped (point passed)", "-", task])
             continue
         victim = launch.child() if target == "trainer" else launch.proc.pid
@@ -298,6 +299,8 @@ def main(argv=None) -> int:
             f"[fault_injection] kill {len(rows)}: {sig.name} to the {target} at {where}; launcher exit {rc}", flush=True
         )
 
+    if launch is not None:  # the last points were passed by a run still going: let it finish
+        launch.finish(timeout=7200)
     # Relaunch until the run finishes (a folder still locked by a stopping task is retried).
     for _ in range(20):
         final = Launch(command(exp), console)
