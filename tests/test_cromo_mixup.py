@@ -134,29 +134,9 @@ FLAGS = [
 
 
 def test_killed_task_resumes_to_identical_weights_buffer_and_lambda_draws(tmp_path):
-    from tests.test_strategies import SEQ, _Kill, _Killed, _sequence, _state, run_task, tiny_args
+    from tests.test_strategies import killed_and_resumed
 
-    _, (_, reference) = _sequence(tmp_path / "ref", FLAGS, epochs=2)
-    killed = tmp_path / "killed"
-    with pytest.raises(_Killed):
-        _sequence(killed, FLAGS, epochs=2, extra_callbacks=[_Kill()])
-    argv = [
-        *SEQ,
-        *FLAGS,
-        "--task_idx",
-        "1",
-        "--max_epochs",
-        "2",
-        "--pretrained_model",
-        str(killed / "task0" / "last.ckpt"),
-        "--resume_from_checkpoint",
-        str(killed / "task1" / "last.ckpt"),
-    ]
-    run_task(tiny_args("barlow_twins", *argv, tmp_path=killed / "task1"))
-    resumed = _state(killed / "task1" / "last.ckpt")
-    assert resumed.keys() == reference.keys()
-    different = [k for k in reference if not torch.equal(resumed[k], reference[k])]
-    assert not different, f"resumed run differs from the uninterrupted one: {different[:5]}"
+    _, resumed = killed_and_resumed(FLAGS, tmp_path)
     assert int(resumed["strategies.cromo_mixup.buffer.num_seen"]) == 2 * 2 * 32
 
 

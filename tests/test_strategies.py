@@ -100,9 +100,11 @@ class _Kill(pl.Callback):
         raise _Killed
 
 
-@pytest.mark.parametrize("names", [["ewc", "der", "pod", "pfr", "less_forget"], ["si", "derpp", "co2l"]])
-def test_killed_task_resumes_to_identical_weights_and_buffer(names, tmp_path):
-    flags = ["--cl_strategy", *names]
+def killed_and_resumed(flags: list[str], tmp_path) -> tuple[dict, dict]:
+    """Task 1 of the tiny sequence with ``flags``: stopped mid-task (after its first epoch's
+    checkpoint) and resumed from ``last.ckpt``, against the uninterrupted run. Asserts that every
+    tensor of the resumed task's checkpoint equals the uninterrupted one's; returns (reference,
+    resumed) state dicts for the caller's own checks."""
     _, (_, reference) = _sequence(tmp_path / "ref", flags, epochs=2)
     killed = tmp_path / "killed"
     with pytest.raises(_Killed):
@@ -124,6 +126,12 @@ def test_killed_task_resumes_to_identical_weights_and_buffer(names, tmp_path):
     assert resumed.keys() == reference.keys()
     different = [k for k in reference if not torch.equal(resumed[k], reference[k])]
     assert not different, f"resumed run differs from the uninterrupted one: {different[:5]}"
+    return reference, resumed
+
+
+@pytest.mark.parametrize("names", [["ewc", "der", "pod", "pfr", "less_forget"], ["si", "derpp", "co2l"]])
+def test_killed_task_resumes_to_identical_weights_and_buffer(names, tmp_path):
+    _, resumed = killed_and_resumed(["--cl_strategy", *names], tmp_path)
     replay = next(n for n in names if STRATEGIES[n].kind == "replay")
     assert int(resumed[f"strategies.{replay}.buffer.num_seen"]) == 2 * 2 * 32
 
