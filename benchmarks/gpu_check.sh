@@ -35,7 +35,7 @@ cd "$(dirname "$0")/.." || exit 2
 
 # Gather the npz parts into one folder (links only, nothing is copied).
 . benchmarks/cifar_npz.sh
-NPZ=$(mktemp -d /tmp/cifar100_npz.XXXX)
+NPZ=$(mktemp -d -t cifar100_npz.XXXX)
 trap 'rm -rf "$NPZ"' EXIT
 gather_cifar_npz "$DATA_DIR" "$NPZ" || exit 2
 

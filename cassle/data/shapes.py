@@ -105,47 +105,21 @@ def _outline(mask: np.ndarray, width: int) -> np.ndarray:
 # Per style: size range (radius as a fraction of the image), centre offset from the middle (fraction
 # of the room left), tilt, whether the shape is lighter than the background, contrast (1 = the
 # colours as drawn), background / shape texture amplitudes, pixel noise (std, in [0, 1] units).
+_STYLE_BASE = dict(
+    radius=(0.28, 0.42),
+    shift=0.6,
+    light_shape=True,
+    contrast=1.0,
+    bg_texture=(0.1, 0.25),
+    shape_texture=(0.0, 0.0),
+    noise=0.04,
+    outline=False,
+)
 STYLE_PARAMS = {
-    "textured": dict(
-        radius=(0.28, 0.42),
-        shift=0.6,
-        light_shape=True,
-        contrast=1.0,
-        bg_texture=(0.1, 0.25),
-        shape_texture=(0.0, 0.1),
-        noise=0.04,
-        outline=False,
-    ),
-    "plain": dict(
-        radius=(0.28, 0.42),
-        shift=0.6,
-        light_shape=True,
-        contrast=1.0,
-        bg_texture=(0.0, 0.0),
-        shape_texture=(0.0, 0.0),
-        noise=0.02,
-        outline=False,
-    ),
-    "outline": dict(
-        radius=(0.28, 0.42),
-        shift=0.6,
-        light_shape=True,
-        contrast=1.0,
-        bg_texture=(0.1, 0.25),
-        shape_texture=(0.0, 0.0),
-        noise=0.04,
-        outline=True,
-    ),
-    "noisy": dict(
-        radius=(0.28, 0.42),
-        shift=0.6,
-        light_shape=True,
-        contrast=0.6,
-        bg_texture=(0.0, 0.0),
-        shape_texture=(0.0, 0.0),
-        noise=0.12,
-        outline=False,
-    ),
+    "textured": {**_STYLE_BASE, "shape_texture": (0.0, 0.1)},
+    "plain": {**_STYLE_BASE, "bg_texture": (0.0, 0.0), "noise": 0.02},
+    "outline": {**_STYLE_BASE, "outline": True},
+    "noisy": {**_STYLE_BASE, "contrast": 0.6, "bg_texture": (0.0, 0.0), "noise": 0.12},
 }
 
 
